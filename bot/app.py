@@ -1,0 +1,66 @@
+"""build_slack_app(services) -> AsyncApp: the one Bolt app, for HTTP, Socket Mode and the shell."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+
+from bot.ids import IcAction
+from bot.logs import get_logger
+from bot.services import Services
+from commands import unavailable
+from commands.ic import IcHandlers
+from commands.mentions import MentionHandlers
+
+log = get_logger(__name__)
+
+SLASH_COMMANDS = ("/ic", "/diagnose", "/rollback")
+EVENTS = ("app_mention",)
+
+
+def _dedupe_events(services: Services) -> Callable[..., Awaitable[BoltResponse | None]]:
+    """Slack repeats Events API deliveries (retries, at-least-once): handle each event_id once."""
+
+    async def middleware(
+        req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[BoltResponse]]
+    ) -> BoltResponse | None:
+        body: Any = req.body
+        event_id = body.get("event_id") if isinstance(body, dict) else None
+        if body.get("type") == "event_callback" and isinstance(event_id, str):
+            async with services.pool.acquire() as conn:
+                fresh = await conn.fetchval(
+                    "INSERT INTO slack_events (event_id) VALUES ($1)"
+                    " ON CONFLICT (event_id) DO NOTHING RETURNING true",
+                    event_id[:200],
+                )
+            if not fresh:
+                retry = req.headers.get("x-slack-retry-num", [None])[0]
+                log.info("slack.event_repeated", event_id=event_id, retry=retry)
+                return BoltResponse(status=200, body="")
+        return await next()
+
+    return middleware
+
+
+def build_slack_app(services: Services) -> AsyncApp:
+    # Requests are verified once, at the HTTP edge (bot/web.py); the shell feeds the app directly.
+    app = AsyncApp(
+        client=services.client,
+        request_verification_enabled=False,
+        raise_error_for_unhandled_request=False,
+        process_before_response=False,
+    )
+    app.middleware(_dedupe_events(services))
+    ic = IcHandlers(services)
+    app.command("/ic")(ic.command)
+    app.action(re.compile(rf"^{re.escape(IcAction.PICK_INCIDENT.value)}:"))(ic.pick_incident)
+    for name in ("/diagnose", "/rollback"):
+        app.command(name)(unavailable.not_yet)
+    mentions = MentionHandlers()
+    app.event("app_mention")(mentions.app_mention)
+    return app

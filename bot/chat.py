@@ -1,0 +1,31 @@
+"""The `Chat` capability the domain posts through (Slack in production and in the shell)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class Chat(Protocol):
+    async def post(
+        self,
+        *,
+        channel: str,
+        text: str,
+        blocks: list[dict[str, Any]],
+        thread_ts: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> str:
+        """Post a message; returns its ts. Raises IntegrationError."""
+        ...
+
+    async def update(
+        self, *, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]
+    ) -> None: ...
+
+    async def find_posted(
+        self, *, channel: str, thread_ts: str | None, event_type: str, key: str
+    ) -> str | None:
+        """The ts of a message the bot already posted with this metadata key, if any."""
+        ...
+
+    async def resolve_channel(self, name_or_id: str) -> str: ...

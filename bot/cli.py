@@ -1,0 +1,180 @@
+"""The `icbot` console script (also `python -m bot`). Settings are built here, once."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Annotated
+
+import typer
+from aiohttp import web
+from pydantic import ValidationError
+
+from bot import logs
+from bot.errors import ConfigError, NotFound
+from bot.settings import Settings
+from bot.timeline import Verification
+
+cli = typer.Typer(
+    help="icbot: incident response for #waqiti-incidents.",
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+audit_cli = typer.Typer(help="Check the tamper-evident timeline.", no_args_is_help=True)
+cli.add_typer(audit_cli, name="audit")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        typer.echo(f"icbot: invalid settings: {problems}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"icbot: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _dsn(settings: Settings) -> str | None:
+    return settings.database_url.get_secret_value() if settings.database_url else None
+
+
+@cli.callback(invoke_without_command=True)
+def main_callback(ctx: typer.Context) -> None:
+    """With no command, runs the shell."""
+    if ctx.invoked_subcommand is None:
+        shell()
+
+
+@cli.command()
+def shell() -> None:
+    """The bot in your terminal: type /ic commands, see what it posts."""
+    settings = _settings()
+    logs.configure(settings.log_format or "console", "WARNING")
+    try:
+        code = asyncio.run(_run_shell(settings))
+    except (ConfigError, NotFound) as exc:
+        raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        code = 130
+    raise typer.Exit(code)
+
+
+async def _run_shell(settings: Settings) -> int:
+    from bot.shell import run_shell
+
+    return await run_shell(settings)
+
+
+@cli.command()
+def serve() -> None:
+    """Production HTTP mode on PORT: /slack/events, /healthz, /readyz, /metrics."""
+    settings = _settings()
+    logs.configure(settings.log_format or "json", settings.log_level)
+    try:
+        settings.require_slack()
+        asyncio.run(_serve(settings))
+    except (ValueError, ConfigError) as exc:
+        raise _fail(str(exc)) from None
+
+
+async def _serve(settings: Settings) -> None:
+    from bot.app import build_slack_app
+    from bot.services import open_services
+    from bot.store.db import database
+    from bot.web import build_web_app
+
+    token, signing_secret = settings.require_slack()
+    log = logs.get_logger("icbot.serve")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with (
+        database(_dsn(settings), settings.data_dir) as dsn,
+        open_services(settings, dsn=dsn, token=token) as services,
+    ):
+        app = build_web_app(services, build_slack_app(services), signing_secret=signing_secret)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host="0.0.0.0", port=settings.port)  # noqa: S104
+        await site.start()
+        log.info("serve.started", port=settings.port, channel=services.channel_id)
+        await stop.wait()
+        log.info("serve.stopping")
+        await runner.cleanup()
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply database migrations and exit."""
+    settings = _settings()
+    logs.configure(settings.log_format or "console", settings.log_level)
+    applied = asyncio.run(_migrate(settings))
+    typer.echo(f"applied {len(applied)} migration(s){': ' + ', '.join(applied) if applied else ''}")
+
+
+async def _migrate(settings: Settings) -> list[str]:
+    from bot.store import db
+
+    async with db.database(_dsn(settings), settings.data_dir) as dsn:
+        pool = await db.create_pool(dsn, min_size=1, max_size=1)
+        try:
+            async with pool.acquire() as conn:
+                return await db.migrate(conn)
+        finally:
+            await pool.close()
+
+
+@audit_cli.command("verify")
+def audit_verify(
+    incident: Annotated[str, typer.Argument(help="INC-n (or n)")],
+) -> None:
+    """Re-hash an incident's timeline chain; exit 1 if anything was altered or removed."""
+    from commands.parsing import INCIDENT
+
+    match = INCIDENT.match(incident.strip()) or INCIDENT.match(f"INC-{incident.strip()}")
+    if match is None:
+        raise _fail(f"{incident!r} is not an incident reference such as INC-3")
+    settings = _settings()
+    logs.configure(settings.log_format or "console", "WARNING")
+    try:
+        result = asyncio.run(_verify(settings, int(match.group(1))))
+    except NotFound as exc:
+        raise _fail(str(exc)) from None
+    ref = f"INC-{match.group(1)}"
+    if result.ok:
+        typer.echo(f"{ref}: timeline intact ({result.checked} entries verified)")
+        return
+    typer.echo(f"{ref}: timeline ALTERED ({len(result.problems)} problem(s)):")
+    for problem in result.problems:
+        typer.echo(f"  - {problem}")
+    raise typer.Exit(1)
+
+
+async def _verify(settings: Settings, number: int) -> Verification:
+    from bot.incidents import Incidents
+    from bot.policy import load_severity_policy
+    from bot.store import db
+
+    async with db.database(_dsn(settings), settings.data_dir) as dsn:
+        pool = await db.create_pool(dsn, min_size=1, max_size=1)
+        try:
+            incidents = Incidents(pool, load_severity_policy(settings.playbooks_dir), channel_id="")
+            return await incidents.verify(number)
+        finally:
+            await pool.close()
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,326 @@
+"""The incident lifecycle: declare, assign, severity, status, note, resolve. No Slack here.
+
+Every change runs in one transaction with the timeline entry that describes it
+(`timeline.record`) and with the card refresh it causes (an outbox item).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from bot import timeline
+from bot.errors import Ambiguous, Choice, Conflict, NotFound, UsageError
+from bot.models import (
+    IC,
+    MITIGATED_STAGES,
+    Clock,
+    Incident,
+    Status,
+    TimelineEntry,
+    incident_ref,
+    utcnow,
+)
+from bot.policy import SeverityPolicy
+from bot.store import Conn
+from bot.store import incidents as incidents_sql
+from bot.store import outbox as outbox_sql
+from bot.store import timeline as timeline_sql
+from bot.timefmt import human_duration
+from bot.timeline import Kind, Verification
+
+MAX_TITLE = 150
+MAX_TEXT = 3000
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a command did: the incident after it, and the entry it wrote."""
+
+    incident: Incident
+    entry: TimelineEntry
+
+
+def stage_of(text: str) -> Status | None:
+    """`Mitigating: rolled back` → MITIGATING. The first word may name a lifecycle stage."""
+    first = text.strip().split(maxsplit=1)[0] if text.strip() else ""
+    word = first.strip(".:;,!-—").lower()
+    try:
+        stage = Status(word)
+    except ValueError:
+        return None
+    return None if stage is Status.RESOLVED else stage
+
+
+class Incidents:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        policy: SeverityPolicy,
+        *,
+        channel_id: str,
+        clock: Clock = utcnow,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.pool = pool
+        self.policy = policy
+        self.channel_id = channel_id
+        self.clock = clock
+        self.on_change = on_change
+
+    # -- queries -----------------------------------------------------------------------------
+
+    async def get(self, ref: int | None, *, allow_resolved: bool = True) -> Incident:
+        async with self.pool.acquire() as conn:
+            return await self._target(conn, ref, allow_resolved=allow_resolved, lock=False)
+
+    async def list_recent(self, *, days: int = 7) -> list[Incident]:
+        async with self.pool.acquire() as conn:
+            return await incidents_sql.list_recent(
+                conn, resolved_since=self.clock() - timedelta(days=days)
+            )
+
+    async def timeline(self, ref: int | None) -> tuple[Incident, list[TimelineEntry]]:
+        async with self.pool.acquire() as conn:
+            incident = await self._target(conn, ref, allow_resolved=True, lock=False)
+            return incident, await timeline_sql.entries(conn, incident.id)
+
+    async def verify(self, number: int) -> Verification:
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            row = await conn.fetchrow(
+                "SELECT timeline_count, timeline_head FROM incidents WHERE id = $1", number
+            )
+            if row is None:
+                raise NotFound(f"{incident_ref(number)} does not exist.")
+            entries = await timeline_sql.entries(conn, number)
+        return timeline.verify_chain(
+            entries, count=row["timeline_count"], head=row["timeline_head"]
+        )
+
+    # -- changes -----------------------------------------------------------------------------
+
+    async def declare(self, *, title: str, severity: str | None, actor: str) -> Change:
+        title = " ".join(title.split())
+        if not title:
+            raise UsageError("Give the incident a title: `/ic declare Payments failing sev2`")
+        if len(title) > MAX_TITLE:
+            raise UsageError(f"The title is {len(title)} characters; keep it under {MAX_TITLE}.")
+        sev = severity or self.policy.default
+        level = self.policy.level(sev)
+        now = self.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
+            number = await incidents_sql.insert(
+                conn,
+                title=title,
+                severity=sev,
+                declared_by=actor,
+                channel_id=self.channel_id,
+                now=now,
+            )
+            await incidents_sql.set_role(
+                conn, number, role=IC, user_id=actor, assigned_by=actor, now=now
+            )
+            await outbox_sql.enqueue_card(conn, incident_id=number, version=1)
+            entry = await timeline.record(
+                conn,
+                incident_id=number,
+                kind=Kind.DECLARED,
+                actor=actor,
+                occurred_at=now,
+                text=(
+                    f"<@{actor}> declared {incident_ref(number)} ({sev.upper()} · {level.name}):"
+                    f" {title}. <@{actor}> is incident commander until reassigned."
+                ),
+                data={"title": title, "severity": sev, "commander": actor},
+            )
+            incident = await self._reload(conn, number)
+        self.on_change()
+        return Change(incident, entry)
+
+    async def assign(self, *, ref: int | None, user: str, role: str, actor: str) -> Change:
+        now = self.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
+            incident = await self._target(conn, ref, allow_resolved=False)
+            if incident.roles.get(role) == user:
+                raise Conflict(f"<@{user}> is already {role} of {incident.ref}.")
+            previous = await incidents_sql.set_role(
+                conn, incident.id, role=role, user_id=user, assigned_by=actor, now=now
+            )
+            fields: dict[str, object] = {}
+            if incident.acknowledged_at is None:
+                fields["acknowledged_at"] = now
+            await self._bump(conn, incident.id, now=now, **fields)
+            replacing = f", replacing <@{previous}>" if previous else ""
+            entry = await timeline.record(
+                conn,
+                incident_id=incident.id,
+                kind=Kind.ROLE,
+                actor=actor,
+                occurred_at=now,
+                text=f"<@{user}> is now {role}{replacing} (assigned by <@{actor}>).",
+                data={"role": role, "user": user, "previous": previous},
+            )
+            incident = await self._reload(conn, incident.id)
+        self.on_change()
+        return Change(incident, entry)
+
+    async def set_severity(self, *, ref: int | None, severity: str, actor: str) -> Change:
+        now = self.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
+            incident = await self._target(conn, ref, allow_resolved=False)
+            if incident.severity == severity:
+                raise Conflict(f"{incident.ref} is already {severity.upper()}.")
+            await self._bump(conn, incident.id, now=now, severity=severity)
+            level = self.policy.level(severity)
+            entry = await timeline.record(
+                conn,
+                incident_id=incident.id,
+                kind=Kind.SEVERITY,
+                actor=actor,
+                occurred_at=now,
+                text=(
+                    f"Severity {incident.severity.upper()} → {severity.upper()} ({level.name})"
+                    f" by <@{actor}>."
+                ),
+                data={"from": incident.severity, "to": severity},
+            )
+            incident = await self._reload(conn, incident.id)
+        self.on_change()
+        return Change(incident, entry)
+
+    async def post_status(self, *, ref: int | None, text: str, actor: str) -> Change:
+        text = _checked_text(text, what="status update")
+        now = self.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
+            incident = await self._target(conn, ref, allow_resolved=False)
+            fields: dict[str, object] = {"last_status": text, "last_status_at": now}
+            stage = stage_of(text)
+            if stage is not None:
+                fields["status"] = stage.value
+                if stage in MITIGATED_STAGES and incident.mitigated_at is None:
+                    fields["mitigated_at"] = now
+            if incident.acknowledged_at is None:
+                fields["acknowledged_at"] = now
+            await self._bump(conn, incident.id, now=now, **fields)
+            entry = await timeline.record(
+                conn,
+                incident_id=incident.id,
+                kind=Kind.STATUS,
+                actor=actor,
+                occurred_at=now,
+                text=f"Status update from <@{actor}>: {text}",
+                data={"text": text, "stage": stage.value if stage else None},
+            )
+            incident = await self._reload(conn, incident.id)
+        self.on_change()
+        return Change(incident, entry)
+
+    async def add_note(self, *, ref: int | None, text: str, actor: str) -> Change:
+        text = _checked_text(text, what="note")
+        now = self.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
+            # Notes are the one thing a resolved incident still takes.
+            incident = await self._target(conn, ref, allow_resolved=True)
+            entry = await timeline.record(
+                conn,
+                incident_id=incident.id,
+                kind=Kind.NOTE,
+                actor=actor,
+                occurred_at=now,
+                text=f"Note from <@{actor}>: {text}",
+                data={"text": text},
+            )
+        self.on_change()
+        return Change(incident, entry)
+
+    async def resolve(self, *, ref: int | None, summary: str | None, actor: str) -> Change:
+        summary = _checked_text(summary, what="summary") if summary else None
+        now = self.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
+            incident = await self._target(conn, ref, allow_resolved=False)
+            fields: dict[str, object] = {
+                "status": Status.RESOLVED.value,
+                "resolved_at": now,
+                "summary": summary,
+            }
+            if incident.mitigated_at is None:
+                fields["mitigated_at"] = now
+            if incident.acknowledged_at is None:
+                fields["acknowledged_at"] = now
+            await self._bump(conn, incident.id, now=now, **fields)
+            duration = human_duration((now - incident.declared_at).total_seconds())
+            tail = f" Summary: {summary}" if summary else ""
+            entry = await timeline.record(
+                conn,
+                incident_id=incident.id,
+                kind=Kind.RESOLVED,
+                actor=actor,
+                occurred_at=now,
+                text=f"<@{actor}> resolved {incident.ref} after {duration}.{tail}",
+                data={
+                    "summary": summary,
+                    "duration_s": int((now - incident.declared_at).total_seconds()),
+                },
+            )
+            incident = await self._reload(conn, incident.id)
+        self.on_change()
+        return Change(incident, entry)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    async def _bump(self, conn: Conn, incident_id: int, *, now: datetime, **fields: object) -> None:
+        version = await incidents_sql.update(conn, incident_id, now=now, **fields)
+        await outbox_sql.enqueue_card(conn, incident_id=incident_id, version=version)
+
+    async def _reload(self, conn: Conn, incident_id: int) -> Incident:
+        incident = await incidents_sql.get(conn, incident_id)
+        assert incident is not None
+        return incident
+
+    async def _target(
+        self, conn: Conn, ref: int | None, *, allow_resolved: bool, lock: bool = True
+    ) -> Incident:
+        """The incident a command means: the one named, or the only open one, or ask."""
+        if ref is not None:
+            incident = await incidents_sql.get(conn, ref, lock=lock)
+            if incident is None:
+                raise NotFound(f"{incident_ref(ref)} does not exist. `/ic list` shows incidents.")
+            if incident.is_resolved and not allow_resolved:
+                raise Conflict(
+                    f"{incident.ref} is resolved; only notes can be added"
+                    f" (`/ic note {incident.ref} …`)."
+                )
+            return incident
+        open_incidents = await incidents_sql.list_open(conn)
+        if not open_incidents and allow_resolved:
+            # Reading the timeline or adding a note right after resolving: the latest incident.
+            latest = await incidents_sql.latest(conn)
+            if latest is not None:
+                open_incidents = [latest]
+        if not open_incidents:
+            raise NotFound("There is no open incident. Declare one: `/ic declare <title> [sev1-4]`")
+        if len(open_incidents) > 1:
+            raise Ambiguous(
+                "Several incidents are open. Which one?",
+                [Choice(label=f"{i.ref} {i.title}", value=str(i.id)) for i in open_incidents],
+            )
+        only = open_incidents[0]
+        if lock:
+            locked = await incidents_sql.get(conn, only.id, lock=True)
+            assert locked is not None
+            if locked.is_resolved and not allow_resolved:
+                raise Conflict(f"{locked.ref} was just resolved.")
+            return locked
+        return only
+
+
+def _checked_text(text: str | None, *, what: str) -> str:
+    cleaned = (text or "").strip()
+    if not cleaned:
+        raise UsageError(f"The {what} is empty.")
+    if len(cleaned) > MAX_TEXT:
+        raise UsageError(f"The {what} is {len(cleaned)} characters; keep it under {MAX_TEXT}.")
+    return cleaned

@@ -1,0 +1,129 @@
+"""`Chat` over Slack's Web API (slack_sdk's AsyncWebClient; base URL from settings)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.errors import ConfigError, IntegrationError
+
+CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
+# Errors that the same request will never get past.
+PERMANENT = {
+    "channel_not_found", "is_archived", "msg_too_long", "no_text", "invalid_blocks",
+    "invalid_auth", "not_authed", "account_inactive", "token_revoked", "missing_scope",
+    "message_not_found", "cant_update_message", "invalid_arguments", "not_in_channel",
+}  # fmt: skip
+HISTORY_LOOKBACK = 200
+
+
+def _wrap(exc: Exception, method: str) -> IntegrationError:
+    if isinstance(exc, SlackApiError):
+        status = exc.response.status_code
+        error = str(exc.response.get("error", "unknown_error"))
+        if status == 429:
+            retry_after = float(exc.response.headers.get("Retry-After", "1") or 1)
+            return IntegrationError("slack", f"{method} rate limited", retry_after=retry_after)
+        if status >= 500:
+            return IntegrationError("slack", f"{method} failed with HTTP {status}")
+        return IntegrationError("slack", f"{method}: {error}", permanent=error in PERMANENT)
+    return IntegrationError("slack", f"{method}: {type(exc).__name__}")
+
+
+class SlackChat:
+    def __init__(self, client: AsyncWebClient) -> None:
+        self.client = client
+
+    async def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
+        """Call a Web API method through the SDK's own method (JSON for writes, form for reads)."""
+        bound = getattr(self.client, method.replace(".", "_"))
+        try:
+            response = await bound(**kwargs)
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            raise _wrap(exc, method) from exc
+        data = response.data
+        assert isinstance(data, dict)
+        return data
+
+    async def post(
+        self,
+        *,
+        channel: str,
+        text: str,
+        blocks: list[dict[str, Any]],
+        thread_ts: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> str:
+        args: dict[str, Any] = {"channel": channel, "text": text, "blocks": blocks}
+        if thread_ts:
+            args["thread_ts"] = thread_ts
+        if metadata:
+            args["metadata"] = metadata
+        try:
+            data = await self._call("chat.postMessage", **args)
+        except IntegrationError as exc:
+            if "not_in_channel" not in str(exc):
+                raise
+            await self._call("conversations.join", channel=channel)
+            data = await self._call("chat.postMessage", **args)
+        return str(data["ts"])
+
+    async def update(
+        self, *, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]
+    ) -> None:
+        await self._call("chat.update", channel=channel, ts=ts, text=text, blocks=blocks)
+
+    async def find_posted(
+        self, *, channel: str, thread_ts: str | None, event_type: str, key: str
+    ) -> str | None:
+        if thread_ts:
+            data = await self._call(
+                "conversations.replies",
+                channel=channel,
+                ts=thread_ts,
+                include_all_metadata=True,
+                limit=HISTORY_LOOKBACK,
+            )
+        else:
+            data = await self._call(
+                "conversations.history",
+                channel=channel,
+                include_all_metadata=True,
+                limit=HISTORY_LOOKBACK,
+            )
+        for message in data.get("messages", []):
+            meta = message.get("metadata") or {}
+            if (
+                meta.get("event_type") == event_type
+                and (meta.get("event_payload") or {}).get("key") == key
+            ):
+                return str(message["ts"])
+        return None
+
+    async def resolve_channel(self, name_or_id: str) -> str:
+        name = name_or_id.lstrip("#")
+        if CHANNEL_ID.match(name):
+            return name
+        cursor: str | None = None
+        while True:
+            args: dict[str, Any] = {
+                "types": "public_channel,private_channel",
+                "exclude_archived": True,
+                "limit": 200,
+            }
+            if cursor:
+                args["cursor"] = cursor
+            data = await self._call("conversations.list", **args)
+            for channel in data.get("channels", []):
+                if channel.get("name") == name:
+                    return str(channel["id"])
+            cursor = (data.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                raise ConfigError(
+                    f"INCIDENT_CHANNEL #{name} was not found; create it and invite the bot,"
+                    " or set INCIDENT_CHANNEL to the channel id"
+                )

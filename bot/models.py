@@ -1,0 +1,107 @@
+"""Domain data the rest of the bot passes around. Plain dataclasses, no I/O."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Status(StrEnum):
+    INVESTIGATING = "investigating"
+    IDENTIFIED = "identified"
+    MITIGATING = "mitigating"
+    MONITORING = "monitoring"
+    MITIGATED = "mitigated"
+    RESOLVED = "resolved"
+
+
+# Stages that mean the bleeding has stopped: the first of them sets `mitigated_at`.
+MITIGATED_STAGES = {Status.MONITORING, Status.MITIGATED}
+
+ROLE_ALIASES = {
+    "ic": "incident commander",
+    "commander": "incident commander",
+    "incident-commander": "incident commander",
+    "incident_commander": "incident commander",
+    "lead": "incident commander",
+    "scribe": "scribe",
+    "comms": "comms lead",
+    "comms-lead": "comms lead",
+    "comms_lead": "comms lead",
+    "communications": "comms lead",
+    "communications-lead": "comms lead",
+}
+IC = "incident commander"
+STANDARD_ROLES = (IC, "scribe", "comms lead")
+_FREE_ROLE = re.compile(r"^[a-z][a-z0-9 _-]{0,39}$")
+
+
+def normalise_role(raw: str) -> str | None:
+    """A role name from the runbooks, or a free-form one (`dba`, `security-lead`); None if bad."""
+    key = raw.strip().lower()
+    if key in ROLE_ALIASES:
+        return ROLE_ALIASES[key]
+    if key in STANDARD_ROLES:
+        return key
+    return key if _FREE_ROLE.match(key) else None
+
+
+def incident_ref(number: int) -> str:
+    return f"INC-{number}"
+
+
+@dataclass(frozen=True)
+class Incident:
+    id: int
+    title: str
+    severity: str
+    status: Status
+    declared_by: str
+    channel_id: str
+    thread_ts: str | None
+    declared_at: datetime
+    acknowledged_at: datetime | None
+    mitigated_at: datetime | None
+    resolved_at: datetime | None
+    summary: str | None
+    last_status: str | None
+    last_status_at: datetime | None
+    card_version: int
+    roles: dict[str, str] = field(default_factory=dict)  # role -> Slack user id
+
+    @property
+    def ref(self) -> str:
+        return incident_ref(self.id)
+
+    @property
+    def is_resolved(self) -> bool:
+        return self.resolved_at is not None
+
+    @property
+    def commander(self) -> str | None:
+        return self.roles.get(IC)
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    id: int
+    incident_id: int
+    seq: int
+    kind: str
+    actor: str
+    text: str
+    data: dict[str, Any]
+    occurred_at: datetime
+    content_hash: str
+    prev_hash: str
+    hash: str

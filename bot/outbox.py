@@ -1,0 +1,241 @@
+"""Posts the timeline and the incident cards to Slack: at least once, never twice, in order.
+
+Items are rows in `outbox`, written in the same transaction as the change they announce. A
+worker leases the oldest unfinished item of each incident, posts it, and marks it done. If a
+worker dies after Slack accepted a post but before marking it, the item's next attempt first
+looks for the post by its metadata key, so it is not posted twice. A 429 pauses the channel
+for `Retry-After`; other failures back off; nothing is dropped unless Slack refuses the same
+request permanently several times (logged as an error, the timeline in PostgreSQL keeps it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+import asyncpg
+
+from bot import blocks
+from bot.chat import Chat
+from bot.errors import IntegrationError
+from bot.ids import Metadata
+from bot.logs import get_logger
+from bot.models import Clock, Incident, utcnow
+from bot.policy import SeverityPolicy
+from bot.store import incidents as incidents_sql
+from bot.store import outbox as outbox_sql
+from bot.store import timeline as timeline_sql
+from bot.store.outbox import OutboxItem
+
+log = get_logger(__name__)
+
+LEASE = timedelta(seconds=60)
+MAX_PERMANENT_FAILURES = 5
+MAX_BACKOFF = 60.0
+
+
+class ChannelPacer:
+    """Slack allows about one message per second per channel, with short bursts."""
+
+    def __init__(self, *, per_second: float, burst: int) -> None:
+        self.interval = 1.0 / per_second if per_second > 0 else 0.0
+        self.burst = burst
+        self._next: dict[str, float] = {}
+
+    def pause(self, channel: str, seconds: float) -> None:
+        self._next[channel] = max(self._next.get(channel, 0.0), time.monotonic() + seconds)
+
+    async def wait(self, channel: str) -> None:
+        if self.interval == 0.0:
+            delay = self._next.get(channel, 0.0) - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            return
+        now = time.monotonic()
+        # `_next` is the time at which the bucket would be full again, minus the burst credit.
+        earliest = self._next.get(channel, 0.0) - self.interval * (self.burst - 1)
+        if earliest > now:
+            await asyncio.sleep(earliest - now)
+            now = time.monotonic()
+        self._next[channel] = max(self._next.get(channel, 0.0), now) + self.interval
+
+
+class Outbox:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        chat: Chat,
+        policy: SeverityPolicy,
+        *,
+        clock: Clock = utcnow,
+        pacer: ChannelPacer | None = None,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.pool = pool
+        self.chat = chat
+        self.policy = policy
+        self.clock = clock
+        self.pacer = pacer or ChannelPacer(per_second=1.0, burst=3)
+        self.poll_interval = poll_interval
+        self._kick = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self.on_posted: list[Callable[[OutboxItem], None]] = []
+
+    def kick(self) -> None:
+        """Something was queued: look now rather than at the next poll."""
+        self._kick.set()
+
+    async def run_forever(self) -> None:
+        """The supervised loop every replica runs; survives any error of one round."""
+        failures = 0
+        while True:
+            self._kick.clear()
+            try:
+                handled = await self.process_once()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                log.exception("outbox.round_failed", failures=failures)
+                handled = 0
+                await asyncio.sleep(min(MAX_BACKOFF, 0.5 * 2**failures))
+            if handled:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), timeout=self.poll_interval)
+
+    async def drain(self, *, timeout: float = 30.0) -> None:
+        """Post everything due now (and what falls due within `timeout`): the shell and tests."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if await self.process_once():
+                continue
+            async with self.pool.acquire() as conn:
+                if await outbox_sql.pending_count(conn) == 0:
+                    return
+                due = await outbox_sql.next_due(conn)
+            wait = 0.05
+            if due is not None:
+                wait = min(max((due - self.clock()).total_seconds(), 0.01), 1.0)
+            await asyncio.sleep(wait)
+        raise TimeoutError("the outbox did not drain")
+
+    async def process_once(self, *, limit: int = 20) -> int:
+        async with self._lock:
+            async with self.pool.acquire() as conn:
+                items = await outbox_sql.claim(conn, now=self.clock(), lease=LEASE, limit=limit)
+            for item in items:
+                await self._deliver(item)
+            return len(items)
+
+    async def _deliver(self, item: OutboxItem) -> None:
+        try:
+            posted_ts = await self._send(item)
+        except IntegrationError as exc:
+            await self._failed(item, exc)
+            return
+        async with self.pool.acquire() as conn:
+            await outbox_sql.complete(conn, item.id, now=self.clock(), posted_ts=posted_ts)
+        for hook in self.on_posted:
+            hook(item)
+
+    async def _failed(self, item: OutboxItem, exc: IntegrationError) -> None:
+        now = self.clock()
+        async with self.pool.acquire() as conn:
+            incident = await incidents_sql.get(conn, item.incident_id)
+            if exc.retry_after is not None and incident is not None:
+                self.pacer.pause(incident.channel_id, exc.retry_after)
+            if exc.permanent and item.attempts >= MAX_PERMANENT_FAILURES:
+                log.error("outbox.gave_up", item=item.dedupe_key, error=str(exc))
+                await outbox_sql.give_up(conn, item.id, now=now, error=str(exc))
+                return
+            delay = (
+                exc.retry_after
+                if exc.retry_after is not None
+                else min(MAX_BACKOFF, 2.0 ** min(item.attempts, 6) / 2)
+            )
+            log.warning("outbox.retry", item=item.dedupe_key, error=str(exc), in_seconds=delay)
+            await outbox_sql.retry_later(
+                conn, item.id, at=now + timedelta(seconds=delay), error=str(exc)
+            )
+
+    async def _send(self, item: OutboxItem) -> str | None:
+        async with self.pool.acquire() as conn:
+            incident = await incidents_sql.get(conn, item.incident_id)
+            entry = await timeline_sql.get(conn, item.timeline_id) if item.timeline_id else None
+            posted_version = await incidents_sql.card_posted_version(conn, item.incident_id)
+        assert incident is not None
+        if item.kind == "card" or incident.thread_ts is None:
+            thread_ts = await self._card(item, incident, posted_version)
+            if item.kind == "card":
+                return thread_ts
+            incident = await self._reloaded(incident.id)
+        assert entry is not None and incident.thread_ts is not None
+        key = item.dedupe_key
+        if item.attempts > 1:
+            found = await self.chat.find_posted(
+                channel=incident.channel_id,
+                thread_ts=incident.thread_ts,
+                event_type=Metadata.ENTRY,
+                key=key,
+            )
+            if found:
+                log.info("outbox.already_posted", item=key)
+                return found
+        message = blocks.timeline_reply(entry)
+        await self.pacer.wait(incident.channel_id)
+        return await self.chat.post(
+            channel=incident.channel_id,
+            thread_ts=incident.thread_ts,
+            text=message.text,
+            blocks=message.blocks,
+            metadata={"event_type": Metadata.ENTRY, "event_payload": {"key": key}},
+        )
+
+    async def _reloaded(self, incident_id: int) -> Incident:
+        async with self.pool.acquire() as conn:
+            incident = await incidents_sql.get(conn, incident_id)
+        assert incident is not None
+        return incident
+
+    async def _card(self, item: OutboxItem, incident: Incident, posted_version: int) -> str | None:
+        """Post the card as the thread root, or bring it up to date. Returns the thread ts."""
+        message = blocks.incident_card(incident, self.policy, now=self.clock())
+        channel = incident.channel_id
+        thread_ts = incident.thread_ts
+        if thread_ts is None:
+            key = f"inc{incident.id}:card"
+            if item.attempts > 1:
+                thread_ts = await self.chat.find_posted(
+                    channel=channel, thread_ts=None, event_type=Metadata.CARD, key=key
+                )
+            if thread_ts is None:
+                await self.pacer.wait(channel)
+                thread_ts = await self.chat.post(
+                    channel=channel,
+                    text=message.text,
+                    blocks=message.blocks,
+                    metadata={
+                        "event_type": Metadata.CARD,
+                        "event_payload": {"key": key, "incident": incident.id},
+                    },
+                )
+            async with self.pool.acquire() as conn:
+                await incidents_sql.set_thread(conn, incident.id, thread_ts=thread_ts)
+                await incidents_sql.mark_card_posted(
+                    conn, incident.id, version=incident.card_version
+                )
+            return thread_ts
+        if posted_version >= incident.card_version:
+            return thread_ts  # a later update already showed this state
+        await self.pacer.wait(channel)
+        await self.chat.update(
+            channel=channel, ts=thread_ts, text=message.text, blocks=message.blocks
+        )
+        async with self.pool.acquire() as conn:
+            await incidents_sql.mark_card_posted(conn, incident.id, version=incident.card_version)
+        return thread_ts

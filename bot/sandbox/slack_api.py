@@ -1,0 +1,1177 @@
+"""A local stand-in for the Slack Web API, served over real HTTP on 127.0.0.1.
+
+Point the real ``slack_sdk.web.async_client.AsyncWebClient(token=..., base_url=fake.url)`` at
+it and the bot runs unchanged. The wire format follows Slack's published shapes
+(``slack_web_openapi_v2.json`` and the Java SDK's response samples): every Web API answer is
+HTTP 200 with ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``, except injected
+faults (429 + ``Retry-After``, or 5xx).
+
+Requests may arrive as JSON bodies, urlencoded forms (where ``blocks``/``metadata``/
+``attachments`` are JSON strings) or query-string parameters; all three are merged (body wins).
+The token comes from ``Authorization: Bearer ...`` or a ``token`` parameter and is never
+recorded or logged.
+
+Everything the bot did is kept for assertions: :attr:`FakeSlack.calls`, :attr:`FakeSlack.messages`
+(per channel, in post order, roots and replies), :attr:`FakeSlack.ephemerals` and
+:attr:`FakeSlack.pins`. Listeners in :attr:`FakeSlack.on_change` are called with ``(kind, obj)``
+for every ``"post"``, ``"update"``, ``"ephemeral"``, ``"delete"`` and ``"reaction"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import json
+import logging
+import secrets
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+__all__ = ["Call", "Ephemeral", "FakeSlack", "Message"]
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT_CHARS = 40_000
+MAX_BLOCKS = 50
+MAX_SECTION_TEXT = 3_000
+MAX_HEADER_TEXT = 150
+DOMAIN = "example"
+_JSON_FIELDS = ("blocks", "attachments", "metadata")
+_BOT_ICONS = {
+    "image_36": "https://a.slack-edge.com/80588/img/plugins/app/bot_36.png",
+    "image_48": "https://a.slack-edge.com/80588/img/plugins/app/bot_48.png",
+    "image_72": "https://a.slack-edge.com/80588/img/plugins/app/service_72.png",
+}
+
+
+@dataclass
+class Call:
+    """One recorded Web API (or response_url) request."""
+
+    method: str
+    args: dict[str, Any]
+    status: int
+
+
+@dataclass
+class Message:
+    """A message as the stand-in stores it."""
+
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict[str, Any]]
+    user: str
+    thread_ts: str | None
+    metadata: dict[str, Any] | None
+    edited: bool = False
+    reactions: dict[str, list[str]] = field(default_factory=dict)
+    broadcast: bool = False
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+    edited_ts: str | None = None
+
+    @property
+    def is_root(self) -> bool:
+        return self.thread_ts is None or self.thread_ts == self.ts
+
+
+@dataclass
+class Ephemeral:
+    """A message only one user sees: ``chat.postEphemeral`` or a ``response_url`` post."""
+
+    channel: str
+    user: str | None
+    text: str
+    blocks: list[dict[str, Any]]
+    thread_ts: str | None
+    via: str
+    replace_original: bool = False
+    delete_original: bool = False
+    response_type: str = "ephemeral"
+
+
+class _SlackError(Exception):
+    def __init__(self, error: str, *, detail: str | None = None) -> None:
+        super().__init__(error)
+        self.error = error
+        self.detail = detail
+
+
+@dataclass
+class _Channel:
+    id: str
+    name: str
+    created: int
+    is_member: bool = True
+    im_user: str | None = None
+
+
+@dataclass
+class _User:
+    id: str
+    name: str
+    real_name: str
+    is_bot: bool
+    updated: int
+
+
+@dataclass
+class _Fault:
+    status: int
+    retry_after: int
+    error: str | None
+
+
+@dataclass
+class _Hook:
+    channel: str
+    user: str
+    message_ts: str | None
+
+
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class FakeSlack:
+    """The Slack Web API stand-in. Use ``async with FakeSlack() as slack: ...``."""
+
+    def __init__(
+        self,
+        *,
+        token: str = "xoxb-test-token",  # noqa: S107 - a fake token for the fake
+        bot_user_id: str = "UBOT00001",
+        team_id: str = "T0001",
+        channels: Iterable[str] = ("waqiti-incidents",),
+        bot_name: str = "icbot",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.token = token
+        self.bot_user_id = bot_user_id
+        self.team_id = team_id
+        self.team_name = "Example"
+        self.bot_id = "B0000000001"
+        self.app_id = "A0000000001"
+        self.bot_name = bot_name
+        self._clock = clock
+        self._created = int(clock())
+
+        self.calls: list[Call] = []
+        self.messages: dict[str, list[Message]] = {}
+        self.ephemerals: list[Ephemeral] = []
+        self.pins: dict[str, list[str]] = {}
+        self.on_change: list[Callable[[str, Any], None]] = []
+
+        self._channels: dict[str, _Channel] = {}
+        self._channel_by_name: dict[str, str] = {}
+        self._users: dict[str, _User] = {}
+        self._user_by_name: dict[str, str] = {}
+        self._hooks: dict[str, _Hook] = {}
+        self._faults: dict[str, list[_Fault]] = {}
+        self._next_channel = 1
+        self._next_user = 1
+        self._ts_sec = 0
+        self._ts_seq = 100
+
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+
+        self._users[bot_user_id] = _User(bot_user_id, bot_name, bot_name, True, self._created)
+        self._user_by_name[bot_name] = bot_user_id
+        for name in channels:
+            self.add_channel(name)
+
+        self._methods: dict[str, Handler] = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._chat_post_message,
+            "chat.update": self._chat_update,
+            "chat.postEphemeral": self._chat_post_ephemeral,
+            "chat.delete": self._chat_delete,
+            "chat.getPermalink": self._chat_get_permalink,
+            "conversations.info": self._conversations_info,
+            "conversations.list": self._conversations_list,
+            "conversations.join": self._conversations_join,
+            "conversations.history": self._conversations_history,
+            "conversations.replies": self._conversations_replies,
+            "users.info": self._users_info,
+            "users.list": self._users_list,
+            "reactions.add": self._reactions_add,
+            "reactions.remove": self._reactions_remove,
+            "reactions.get": self._reactions_get,
+            "pins.add": self._pins_add,
+            "pins.remove": self._pins_remove,
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Serve on 127.0.0.1 on a free port."""
+        if self._runner is not None:
+            return
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._handle_api)
+        app.router.add_post("/response/{token}", self._handle_response_url)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.bind(("127.0.0.1", 0))
+            site = web.SockSite(runner, sock)
+            await site.start()
+        except BaseException:
+            sock.close()
+            await runner.cleanup()
+            raise
+        self._port = int(sock.getsockname()[1])
+        self._runner = runner
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> FakeSlack:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def root(self) -> str:
+        if self._port is None:
+            raise RuntimeError("FakeSlack is not started")
+        return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def url(self) -> str:
+        """The ``base_url`` for slack_sdk clients (ends with a slash)."""
+        return f"{self.root}/api/"
+
+    # ------------------------------------------------------------------ fixtures / helpers
+
+    def add_channel(self, name: str) -> str:
+        """Create a public channel the bot is a member of; idempotent by name."""
+        name = name.lstrip("#")
+        if name in self._channel_by_name:
+            return self._channel_by_name[name]
+        cid = f"C{self._next_channel:010d}"
+        self._next_channel += 1
+        self._channels[cid] = _Channel(cid, name, self._created)
+        self._channel_by_name[name] = cid
+        self.messages[cid] = []
+        return cid
+
+    def channel_id(self, name_or_id: str) -> str:
+        key = name_or_id.lstrip("#")
+        if key in self._channels:
+            return key
+        if key in self._channel_by_name:
+            return self._channel_by_name[key]
+        raise KeyError(name_or_id)
+
+    def dm_id(self, user: str) -> str:
+        """The id of the bot's DM channel with ``user`` (created on first use)."""
+        if user not in self._users:
+            raise KeyError(user)
+        for ch in self._channels.values():
+            if ch.im_user == user:
+                return ch.id
+        cid = f"D{self._next_channel:010d}"
+        self._next_channel += 1
+        self._channels[cid] = _Channel(cid, "", self._created, im_user=user)
+        self.messages[cid] = []
+        return cid
+
+    def add_user(self, name: str, *, real_name: str | None = None, is_bot: bool = False) -> str:
+        """Register a workspace member; idempotent by name. Returns the user id."""
+        if name in self._user_by_name:
+            return self._user_by_name[name]
+        uid = f"U{self._next_user:010d}"
+        self._next_user += 1
+        self._users[uid] = _User(uid, name, real_name or name, is_bot, int(self._clock()))
+        self._user_by_name[name] = uid
+        return uid
+
+    def user_id(self, name: str) -> str | None:
+        return self._user_by_name.get(name.lstrip("@"))
+
+    def user_name(self, user_id: str) -> str | None:
+        user = self._users.get(user_id)
+        return user.name if user else None
+
+    def new_response_url(self, *, channel: str, user: str, message_ts: str | None = None) -> str:
+        """A response_url like the ones in interaction payloads.
+
+        POST JSON ``{text, blocks, response_type, replace_original, delete_original, thread_ts}``
+        to it. ``message_ts`` (optional) names the message ``replace_original``/``delete_original``
+        act on, as for a button in that message.
+        """
+        token = secrets.token_urlsafe(12)
+        self._hooks[token] = _Hook(self.channel_id(channel), user, message_ts)
+        return f"{self.root}/response/{token}"
+
+    def fail(
+        self,
+        method: str,
+        *,
+        status: int = 429,
+        retry_after: int = 1,
+        error: str | None = None,
+        times: int = 1,
+    ) -> None:
+        """Make the next ``times`` calls to ``method`` fail (``"response_url"`` works too).
+
+        429 -> HTTP 429 + ``Retry-After`` + ``ratelimited``; 5xx -> that status with a small JSON
+        body; 200 -> ``{"ok": false, "error": error}``.
+        """
+        if times < 1:
+            raise ValueError("times must be >= 1")
+        self._faults.setdefault(method, []).extend(
+            _Fault(status, retry_after, error) for _ in range(times)
+        )
+
+    def calls_to(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    def roots(self, channel: str) -> list[Message]:
+        return [m for m in self.messages[self.channel_id(channel)] if m.is_root]
+
+    def thread(self, channel: str, ts: str) -> list[Message]:
+        return [
+            m for m in self.messages[self.channel_id(channel)] if m.thread_ts == ts and m.ts != ts
+        ]
+
+    def find(self, channel: str, ts: str) -> Message | None:
+        for m in self.messages.get(self.channel_id(channel), []):
+            if m.ts == ts:
+                return m
+        return None
+
+    def post_user_message(
+        self,
+        channel: str,
+        user: str,
+        text: str,
+        *,
+        thread_ts: str | None = None,
+        blocks: list[dict[str, Any]] | None = None,
+    ) -> Message:
+        """Put a message from a human (user id or name; unknown names are added) into a channel."""
+        uid = user if user in self._users else self.add_user(user)
+        msg = Message(
+            channel=self.channel_id(channel),
+            ts=self._next_ts(),
+            text=text,
+            blocks=list(blocks or []),
+            user=uid,
+            thread_ts=self._normalise_thread(self.channel_id(channel), thread_ts),
+            metadata=None,
+        )
+        self.messages[msg.channel].append(msg)
+        self._notify("post", msg)
+        return msg
+
+    async def wait_for(
+        self,
+        predicate: Callable[[], bool],
+        timeout: float = 5.0,
+    ) -> None:
+        """Poll ``predicate`` until it is true; ``TimeoutError`` after ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate():
+            if loop.time() >= deadline:
+                raise TimeoutError(f"condition not met within {timeout}s")
+            await asyncio.sleep(0.005)
+
+    # ------------------------------------------------------------------ HTTP plumbing
+
+    async def _read_params(self, request: web.Request) -> tuple[dict[str, Any], str | None]:
+        args: dict[str, Any] = {k: v for k, v in request.query.items()}
+        if request.content_type.startswith("multipart/"):
+            form = await request.post()
+            args.update({k: v for k, v in form.items() if isinstance(v, str)})
+        elif request.body_exists:
+            raw = await request.read()
+            if request.content_type == "application/json":
+                try:
+                    body = json.loads(raw) if raw.strip() else {}
+                except ValueError as e:
+                    raise _SlackError("invalid_json") from e
+                if not isinstance(body, dict):
+                    raise _SlackError("json_not_object")
+                args.update({k: v for k, v in body.items() if v is not None})
+            elif raw:
+                try:
+                    args.update(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
+                except UnicodeDecodeError as e:
+                    raise _SlackError("invalid_charset") from e
+        token = args.pop("token", None)
+        auth = request.headers.get("Authorization", "")
+        if auth.lower().startswith("bearer "):
+            token = auth[7:].strip()
+        return args, (str(token) if token else None)
+
+    async def _handle_api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args: dict[str, Any] = {}
+        try:
+            args, token = await self._read_params(request)
+            fault = self._take_fault(method)
+            if fault is not None:
+                return self._fault_response(method, args, fault)
+            handler = self._methods.get(method)
+            if handler is None:
+                raise _SlackError("unknown_method")
+            if not token:
+                raise _SlackError("not_authed")
+            if not hmac.compare_digest(token.encode(), self.token.encode()):
+                raise _SlackError("invalid_auth")
+            _decode_json_fields(args)
+            body = handler(args)
+        except _SlackError as e:
+            body = {"ok": False, "error": e.error}
+            if e.detail:
+                body["response_metadata"] = {"messages": [f"[ERROR] {e.detail}"]}
+        return self._respond(method, args, 200, body)
+
+    def _respond(
+        self,
+        method: str,
+        args: dict[str, Any],
+        status: int,
+        body: dict[str, Any],
+        headers: dict[str, str] | None = None,
+    ) -> web.Response:
+        self.calls.append(Call(method, args, status))
+        log.debug("fake slack %s -> %s %s", method, status, body.get("error", "ok"))
+        return web.json_response(body, status=status, headers=headers)
+
+    def _take_fault(self, method: str) -> _Fault | None:
+        queue = self._faults.get(method)
+        return queue.pop(0) if queue else None
+
+    def _fault_response(self, method: str, args: dict[str, Any], fault: _Fault) -> web.Response:
+        if fault.status == 429:
+            return self._respond(
+                method,
+                args,
+                429,
+                {"ok": False, "error": fault.error or "ratelimited"},
+                {"Retry-After": str(fault.retry_after)},
+            )
+        return self._respond(
+            method, args, fault.status, {"ok": False, "error": fault.error or "fatal_error"}
+        )
+
+    async def _handle_response_url(self, request: web.Request) -> web.Response:
+        method = "response_url"
+        payload: dict[str, Any] = {}
+        hook = self._hooks.get(request.match_info["token"])
+        try:
+            raw = await request.read()
+            if request.content_type == "application/x-www-form-urlencoded":
+                raw = dict(parse_qsl(raw.decode("utf-8"))).get("payload", "").encode()
+            parsed = json.loads(raw)
+            if not isinstance(parsed, dict):
+                raise ValueError("not an object")
+            payload = parsed
+        except ValueError:
+            return self._respond(method, payload, 400, {"ok": False, "error": "invalid_payload"})
+        fault = self._take_fault(method)
+        if fault is not None:
+            return self._fault_response(method, payload, fault)
+        if hook is None:
+            return self._respond(method, payload, 404, {"ok": False, "error": "expired_url"})
+        try:
+            _decode_json_fields(payload)
+            self._apply_response_url(hook, payload)
+        except _SlackError as e:
+            return self._respond(method, payload, 400, {"ok": False, "error": e.error})
+        return self._respond(method, payload, 200, {"ok": True})
+
+    def _apply_response_url(self, hook: _Hook, p: dict[str, Any]) -> None:
+        replace = _flag(p, "replace_original")
+        delete = _flag(p, "delete_original")
+        response_type = str(p.get("response_type") or "ephemeral")
+        thread_ts = _opt_str(p.get("thread_ts"))
+        original = self.find(hook.channel, hook.message_ts) if hook.message_ts else None
+        if delete:
+            if original is not None:
+                self._remove(original)
+        else:
+            text, blocks, attachments = self._content(p)
+            if replace and original is not None:
+                original.text, original.blocks = text, blocks
+                original.attachments = attachments
+                self._notify("update", original)
+            elif response_type == "in_channel":
+                msg = self._add_bot_message(hook.channel, text, blocks, attachments, thread_ts)
+                self._notify("post", msg)
+                return
+        eph = Ephemeral(
+            channel=hook.channel,
+            user=hook.user,
+            text=str(p.get("text") or ""),
+            blocks=_blocks(p),
+            thread_ts=thread_ts,
+            via="response_url",
+            replace_original=replace,
+            delete_original=delete,
+            response_type=response_type,
+        )
+        self.ephemerals.append(eph)
+        self._notify("ephemeral", eph)
+
+    # ------------------------------------------------------------------ state helpers
+
+    def _notify(self, kind: str, obj: Any) -> None:
+        for listener in list(self.on_change):
+            try:
+                listener(kind, obj)
+            except Exception:
+                log.exception("fake slack on_change listener failed")
+
+    def _next_ts(self) -> str:
+        self._ts_sec = max(self._ts_sec, int(self._clock()))
+        self._ts_seq += 1
+        if self._ts_seq > 999_999:
+            self._ts_sec, self._ts_seq = self._ts_sec + 1, 1
+        return f"{self._ts_sec}.{self._ts_seq:06d}"
+
+    def _post_target(self, value: Any) -> str:
+        """chat.postMessage/postEphemeral accept a channel id, name, ``#name`` or a user id (DM)."""
+        key = _opt_str(value)
+        if not key:
+            raise _SlackError("channel_not_found")
+        try:
+            return self.channel_id(key)
+        except KeyError:
+            pass
+        if key.lstrip("@") in self._users:
+            return self.dm_id(key.lstrip("@"))
+        raise _SlackError("channel_not_found")
+
+    def _channel_arg(self, a: dict[str, Any]) -> _Channel:
+        """Methods other than posting take channel ids only, as Slack does."""
+        cid = _opt_str(a.get("channel"))
+        if not cid or cid not in self._channels:
+            raise _SlackError("channel_not_found")
+        return self._channels[cid]
+
+    def _message_arg(self, channel: _Channel, a: dict[str, Any], name: str) -> Message:
+        ts = _opt_str(a.get(name))
+        if not ts:
+            raise _SlackError("invalid_arguments", detail=f"missing required field: {name}")
+        msg = self.find(channel.id, ts)
+        if msg is None:
+            raise _SlackError("message_not_found")
+        return msg
+
+    def _normalise_thread(self, channel: str, thread_ts: str | None) -> str | None:
+        """A reply to a reply goes to the root's thread, as in Slack."""
+        if not thread_ts:
+            return None
+        parent = self.find(channel, thread_ts)
+        if parent is not None and parent.thread_ts:
+            return parent.thread_ts
+        return thread_ts
+
+    def _content(self, a: dict[str, Any]) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+        text = _opt_str(a.get("text")) or _opt_str(a.get("markdown_text")) or ""
+        blocks = _blocks(a)
+        attachments = _attachments(a)
+        if not text and not blocks and not attachments:
+            raise _SlackError("no_text")
+        if len(text) > MAX_TEXT_CHARS:
+            raise _SlackError("msg_too_long")
+        return text, blocks, attachments
+
+    def _add_bot_message(
+        self,
+        channel: str,
+        text: str,
+        blocks: list[dict[str, Any]],
+        attachments: list[dict[str, Any]],
+        thread_ts: str | None,
+        metadata: dict[str, Any] | None = None,
+        broadcast: bool = False,
+    ) -> Message:
+        thread = self._normalise_thread(channel, thread_ts)
+        msg = Message(
+            channel=channel,
+            ts=self._next_ts(),
+            text=text,
+            blocks=blocks,
+            user=self.bot_user_id,
+            thread_ts=thread,
+            metadata=metadata,
+            broadcast=broadcast and thread is not None,
+            attachments=attachments,
+        )
+        self.messages[channel].append(msg)
+        return msg
+
+    def _remove(self, msg: Message) -> None:
+        self.messages[msg.channel].remove(msg)
+        pinned = self.pins.get(msg.channel)
+        if pinned and msg.ts in pinned:
+            pinned.remove(msg.ts)
+        self._notify("delete", msg)
+
+    # ------------------------------------------------------------------ rendering
+
+    def _bot_profile(self) -> dict[str, Any]:
+        return {
+            "id": self.bot_id,
+            "deleted": False,
+            "name": self.bot_name,
+            "updated": self._created,
+            "app_id": self.app_id,
+            "icons": dict(_BOT_ICONS),
+            "team_id": self.team_id,
+        }
+
+    def _is_bot(self, msg: Message) -> bool:
+        return msg.user == self.bot_user_id
+
+    def _base_message(self, msg: Message) -> dict[str, Any]:
+        out: dict[str, Any] = {"user": msg.user, "type": "message", "ts": msg.ts}
+        if self._is_bot(msg):
+            out.update(bot_id=self.bot_id, app_id=self.app_id)
+        out["text"] = msg.text
+        out["team"] = self.team_id
+        if self._is_bot(msg):
+            out["bot_profile"] = self._bot_profile()
+        if msg.blocks:
+            out["blocks"] = msg.blocks
+        if msg.attachments:
+            out["attachments"] = msg.attachments
+        return out
+
+    def _thread_fields(self, msg: Message) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if msg.is_root:
+            replies = self.thread(msg.channel, msg.ts)
+            if replies:
+                users = list(dict.fromkeys(r.user for r in replies))
+                out.update(
+                    thread_ts=msg.ts,
+                    reply_count=len(replies),
+                    reply_users_count=len(users),
+                    latest_reply=replies[-1].ts,
+                    reply_users=users,
+                    subscribed=False,
+                )
+        else:
+            out["thread_ts"] = msg.thread_ts
+            root = self.find(msg.channel, msg.thread_ts or "")
+            out["parent_user_id"] = root.user if root else msg.user
+            if msg.broadcast:
+                out["subtype"] = "thread_broadcast"
+        return out
+
+    def _render_posted(self, msg: Message) -> dict[str, Any]:
+        """The ``message`` of a chat.postMessage response."""
+        out = self._base_message(msg)
+        if not msg.is_root:
+            out.update(self._thread_fields(msg))
+        if msg.metadata is not None:
+            out["metadata"] = msg.metadata
+        return out
+
+    def _render_updated(self, msg: Message) -> dict[str, Any]:
+        """The ``message`` of a chat.update response (Slack leaves out ts and thread fields)."""
+        out = self._base_message(msg)
+        del out["ts"]
+        out.pop("attachments", None)
+        out["edited"] = {
+            "user": self.bot_id if self._is_bot(msg) else msg.user,
+            "ts": msg.edited_ts,
+        }
+        if msg.metadata is not None:
+            out["metadata"] = msg.metadata
+        return out
+
+    def _render_stored(self, msg: Message, *, include_metadata: bool) -> dict[str, Any]:
+        """A message as conversations.history/replies and reactions.get return it."""
+        out = self._base_message(msg)
+        if msg.edited:
+            out["edited"] = {
+                "user": self.bot_id if self._is_bot(msg) else msg.user,
+                "ts": msg.edited_ts,
+            }
+        out.update(self._thread_fields(msg))
+        if msg.reactions:
+            out["reactions"] = [
+                {"name": name, "users": list(users), "count": len(users)}
+                for name, users in msg.reactions.items()
+                if users
+            ]
+        if include_metadata and msg.metadata is not None:
+            out["metadata"] = msg.metadata
+        return out
+
+    def _render_channel(self, ch: _Channel) -> dict[str, Any]:
+        if ch.im_user is not None:
+            return {
+                "id": ch.id,
+                "created": ch.created,
+                "is_archived": False,
+                "is_im": True,
+                "is_org_shared": False,
+                "context_team_id": self.team_id,
+                "updated": ch.created * 1000,
+                "user": ch.im_user,
+                "is_user_deleted": False,
+                "priority": 0,
+            }
+        empty = {"value": "", "creator": "", "last_set": 0}
+        return {
+            "id": ch.id,
+            "name": ch.name,
+            "is_channel": True,
+            "is_group": False,
+            "is_im": False,
+            "is_mpim": False,
+            "is_private": False,
+            "created": ch.created,
+            "is_archived": False,
+            "is_general": False,
+            "unlinked": 0,
+            "name_normalized": ch.name,
+            "is_shared": False,
+            "is_org_shared": False,
+            "is_pending_ext_shared": False,
+            "pending_shared": [],
+            "context_team_id": self.team_id,
+            "updated": ch.created * 1000,
+            "creator": self.bot_user_id,
+            "is_ext_shared": False,
+            "shared_team_ids": [self.team_id],
+            "pending_connected_team_ids": [],
+            "is_member": ch.is_member,
+            "topic": dict(empty),
+            "purpose": dict(empty),
+            "previous_names": [],
+        }
+
+    def _render_user(self, u: _User) -> dict[str, Any]:
+        profile: dict[str, Any] = {
+            "title": "",
+            "phone": "",
+            "skype": "",
+            "real_name": u.real_name,
+            "real_name_normalized": u.real_name,
+            "display_name": "" if u.is_bot else u.name,
+            "display_name_normalized": "" if u.is_bot else u.name,
+            "status_text": "",
+            "status_emoji": "",
+            "status_expiration": 0,
+            "avatar_hash": "g000000000aa",
+            "first_name": u.real_name.split(" ")[0],
+            "last_name": " ".join(u.real_name.split(" ")[1:]),
+            "team": self.team_id,
+        }
+        if u.id == self.bot_user_id:
+            profile.update(bot_id=self.bot_id, api_app_id=self.app_id, always_active=True)
+        return {
+            "id": u.id,
+            "team_id": self.team_id,
+            "name": u.name,
+            "deleted": False,
+            "color": "9f69e7",
+            "real_name": u.real_name,
+            "tz": "Europe/London",
+            "tz_label": "Greenwich Mean Time",
+            "tz_offset": 0,
+            "profile": profile,
+            "is_admin": False,
+            "is_owner": False,
+            "is_primary_owner": False,
+            "is_restricted": False,
+            "is_ultra_restricted": False,
+            "is_bot": u.is_bot,
+            "is_app_user": False,
+            "updated": u.updated,
+        }
+
+    # ------------------------------------------------------------------ Web API methods
+
+    def _auth_test(self, a: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "url": f"https://{DOMAIN}.slack.com/",
+            "team": self.team_name,
+            "user": self.bot_name,
+            "team_id": self.team_id,
+            "user_id": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "is_enterprise_install": False,
+        }
+
+    def _chat_post_message(self, a: dict[str, Any]) -> dict[str, Any]:
+        channel = self._post_target(a.get("channel"))
+        text, blocks, attachments = self._content(a)
+        metadata = _metadata(a)
+        msg = self._add_bot_message(
+            channel,
+            text,
+            blocks,
+            attachments,
+            _opt_str(a.get("thread_ts")),
+            metadata,
+            _flag(a, "reply_broadcast"),
+        )
+        self._notify("post", msg)
+        return {"ok": True, "channel": channel, "ts": msg.ts, "message": self._render_posted(msg)}
+
+    def _chat_update(self, a: dict[str, Any]) -> dict[str, Any]:
+        ch = self._channel_arg(a)
+        msg = self._message_arg(ch, a, "ts")
+        if not self._is_bot(msg):
+            raise _SlackError("cant_update_message")
+        if not any(a.get(k) not in (None, "") for k in ("text", "blocks", "attachments")):
+            raise _SlackError("no_text")
+        text = _opt_str(a.get("text"))
+        if text is not None:
+            if len(text) > MAX_TEXT_CHARS:
+                raise _SlackError("msg_too_long")
+            msg.text = text
+        if "blocks" in a:
+            msg.blocks = _blocks(a)
+        if "attachments" in a:
+            msg.attachments = _attachments(a)
+        if "metadata" in a:
+            msg.metadata = _metadata(a)
+        msg.edited = True
+        msg.edited_ts = self._next_ts()
+        self._notify("update", msg)
+        return {
+            "ok": True,
+            "channel": ch.id,
+            "ts": msg.ts,
+            "text": msg.text,
+            "message": self._render_updated(msg),
+        }
+
+    def _chat_post_ephemeral(self, a: dict[str, Any]) -> dict[str, Any]:
+        channel = self._post_target(a.get("channel"))
+        user = _opt_str(a.get("user"))
+        if not user:
+            raise _SlackError("invalid_arguments", detail="missing required field: user")
+        text, blocks, _ = self._content(a)
+        eph = Ephemeral(
+            channel=channel,
+            user=user,
+            text=text,
+            blocks=blocks,
+            thread_ts=_opt_str(a.get("thread_ts")),
+            via="chat.postEphemeral",
+        )
+        self.ephemerals.append(eph)
+        self._notify("ephemeral", eph)
+        return {"ok": True, "message_ts": self._next_ts()}
+
+    def _chat_delete(self, a: dict[str, Any]) -> dict[str, Any]:
+        ch = self._channel_arg(a)
+        msg = self._message_arg(ch, a, "ts")
+        if not self._is_bot(msg):
+            raise _SlackError("cant_delete_message")
+        self._remove(msg)
+        return {"ok": True, "channel": ch.id, "ts": msg.ts}
+
+    def _chat_get_permalink(self, a: dict[str, Any]) -> dict[str, Any]:
+        ch = self._channel_arg(a)
+        msg = self._message_arg(ch, a, "message_ts")
+        link = f"https://{DOMAIN}.slack.com/archives/{ch.id}/p{msg.ts.replace('.', '')}"
+        if not msg.is_root:
+            link += f"?thread_ts={msg.thread_ts}&cid={ch.id}"
+        return {"ok": True, "permalink": link, "channel": ch.id}
+
+    def _conversations_info(self, a: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "channel": self._render_channel(self._channel_arg(a))}
+
+    def _conversations_list(self, a: dict[str, Any]) -> dict[str, Any]:
+        types = {t.strip() for t in str(a.get("types") or "public_channel").split(",")}
+        chans = [
+            c for c in self._channels.values() if ("im" if c.im_user else "public_channel") in types
+        ]
+        page, cursor = _paginate(chans, a, default_limit=100, max_limit=1000)
+        return {
+            "ok": True,
+            "channels": [self._render_channel(c) for c in page],
+            "response_metadata": {"next_cursor": cursor},
+        }
+
+    def _conversations_join(self, a: dict[str, Any]) -> dict[str, Any]:
+        ch = self._channel_arg(a)
+        if ch.im_user is not None:
+            raise _SlackError("method_not_supported_for_channel_type")
+        out: dict[str, Any] = {"ok": True}
+        if ch.is_member:
+            out["warning"] = "already_in_channel"
+            out["response_metadata"] = {"warnings": ["already_in_channel"]}
+        ch.is_member = True
+        out["channel"] = self._render_channel(ch)
+        return out
+
+    def _conversations_history(self, a: dict[str, Any]) -> dict[str, Any]:
+        ch = self._channel_arg(a)
+        oldest = _ts_arg(a, "oldest", "invalid_ts_oldest")
+        latest = _ts_arg(a, "latest", "invalid_ts_latest")
+        inclusive = _flag(a, "inclusive")
+        visible = [
+            m
+            for m in reversed(self.messages[ch.id])
+            if (m.is_root or m.broadcast) and _in_range(m.ts, oldest, latest, inclusive)
+        ]
+        page, cursor = _paginate(visible, a, default_limit=100, max_limit=999)
+        meta = _flag(a, "include_all_metadata")
+        out: dict[str, Any] = {
+            "ok": True,
+            "messages": [self._render_stored(m, include_metadata=meta) for m in page],
+            "has_more": bool(cursor),
+            "pin_count": len(self.pins.get(ch.id, [])),
+            "channel_actions_ts": None,
+            "channel_actions_count": 0,
+        }
+        if cursor:
+            out["response_metadata"] = {"next_cursor": cursor}
+        return out
+
+    def _conversations_replies(self, a: dict[str, Any]) -> dict[str, Any]:
+        ch = self._channel_arg(a)
+        ts = _opt_str(a.get("ts"))
+        if not ts:
+            raise _SlackError("invalid_arguments", detail="missing required field: ts")
+        msg = self.find(ch.id, ts)
+        root = msg if msg is None or msg.is_root else self.find(ch.id, msg.thread_ts or "")
+        if root is None:
+            raise _SlackError("thread_not_found")
+        oldest = _ts_arg(a, "oldest", "invalid_ts_oldest")
+        latest = _ts_arg(a, "latest", "invalid_ts_latest")
+        inclusive = _flag(a, "inclusive")
+        replies = [
+            m for m in self.thread(ch.id, root.ts) if _in_range(m.ts, oldest, latest, inclusive)
+        ]
+        page, cursor = _paginate([root, *replies], a, default_limit=1000, max_limit=1000)
+        meta = _flag(a, "include_all_metadata")
+        out: dict[str, Any] = {
+            "ok": True,
+            "messages": [self._render_stored(m, include_metadata=meta) for m in page],
+            "has_more": bool(cursor),
+        }
+        if cursor:
+            out["response_metadata"] = {"next_cursor": cursor}
+        return out
+
+    def _users_info(self, a: dict[str, Any]) -> dict[str, Any]:
+        user = self._users.get(_opt_str(a.get("user")) or "")
+        if user is None:
+            raise _SlackError("user_not_found")
+        return {"ok": True, "user": self._render_user(user)}
+
+    def _users_list(self, a: dict[str, Any]) -> dict[str, Any]:
+        page, cursor = _paginate(list(self._users.values()), a, default_limit=0, max_limit=1000)
+        return {
+            "ok": True,
+            "members": [self._render_user(u) for u in page],
+            "cache_ts": int(self._clock()),
+            "response_metadata": {"next_cursor": cursor},
+        }
+
+    def _reaction_target(self, a: dict[str, Any]) -> tuple[Message, str]:
+        if not a.get("channel") or not a.get("timestamp"):
+            raise _SlackError("no_item_specified")
+        msg = self._message_arg(self._channel_arg(a), a, "timestamp")
+        name = (_opt_str(a.get("name")) or "").strip(":")
+        if not name:
+            raise _SlackError("invalid_name")
+        return msg, name
+
+    def _reactions_add(self, a: dict[str, Any]) -> dict[str, Any]:
+        msg, name = self._reaction_target(a)
+        users = msg.reactions.setdefault(name, [])
+        if self.bot_user_id in users:
+            raise _SlackError("already_reacted")
+        users.append(self.bot_user_id)
+        self._notify("reaction", msg)
+        return {"ok": True}
+
+    def _reactions_remove(self, a: dict[str, Any]) -> dict[str, Any]:
+        msg, name = self._reaction_target(a)
+        users = msg.reactions.get(name, [])
+        if self.bot_user_id not in users:
+            raise _SlackError("no_reaction")
+        users.remove(self.bot_user_id)
+        if not users:
+            del msg.reactions[name]
+        self._notify("reaction", msg)
+        return {"ok": True}
+
+    def _reactions_get(self, a: dict[str, Any]) -> dict[str, Any]:
+        if not a.get("channel") or not a.get("timestamp"):
+            raise _SlackError("no_item_specified")
+        ch = self._channel_arg(a)
+        msg = self._message_arg(ch, a, "timestamp")
+        return {
+            "ok": True,
+            "type": "message",
+            "channel": ch.id,
+            "message": self._render_stored(msg, include_metadata=False),
+        }
+
+    def _pin_target(self, a: dict[str, Any]) -> tuple[_Channel, Message]:
+        ch = self._channel_arg(a)
+        if not a.get("timestamp"):
+            raise _SlackError("no_item_specified")
+        return ch, self._message_arg(ch, a, "timestamp")
+
+    def _pins_add(self, a: dict[str, Any]) -> dict[str, Any]:
+        ch, msg = self._pin_target(a)
+        pinned = self.pins.setdefault(ch.id, [])
+        if msg.ts in pinned:
+            raise _SlackError("already_pinned")
+        pinned.append(msg.ts)
+        return {"ok": True}
+
+    def _pins_remove(self, a: dict[str, Any]) -> dict[str, Any]:
+        ch, msg = self._pin_target(a)
+        pinned = self.pins.get(ch.id, [])
+        if msg.ts not in pinned:
+            raise _SlackError("not_pinned")
+        pinned.remove(msg.ts)
+        return {"ok": True}
+
+
+# ---------------------------------------------------------------------- argument parsing
+
+
+def _opt_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _flag(a: dict[str, Any], name: str) -> bool:
+    value = a.get(name)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value != 0
+    return isinstance(value, str) and value.strip().lower() in ("1", "true", "yes")
+
+
+def _decode_json_fields(a: dict[str, Any]) -> None:
+    """Form posts carry blocks/attachments/metadata as JSON strings; decode them in place."""
+    errors = {
+        "blocks": "invalid_blocks_format",
+        "attachments": "invalid_attachments",
+        "metadata": "invalid_metadata_format",
+    }
+    for name in _JSON_FIELDS:
+        value = a.get(name)
+        if isinstance(value, str):
+            if not value.strip():
+                a[name] = None
+                continue
+            try:
+                a[name] = json.loads(value)
+            except ValueError as e:
+                raise _SlackError(errors[name]) from e
+
+
+def _blocks(a: dict[str, Any]) -> list[dict[str, Any]]:
+    value = a.get("blocks")
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > MAX_BLOCKS:
+        raise _SlackError("invalid_blocks")
+    for block in value:
+        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+            raise _SlackError("invalid_blocks")
+        text = block.get("text")
+        limit = {"section": MAX_SECTION_TEXT, "header": MAX_HEADER_TEXT}.get(block["type"])
+        if limit is not None and isinstance(text, dict) and len(str(text.get("text", ""))) > limit:
+            raise _SlackError("invalid_blocks")
+    return value
+
+
+def _attachments(a: dict[str, Any]) -> list[dict[str, Any]]:
+    value = a.get("attachments")
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(x, dict) for x in value):
+        raise _SlackError("invalid_attachments")
+    return value
+
+
+def _metadata(a: dict[str, Any]) -> dict[str, Any] | None:
+    value = a.get("metadata")
+    if value is None:
+        return None
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("event_type"), str)
+        or not isinstance(value.get("event_payload"), dict)
+    ):
+        raise _SlackError("invalid_metadata_format")
+    return value
+
+
+def _ts_arg(a: dict[str, Any], name: str, error: str) -> Decimal | None:
+    value = _opt_str(a.get(name))
+    if not value:
+        return None
+    try:
+        return Decimal(value)
+    except InvalidOperation as e:
+        raise _SlackError(error) from e
+
+
+def _in_range(ts: str, oldest: Decimal | None, latest: Decimal | None, inclusive: bool) -> bool:
+    t = Decimal(ts)
+    if oldest is not None and (t < oldest or (t == oldest and not inclusive)):
+        return False
+    return latest is None or t < latest or (t == latest and inclusive)
+
+
+def _paginate(
+    items: list[Any], a: dict[str, Any], *, default_limit: int, max_limit: int
+) -> tuple[list[Any], str]:
+    """Slice by ``cursor``/``limit``; returns the page and the next cursor ("" when done)."""
+    try:
+        limit = int(a.get("limit") or default_limit)
+    except (TypeError, ValueError) as e:
+        raise _SlackError("invalid_limit") from e
+    limit = min(limit, max_limit) if limit > 0 else len(items)
+    start = 0
+    cursor = _opt_str(a.get("cursor"))
+    if cursor:
+        try:
+            kind, _, number = base64.b64decode(cursor, validate=True).decode().partition(":")
+            start = int(number)
+        except (binascii.Error, UnicodeDecodeError, ValueError) as e:
+            raise _SlackError("invalid_cursor") from e
+        if kind != "offset" or start < 0:
+            raise _SlackError("invalid_cursor")
+    end = start + limit
+    page = items[start:end]
+    more = end < len(items)
+    return page, base64.b64encode(f"offset:{end}".encode()).decode() if more else ""

@@ -1,0 +1,153 @@
+"""Signed requests *into* the bot, shaped as Slack sends them (see ../shared/specs/slack/).
+
+Used by the shell, the tests and the benchmark, so all three speak the real wire format:
+slash commands as urlencoded forms, interactivity as `payload=<json>`, events as JSON, each
+signed `v0=HMAC-SHA256(secret, "v0:<ts>:<body>")`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from slack_sdk.signature import SignatureVerifier
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    body: str
+    headers: dict[str, str]
+
+
+@dataclass
+class SlackRequests:
+    signing_secret: str
+    team_id: str = "T0001"
+    api_app_id: str = "A0ICBOT01"
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def sign(self, body: str, *, content_type: str, timestamp: int | None = None) -> SignedRequest:
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        signature = SignatureVerifier(self.signing_secret).generate_signature(
+            timestamp=ts, body=body
+        )
+        assert signature is not None
+        return SignedRequest(
+            body=body,
+            headers={
+                "Content-Type": content_type,
+                "X-Slack-Request-Timestamp": ts,
+                "X-Slack-Signature": signature,
+            },
+        )
+
+    def slash_command(
+        self,
+        command: str,
+        text: str,
+        *,
+        user_id: str,
+        user_name: str,
+        channel_id: str,
+        channel_name: str,
+        response_url: str,
+        timestamp: int | None = None,
+    ) -> SignedRequest:
+        n = next(self._ids)
+        form = {
+            "token": "unused-verification-token",
+            "team_id": self.team_id,
+            "team_domain": "waqiti",
+            "channel_id": channel_id,
+            "channel_name": channel_name,
+            "user_id": user_id,
+            "user_name": user_name,
+            "command": command,
+            "text": text,
+            "api_app_id": self.api_app_id,
+            "is_enterprise_install": "false",
+            "response_url": response_url,
+            "trigger_id": f"{n}.{n}.trigger",
+        }
+        return self.sign(
+            urlencode(form), content_type="application/x-www-form-urlencoded", timestamp=timestamp
+        )
+
+    def block_action(
+        self,
+        *,
+        action_id: str,
+        value: str,
+        label: str,
+        block_id: str,
+        user_id: str,
+        user_name: str,
+        channel_id: str,
+        channel_name: str,
+        response_url: str,
+        message: dict[str, Any] | None = None,
+        timestamp: int | None = None,
+    ) -> SignedRequest:
+        n = next(self._ids)
+        payload: dict[str, Any] = {
+            "type": "block_actions",
+            "user": {
+                "id": user_id,
+                "username": user_name,
+                "name": user_name,
+                "team_id": self.team_id,
+            },
+            "api_app_id": self.api_app_id,
+            "token": "unused-verification-token",
+            "container": {
+                "type": "message",
+                "message_ts": (message or {}).get("ts", f"{n}.000000"),
+                "channel_id": channel_id,
+                "is_ephemeral": message is None,
+            },
+            "trigger_id": f"{n}.{n}.trigger",
+            "team": {"id": self.team_id, "domain": "waqiti"},
+            "channel": {"id": channel_id, "name": channel_name},
+            "response_url": response_url,
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": block_id,
+                    "text": {"type": "plain_text", "text": label, "emoji": True},
+                    "value": value,
+                    "type": "button",
+                    "action_ts": f"{int(time.time())}.{n:06d}",
+                }
+            ],
+        }
+        if message is not None:
+            payload["message"] = message
+        return self.sign(
+            urlencode({"payload": json.dumps(payload)}),
+            content_type="application/x-www-form-urlencoded",
+            timestamp=timestamp,
+        )
+
+    def event(
+        self,
+        event: dict[str, Any],
+        *,
+        event_id: str | None = None,
+        timestamp: int | None = None,
+    ) -> SignedRequest:
+        n = next(self._ids)
+        envelope = {
+            "token": "unused-verification-token",
+            "team_id": self.team_id,
+            "api_app_id": self.api_app_id,
+            "event": event,
+            "type": "event_callback",
+            "event_id": event_id or f"Ev{n:08d}",
+            "event_time": int(time.time()),
+            "authed_users": [],
+        }
+        return self.sign(json.dumps(envelope), content_type="application/json", timestamp=timestamp)

@@ -1,0 +1,97 @@
+"""The one typed configuration of the bot, read from the environment (and `.env`).
+
+Built once in the entry point (`bot/cli.py`), never at import time. Names follow
+`../shared/CONTRACT.md`; secrets are `SecretStr` so they never print.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BUNDLED_PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
+
+# Values copied from examples and docs that must never be used as real secrets.
+_PLACEHOLDERS = {"changeme", "xoxb-your-token", "your-signing-secret", "secret", "xxx"}
+
+
+def default_data_dir() -> Path:
+    """`$XDG_DATA_HOME/icbot`, default `~/.local/share/icbot` (where embedded PostgreSQL lives)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "icbot"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    incident_channel: str = "waqiti-incidents"
+
+    database_url: SecretStr | None = None
+    data_dir: Path = Field(default_factory=default_data_dir, alias="ICBOT_DATA_DIR")
+
+    pagerduty_api_token: SecretStr | None = None
+    pagerduty_from_email: str | None = None
+    pagerduty_service_id: str | None = None
+    pagerduty_api_url: str = "https://api.pagerduty.com"
+    pagerduty_ca_bundle: Path | None = None
+    pagerduty_webhook_secret: SecretStr | None = None
+
+    kubeconfig: Path | None = None
+    kafka_bootstrap_servers: str | None = None
+    vault_addr: str | None = None
+    vault_token: SecretStr | None = None
+    vault_role_id: str | None = None
+    vault_secret_id: SecretStr | None = None
+    vault_secrets_path: str = "icbot"
+    service_url_template: str = "http://{service}:8080"
+
+    playbooks_dir: Path = BUNDLED_PLAYBOOKS
+    log_format: Literal["json", "console"] | None = None
+    log_level: str = "INFO"
+    port: int = 3000
+
+    @field_validator(
+        "slack_bot_token",
+        "slack_signing_secret",
+        "slack_app_token",
+        "pagerduty_api_token",
+        "pagerduty_webhook_secret",
+        "vault_token",
+        "vault_secret_id",
+    )
+    @classmethod
+    def _refuse_placeholders(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        raw = value.get_secret_value().strip()
+        if not raw:
+            return None
+        if raw.lower() in _PLACEHOLDERS:
+            raise ValueError("is a placeholder value; set the real secret")
+        return value
+
+    def require_slack(self) -> tuple[str, str]:
+        """The bot token and signing secret, or a clear error naming what is missing."""
+        missing = [
+            name
+            for name, value in (
+                ("SLACK_BOT_TOKEN", self.slack_bot_token),
+                ("SLACK_SIGNING_SECRET", self.slack_signing_secret),
+            )
+            if value is None
+        ]
+        if missing:
+            raise ValueError(f"{' and '.join(missing)} must be set for this command")
+        assert self.slack_bot_token is not None and self.slack_signing_secret is not None
+        return (
+            self.slack_bot_token.get_secret_value(),
+            self.slack_signing_secret.get_secret_value(),
+        )

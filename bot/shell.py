@@ -1,0 +1,325 @@
+"""`icbot shell`: the bot in a terminal.
+
+The same Bolt app, domain code and PostgreSQL store as production; only the transport differs.
+Lines typed here become signed Slack requests (the real wire format) given to the Bolt app;
+what the bot sends goes over real HTTP, through slack_sdk, to a local Slack stand-in, and is
+printed as it would appear in the channel. Works with stdin piped, for scripts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+import sys
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+
+from bot.app import SLASH_COMMANDS, build_slack_app
+from bot.outbox import ChannelPacer
+from bot.sandbox.slack_api import Ephemeral, FakeSlack, Message
+from bot.sandbox.slack_requests import SlackRequests
+from bot.services import Services, open_services
+from bot.settings import Settings
+from bot.store.db import database
+
+MENTION_TYPED = re.compile(r"(?<![<\w])@([a-z0-9][a-z0-9._-]{0,40})", re.I)
+USER_REF = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
+CHANNEL_REF = re.compile(r"<#([A-Z0-9]+)(?:\|([^>]*))?>")
+BOLD = re.compile(r"\*([^*\n]+)\*")
+LINK_REF = re.compile(r"<(https?://[^|>]+)\|([^>]+)>")
+EMOJI = {
+    ":rotating_light:": "🚨", ":white_check_mark:": "✅", ":mag:": "🔍", ":dart:": "🎯",
+    ":hammer_and_wrench:": "🛠", ":eyes:": "👀", ":adhesive_bandage:": "🩹", ":memo:": "📝",
+    ":loudspeaker:": "📢", ":bust_in_silhouette:": "👤", ":chart_with_upwards_trend:": "📈",
+    ":red_circle:": "🔴", ":large_orange_circle:": "🟠", ":large_yellow_circle:": "🟡",
+    ":white_circle:": "⚪", ":warning:": "⚠️", ":small_blue_diamond:": "🔹",
+}  # fmt: skip
+SHELL_HELP = """Type Slack commands as you would in #{channel}:
+  /ic declare Payments failing sev2    /ic assign @dana scribe    /ic status Mitigating
+  /ic help lists every /ic command. Buttons are numbered: type the number or the label.
+  /as @name acts as another person. /quit (or Ctrl-D) leaves."""
+
+
+@dataclass(frozen=True)
+class Button:
+    label: str
+    action_id: str
+    value: str
+    block_id: str
+    message: Message | None  # None for buttons in an ephemeral reply
+
+
+class Shell:
+    def __init__(self, services: Services, app: AsyncApp, slack: FakeSlack, out: TextIO) -> None:
+        self.services = services
+        self.app = app
+        self.slack = slack
+        self.out = out
+        self.requests = SlackRequests(signing_secret=secrets.token_hex(16))
+        self.channel_name = services.settings.incident_channel.lstrip("#")
+        self.channel_id = services.channel_id
+        self.user_name = (
+            re.sub(r"[^a-z0-9._-]", "", (os.environ.get("USER") or "you").lower()) or "you"
+        )
+        self.slack.add_user(self.user_name)
+        self.buttons: list[Button] = []
+        self._events: list[tuple[str, Any]] = []
+        slack.on_change.append(lambda kind, obj: self._events.append((kind, obj)))
+
+    # -- input -------------------------------------------------------------------------------
+
+    async def handle(self, line: str) -> bool:
+        """Run one line; False means quit."""
+        line = line.strip()
+        if not line or line.startswith("#"):
+            return True
+        if line in ("/quit", "/exit"):
+            return False
+        if line in ("/help", "?"):
+            self.print(SHELL_HELP.format(channel=self.channel_name))
+            return True
+        if line.startswith("/as"):
+            name = line[3:].strip().lstrip("@").lower()
+            if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,40}", name):
+                self.print("usage: /as @name")
+            else:
+                self.user_name = name
+                self.slack.add_user(name)
+                self.print(f"(you are now @{name})")
+            return True
+        if line.startswith("/"):
+            command, _, text = line.partition(" ")
+            if command not in SLASH_COMMANDS:
+                self.print(f"(Slack: {command} is not a command this app has; try /ic help)")
+                return True
+            await self._slash(command, self._mentions(text.strip()))
+        else:
+            await self._click(line)
+        return True
+
+    def _mentions(self, text: str) -> str:
+        """`@dana` typed in the terminal becomes the `<@U…|dana>` Slack sends for a picked name."""
+
+        def escape(match: re.Match[str]) -> str:
+            name = match.group(1).lower()
+            return f"<@{self.slack.add_user(name)}|{name}>"
+
+        return MENTION_TYPED.sub(escape, text)
+
+    async def _slash(self, command: str, text: str) -> None:
+        user_id = self.slack.add_user(self.user_name)
+        request = self.requests.slash_command(
+            command,
+            text,
+            user_id=user_id,
+            user_name=self.user_name,
+            channel_id=self.channel_id,
+            channel_name=self.channel_name,
+            response_url=self.slack.new_response_url(channel=self.channel_id, user=user_id),
+        )
+        await self._dispatch(request.body, request.headers)
+
+    async def _click(self, choice: str) -> None:
+        button = self._button(choice)
+        if button is None:
+            labels = ", ".join(f"{i}) {b.label}" for i, b in enumerate(self.buttons, 1))
+            self.print(
+                f"(no button {choice!r}; "
+                f"{'choose ' + labels if labels else 'no buttons are showing'})"
+            )
+            return
+        user_id = self.slack.add_user(self.user_name)
+        message = None
+        if button.message is not None:
+            message = {"type": "message", "ts": button.message.ts, "text": button.message.text,
+                       "blocks": button.message.blocks}  # fmt: skip
+        request = self.requests.block_action(
+            action_id=button.action_id,
+            value=button.value,
+            label=button.label,
+            block_id=button.block_id,
+            user_id=user_id,
+            user_name=self.user_name,
+            channel_id=self.channel_id,
+            channel_name=self.channel_name,
+            response_url=self.slack.new_response_url(
+                channel=self.channel_id,
+                user=user_id,
+                message_ts=button.message.ts if button.message else None,
+            ),
+            message=message,
+        )
+        await self._dispatch(request.body, request.headers)
+
+    def _button(self, choice: str) -> Button | None:
+        if choice.isdigit() and 1 <= int(choice) <= len(self.buttons):
+            return self.buttons[int(choice) - 1]
+        wanted = choice.lower()
+        exact = [b for b in self.buttons if b.label.lower() == wanted]
+        prefix = [b for b in self.buttons if b.label.lower().startswith(wanted)]
+        if exact:
+            return exact[0]
+        return prefix[0] if len(prefix) == 1 else None
+
+    async def _dispatch(self, body: str, headers: dict[str, str]) -> None:
+        request = AsyncBoltRequest(body=body, headers={k: [v] for k, v in headers.items()})
+        response = await self.app.async_dispatch(request)
+        if response.status != 200:
+            self.print(f"(Slack would show an error: HTTP {response.status})")
+        elif response.body:
+            self._ack_body(response.body)
+        await self.services.inflight.idle()
+        await self.services.outbox.drain()
+        self.flush()
+
+    def _ack_body(self, body: str) -> None:
+        import json
+
+        try:
+            data = json.loads(body)
+        except ValueError:
+            self.print(f"(only you) {body}")
+            return
+        self._events.append(("ack", Ephemeral(
+            channel=self.channel_id, user=None, text=str(data.get("text", "")),
+            blocks=list(data.get("blocks") or []), thread_ts=None, via="ack",
+        )))  # fmt: skip
+
+    # -- output ------------------------------------------------------------------------------
+
+    def print(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def flush(self) -> None:
+        events, self._events = self._events, []
+        for kind, obj in events:
+            if isinstance(obj, Message):
+                self._show_message(kind, obj)
+            elif isinstance(obj, Ephemeral):
+                self._show_ephemeral(obj)
+
+    def _show_message(self, kind: str, message: Message) -> None:
+        if message.user != self.slack.bot_user_id:
+            return
+        if message.thread_ts and message.thread_ts != message.ts:
+            self.buttons = []
+            lines = self._render(message.blocks, message.text, message=message)
+            contexts = [b for b in message.blocks if b.get("type") == "context"]
+            if len(lines) == 2 and len(contexts) == 1:  # an entry and its time: one line
+                lines = [f"{lines[0]}  ({lines[1]})"]
+            for line in lines:
+                self.print(f"  ↳ {line}")
+            return
+        if kind == "update":
+            self.print(f"  ✎ card updated: {self._plain(message.text)}")
+            return
+        if kind != "post":
+            return
+        self.buttons = []
+        self.print(f"[#{self.channel_name}] icbot:")
+        lines = self._render(message.blocks, message.text, message=message)
+        width = max((len(line) for line in lines), default=0)
+        self.print("  ┌" + "─" * min(width + 2, 78))
+        for line in lines:
+            self.print(f"  │ {line}")
+        self.print("  └" + "─" * min(width + 2, 78))
+
+    def _show_ephemeral(self, eph: Ephemeral) -> None:
+        self.buttons = []
+        lines = self._render(eph.blocks, eph.text, message=None)
+        prefix = "(only you) "
+        for line in lines:
+            self.print(prefix + line)
+            prefix = "           "
+
+    def _render(
+        self, blocks: list[dict[str, Any]], fallback: str, *, message: Message | None
+    ) -> list[str]:
+        if not blocks:
+            return self._plain(fallback).splitlines() or [""]
+        lines: list[str] = []
+        for block in blocks:
+            kind = block.get("type")
+            if kind == "header":
+                lines.append(self._plain(block["text"]["text"]).upper())
+            elif kind == "section":
+                if "text" in block:
+                    lines.extend(self._plain(block["text"]["text"]).splitlines())
+                fields = [
+                    self._plain(f["text"]).replace("\n", ": ", 1) for f in block.get("fields", [])
+                ]
+                for start in range(0, len(fields), 2):
+                    lines.append("   ".join(f"{f:<36}" for f in fields[start : start + 2]).rstrip())
+            elif kind == "context":
+                lines.append(
+                    " · ".join(self._plain(e.get("text", "")) for e in block.get("elements", []))
+                )
+            elif kind == "actions":
+                for element in block.get("elements", []):
+                    if element.get("type") != "button":
+                        continue
+                    label = element["text"]["text"]
+                    button = Button(
+                        label=label,
+                        action_id=element["action_id"],
+                        value=element.get("value", ""),
+                        block_id=block.get("block_id", ""),
+                        message=message,
+                    )
+                    self.buttons.append(button)
+                    lines.append(f"[{len(self.buttons)}] {label}")
+            elif kind == "divider":
+                lines.append("─" * 20)
+        return lines
+
+    def _plain(self, text: str) -> str:
+        text = USER_REF.sub(lambda m: "@" + (self.slack.user_name(m.group(1)) or m.group(1)), text)
+        text = CHANNEL_REF.sub(lambda m: "#" + (m.group(2) or self._channel_name(m.group(1))), text)
+        text = LINK_REF.sub(lambda m: f"{m.group(2)} ({m.group(1)})", text)
+        for code, emoji in EMOJI.items():
+            text = text.replace(code, emoji)
+        return BOLD.sub(r"\1", text)
+
+    def _channel_name(self, channel_id: str) -> str:
+        return self.channel_name if channel_id == self.channel_id else channel_id
+
+
+async def run_shell(
+    settings: Settings, *, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout
+) -> int:
+    interactive = stdin.isatty()
+    channel = settings.incident_channel.lstrip("#")
+    async with FakeSlack(channels=(channel,)) as slack:
+        shell_settings = settings.model_copy(update={"slack_api_url": slack.url})
+        dsn = settings.database_url.get_secret_value() if settings.database_url else None
+        async with (
+            database(dsn, settings.data_dir) as url,
+            open_services(
+                shell_settings,
+                dsn=url,
+                token=slack.token,
+                pacer=ChannelPacer(per_second=0, burst=1),
+                run_workers=False,
+            ) as services,
+        ):
+            shell = Shell(services, build_slack_app(services), slack, out)
+            if interactive:
+                shell.print(SHELL_HELP.format(channel=channel))
+            while True:
+                if interactive:
+                    out.write(f"@{shell.user_name}> ")
+                    out.flush()
+                line = await asyncio.to_thread(stdin.readline)
+                if not line:
+                    break
+                if not interactive and line.strip():
+                    shell.print(f"@{shell.user_name}> {line.rstrip()}")
+                if not await shell.handle(line):
+                    break
+    return 0

@@ -1,0 +1,158 @@
+"""SQL for incidents and their roles."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from bot.models import Incident, Status
+from bot.store import Conn
+
+_COLUMNS = """id, title, severity, status, declared_by, channel_id, thread_ts, declared_at,
+    acknowledged_at, mitigated_at, resolved_at, summary, last_status, last_status_at,
+    card_version"""
+
+
+async def _roles(conn: Conn, incident_ids: list[int]) -> dict[int, dict[str, str]]:
+    rows = await conn.fetch(
+        "SELECT incident_id, role, user_id FROM incident_roles WHERE incident_id = ANY($1)"
+        " ORDER BY assigned_at",
+        incident_ids,
+    )
+    out: dict[int, dict[str, str]] = {i: {} for i in incident_ids}
+    for row in rows:
+        out[row["incident_id"]][row["role"]] = row["user_id"]
+    return out
+
+
+def _incident(row: asyncpg.Record, roles: dict[str, str]) -> Incident:
+    data: dict[str, Any] = dict(row)
+    data["status"] = Status(data["status"])
+    return Incident(**data, roles=roles)
+
+
+async def get(conn: Conn, incident_id: int, *, lock: bool = False) -> Incident | None:
+    sql = f"SELECT {_COLUMNS} FROM incidents WHERE id = $1" + (" FOR UPDATE" if lock else "")
+    row = await conn.fetchrow(sql, incident_id)
+    if row is None:
+        return None
+    return _incident(row, (await _roles(conn, [incident_id]))[incident_id])
+
+
+async def list_open(conn: Conn) -> list[Incident]:
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM incidents WHERE resolved_at IS NULL ORDER BY id"
+    )
+    roles = await _roles(conn, [r["id"] for r in rows])
+    return [_incident(r, roles[r["id"]]) for r in rows]
+
+
+async def latest(conn: Conn) -> Incident | None:
+    incident_id = await conn.fetchval("SELECT max(id) FROM incidents")
+    return None if incident_id is None else await get(conn, incident_id)
+
+
+async def list_recent(conn: Conn, *, resolved_since: datetime) -> list[Incident]:
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM incidents WHERE resolved_at IS NULL OR resolved_at >= $1"
+        " ORDER BY resolved_at IS NOT NULL, id DESC LIMIT 50",
+        resolved_since,
+    )
+    roles = await _roles(conn, [r["id"] for r in rows])
+    return [_incident(r, roles[r["id"]]) for r in rows]
+
+
+async def insert(
+    conn: Conn,
+    *,
+    title: str,
+    severity: str,
+    declared_by: str,
+    channel_id: str,
+    now: datetime,
+) -> int:
+    incident_id: int = await conn.fetchval(
+        """INSERT INTO incidents (title, severity, declared_by, channel_id, declared_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $5) RETURNING id""",
+        title,
+        severity,
+        declared_by,
+        channel_id,
+        now,
+    )
+    return incident_id
+
+
+async def update(conn: Conn, incident_id: int, *, now: datetime, **fields: Any) -> int:
+    """Set the given columns and bump the card version; returns the new card version."""
+    allowed = {
+        "severity", "status", "acknowledged_at", "mitigated_at", "resolved_at", "summary",
+        "last_status", "last_status_at", "title",
+    }  # fmt: skip
+    unknown = set(fields) - allowed
+    if unknown:
+        raise ValueError(f"not updatable: {sorted(unknown)}")
+    names = list(fields)
+    assignments = ", ".join(f"{name} = ${i + 3}" for i, name in enumerate(names))
+    sql = (
+        f"UPDATE incidents SET {assignments}{', ' if names else ''}"
+        "card_version = card_version + 1, updated_at = $2 WHERE id = $1 RETURNING card_version"
+    )
+    version: int = await conn.fetchval(sql, incident_id, now, *(fields[n] for n in names))
+    return version
+
+
+async def set_role(
+    conn: Conn,
+    incident_id: int,
+    *,
+    role: str,
+    user_id: str,
+    assigned_by: str,
+    now: datetime,
+) -> str | None:
+    """Give `role` to `user_id`; returns who held it before (None if nobody)."""
+    previous: str | None = await conn.fetchval(
+        "SELECT user_id FROM incident_roles WHERE incident_id = $1 AND role = $2",
+        incident_id,
+        role,
+    )
+    await conn.execute(
+        """INSERT INTO incident_roles (incident_id, role, user_id, assigned_by, assigned_at)
+           VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (incident_id, role) DO UPDATE
+           SET user_id = EXCLUDED.user_id, assigned_by = EXCLUDED.assigned_by,
+               assigned_at = EXCLUDED.assigned_at""",
+        incident_id,
+        role,
+        user_id,
+        assigned_by,
+        now,
+    )
+    return previous
+
+
+async def set_thread(conn: Conn, incident_id: int, *, thread_ts: str) -> None:
+    await conn.execute(
+        "UPDATE incidents SET thread_ts = $2 WHERE id = $1 AND thread_ts IS NULL",
+        incident_id,
+        thread_ts,
+    )
+
+
+async def mark_card_posted(conn: Conn, incident_id: int, *, version: int) -> None:
+    await conn.execute(
+        "UPDATE incidents SET card_posted_version = GREATEST(card_posted_version, $2)"
+        " WHERE id = $1",
+        incident_id,
+        version,
+    )
+
+
+async def card_posted_version(conn: Conn, incident_id: int) -> int:
+    version: int = await conn.fetchval(
+        "SELECT card_posted_version FROM incidents WHERE id = $1", incident_id
+    )
+    return version

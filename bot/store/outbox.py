@@ -1,0 +1,99 @@
+"""SQL for the Slack outbox: queued posts, claimed with leases, strictly ordered per incident."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bot.store import Conn
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    incident_id: int
+    kind: str
+    dedupe_key: str
+    timeline_id: int | None
+    attempts: int
+
+
+async def enqueue_reply(conn: Conn, *, incident_id: int, timeline_id: int, seq: int) -> None:
+    await conn.execute(
+        """INSERT INTO outbox (incident_id, kind, dedupe_key, timeline_id)
+           VALUES ($1, 'reply', $2, $3) ON CONFLICT (dedupe_key) DO NOTHING""",
+        incident_id,
+        f"inc{incident_id}:entry{seq}",
+        timeline_id,
+    )
+
+
+async def enqueue_card(conn: Conn, *, incident_id: int, version: int) -> None:
+    await conn.execute(
+        """INSERT INTO outbox (incident_id, kind, dedupe_key)
+           VALUES ($1, 'card', $2) ON CONFLICT (dedupe_key) DO NOTHING""",
+        incident_id,
+        f"inc{incident_id}:card{version}",
+    )
+
+
+async def claim(conn: Conn, *, now: datetime, lease: timedelta, limit: int) -> list[OutboxItem]:
+    """Lease the oldest unfinished item of each incident (never two of one incident at once)."""
+    rows = await conn.fetch(
+        """UPDATE outbox SET claimed_until = $1 + $2::interval, attempts = attempts + 1
+           WHERE id IN (
+               SELECT o.id FROM outbox o
+               WHERE o.done_at IS NULL AND o.next_attempt_at <= $1
+                 AND (o.claimed_until IS NULL OR o.claimed_until < $1)
+                 AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.incident_id = o.incident_id
+                                 AND p.done_at IS NULL AND p.id < o.id)
+               ORDER BY o.id LIMIT $3 FOR UPDATE SKIP LOCKED)
+           RETURNING id, incident_id, kind, dedupe_key, timeline_id, attempts""",
+        now,
+        lease,
+        limit,
+    )
+    return sorted((OutboxItem(**dict(r)) for r in rows), key=lambda item: item.id)
+
+
+async def complete(conn: Conn, item_id: int, *, now: datetime, posted_ts: str | None) -> None:
+    await conn.execute(
+        "UPDATE outbox SET done_at = $2, posted_ts = $3, claimed_until = NULL, last_error = NULL"
+        " WHERE id = $1",
+        item_id,
+        now,
+        posted_ts,
+    )
+
+
+async def retry_later(conn: Conn, item_id: int, *, at: datetime, error: str) -> None:
+    await conn.execute(
+        "UPDATE outbox SET next_attempt_at = $2, claimed_until = NULL, last_error = $3"
+        " WHERE id = $1",
+        item_id,
+        at,
+        error[:500],
+    )
+
+
+async def give_up(conn: Conn, item_id: int, *, now: datetime, error: str) -> None:
+    await conn.execute(
+        "UPDATE outbox SET done_at = $2, failed = true, claimed_until = NULL, last_error = $3"
+        " WHERE id = $1",
+        item_id,
+        now,
+        error[:500],
+    )
+
+
+async def pending_count(conn: Conn) -> int:
+    count: int = await conn.fetchval("SELECT count(*) FROM outbox WHERE done_at IS NULL")
+    return count
+
+
+async def next_due(conn: Conn) -> datetime | None:
+    due: datetime | None = await conn.fetchval(
+        "SELECT min(greatest(next_attempt_at, coalesce(claimed_until, next_attempt_at)))"
+        " FROM outbox WHERE done_at IS NULL"
+    )
+    return due

@@ -1,0 +1,80 @@
+"""SQL for the timeline (hash-chained entries per incident)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from bot.models import TimelineEntry
+from bot.store import Conn
+
+_COLUMNS = """id, incident_id, seq, kind, actor, text, data, occurred_at, content_hash,
+    prev_hash, hash"""
+
+
+def _entry(row: asyncpg.Record) -> TimelineEntry:
+    return TimelineEntry(**dict(row))
+
+
+async def head(conn: Conn, incident_id: int) -> tuple[int, str]:
+    """(count, hash of the last entry) as the incident row records them; lock the row first."""
+    row = await conn.fetchrow(
+        "SELECT timeline_count, timeline_head FROM incidents WHERE id = $1 FOR UPDATE",
+        incident_id,
+    )
+    if row is None:
+        raise LookupError(incident_id)
+    return row["timeline_count"], row["timeline_head"]
+
+
+async def append(
+    conn: Conn,
+    *,
+    incident_id: int,
+    seq: int,
+    kind: str,
+    actor: str,
+    text: str,
+    data: dict[str, Any],
+    occurred_at: datetime,
+    content_hash: str,
+    prev_hash: str,
+    hash: str,
+) -> TimelineEntry:
+    row = await conn.fetchrow(
+        f"""INSERT INTO timeline (incident_id, seq, kind, actor, text, data, occurred_at,
+                                 content_hash, prev_hash, hash)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {_COLUMNS}""",
+        incident_id,
+        seq,
+        kind,
+        actor,
+        text,
+        data,
+        occurred_at,
+        content_hash,
+        prev_hash,
+        hash,
+    )
+    await conn.execute(
+        "UPDATE incidents SET timeline_count = $2, timeline_head = $3 WHERE id = $1",
+        incident_id,
+        seq,
+        hash,
+    )
+    assert row is not None
+    return _entry(row)
+
+
+async def entries(conn: Conn, incident_id: int) -> list[TimelineEntry]:
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM timeline WHERE incident_id = $1 ORDER BY seq", incident_id
+    )
+    return [_entry(r) for r in rows]
+
+
+async def get(conn: Conn, entry_id: int) -> TimelineEntry | None:
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM timeline WHERE id = $1", entry_id)
+    return _entry(row) if row else None

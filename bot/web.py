@@ -1,0 +1,118 @@
+"""`icbot serve`: the aiohttp app. Slack requests are verified here, once, then given to Bolt."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.signature import SignatureVerifier
+
+from bot.logs import get_logger
+from bot.metrics import ACK_SECONDS, REGISTRY, SLACK_REQUESTS
+from bot.services import Services
+from bot.store import db
+
+log = get_logger(__name__)
+
+SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
+BOLT: web.AppKey[AsyncApp] = web.AppKey("bolt", AsyncApp)
+VERIFIER: web.AppKey[SignatureVerifier] = web.AppKey("verifier", SignatureVerifier)
+MAX_BODY = 1024 * 1024
+
+
+@web.middleware
+async def request_context(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Bind a request id for every log line of this request (and the tasks it starts)."""
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(
+        request_id=request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16],
+        path=request.path,
+    )
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        error_id = uuid.uuid4().hex[:12]
+        log.exception("http.unhandled", error_id=error_id)
+        return web.json_response({"error": "internal", "error_id": error_id}, status=500)
+
+
+async def slack_events(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    raw = await request.read()
+    verifier = request.app[VERIFIER]
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    if not verifier.is_valid_request(raw, headers):
+        SLACK_REQUESTS.labels("unauthorized").inc()
+        log.warning("slack.bad_signature")
+        return web.json_response({"error": "invalid signature"}, status=401)
+    try:
+        body = raw.decode("utf-8")
+        bolt_request = AsyncBoltRequest(
+            body=body,
+            query=request.query_string,
+            headers=dict(request.headers),
+        )
+    except (UnicodeDecodeError, ValueError):
+        SLACK_REQUESTS.labels("malformed").inc()
+        return web.json_response({"error": "malformed body"}, status=400)
+    bolt_response = await request.app[BOLT].async_dispatch(bolt_request)
+    SLACK_REQUESTS.labels(str(bolt_response.status)).inc()
+    ACK_SECONDS.observe(time.perf_counter() - started)
+    if bolt_response.status == 404:
+        # Nothing listens for this (an event type the manifest no longer asks for): say OK,
+        # or Slack retries it and eventually turns the app's events off.
+        return web.Response(status=200, text="")
+    return await to_aiohttp_response(bolt_response)
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    try:
+        async with asyncio.timeout(2):
+            async with services.pool.acquire() as conn:
+                pending = await db.pending_migrations(conn)
+    except Exception as exc:
+        return web.json_response(
+            {"status": "unavailable", "reason": f"database unreachable ({type(exc).__name__})"},
+            status=503,
+        )
+    if pending:
+        return web.json_response(
+            {"status": "unavailable", "reason": f"migrations pending: {', '.join(pending)}"},
+            status=503,
+        )
+    return web.json_response({"status": "ready"})
+
+
+async def metrics(_request: web.Request) -> web.Response:
+    return web.Response(
+        body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+def build_web_app(services: Services, bolt: AsyncApp, *, signing_secret: str) -> web.Application:
+    app = web.Application(middlewares=[request_context], client_max_size=MAX_BODY)
+    app[SERVICES] = services
+    app[BOLT] = bolt
+    app[VERIFIER] = SignatureVerifier(signing_secret)
+    app.router.add_post("/slack/events", slack_events)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app

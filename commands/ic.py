@@ -1,0 +1,116 @@
+"""`/ic`: the incident lifecycle commands. Parse, ack, call the domain, reply."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from slack_bolt.context.ack.async_ack import AsyncAck
+
+from bot import blocks
+from bot.errors import UsageError
+from bot.logs import get_logger
+from bot.services import Services
+from commands import parsing
+from commands.edge import Respond, run_reporting
+from commands.parsing import (
+    USAGE,
+    Assign,
+    Declare,
+    Help,
+    IcCommand,
+    ListIncidents,
+    Note,
+    Resolve,
+    SetSeverity,
+    Status,
+    Timeline,
+)
+
+log = get_logger(__name__)
+
+
+class IcHandlers:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def command(self, ack: AsyncAck, command: dict[str, Any], respond: Respond) -> None:
+        text = str(command.get("text") or "")
+        try:
+            parsed = parsing.parse_ic(text)
+        except UsageError as exc:
+            await ack(response_type="ephemeral", text=str(exc))
+            return
+        await ack()
+        user = str(command["user_id"])
+        async with self.services.inflight.track():
+            await run_reporting(
+                respond, lambda: self.execute(parsed, user=user), command=f"/ic {text}"
+            )
+
+    async def pick_incident(self, ack: AsyncAck, body: dict[str, Any], respond: Respond) -> None:
+        """A click on a "Which incident?" button: run the original command on that incident."""
+        await ack()
+        user = str(body["user"]["id"])
+        action = (body.get("actions") or [{}])[0]
+        async with self.services.inflight.track():
+
+            async def work() -> blocks.Message:
+                try:
+                    choice = json.loads(action.get("value") or "")
+                    number = int(choice["incident"])
+                    original = str(choice["command"]).removeprefix("/ic").strip()
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise UsageError(
+                        "That button is no longer valid; run the command again."
+                    ) from exc
+                parsed = parsing.parse_ic(original)
+                if isinstance(parsed, parsing.Declare | ListIncidents | Help):
+                    raise UsageError("That command does not take an incident.")
+                chosen: IcCommand = dataclasses.replace(parsed, incident=number)
+                return await self.execute(chosen, user=user)
+
+            await run_reporting(respond, work, command="/ic (choice)", replace_original=True)
+
+    async def execute(self, parsed: IcCommand, *, user: str) -> blocks.Message:
+        s = self.services
+        incidents = s.incidents
+        match parsed:
+            case Help():
+                return blocks.help_text(list(USAGE.values()))
+            case ListIncidents():
+                return blocks.incident_list(await incidents.list_recent(), now=s.clock())
+            case Timeline(incident=ref):
+                incident, entries = await incidents.timeline(ref)
+                return blocks.timeline_listing(incident, entries)
+            case Declare(title=title, severity=severity):
+                change = await incidents.declare(title=title, severity=severity, actor=user)
+                i = change.incident
+                return blocks.confirmation(
+                    f":rotating_light: Declared *{i.ref}* ({i.severity.upper()})"
+                    f" in <#{i.channel_id}>."
+                    " You are incident commander; `/ic assign @someone ic` hands it over."
+                )
+            case Assign(incident=ref, user=who, role=role):
+                change = await incidents.assign(ref=ref, user=who, role=role, actor=user)
+                return blocks.confirmation(f"<@{who}> is now {role} of *{change.incident.ref}*.")
+            case SetSeverity(incident=ref, severity=severity):
+                change = await incidents.set_severity(ref=ref, severity=severity, actor=user)
+                return blocks.confirmation(
+                    f"*{change.incident.ref}* is now {severity.upper()}"
+                    f" ({s.policy.level(severity).name})."
+                )
+            case Status(incident=ref, text=body):
+                change = await incidents.post_status(ref=ref, text=body, actor=user)
+                return blocks.confirmation(f"Status update posted to *{change.incident.ref}*.")
+            case Note(incident=ref, text=body):
+                change = await incidents.add_note(ref=ref, text=body, actor=user)
+                return blocks.confirmation(f"Noted in *{change.incident.ref}*'s timeline.")
+            case Resolve(incident=ref, summary=summary):
+                change = await incidents.resolve(ref=ref, summary=summary, actor=user)
+                return blocks.confirmation(
+                    f":white_check_mark: *{change.incident.ref}* resolved."
+                    " Notes can still be added with `/ic note`."
+                )
+        raise UsageError(parsing.usage())

@@ -1,0 +1,189 @@
+"""The `/ic` grammar. Any text gives a command or a `UsageError`, never another exception."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bot.errors import UsageError
+from bot.models import normalise_role
+
+SEVERITY = re.compile(r"^sev-?([1-4])$", re.I)
+INCIDENT = re.compile(r"^inc-?(\d{1,9})$", re.I)
+# Slack escapes mentions in slash commands as <@U123|name> (or <@U123> without the name).
+MENTION = re.compile(r"^<@([UW][A-Z0-9]{2,20})(?:\|[^>]*)?>$")
+MAX_COMMAND = 4000
+
+USAGE = {
+    "declare": "/ic declare <title> [sev1|sev2|sev3|sev4]",
+    "assign": "/ic assign [INC-n] @user <ic|scribe|comms|role>",
+    "sev": "/ic sev [INC-n] <sev1|sev2|sev3|sev4>",
+    "status": "/ic status [INC-n] <text>",
+    "note": "/ic note [INC-n] <text>",
+    "resolve": "/ic resolve [INC-n] [summary]",
+    "timeline": "/ic timeline [INC-n]",
+    "list": "/ic list",
+    "help": "/ic help",
+}
+ALIASES = {"severity": "sev", "update": "status", "close": "resolve", "ls": "list"}
+
+
+def usage(sub: str | None = None) -> str:
+    if sub in USAGE:
+        return f"Usage: `{USAGE[sub]}`"
+    return "Usage: " + " · ".join(f"`{line}`" for line in USAGE.values())
+
+
+@dataclass(frozen=True)
+class Declare:
+    title: str
+    severity: str | None
+
+
+@dataclass(frozen=True)
+class Assign:
+    incident: int | None
+    user: str
+    role: str
+
+
+@dataclass(frozen=True)
+class SetSeverity:
+    incident: int | None
+    severity: str
+
+
+@dataclass(frozen=True)
+class Status:
+    incident: int | None
+    text: str
+
+
+@dataclass(frozen=True)
+class Note:
+    incident: int | None
+    text: str
+
+
+@dataclass(frozen=True)
+class Resolve:
+    incident: int | None
+    summary: str | None
+
+
+@dataclass(frozen=True)
+class Timeline:
+    incident: int | None
+
+
+@dataclass(frozen=True)
+class ListIncidents:
+    pass
+
+
+@dataclass(frozen=True)
+class Help:
+    pass
+
+
+IcCommand = (
+    Declare | Assign | SetSeverity | Status | Note | Resolve | Timeline | ListIncidents | Help
+)
+
+
+def severity_key(token: str) -> str | None:
+    match = SEVERITY.match(token)
+    return f"sev{match.group(1)}" if match else None
+
+
+def _incident(token: str) -> int | None:
+    match = INCIDENT.match(token)
+    return int(match.group(1)) if match else None
+
+
+def _split_incident(words: list[str]) -> tuple[int | None, list[str]]:
+    if words:
+        number = _incident(words[0])
+        if number is not None:
+            return number, words[1:]
+    return None, words
+
+
+def _rest(text: str, skip: int) -> str:
+    """The text after the first `skip` words, with its own spacing kept."""
+    remainder = text.strip()
+    for _ in range(skip):
+        parts = remainder.split(maxsplit=1)
+        remainder = parts[1] if len(parts) > 1 else ""
+    return remainder.strip()
+
+
+def parse_ic(text: str) -> IcCommand:
+    if len(text) > MAX_COMMAND:
+        raise UsageError(f"That command is {len(text)} characters; keep it under {MAX_COMMAND}.")
+    words = text.split()
+    if not words:
+        return Help()
+    sub = words[0].lower()
+    sub = ALIASES.get(sub, sub)
+    args = words[1:]
+    if sub == "help":
+        return Help()
+    if sub == "list":
+        if args:
+            raise UsageError(usage("list"))
+        return ListIncidents()
+    if sub == "declare":
+        severity = severity_key(args[-1]) if args else None
+        title_words = args[:-1] if severity else args
+        title = " ".join(title_words)
+        if not title:
+            raise UsageError("Give the incident a title. " + usage("declare"))
+        return Declare(title=title, severity=severity)
+    number, rest = _split_incident(args)
+    skipped = 1 + (len(args) - len(rest))
+    if sub == "assign":
+        return _assign(number, rest)
+    if sub == "sev":
+        if len(rest) != 1 or severity_key(rest[0]) is None:
+            raise UsageError(usage("sev"))
+        return SetSeverity(incident=number, severity=severity_key(rest[0]) or "")
+    if sub == "status":
+        body = _rest(text, skipped)
+        if not body:
+            raise UsageError("Say what the status is. " + usage("status"))
+        return Status(incident=number, text=body)
+    if sub == "note":
+        body = _rest(text, skipped)
+        if not body:
+            raise UsageError("Say what to note. " + usage("note"))
+        return Note(incident=number, text=body)
+    if sub == "resolve":
+        return Resolve(incident=number, summary=_rest(text, skipped) or None)
+    if sub == "timeline":
+        if rest:
+            raise UsageError(usage("timeline"))
+        return Timeline(incident=number)
+    raise UsageError(f"`/ic {words[0][:40]}` is not a command I know. {usage()}")
+
+
+def _assign(number: int | None, rest: list[str]) -> Assign:
+    if len(rest) != 2:
+        raise UsageError(usage("assign"))
+    first, second = rest
+    mention = MENTION.match(first) or MENTION.match(second)
+    if mention is None:
+        if first.startswith("@") or second.startswith("@"):
+            raise UsageError(
+                "Mention the person so Slack links them (type @ and pick a name). "
+                + usage("assign")
+            )
+        raise UsageError(usage("assign"))
+    role_word = second if MENTION.match(first) else first
+    role = normalise_role(role_word)
+    if role is None:
+        raise UsageError(
+            f"`{role_word[:40]}` is not a role name: use ic, scribe, comms or a short word"
+            " such as dba."
+        )
+    return Assign(incident=number, user=mention.group(1), role=role)

@@ -1,0 +1,202 @@
+"""Real parts for every test: PostgreSQL from pgserver, Slack as a local HTTP stand-in.
+
+PostgreSQL starts once per session (data dir directly under /tmp, reused if already running,
+stopped at the end); each test gets a fresh database cloned from a migrated template.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp import web
+
+from bot.app import build_slack_app
+from bot.outbox import ChannelPacer
+from bot.sandbox.slack_api import FakeSlack
+from bot.sandbox.slack_requests import SignedRequest, SlackRequests
+from bot.services import Services, open_services
+from bot.settings import Settings
+from bot.store import db
+from bot.web import build_web_app
+
+REPO = Path(__file__).resolve().parent.parent
+SPECS = REPO.parent / "shared" / "specs"
+SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
+TEMPLATE = "icbot_template"
+_db_names = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+        server = pgserver.get_server(Path(f"/tmp/icbot-test-pg-{os.getuid()}"), cleanup_mode="stop")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+async def pg_template(pg_server: Any) -> str:
+    admin = await asyncpg.connect(pg_server.get_uri())
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {TEMPLATE}")
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(pg_server.get_uri(TEMPLATE))
+    try:
+        await db.migrate(conn)
+    finally:
+        await conn.close()
+    return TEMPLATE
+
+
+async def _fresh_database(pg_server: Any, template: str | None) -> str:
+    name = f"icbot_test_{os.getpid()}_{next(_db_names)}"
+    admin = await asyncpg.connect(pg_server.get_uri())
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        clause = f" TEMPLATE {template}" if template else ""
+        await admin.execute(f"CREATE DATABASE {name}{clause}")
+    finally:
+        await admin.close()
+    return str(pg_server.get_uri(name))
+
+
+@pytest.fixture
+async def dsn(pg_server: Any, pg_template: str) -> str:
+    """A fresh, migrated database for this test."""
+    return await _fresh_database(pg_server, pg_template)
+
+
+@pytest.fixture
+async def empty_dsn(pg_server: Any) -> str:
+    """A fresh database with no tables at all (for migration tests)."""
+    return await _fresh_database(pg_server, None)
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack() as fake:
+        yield fake
+
+
+def make_settings(slack: FakeSlack, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "slack_api_url": slack.url,
+        "slack_bot_token": slack.token,
+        "slack_signing_secret": SIGNING_SECRET,
+        "incident_channel": "waqiti-incidents",
+        "data_dir": Path("/tmp/icbot-test-unused"),
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+class Bot:
+    """The real app served over real HTTP on 127.0.0.1, with helpers to talk to it as Slack."""
+
+    def __init__(
+        self, services: Services, slack: FakeSlack, base: str, http: aiohttp.ClientSession
+    ) -> None:
+        self.services = services
+        self.slack = slack
+        self.base = base
+        self.http = http
+        self.requests = SlackRequests(signing_secret=SIGNING_SECRET, team_id=slack.team_id)
+        self.channel = slack.channel_id("waqiti-incidents")
+
+    def user(self, name: str) -> str:
+        return self.slack.add_user(name)
+
+    def command_request(
+        self, text: str, *, user: str = "alice", command: str = "/ic", **kw: Any
+    ) -> SignedRequest:
+        uid = self.user(user)
+        return self.requests.slash_command(
+            command,
+            text,
+            user_id=uid,
+            user_name=user,
+            channel_id=self.channel,
+            channel_name="waqiti-incidents",
+            response_url=self.slack.new_response_url(channel=self.channel, user=uid),
+            **kw,
+        )
+
+    async def post(
+        self, request: SignedRequest, *, headers: dict[str, str] | None = None
+    ) -> tuple[int, str]:
+        async with self.http.post(
+            f"{self.base}/slack/events",
+            data=request.body.encode(),
+            headers={**request.headers, **(headers or {})},
+        ) as resp:
+            return resp.status, await resp.text()
+
+    async def command(
+        self, text: str, *, user: str = "alice", settle: bool = True
+    ) -> tuple[int, str]:
+        """Send `/ic <text>` as `user`; by default wait for the work and the posts it causes."""
+        result = await self.post(self.command_request(text, user=user))
+        if settle:
+            await self.settle()
+        return result
+
+    async def settle(self) -> None:
+        await self.services.inflight.idle()
+        await self.services.outbox.drain(timeout=20)
+
+    def replies_to(self, user: str) -> list[str]:
+        uid = self.slack.user_id(user)
+        return [e.text for e in self.slack.ephemerals if e.user == uid]
+
+    def last_reply(self, user: str = "alice") -> str:
+        replies = self.replies_to(user)
+        assert replies, f"{user} got no reply"
+        return replies[-1]
+
+    def card(self, number: int = 1) -> Any:
+        roots = self.slack.roots("waqiti-incidents")
+        return roots[number - 1]
+
+    def thread(self, number: int = 1) -> list[Any]:
+        return self.slack.thread("waqiti-incidents", self.card(number).ts)
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        async with self.services.pool.acquire() as conn:
+            return list(await conn.fetch(sql, *args))
+
+
+@pytest.fixture
+async def bot(dsn: str, slack: FakeSlack) -> AsyncIterator[Bot]:
+    settings = make_settings(slack)
+    async with open_services(
+        settings,
+        dsn=dsn,
+        token=slack.token,
+        pacer=ChannelPacer(per_second=0, burst=1),
+        run_workers=False,
+    ) as services:
+        app = build_web_app(services, build_slack_app(services), signing_secret=SIGNING_SECRET)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        async with aiohttp.ClientSession() as http:
+            yield Bot(services, slack, f"http://127.0.0.1:{port}", http)
+        await runner.cleanup()
+        # Let Bolt's background listener tasks finish before the pool closes.
+        await asyncio.sleep(0)
