@@ -142,10 +142,9 @@ def verify_chain(entries: list[TimelineEntry], *, count: int, head: str) -> Veri
             problems.append(f"entry {entry.seq} has a forged chain hash")
         prev = entry.hash
         expected_seq += 1
-    if count != len(entries) and not problems:
-        problems.append(f"the incident recorded {count} entries but {len(entries)} remain")
-    elif count > (entries[-1].seq if entries else 0):
-        problems.append(f"entries after {entries[-1].seq if entries else 0} were removed")
-    if entries and head and head != entries[-1].hash and not problems:
+    last_seq = entries[-1].seq if entries else 0
+    if count > last_seq:
+        problems.append(f"entries after {last_seq} were removed (the incident recorded {count})")
+    elif entries and head != entries[-1].hash:
         problems.append("the last entry is not the one the incident recorded")
     return Verification(ok=not problems, checked=len(entries), problems=problems)

@@ -146,12 +146,13 @@ class Bot:
             return resp.status, await resp.text()
 
     async def command(
-        self, text: str, *, user: str = "alice", settle: bool = True
+        self, text: str, *, user: str = "alice", drain: bool = True
     ) -> tuple[int, str]:
-        """Send `/ic <text>` as `user`; by default wait for the work and the posts it causes."""
+        """Send `/ic <text>` as `user` and wait for its work; `drain` also waits for the posts."""
         result = await self.post(self.command_request(text, user=user))
-        if settle:
-            await self.settle()
+        await self.services.inflight.idle()
+        if drain:
+            await self.services.outbox.drain(timeout=20)
         return result
 
     async def settle(self) -> None:

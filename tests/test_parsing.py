@@ -1,0 +1,90 @@
+"""The /ic grammar: any text gives a command or a usage error, never another exception."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.errors import UsageError
+from commands import parsing
+from commands.parsing import Assign, Declare, Note, Resolve, SetSeverity, Status, Timeline
+
+WORDS = st.sampled_from(
+    ["declare", "assign", "sev", "status", "note", "resolve", "timeline", "list", "help",
+     "INC-1", "inc-22", "sev1", "SEV4", "sev9", "<@U0123ABC|dana>", "<@W0999XYZ>", "@dana", "scribe",
+     "ic", "comms", "", " ", "\t", "ü", "<@", ">", "|", "INC-", "INC-99999999999"]
+)  # fmt: skip
+
+
+@given(st.text(max_size=300))
+@settings(max_examples=300)
+def test_any_text_parses_or_raises_usage_error(text: str) -> None:
+    try:
+        parsing.parse_ic(text)
+    except UsageError as exc:
+        assert str(exc)
+
+
+@given(st.lists(WORDS, max_size=8).map(" ".join))
+@settings(max_examples=500)
+def test_any_sequence_of_command_words_parses_or_raises_usage_error(text: str) -> None:
+    try:
+        result = parsing.parse_ic(text)
+    except UsageError as exc:
+        assert "Usage" in str(exc) or str(exc)
+        return
+    if isinstance(result, Assign):
+        assert result.user.startswith(("U", "W"))
+
+
+@given(st.text(min_size=1, max_size=100).filter(lambda t: t.strip()))
+def test_status_text_is_kept_as_typed(body: str) -> None:
+    result = parsing.parse_ic(f"status INC-3 {body}")
+    assert isinstance(result, Status)
+    assert result.incident == 3
+    assert result.text == body.strip()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("declare Payments failing sev2", Declare("Payments failing", "sev2")),
+        ("declare Payments failing", Declare("Payments failing", None)),
+        ("declare  Sev-1 outage SEV-1", Declare("Sev-1 outage", "sev1")),
+        ("assign <@U0DANA001|dana> scribe", Assign(None, "U0DANA001", "scribe")),
+        ("assign INC-4 comms <@U0ERIN002>", Assign(4, "U0ERIN002", "comms lead")),
+        ("assign <@U0ERIN003|erin> IC", Assign(None, "U0ERIN003", "incident commander")),
+        ("sev INC-2 SEV1", SetSeverity(2, "sev1")),
+        ("status Mitigating:  rolled back", Status(None, "Mitigating:  rolled back")),
+        ("note inc-7 DB at 90% CPU", Note(7, "DB at 90% CPU")),
+        ("resolve", Resolve(None, None)),
+        ("resolve INC-5 bad deploy", Resolve(5, "bad deploy")),
+        ("timeline INC-5", Timeline(5)),
+        ("update INC-1 still looking", Status(1, "still looking")),
+    ],
+)
+def test_grammar_examples(text: str, expected: object) -> None:
+    assert parsing.parse_ic(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("frobnicate", "not a command I know"),
+        ("declare", "title"),
+        ("declare sev2", "title"),
+        ("sev sev5", "Usage"),
+        ("sev", "Usage"),
+        ("assign dana scribe", "Usage"),
+        ("assign @dana scribe", "Mention the person"),
+        ("assign <@U0AAA0001> <@U0BBB0002>", "not a role name"),
+        ("status INC-3", "Say what the status is"),
+        ("note", "Say what to note"),
+        ("list everything", "Usage"),
+        ("x" * 4001, "keep it under 4000"),
+    ],
+)
+def test_bad_input_gets_a_usage_message(text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        parsing.parse_ic(text)
