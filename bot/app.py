@@ -10,12 +10,13 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
-from bot.ids import IcAction
+from bot.ids import ChecklistAction, IcAction, PromptAction, ViewId
 from bot.logs import get_logger
 from bot.services import Services
 from commands import unavailable
 from commands.ic import IcHandlers
 from commands.mentions import MentionHandlers
+from commands.prompts import PromptHandlers
 
 log = get_logger(__name__)
 
@@ -61,6 +62,10 @@ def build_slack_app(services: Services) -> AsyncApp:
     app.action(re.compile(rf"^{re.escape(IcAction.PICK_INCIDENT.value)}:"))(ic.pick_incident)
     for name in ("/diagnose", "/rollback"):
         app.command(name)(unavailable.not_yet)
+    prompts = PromptHandlers(services)
+    app.action(PromptAction.POST_UPDATE.value)(prompts.post_update_clicked)
+    app.view(ViewId.STATUS_UPDATE.value)(prompts.status_submitted)
+    app.action(ChecklistAction.TICK.value)(prompts.checklist_ticked)
     mentions = MentionHandlers()
     app.event("app_mention")(mentions.app_mention)
     return app

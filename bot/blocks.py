@@ -9,10 +9,11 @@ from datetime import datetime
 from typing import Any
 
 from bot.errors import Choice
-from bot.ids import IcAction
+from bot.ids import ChecklistAction, IcAction, PromptAction, ViewId
 from bot.models import STANDARD_ROLES, Incident, Status, TimelineEntry
 from bot.policy import SeverityPolicy
 from bot.timefmt import clock_time, human_duration, stamp
+from bot.timeline import Kind
 
 Block = dict[str, Any]
 
@@ -37,6 +38,11 @@ ENTRY_EMOJI = {
     "status_update": ":loudspeaker:",
     "note": ":memo:",
     "resolved": ":white_check_mark:",
+    "status_prompt": ":alarm_clock:",
+    "prompt_escalated": ":rotating_light:",
+    "escalated": ":telephone_receiver:",
+    "checklist": ":clipboard:",
+    "checklist_ticked": ":ballot_box_with_check:",
 }
 # Block Kit limits (https://api.slack.com/reference/block-kit/blocks)
 SECTION_TEXT_MAX = 3000
@@ -110,13 +116,75 @@ def incident_card(incident: Incident, policy: SeverityPolicy, *, now: datetime) 
 
 def timeline_reply(entry: TimelineEntry) -> Message:
     emoji = ENTRY_EMOJI.get(entry.kind, ":small_blue_diamond:")
-    return Message(
-        text=entry.text,
-        blocks=[
-            _mrkdwn(f"{emoji} {entry.text}"),
-            _context(f"{clock_time(entry.occurred_at)} · #{entry.seq}"),
+    blocks: list[Block] = [
+        _mrkdwn(f"{emoji} {entry.text}"),
+        _context(f"{clock_time(entry.occurred_at)} · #{entry.seq}"),
+    ]
+    if entry.kind in (Kind.PROMPT, Kind.PROMPT_ESCALATED):
+        button = {
+            "type": "button",
+            "action_id": PromptAction.POST_UPDATE,
+            "text": {"type": "plain_text", "text": "Post update"},
+            "style": "primary",
+            "value": str(entry.incident_id),
+        }
+        blocks.append({"type": "actions", "block_id": f"prompt:{entry.seq}", "elements": [button]})
+    elif entry.kind == Kind.CHECKLIST:
+        items = [str(item) for item in entry.data.get("items", [])][:10]
+        checkboxes = {
+            "type": "checkboxes",
+            "action_id": ChecklistAction.TICK,
+            "options": [
+                {"text": {"type": "plain_text", "text": item[:75]}, "value": str(i)}
+                for i, item in enumerate(items)
+            ],
+        }
+        block_id = f"checklist:{entry.data.get('reminder')}"
+        blocks.append({"type": "actions", "block_id": block_id, "elements": [checkboxes]})
+    return Message(text=entry.text, blocks=blocks)
+
+
+def status_modal(incident: Incident) -> dict[str, Any]:
+    """The "Post update" modal: current status (required), impact, next steps."""
+
+    def field(block_id: str, label: str, placeholder: str, *, optional: bool) -> Block:
+        return {
+            "type": "input",
+            "block_id": block_id,
+            "optional": optional,
+            "label": {"type": "plain_text", "text": label},
+            "element": {
+                "type": "plain_text_input",
+                "action_id": "value",
+                "multiline": True,
+                "max_length": 1000,
+                "placeholder": {"type": "plain_text", "text": placeholder},
+            },
+        }
+
+    return {
+        "type": "modal",
+        "callback_id": ViewId.STATUS_UPDATE,
+        "private_metadata": str(incident.id),
+        "title": {"type": "plain_text", "text": f"Update {incident.ref}"[:24]},
+        "submit": {"type": "plain_text", "text": "Post update"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            _context(f"*{incident.ref}* · {incident.severity.upper()} · {incident.title}"),
+            field("status", "Current status", "Mitigating: rolled back the deploy", optional=False),
+            field("impact", "Impact", "Card payments failing for ~8% of users", optional=True),
+            field("next", "Next steps", "Watch the error rate for 15 minutes", optional=True),
         ],
-    )
+    }
+
+
+def compose_status(status: str, impact: str | None, next_steps: str | None) -> str:
+    parts = [status.strip()]
+    if impact and impact.strip():
+        parts.append(f"*Impact:* {impact.strip()}")
+    if next_steps and next_steps.strip():
+        parts.append(f"*Next:* {next_steps.strip()}")
+    return "\n".join(parts)
 
 
 def confirmation(text: str) -> Message:

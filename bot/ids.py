@@ -10,6 +10,18 @@ class IcAction(StrEnum):
     PICK_INCIDENT = "ic_pick_incident"
 
 
+class PromptAction(StrEnum):
+    POST_UPDATE = "prompt_post_update"  # the status prompt's button; value = incident id
+
+
+class ChecklistAction(StrEnum):
+    TICK = "checklist_tick"  # block_id = "checklist:<reminder id>"; option value = item index
+
+
+class ViewId(StrEnum):
+    STATUS_UPDATE = "status_update_modal"  # private_metadata = incident id
+
+
 class Metadata(StrEnum):
     """`metadata.event_type` of what the bot posts, so a retried post can be found again."""
 

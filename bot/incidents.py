@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from bot import timeline
+from bot import prompts, timeline
 from bot.errors import Ambiguous, Choice, Conflict, NotFound, UsageError
 from bot.models import (
     IC,
@@ -29,6 +29,7 @@ from bot.store import Conn
 from bot.store import incidents as incidents_sql
 from bot.store import outbox as outbox_sql
 from bot.store import timeline as timeline_sql
+from bot.store import timers as timers_sql
 from bot.timefmt import human_duration
 from bot.timeline import Kind, Verification
 
@@ -124,6 +125,7 @@ class Incidents:
                 conn, number, role=IC, user_id=actor, assigned_by=actor, now=now
             )
             await outbox_sql.enqueue_card(conn, incident_id=number, version=1)
+            await prompts.plan_after_declare(conn, number, level, now=now)
             entry = await timeline.record(
                 conn,
                 incident_id=number,
@@ -175,6 +177,7 @@ class Incidents:
                 raise Conflict(f"{incident.ref} is already {severity.upper()}.")
             await self._bump(conn, incident.id, now=now, severity=severity)
             level = self.policy.level(severity)
+            await prompts.plan_after_severity_change(conn, incident, level, now=now)
             entry = await timeline.record(
                 conn,
                 incident_id=incident.id,
@@ -205,6 +208,8 @@ class Incidents:
             if incident.acknowledged_at is None:
                 fields["acknowledged_at"] = now
             await self._bump(conn, incident.id, now=now, **fields)
+            level = self.policy.level(incident.severity)
+            await prompts.plan_after_update(conn, incident.id, level, now=now)
             entry = await timeline.record(
                 conn,
                 incident_id=incident.id,
@@ -251,6 +256,7 @@ class Incidents:
             if incident.acknowledged_at is None:
                 fields["acknowledged_at"] = now
             await self._bump(conn, incident.id, now=now, **fields)
+            await prompts.plan_after_resolve(conn, incident.id, self.policy, now=now)
             duration = human_duration((now - incident.declared_at).total_seconds())
             tail = f" Summary: {summary}" if summary else ""
             entry = await timeline.record(
@@ -266,6 +272,41 @@ class Incidents:
                 },
             )
             incident = await self._reload(conn, incident.id)
+        self.on_change()
+        return Change(incident, entry)
+
+    async def tick_checklist(
+        self, *, reminder_id: int, ticked: list[int], actor: str
+    ) -> Change | None:
+        """Record what changed on a post-incident checklist; None if nothing did (a repeat)."""
+        now = self.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
+            found = await timers_sql.lock_reminder(conn, reminder_id)
+            if found is None:
+                raise NotFound("That checklist no longer exists.")
+            incident_id, stage_key, before = found
+            stage = self.policy.stage(stage_key)
+            items = list(stage.items) if stage else []
+            now_ticked = sorted({i for i in ticked if 0 <= i < len(items)})
+            added = [i for i in now_ticked if i not in before]
+            removed = [i for i in before if i not in now_ticked]
+            if not added and not removed:
+                return None
+            await timers_sql.set_ticked(conn, reminder_id, now_ticked)
+            parts = [f"ticked “{items[i]}”" for i in added]
+            parts += [f"unticked “{items[i]}”" for i in removed]
+            title = stage.title if stage else stage_key
+            done = f"{len(now_ticked)}/{len(items)} done"
+            entry = await timeline.record(
+                conn,
+                incident_id=incident_id,
+                kind=Kind.CHECKLIST_TICK,
+                actor=actor,
+                occurred_at=now,
+                text=f"<@{actor}> {', '.join(parts)} — {title} ({done}).",
+                data={"reminder": reminder_id, "added": added, "removed": removed},
+            )
+            incident = await self._reload(conn, incident_id)
         self.on_change()
         return Change(incident, entry)
 

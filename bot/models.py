@@ -77,6 +77,11 @@ class Incident:
     last_status: str | None
     last_status_at: datetime | None
     card_version: int
+    next_prompt_at: datetime | None = None
+    prompt_seq: int = 0
+    unanswered: int = 0
+    escalate_at: datetime | None = None
+    escalated_at: datetime | None = None
     roles: dict[str, str] = field(default_factory=dict)  # role -> Slack user id
 
     @property

@@ -17,6 +17,7 @@ from bot.logs import get_logger
 from bot.models import Clock, utcnow
 from bot.outbox import ChannelPacer, Outbox
 from bot.policy import SeverityPolicy, load_severity_policy
+from bot.prompts import Prompter
 from bot.settings import Settings
 from bot.store import db
 
@@ -33,6 +34,7 @@ class Services:
     channel_id: str
     incidents: Incidents
     outbox: Outbox
+    prompter: Prompter
     clock: Clock
     inflight: Inflight = field(default_factory=Inflight)
 
@@ -61,6 +63,7 @@ async def open_services(
         incidents = Incidents(
             pool, policy, channel_id=channel_id, clock=clock, on_change=outbox.kick
         )
+        prompter = Prompter(pool, policy, clock=clock, on_change=outbox.kick)
         services = Services(
             settings=settings,
             pool=pool,
@@ -70,10 +73,12 @@ async def open_services(
             channel_id=channel_id,
             incidents=incidents,
             outbox=outbox,
+            prompter=prompter,
             clock=clock,
         )
         if run_workers:
             workers.append(asyncio.create_task(outbox.run_forever(), name="outbox"))
+            workers.append(asyncio.create_task(prompter.run_forever(), name="prompter"))
         yield services
     finally:
         for task in workers:

@@ -29,6 +29,11 @@ class Kind:
     STATUS = "status_update"
     NOTE = "note"
     RESOLVED = "resolved"
+    PROMPT = "status_prompt"
+    PROMPT_ESCALATED = "prompt_escalated"
+    ESCALATED = "escalated"
+    CHECKLIST = "checklist"
+    CHECKLIST_TICK = "checklist_ticked"
 
 
 def content_hash(

@@ -11,6 +11,7 @@ import itertools
 import os
 import warnings
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -104,13 +105,32 @@ def make_settings(slack: FakeSlack, **overrides: Any) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
+class FakeClock:
+    """Real time plus an offset that tests move forward: timers come due without sleeping."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, **delta: float) -> None:
+        self.offset += timedelta(**delta)
+
+
 class Bot:
     """The real app served over real HTTP on 127.0.0.1, with helpers to talk to it as Slack."""
 
     def __init__(
-        self, services: Services, slack: FakeSlack, base: str, http: aiohttp.ClientSession
+        self,
+        services: Services,
+        slack: FakeSlack,
+        base: str,
+        http: aiohttp.ClientSession,
+        clock: FakeClock,
     ) -> None:
         self.services = services
+        self.clock = clock
         self.slack = slack
         self.base = base
         self.http = http
@@ -159,6 +179,17 @@ class Bot:
         await self.services.inflight.idle()
         await self.services.outbox.drain(timeout=20)
 
+    async def tick(self) -> int:
+        """Run the timer loop once (as any replica would) and post what it queued."""
+        handled = await self.services.prompter.tick()
+        await self.settle()
+        return handled
+
+    async def post_signed(self, request: SignedRequest) -> tuple[int, str]:
+        result = await self.post(request)
+        await self.settle()
+        return result
+
     def replies_to(self, user: str) -> list[str]:
         uid = self.slack.user_id(user)
         return [e.text for e in self.slack.ephemerals if e.user == uid]
@@ -183,10 +214,12 @@ class Bot:
 @pytest.fixture
 async def bot(dsn: str, slack: FakeSlack) -> AsyncIterator[Bot]:
     settings = make_settings(slack)
+    clock = FakeClock()
     async with open_services(
         settings,
         dsn=dsn,
         token=slack.token,
+        clock=clock,
         pacer=ChannelPacer(per_second=0, burst=1),
         run_workers=False,
     ) as services:
@@ -197,7 +230,7 @@ async def bot(dsn: str, slack: FakeSlack) -> AsyncIterator[Bot]:
         await site.start()
         port = runner.addresses[0][1]
         async with aiohttp.ClientSession() as http:
-            yield Bot(services, slack, f"http://127.0.0.1:{port}", http)
+            yield Bot(services, slack, f"http://127.0.0.1:{port}", http, clock)
         await runner.cleanup()
         # Let Bolt's background listener tasks finish before the pool closes.
         await asyncio.sleep(0)

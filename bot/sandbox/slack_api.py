@@ -169,6 +169,9 @@ class FakeSlack:
         self.messages: dict[str, list[Message]] = {}
         self.ephemerals: list[Ephemeral] = []
         self.pins: dict[str, list[str]] = {}
+        self.views: dict[str, dict[str, Any]] = {}  # view id -> the view as Slack holds it
+        self.opened_views: list[dict[str, Any]] = []  # views.open/push in call order
+        self._next_view = 1
         self.on_change: list[Callable[[str, Any], None]] = []
 
         self._channels: dict[str, _Channel] = {}
@@ -209,6 +212,9 @@ class FakeSlack:
             "reactions.get": self._reactions_get,
             "pins.add": self._pins_add,
             "pins.remove": self._pins_remove,
+            "views.open": self._views_open,
+            "views.update": self._views_update,
+            "views.push": self._views_push,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -1058,6 +1064,67 @@ class FakeSlack:
             raise _SlackError("not_pinned")
         pinned.remove(msg.ts)
         return {"ok": True}
+
+    # ------------------------------------------------------------------ views (modals)
+
+    def _store_view(self, view: Any, *, view_id: str | None = None) -> dict[str, Any]:
+        if isinstance(view, str):
+            try:
+                view = json.loads(view)
+            except ValueError as e:
+                raise _SlackError("invalid_arguments") from e
+        if not isinstance(view, dict) or view.get("type") != "modal":
+            raise _SlackError("invalid_arguments")
+        title = (view.get("title") or {}).get("text", "")
+        if not title or len(title) > 24:
+            raise _SlackError("invalid_arguments", detail="title must be 1-24 characters")
+        blocks = view.get("blocks") or []
+        if len(blocks) > 100:
+            raise _SlackError("invalid_blocks")
+        if view_id is None:
+            view_id = f"V{self._next_view:010d}"
+            self._next_view += 1
+        stored = {
+            "id": view_id,
+            "team_id": self.team_id,
+            "type": "modal",
+            "title": view["title"],
+            "submit": view.get("submit"),
+            "close": view.get("close"),
+            "blocks": blocks,
+            "private_metadata": view.get("private_metadata", ""),
+            "callback_id": view.get("callback_id", ""),
+            "external_id": view.get("external_id", ""),
+            "state": {"values": {}},
+            "hash": f"{int(self._clock())}.{view_id}",
+            "clear_on_close": bool(view.get("clear_on_close", False)),
+            "notify_on_close": bool(view.get("notify_on_close", False)),
+            "root_view_id": view_id,
+            "previous_view_id": None,
+            "app_id": self.app_id,
+            "bot_id": self.bot_id,
+        }
+        self.views[view_id] = stored
+        return stored
+
+    def _views_open(self, a: dict[str, Any]) -> dict[str, Any]:
+        if not a.get("trigger_id"):
+            raise _SlackError("invalid_arguments")
+        view = self._store_view(a.get("view"))
+        self.opened_views.append(view)
+        self._notify("view", view)
+        return {"ok": True, "view": view}
+
+    def _views_push(self, a: dict[str, Any]) -> dict[str, Any]:
+        return self._views_open(a)
+
+    def _views_update(self, a: dict[str, Any]) -> dict[str, Any]:
+        view_id = _opt_str(a.get("view_id"))
+        if not view_id or view_id not in self.views:
+            raise _SlackError("not_found")
+        view = self._store_view(a.get("view"), view_id=view_id)
+        self._notify("view_update", view)
+        return {"ok": True, "view": view}
 
 
 # ---------------------------------------------------------------------- argument parsing

@@ -91,7 +91,9 @@ class SlackRequests:
         response_url: str,
         message: dict[str, Any] | None = None,
         timestamp: int | None = None,
+        selected_options: list[dict[str, Any]] | None = None,
     ) -> SignedRequest:
+        """A click on a button, or (with `selected_options`) a change of a checkbox group."""
         n = next(self._ids)
         payload: dict[str, Any] = {
             "type": "block_actions",
@@ -124,8 +126,50 @@ class SlackRequests:
                 }
             ],
         }
+        if selected_options is not None:
+            action = payload["actions"][0]
+            action.pop("value")
+            action.pop("text")
+            action["type"] = "checkboxes"
+            action["selected_options"] = selected_options
         if message is not None:
             payload["message"] = message
+        return self.sign(
+            urlencode({"payload": json.dumps(payload)}),
+            content_type="application/x-www-form-urlencoded",
+            timestamp=timestamp,
+        )
+
+    def view_submission(
+        self,
+        view: dict[str, Any],
+        values: dict[str, str | None],
+        *,
+        user_id: str,
+        user_name: str,
+        timestamp: int | None = None,
+    ) -> SignedRequest:
+        """Submitting a modal: `values` maps each input block_id to its text (action_id `value`)."""
+        state = {
+            block_id: {"value": {"type": "plain_text_input", "value": text}}
+            for block_id, text in values.items()
+        }
+        payload = {
+            "type": "view_submission",
+            "team": {"id": self.team_id, "domain": "waqiti"},
+            "user": {
+                "id": user_id,
+                "username": user_name,
+                "name": user_name,
+                "team_id": self.team_id,
+            },
+            "api_app_id": self.api_app_id,
+            "token": "unused-verification-token",
+            "trigger_id": f"{next(self._ids)}.trigger",
+            "view": {**view, "state": {"values": state}},
+            "response_urls": [],
+            "is_enterprise_install": False,
+        }
         return self.sign(
             urlencode({"payload": json.dumps(payload)}),
             content_type="application/x-www-form-urlencoded",

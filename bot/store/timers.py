@@ -1,0 +1,105 @@
+"""SQL for status-prompt and escalation timers, and post-incident reminders."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bot.store import Conn
+
+_TIMER_FIELDS = {"next_prompt_at", "prompt_seq", "unanswered", "escalate_at", "escalated_at"}
+
+
+async def set_timers(conn: Conn, incident_id: int, **fields: Any) -> None:
+    """Change timer columns only (the card does not show them, so no card refresh)."""
+    unknown = set(fields) - _TIMER_FIELDS
+    if unknown:
+        raise ValueError(f"not timer fields: {sorted(unknown)}")
+    names = list(fields)
+    assignments = ", ".join(f"{name} = ${i + 2}" for i, name in enumerate(names))
+    await conn.execute(
+        f"UPDATE incidents SET {assignments} WHERE id = $1",
+        incident_id,
+        *(fields[n] for n in names),
+    )
+
+
+async def claim_due_prompts(conn: Conn, *, now: datetime, limit: int) -> list[int]:
+    """Lock open incidents whose prompt is due; other replicas skip them (SKIP LOCKED)."""
+    rows = await conn.fetch(
+        """SELECT id FROM incidents
+           WHERE resolved_at IS NULL AND next_prompt_at IS NOT NULL AND next_prompt_at <= $1
+           ORDER BY next_prompt_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
+        now,
+        limit,
+    )
+    return [r["id"] for r in rows]
+
+
+async def claim_due_escalations(conn: Conn, *, now: datetime, limit: int) -> list[int]:
+    rows = await conn.fetch(
+        """SELECT id FROM incidents
+           WHERE resolved_at IS NULL AND escalate_at IS NOT NULL AND escalate_at <= $1
+           ORDER BY escalate_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
+        now,
+        limit,
+    )
+    return [r["id"] for r in rows]
+
+
+async def schedule_reminder(conn: Conn, *, incident_id: int, stage: str, due_at: datetime) -> None:
+    await conn.execute(
+        """INSERT INTO reminders (incident_id, stage, due_at) VALUES ($1, $2, $3)
+           ON CONFLICT (incident_id, stage) DO NOTHING""",
+        incident_id,
+        stage,
+        due_at,
+    )
+
+
+async def claim_due_reminders(
+    conn: Conn, *, now: datetime, limit: int
+) -> list[tuple[int, int, str]]:
+    """(reminder id, incident id, stage) of due reminders, locked."""
+    rows = await conn.fetch(
+        """SELECT id, incident_id, stage FROM reminders
+           WHERE posted_at IS NULL AND due_at <= $1
+           ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
+        now,
+        limit,
+    )
+    return [(r["id"], r["incident_id"], r["stage"]) for r in rows]
+
+
+async def mark_reminder_posted(
+    conn: Conn, reminder_id: int, *, now: datetime, entry_id: int
+) -> None:
+    await conn.execute(
+        "UPDATE reminders SET posted_at = $2, entry_id = $3 WHERE id = $1",
+        reminder_id,
+        now,
+        entry_id,
+    )
+
+
+async def lock_reminder(conn: Conn, reminder_id: int) -> tuple[int, str, list[int]] | None:
+    row = await conn.fetchrow(
+        "SELECT incident_id, stage, ticked FROM reminders WHERE id = $1 FOR UPDATE", reminder_id
+    )
+    if row is None:
+        return None
+    return row["incident_id"], row["stage"], list(row["ticked"])
+
+
+async def set_ticked(conn: Conn, reminder_id: int, ticked: list[int]) -> None:
+    await conn.execute("UPDATE reminders SET ticked = $2 WHERE id = $1", reminder_id, ticked)
+
+
+async def next_due(conn: Conn) -> datetime | None:
+    due: datetime | None = await conn.fetchval(
+        """SELECT min(t) FROM (
+             SELECT min(next_prompt_at) AS t FROM incidents WHERE resolved_at IS NULL
+             UNION ALL SELECT min(escalate_at) FROM incidents WHERE resolved_at IS NULL
+             UNION ALL SELECT min(due_at) FROM reminders WHERE posted_at IS NULL) AS due"""
+    )
+    return due

@@ -1,0 +1,111 @@
+"""Status prompts' "Post update" button and modal, and the post-incident checklist ticks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import blocks
+from bot.errors import UserError
+from bot.logs import get_logger
+from bot.services import Services
+from commands.edge import Respond, reply, run_reporting
+
+log = get_logger(__name__)
+
+MAX_FIELD = 1000
+
+
+def _value(view: dict[str, Any], block_id: str) -> str:
+    state = (view.get("state") or {}).get("values") or {}
+    return str(((state.get(block_id) or {}).get("value") or {}).get("value") or "").strip()
+
+
+class PromptHandlers:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def post_update_clicked(
+        self, ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: Respond
+    ) -> None:
+        """Open the status modal. The trigger_id lives 3 seconds: open it right away."""
+        await ack()
+        action = (body.get("actions") or [{}])[0]
+        async with self.services.inflight.track():
+            try:
+                incident = await self.services.incidents.get(int(action.get("value") or 0))
+                if incident.is_resolved:
+                    raise UserError(f"{incident.ref} is resolved; no update is needed.")
+                await client.views_open(
+                    trigger_id=body["trigger_id"], view=blocks.status_modal(incident)
+                )
+            except UserError as exc:
+                await reply(respond, blocks.confirmation(str(exc)), response_type="ephemeral")
+            except Exception:
+                log.exception("prompts.open_modal_failed")
+                await reply(
+                    respond,
+                    blocks.confirmation("Could not open the form; use `/ic status <text>`."),
+                    response_type="ephemeral",
+                )
+
+    async def status_submitted(
+        self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        status, impact, next_steps = (_value(view, k) for k in ("status", "impact", "next"))
+        errors = {}
+        if not status:
+            errors["status"] = "Say what the status is."
+        for key, text in (("status", status), ("impact", impact), ("next", next_steps)):
+            if len(text) > MAX_FIELD:
+                errors[key] = f"Keep it under {MAX_FIELD} characters."
+        try:
+            incident_id = int(view.get("private_metadata") or "")
+        except ValueError:
+            errors["status"] = "This form is no longer valid; use `/ic status`."
+            incident_id = 0
+        if errors:
+            await ack(response_action="errors", errors=errors)
+            return
+        await ack()
+        user = str(body["user"]["id"])
+        text = blocks.compose_status(status, impact, next_steps)
+        async with self.services.inflight.track():
+            try:
+                await self.services.incidents.post_status(ref=incident_id, text=text, actor=user)
+            except UserError as exc:
+                await self._tell(client, user, str(exc))
+            except Exception:
+                log.exception("prompts.submit_failed", incident=incident_id)
+                await self._tell(client, user, "Your update could not be saved; use `/ic status`.")
+
+    async def _tell(self, client: AsyncWebClient, user: str, text: str) -> None:
+        try:
+            await client.chat_postEphemeral(channel=self.services.channel_id, user=user, text=text)
+        except Exception:
+            log.exception("prompts.tell_failed")
+
+    async def checklist_ticked(
+        self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: Respond
+    ) -> None:
+        await ack()
+        user = str(body["user"]["id"])
+        block_id = str(action.get("block_id") or "")
+        async with self.services.inflight.track():
+
+            async def work() -> blocks.Message:
+                try:
+                    reminder_id = int(block_id.removeprefix("checklist:"))
+                    ticked = [int(o["value"]) for o in action.get("selected_options") or []]
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise UserError("That checklist could not be read.") from exc
+                change = await self.services.incidents.tick_checklist(
+                    reminder_id=reminder_id, ticked=ticked, actor=user
+                )
+                if change is None:
+                    return blocks.confirmation("Already recorded.")
+                return blocks.confirmation(f"Recorded in {change.incident.ref}'s timeline.")
+
+            await run_reporting(respond, work, command="checklist")
