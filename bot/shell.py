@@ -9,11 +9,13 @@ printed as it would appear in the channel. Works with stdin piped, for scripts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import re
 import secrets
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from slack_bolt.async_app import AsyncApp
@@ -38,11 +40,13 @@ EMOJI = {
     ":loudspeaker:": "📢", ":bust_in_silhouette:": "👤", ":chart_with_upwards_trend:": "📈",
     ":red_circle:": "🔴", ":large_orange_circle:": "🟠", ":large_yellow_circle:": "🟡",
     ":white_circle:": "⚪", ":warning:": "⚠️", ":small_blue_diamond:": "🔹",
+    ":alarm_clock:": "⏰", ":telephone_receiver:": "📞", ":clipboard:": "📋",
+    ":ballot_box_with_check:": "☑️",
 }  # fmt: skip
 SHELL_HELP = """Type Slack commands as you would in #{channel}:
   /ic declare Payments failing sev2    /ic assign @dana scribe    /ic status Mitigating
   /ic help lists every /ic command. Buttons are numbered: type the number or the label.
-  /as @name acts as another person. /quit (or Ctrl-D) leaves."""
+  /as @name acts as another person. /wait 5 lets 5 seconds pass. /quit (or Ctrl-D) leaves."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,20 @@ class Button:
     value: str
     block_id: str
     message: Message | None  # None for buttons in an ephemeral reply
+    options: tuple[dict[str, Any], ...] = ()  # a checkbox: every option of its group
+
+
+@dataclass
+class Form:
+    """A modal the bot opened, filled in one line per field."""
+
+    view: dict[str, Any]
+    fields: list[tuple[str, str, bool]]  # (block_id, label, optional)
+    values: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def current(self) -> tuple[str, str, bool] | None:
+        return next((f for f in self.fields if f[0] not in self.values), None)
 
 
 class Shell:
@@ -68,6 +86,9 @@ class Shell:
         )
         self.slack.add_user(self.user_name)
         self.buttons: list[Button] = []
+        self.checked: dict[str, set[str]] = {}  # checkbox block_id -> ticked option values
+        self.form: Form | None = None
+        self.busy = asyncio.Lock()
         self._events: list[tuple[str, Any]] = []
         slack.on_change.append(lambda kind, obj: self._events.append((kind, obj)))
 
@@ -75,13 +96,23 @@ class Shell:
 
     async def handle(self, line: str) -> bool:
         """Run one line; False means quit."""
+        async with self.busy:
+            return await self._handle(line)
+
+    async def _handle(self, line: str) -> bool:
         line = line.strip()
+        if self.form is not None:
+            await self._fill(line)
+            return True
         if not line or line.startswith("#"):
             return True
         if line in ("/quit", "/exit"):
             return False
         if line in ("/help", "?"):
             self.print(SHELL_HELP.format(channel=self.channel_name))
+            return True
+        if line.startswith("/wait"):
+            await self._wait(line[5:].strip())
             return True
         if line.startswith("/as"):
             name = line[3:].strip().lstrip("@").lower()
@@ -101,6 +132,19 @@ class Shell:
         else:
             await self._click(line)
         return True
+
+    async def _wait(self, arg: str) -> None:
+        """`/wait 5`: let time pass (for scripts), printing whatever the timers post."""
+        try:
+            seconds = float(arg or "1")
+        except ValueError:
+            self.print("usage: /wait <seconds>")
+            return
+        deadline = asyncio.get_running_loop().time() + max(0.0, min(seconds, 600.0))
+        while (left := deadline - asyncio.get_running_loop().time()) > 0:
+            await asyncio.sleep(min(left, 0.2))
+            await self.services.outbox.drain()
+            self.flush()
 
     def _mentions(self, text: str) -> str:
         """`@dana` typed in the terminal becomes the `<@U…|dana>` Slack sends for a picked name."""
@@ -134,6 +178,11 @@ class Shell:
             )
             return
         user_id = self.slack.add_user(self.user_name)
+        selected = None
+        if button.options:
+            ticked = self.checked.setdefault(button.block_id, set())
+            ticked.symmetric_difference_update({button.value})
+            selected = [o for o in button.options if o["value"] in ticked]
         message = None
         if button.message is not None:
             message = {"type": "message", "ts": button.message.ts, "text": button.message.text,
@@ -153,8 +202,56 @@ class Shell:
                 message_ts=button.message.ts if button.message else None,
             ),
             message=message,
+            selected_options=selected,
         )
         await self._dispatch(request.body, request.headers)
+
+    # -- modals ------------------------------------------------------------------------------
+
+    def _open_form(self, view: dict[str, Any]) -> None:
+        fields = [
+            (b["block_id"], b["label"]["text"], bool(b.get("optional")))
+            for b in view.get("blocks", [])
+            if b.get("type") == "input"
+        ]
+        self.print(f"┌ {view['title']['text']} (one line per field; /cancel closes it)")
+        for line in self._render(
+            [b for b in view["blocks"] if b["type"] != "input"], "", message=None
+        ):
+            self.print(f"│ {line}")
+        self.form = Form(view=view, fields=fields)
+        self._ask()
+
+    def _ask(self) -> None:
+        assert self.form is not None
+        current = self.form.current
+        if current is not None:
+            self.print(f"│ {current[1]}{' (optional, Enter skips)' if current[2] else ''}:")
+
+    async def _fill(self, line: str) -> None:
+        form = self.form
+        assert form is not None
+        if line == "/cancel":
+            self.form = None
+            self.print("└ (closed without posting)")
+            return
+        current = form.current
+        assert current is not None
+        block_id, label, optional = current
+        if not line and not optional:
+            self.print(f"│ {label} is required:")
+            return
+        form.values[block_id] = line or None
+        if form.current is not None:
+            self._ask()
+            return
+        user_id = self.slack.add_user(self.user_name)
+        request = self.requests.view_submission(
+            form.view, form.values, user_id=user_id, user_name=self.user_name
+        )
+        self.form = None
+        self.print("└ submitted")
+        await self._dispatch(request.body, request.headers, form=form)
 
     def _button(self, choice: str) -> Button | None:
         if choice.isdigit() and 1 <= int(choice) <= len(self.buttons):
@@ -166,20 +263,30 @@ class Shell:
             return exact[0]
         return prefix[0] if len(prefix) == 1 else None
 
-    async def _dispatch(self, body: str, headers: dict[str, str]) -> None:
+    async def _dispatch(self, body: str, headers: dict[str, str], form: Form | None = None) -> None:
         request = AsyncBoltRequest(body=body, headers={k: [v] for k, v in headers.items()})
         response = await self.app.async_dispatch(request)
         if response.status != 200:
             self.print(f"(Slack would show an error: HTTP {response.status})")
+        elif response.body and form is not None:
+            self._form_errors(form, response.body)
         elif response.body:
             self._ack_body(response.body)
         await self.services.inflight.idle()
         await self.services.outbox.drain()
         self.flush()
 
-    def _ack_body(self, body: str) -> None:
-        import json
+    def _form_errors(self, form: Form, body: str) -> None:
+        """The app refused the modal: show the errors and ask those fields again."""
+        errors = json.loads(body).get("errors") or {}
+        for block_id, message in errors.items():
+            form.values.pop(block_id, None)
+            self.print(f"│ ✗ {message}")
+        if errors:
+            self.form = form
+            self._ask()
 
+    def _ack_body(self, body: str) -> None:
         try:
             data = json.loads(body)
         except ValueError:
@@ -199,7 +306,9 @@ class Shell:
     def flush(self) -> None:
         events, self._events = self._events, []
         for kind, obj in events:
-            if isinstance(obj, Message):
+            if kind == "view" and isinstance(obj, dict):
+                self._open_form(obj)
+            elif isinstance(obj, Message):
                 self._show_message(kind, obj)
             elif isinstance(obj, Ephemeral):
                 self._show_ephemeral(obj)
@@ -262,6 +371,8 @@ class Shell:
                 )
             elif kind == "actions":
                 for element in block.get("elements", []):
+                    if element.get("type") == "checkboxes":
+                        lines.extend(self._checkboxes(block, element, message))
                     if element.get("type") != "button":
                         continue
                     label = element["text"]["text"]
@@ -277,6 +388,38 @@ class Shell:
             elif kind == "divider":
                 lines.append("─" * 20)
         return lines
+
+    def _checkboxes(
+        self, block: dict[str, Any], element: dict[str, Any], message: Message | None
+    ) -> list[str]:
+        block_id = block.get("block_id", "")
+        ticked = self.checked.get(block_id, set())
+        options = tuple(element.get("options", []))
+        lines = []
+        for option in options:
+            label = option["text"]["text"]
+            self.buttons.append(
+                Button(
+                    label=label,
+                    action_id=element["action_id"],
+                    value=option["value"],
+                    block_id=block_id,
+                    message=message,
+                    options=options,
+                )
+            )
+            box = "☑" if option["value"] in ticked else "☐"
+            lines.append(f"[{len(self.buttons)}] {box} {label}")
+        return lines
+
+    async def background(self) -> None:
+        """Print what the timers post between commands (status prompts, reminders)."""
+        while True:
+            await asyncio.sleep(0.5)
+            if self._events and not self.busy.locked():
+                async with self.busy:
+                    await self.services.outbox.drain()
+                    self.flush()
 
     def _plain(self, text: str) -> str:
         text = USER_REF.sub(lambda m: "@" + (self.slack.user_name(m.group(1)) or m.group(1)), text)
@@ -305,10 +448,10 @@ async def run_shell(
                 dsn=url,
                 token=slack.token,
                 pacer=ChannelPacer(per_second=0, burst=1),
-                run_workers=False,
             ) as services,
         ):
             shell = Shell(services, build_slack_app(services), slack, out)
+            printer = asyncio.create_task(shell.background())
             if interactive:
                 shell.print(SHELL_HELP.format(channel=channel))
             while True:
@@ -322,4 +465,7 @@ async def run_shell(
                     shell.print(f"@{shell.user_name}> {line.rstrip()}")
                 if not await shell.handle(line):
                     break
+            printer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await printer
     return 0

@@ -78,3 +78,22 @@ def test_without_database_url_an_embedded_postgres_starts_and_stops(tmp_path: Pa
     assert not (pgdata / "postmaster.pid").exists()  # stopped on exit
     second = _run("/ic list\n", env)  # the data survives for the next run
     assert "INC-1" in second.stdout and "Embedded" in second.stdout
+
+
+def test_a_status_prompt_button_opens_a_form_filled_line_by_line(dsn: str, tmp_path: Path) -> None:
+    policy = (Path(__file__).resolve().parent.parent / "playbooks" / "severities.yml").read_text()
+    (tmp_path / "severities.yml").write_text(
+        policy.replace("status_every: 30m", "status_every: 1s")
+    )
+    script = (
+        "/ic declare Payments failing sev2\n/wait 1.6\nPost update\n"
+        "\nMitigating: rolled back\n8% of card payments\n\n/ic timeline\n"
+    )
+    result = _run(script, {"DATABASE_URL": dsn, "PLAYBOOKS_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "time for a status update on INC-1" in out and "[1] Post update" in out
+    assert "Current status is required" in out  # the empty first answer was refused
+    assert "└ submitted" in out
+    assert "Status update from @sam: Mitigating: rolled back" in out
+    assert "Impact: 8% of card payments" in out
