@@ -32,9 +32,13 @@ from bot.store.outbox import OutboxItem
 
 log = get_logger(__name__)
 
-LEASE = timedelta(seconds=60)
+LEASE = timedelta(seconds=30)
 MAX_PERMANENT_FAILURES = 5
 MAX_BACKOFF = 60.0
+
+
+class LeaseLost(Exception):
+    """Another replica took the item over while this one waited its turn."""
 
 
 class ChannelPacer:
@@ -73,6 +77,7 @@ class Outbox:
         clock: Clock = utcnow,
         pacer: ChannelPacer | None = None,
         poll_interval: float = 1.0,
+        lease: timedelta = LEASE,
     ) -> None:
         self.pool = pool
         self.chat = chat
@@ -80,6 +85,7 @@ class Outbox:
         self.clock = clock
         self.pacer = pacer or ChannelPacer(per_second=1.0, burst=3)
         self.poll_interval = poll_interval
+        self.lease = lease
         self._kick = asyncio.Event()
         self._lock = asyncio.Lock()
         self.on_posted: list[Callable[[OutboxItem], None]] = []
@@ -127,7 +133,9 @@ class Outbox:
     async def process_once(self, *, limit: int = 20) -> int:
         async with self._lock:
             async with self.pool.acquire() as conn:
-                items = await outbox_sql.claim(conn, now=self.clock(), lease=LEASE, limit=limit)
+                items = await outbox_sql.claim(
+                    conn, now=self.clock(), lease=self.lease, limit=limit
+                )
             for item in items:
                 await self._deliver(item)
             return len(items)
@@ -135,6 +143,9 @@ class Outbox:
     async def _deliver(self, item: OutboxItem) -> None:
         try:
             posted_ts = await self._send(item)
+        except LeaseLost:
+            log.info("outbox.lease_lost", item=item.dedupe_key)
+            return
         except IntegrationError as exc:
             await self._failed(item, exc)
             return
@@ -187,7 +198,7 @@ class Outbox:
                 log.info("outbox.already_posted", item=key)
                 return found
         message = blocks.timeline_reply(entry)
-        await self.pacer.wait(incident.channel_id)
+        await self._ready(item, incident.channel_id)
         return await self.chat.post(
             channel=incident.channel_id,
             thread_ts=incident.thread_ts,
@@ -195,6 +206,17 @@ class Outbox:
             blocks=message.blocks,
             metadata={"event_type": Metadata.ENTRY, "event_payload": {"key": key}},
         )
+
+    async def _ready(self, item: OutboxItem, channel: str) -> None:
+        """Wait for the channel's turn, then make sure the item is still ours to post.
+
+        The wait can outlast the lease (a burst in one channel), and then another replica may
+        have taken the item over; renewing the lease right before the call settles who posts.
+        """
+        await self.pacer.wait(channel)
+        async with self.pool.acquire() as conn:
+            if not await outbox_sql.renew(conn, item, now=self.clock(), lease=self.lease):
+                raise LeaseLost(item.dedupe_key)
 
     async def _reloaded(self, incident_id: int) -> Incident:
         async with self.pool.acquire() as conn:
@@ -214,7 +236,7 @@ class Outbox:
                     channel=channel, thread_ts=None, event_type=Metadata.CARD, key=key
                 )
             if thread_ts is None:
-                await self.pacer.wait(channel)
+                await self._ready(item, channel)
                 thread_ts = await self.chat.post(
                     channel=channel,
                     text=message.text,
@@ -232,7 +254,7 @@ class Outbox:
             return thread_ts
         if posted_version >= incident.card_version:
             return thread_ts  # a later update already showed this state
-        await self.pacer.wait(channel)
+        await self._ready(item, channel)
         await self.chat.update(
             channel=channel, ts=thread_ts, text=message.text, blocks=message.blocks
         )

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import asyncpg
 from slack_sdk.web.async_client import AsyncWebClient
@@ -59,11 +60,24 @@ async def open_services(
         client = AsyncWebClient(token=token, base_url=settings.slack_api_url, timeout=10)
         chat = SlackChat(client)
         channel_id = await chat.resolve_channel(settings.incident_channel)
-        outbox = Outbox(pool, chat, policy, clock=clock, pacer=pacer)
+        outbox = Outbox(
+            pool,
+            chat,
+            policy,
+            clock=clock,
+            pacer=pacer,
+            lease=timedelta(seconds=settings.outbox_lease_seconds),
+        )
         incidents = Incidents(
             pool, policy, channel_id=channel_id, clock=clock, on_change=outbox.kick
         )
-        prompter = Prompter(pool, policy, clock=clock, on_change=outbox.kick)
+        prompter = Prompter(
+            pool,
+            policy,
+            clock=clock,
+            on_change=outbox.kick,
+            poll_interval=settings.timer_poll_seconds,
+        )
         services = Services(
             settings=settings,
             pool=pool,

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     service_url_template: str = "http://{service}:8080"
 
     playbooks_dir: Path = BUNDLED_PLAYBOOKS
+    # Tuning (not in the contract): how long a claimed outbox post stays leased to a replica
+    # before another may retry it, and how often the timer loop looks for due prompts.
+    outbox_lease_seconds: float = Field(default=30.0, gt=0)
+    timer_poll_seconds: float = Field(default=1.0, gt=0)
     log_format: Literal["json", "console"] | None = None
     log_level: str = "INFO"
     port: int = 3000

@@ -173,6 +173,7 @@ class FakeSlack:
         self.opened_views: list[dict[str, Any]] = []  # views.open/push in call order
         self._next_view = 1
         self.on_change: list[Callable[[str, Any], None]] = []
+        self.latency: dict[str, float] = {}  # method -> seconds to wait before answering
 
         self._channels: dict[str, _Channel] = {}
         self._channel_by_name: dict[str, str] = {}
@@ -450,6 +451,9 @@ class FakeSlack:
                 raise _SlackError("invalid_auth")
             _decode_json_fields(args)
             body = handler(args)
+            if self.latency.get(method):
+                # The call took effect; the answer is slow (a window in which a client may die).
+                await asyncio.sleep(self.latency[method])
         except _SlackError as e:
             body = {"ok": False, "error": e.error}
             if e.detail:

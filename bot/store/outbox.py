@@ -16,6 +16,7 @@ class OutboxItem:
     dedupe_key: str
     timeline_id: int | None
     attempts: int
+    claim_token: str
 
 
 async def enqueue_reply(conn: Conn, *, incident_id: int, timeline_id: int, seq: int) -> None:
@@ -40,7 +41,8 @@ async def enqueue_card(conn: Conn, *, incident_id: int, version: int) -> None:
 async def claim(conn: Conn, *, now: datetime, lease: timedelta, limit: int) -> list[OutboxItem]:
     """Lease the oldest unfinished item of each incident (never two of one incident at once)."""
     rows = await conn.fetch(
-        """UPDATE outbox SET claimed_until = $1 + $2::interval, attempts = attempts + 1
+        """UPDATE outbox SET claimed_until = $1 + $2::interval, attempts = attempts + 1,
+                             claim_token = md5(random()::text || clock_timestamp()::text)
            WHERE id IN (
                SELECT o.id FROM outbox o
                WHERE o.done_at IS NULL AND o.next_attempt_at <= $1
@@ -48,12 +50,25 @@ async def claim(conn: Conn, *, now: datetime, lease: timedelta, limit: int) -> l
                  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.incident_id = o.incident_id
                                  AND p.done_at IS NULL AND p.id < o.id)
                ORDER BY o.id LIMIT $3 FOR UPDATE SKIP LOCKED)
-           RETURNING id, incident_id, kind, dedupe_key, timeline_id, attempts""",
+           RETURNING id, incident_id, kind, dedupe_key, timeline_id, attempts, claim_token""",
         now,
         lease,
         limit,
     )
     return sorted((OutboxItem(**dict(r)) for r in rows), key=lambda item: item.id)
+
+
+async def renew(conn: Conn, item: OutboxItem, *, now: datetime, lease: timedelta) -> bool:
+    """Extend our lease on `item`; False if it is no longer ours (or already done)."""
+    renewed = await conn.fetchval(
+        """UPDATE outbox SET claimed_until = $3::timestamptz + $4::interval
+           WHERE id = $1 AND claim_token = $2 AND done_at IS NULL RETURNING true""",
+        item.id,
+        item.claim_token,
+        now,
+        lease,
+    )
+    return bool(renewed)
 
 
 async def complete(conn: Conn, item_id: int, *, now: datetime, posted_ts: str | None) -> None:
