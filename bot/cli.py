@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -23,6 +24,8 @@ cli = typer.Typer(
 )
 audit_cli = typer.Typer(help="Check the tamper-evident timeline.", no_args_is_help=True)
 cli.add_typer(audit_cli, name="audit")
+playbooks_cli = typer.Typer(help="Playbooks and policy files.", no_args_is_help=True)
+cli.add_typer(playbooks_cli, name="playbooks")
 
 
 def _settings() -> Settings:
@@ -170,6 +173,35 @@ async def _verify(settings: Settings, number: int) -> Verification:
             return await incidents.verify(number)
         finally:
             await pool.close()
+
+
+@playbooks_cli.command("validate")
+def playbooks_validate(
+    directory: Annotated[
+        Path | None, typer.Argument(help="default: PLAYBOOKS_DIR, else the bundled playbooks/")
+    ] = None,
+) -> None:
+    """Load every playbook and policy file; exit 1 with file:line errors if any is invalid."""
+    from bot.playbooks import validate_dir
+    from bot.policy import load_severity_policy
+
+    folder = directory or _settings().playbooks_dir
+    if not folder.is_dir():
+        raise _fail(f"{folder} is not a directory")
+    errors: list[str] = []
+    try:
+        load_severity_policy(folder)
+    except ConfigError as exc:
+        errors.append(str(exc))
+    catalogue, problems = validate_dir(folder)
+    errors.extend(problems)
+    for error in errors:
+        typer.echo(error)
+    if errors:
+        typer.echo(f"{len(errors)} error(s) in {folder}")
+        raise typer.Exit(1)
+    names = ", ".join(sorted(catalogue.playbooks))
+    typer.echo(f"{len(catalogue.playbooks)} playbooks OK ({names}); severities.yml OK")
 
 
 def main() -> None:
