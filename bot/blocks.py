@@ -84,6 +84,8 @@ def incident_card(incident: Incident, policy: SeverityPolicy, *, now: datetime) 
         f"*{'Duration' if incident.is_resolved else 'Open for'}*\n"
         f"{human_duration((end - incident.declared_at).total_seconds())}",
     ]
+    if incident.pagerduty_url:
+        fields.append(f"*PagerDuty*\n<{incident.pagerduty_url}|{incident.pagerduty_id}>")
     others = [
         f"{role}: <@{user}>" for role, user in incident.roles.items() if role not in STANDARD_ROLES
     ]

@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 
-from bot import prompts, timeline
+from bot import pager, prompts, timeline
 from bot.errors import Ambiguous, Choice, Conflict, NotFound, UsageError
 from bot.models import (
     IC,
@@ -65,12 +66,20 @@ class Incidents:
         channel_id: str,
         clock: Clock = utcnow,
         on_change: Callable[[], None] = lambda: None,
+        pagerduty: bool = False,
     ) -> None:
         self.pool = pool
         self.policy = policy
         self.channel_id = channel_id
         self.clock = clock
         self.on_change = on_change
+        self.pagerduty = pagerduty  # mirror changes to PagerDuty (through its outbox)
+
+    async def _mirror(
+        self, conn: Conn, incident_id: int, kind: str, *, key: str, **payload: Any
+    ) -> None:
+        if self.pagerduty:
+            await pager.enqueue(conn, incident_id, kind, key=key, payload=payload)
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -126,6 +135,11 @@ class Incidents:
             )
             await outbox_sql.enqueue_card(conn, incident_id=number, version=1)
             await prompts.plan_after_declare(conn, number, level, now=now)
+            paging = (
+                " Opening a PagerDuty incident."
+                if self.pagerduty
+                else " PagerDuty is not configured, so nobody was paged."
+            )
             entry = await timeline.record(
                 conn,
                 incident_id=number,
@@ -134,9 +148,19 @@ class Incidents:
                 occurred_at=now,
                 text=(
                     f"<@{actor}> declared {incident_ref(number)} ({sev.upper()} · {level.name}):"
-                    f" {title}. <@{actor}> is incident commander until reassigned."
+                    f" {title}. <@{actor}> is incident commander until reassigned.{paging}"
                 ),
                 data={"title": title, "severity": sev, "commander": actor},
+            )
+            await self._mirror(
+                conn,
+                number,
+                pager.PagerKind.CREATE,
+                key="create",
+                title=f"{incident_ref(number)}: {title}",
+                urgency=level.pagerduty_urgency,
+                incident_key=pager.incident_key(self.channel_id, number),
+                details=f"Declared in Slack by {actor} as {sev.upper()} ({level.name}).",
             )
             incident = await self._reload(conn, number)
         self.on_change()
@@ -190,6 +214,14 @@ class Incidents:
                 ),
                 data={"from": incident.severity, "to": severity},
             )
+            await self._mirror(
+                conn,
+                incident.id,
+                pager.PagerKind.UPDATE,
+                key=f"entry{entry.seq}",
+                urgency=level.pagerduty_urgency,
+                priority=f"P{severity.removeprefix('sev')}",
+            )
             incident = await self._reload(conn, incident.id)
         self.on_change()
         return Change(incident, entry)
@@ -219,6 +251,10 @@ class Incidents:
                 text=f"Status update from <@{actor}>: {text}",
                 data={"text": text, "stage": stage.value if stage else None},
             )
+            await self._mirror(
+                conn, incident.id, pager.PagerKind.NOTE, key=f"entry{entry.seq}",
+                text=f"Status update (Slack user {actor}): {text}",
+            )  # fmt: skip
             incident = await self._reload(conn, incident.id)
         self.on_change()
         return Change(incident, entry)
@@ -238,6 +274,10 @@ class Incidents:
                 text=f"Note from <@{actor}>: {text}",
                 data={"text": text},
             )
+            await self._mirror(
+                conn, incident.id, pager.PagerKind.NOTE, key=f"entry{entry.seq}",
+                text=f"Note (Slack user {actor}): {text}",
+            )  # fmt: skip
         self.on_change()
         return Change(incident, entry)
 
@@ -271,6 +311,10 @@ class Incidents:
                     "duration_s": int((now - incident.declared_at).total_seconds()),
                 },
             )
+            await self._mirror(
+                conn, incident.id, pager.PagerKind.UPDATE, key=f"entry{entry.seq}",
+                status="resolved", resolution=summary or f"Resolved in Slack by {actor}",
+            )  # fmt: skip
             incident = await self._reload(conn, incident.id)
         self.on_change()
         return Change(incident, entry)

@@ -82,6 +82,8 @@ class Incident:
     unanswered: int = 0
     escalate_at: datetime | None = None
     escalated_at: datetime | None = None
+    pagerduty_id: str | None = None
+    pagerduty_url: str | None = None
     roles: dict[str, str] = field(default_factory=dict)  # role -> Slack user id
 
     @property

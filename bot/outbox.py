@@ -10,6 +10,7 @@ request permanently several times (logged as an error, the timeline in PostgreSQ
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import time
@@ -67,28 +68,40 @@ class ChannelPacer:
         self._next[channel] = max(self._next.get(channel, 0.0), now) + self.interval
 
 
-class Outbox:
+class LeasedQueue(abc.ABC):
+    """Delivers one outbox channel's items: leased, in order per incident, retried.
+
+    Subclasses say how to deliver one item (`_send`) and may react to a failure.
+    """
+
+    channel = ""
+    name = "outbox"
+
     def __init__(
         self,
         pool: asyncpg.Pool,
-        chat: Chat,
-        policy: SeverityPolicy,
         *,
         clock: Clock = utcnow,
-        pacer: ChannelPacer | None = None,
         poll_interval: float = 1.0,
         lease: timedelta = LEASE,
     ) -> None:
         self.pool = pool
-        self.chat = chat
-        self.policy = policy
         self.clock = clock
-        self.pacer = pacer or ChannelPacer(per_second=1.0, burst=3)
         self.poll_interval = poll_interval
         self.lease = lease
         self._kick = asyncio.Event()
         self._lock = asyncio.Lock()
         self.on_posted: list[Callable[[OutboxItem], None]] = []
+
+    @abc.abstractmethod
+    async def _send(self, item: OutboxItem) -> str | None:
+        """Deliver one item; returns an id to remember (a Slack ts), raises IntegrationError."""
+
+    async def _on_failure(self, item: OutboxItem, exc: IntegrationError) -> None:  # noqa: B027
+        """Called before the item is re-planned (or given up); nothing by default."""
+
+    async def _on_success(self, item: OutboxItem) -> None:  # noqa: B027
+        """Called after the item is marked done; nothing by default."""
 
     def kick(self) -> None:
         """Something was queued: look now rather than at the next poll."""
@@ -106,7 +119,7 @@ class Outbox:
                 raise
             except Exception:
                 failures += 1
-                log.exception("outbox.round_failed", failures=failures)
+                log.exception(f"{self.name}.round_failed", failures=failures)
                 handled = 0
                 await asyncio.sleep(min(MAX_BACKOFF, 0.5 * 2**failures))
             if handled:
@@ -121,9 +134,9 @@ class Outbox:
             if await self.process_once():
                 continue
             async with self.pool.acquire() as conn:
-                if await outbox_sql.pending_count(conn) == 0:
+                if await outbox_sql.pending_count(conn, self.channel) == 0:
                     return
-                due = await outbox_sql.next_due(conn)
+                due = await outbox_sql.next_due(conn, self.channel)
             wait = 0.05
             if due is not None:
                 wait = min(max((due - self.clock()).total_seconds(), 0.01), 1.0)
@@ -134,7 +147,7 @@ class Outbox:
         async with self._lock:
             async with self.pool.acquire() as conn:
                 items = await outbox_sql.claim(
-                    conn, now=self.clock(), lease=self.lease, limit=limit
+                    conn, now=self.clock(), lease=self.lease, limit=limit, channel=self.channel
                 )
             for item in items:
                 await self._deliver(item)
@@ -144,24 +157,23 @@ class Outbox:
         try:
             posted_ts = await self._send(item)
         except LeaseLost:
-            log.info("outbox.lease_lost", item=item.dedupe_key)
+            log.info(f"{self.name}.lease_lost", item=item.dedupe_key)
             return
         except IntegrationError as exc:
             await self._failed(item, exc)
             return
         async with self.pool.acquire() as conn:
             await outbox_sql.complete(conn, item.id, now=self.clock(), posted_ts=posted_ts)
+        await self._on_success(item)
         for hook in self.on_posted:
             hook(item)
 
     async def _failed(self, item: OutboxItem, exc: IntegrationError) -> None:
         now = self.clock()
+        await self._on_failure(item, exc)
         async with self.pool.acquire() as conn:
-            incident = await incidents_sql.get(conn, item.incident_id)
-            if exc.retry_after is not None and incident is not None:
-                self.pacer.pause(incident.channel_id, exc.retry_after)
             if exc.permanent and item.attempts >= MAX_PERMANENT_FAILURES:
-                log.error("outbox.gave_up", item=item.dedupe_key, error=str(exc))
+                log.error(f"{self.name}.gave_up", item=item.dedupe_key, error=str(exc))
                 await outbox_sql.give_up(conn, item.id, now=now, error=str(exc))
                 return
             delay = (
@@ -169,10 +181,57 @@ class Outbox:
                 if exc.retry_after is not None
                 else min(MAX_BACKOFF, 2.0 ** min(item.attempts, 6) / 2)
             )
-            log.warning("outbox.retry", item=item.dedupe_key, error=str(exc), in_seconds=delay)
+            log.warning(
+                f"{self.name}.retry", item=item.dedupe_key, error=str(exc), in_seconds=delay
+            )
             await outbox_sql.retry_later(
                 conn, item.id, at=now + timedelta(seconds=delay), error=str(exc)
             )
+
+    async def _ready(self, item: OutboxItem) -> None:
+        """Make sure the item is still ours to deliver, right before the outside call.
+
+        A wait (a burst in one channel, a slow call before it) can outlast the lease, and then
+        another replica may have taken the item over; renewing the lease settles who delivers.
+        """
+        async with self.pool.acquire() as conn:
+            if not await outbox_sql.renew(conn, item, now=self.clock(), lease=self.lease):
+                raise LeaseLost(item.dedupe_key)
+
+
+class Outbox(LeasedQueue):
+    """The Slack channel: incident cards and thread replies."""
+
+    channel = "slack"
+    name = "outbox"
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        chat: Chat,
+        policy: SeverityPolicy,
+        *,
+        clock: Clock = utcnow,
+        pacer: ChannelPacer | None = None,
+        poll_interval: float = 1.0,
+        lease: timedelta = LEASE,
+    ) -> None:
+        super().__init__(pool, clock=clock, poll_interval=poll_interval, lease=lease)
+        self.chat = chat
+        self.policy = policy
+        self.pacer = pacer or ChannelPacer(per_second=1.0, burst=3)
+
+    async def _on_failure(self, item: OutboxItem, exc: IntegrationError) -> None:
+        if exc.retry_after is None:
+            return
+        async with self.pool.acquire() as conn:
+            incident = await incidents_sql.get(conn, item.incident_id)
+        if incident is not None:
+            self.pacer.pause(incident.channel_id, exc.retry_after)
+
+    async def _paced(self, item: OutboxItem, channel: str) -> None:
+        await self.pacer.wait(channel)
+        await self._ready(item)
 
     async def _send(self, item: OutboxItem) -> str | None:
         async with self.pool.acquire() as conn:
@@ -198,7 +257,7 @@ class Outbox:
                 log.info("outbox.already_posted", item=key)
                 return found
         message = blocks.timeline_reply(entry)
-        await self._ready(item, incident.channel_id)
+        await self._paced(item, incident.channel_id)
         return await self.chat.post(
             channel=incident.channel_id,
             thread_ts=incident.thread_ts,
@@ -206,17 +265,6 @@ class Outbox:
             blocks=message.blocks,
             metadata={"event_type": Metadata.ENTRY, "event_payload": {"key": key}},
         )
-
-    async def _ready(self, item: OutboxItem, channel: str) -> None:
-        """Wait for the channel's turn, then make sure the item is still ours to post.
-
-        The wait can outlast the lease (a burst in one channel), and then another replica may
-        have taken the item over; renewing the lease right before the call settles who posts.
-        """
-        await self.pacer.wait(channel)
-        async with self.pool.acquire() as conn:
-            if not await outbox_sql.renew(conn, item, now=self.clock(), lease=self.lease):
-                raise LeaseLost(item.dedupe_key)
 
     async def _reloaded(self, incident_id: int) -> Incident:
         async with self.pool.acquire() as conn:
@@ -236,7 +284,7 @@ class Outbox:
                     channel=channel, thread_ts=None, event_type=Metadata.CARD, key=key
                 )
             if thread_ts is None:
-                await self._ready(item, channel)
+                await self._paced(item, channel)
                 thread_ts = await self.chat.post(
                     channel=channel,
                     text=message.text,
@@ -254,7 +302,7 @@ class Outbox:
             return thread_ts
         if posted_version >= incident.card_version:
             return thread_ts  # a later update already showed this state
-        await self._ready(item, channel)
+        await self._paced(item, channel)
         await self.chat.update(
             channel=channel, ts=thread_ts, text=message.text, blocks=message.blocks
         )

@@ -13,10 +13,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.incidents import Incidents
 from bot.inflight import Inflight
+from bot.integrations.pagerduty import PagerDutyAdapter
 from bot.integrations.slack import SlackChat
 from bot.logs import get_logger
 from bot.models import Clock, utcnow
 from bot.outbox import ChannelPacer, Outbox
+from bot.pager import PagerQueue
 from bot.policy import SeverityPolicy, load_severity_policy
 from bot.prompts import Prompter
 from bot.settings import Settings
@@ -36,6 +38,8 @@ class Services:
     incidents: Incidents
     outbox: Outbox
     prompter: Prompter
+    pager: PagerDutyAdapter | None
+    pager_queue: PagerQueue | None
     clock: Clock
     inflight: Inflight = field(default_factory=Inflight)
 
@@ -54,6 +58,7 @@ async def open_services(
     policy = load_severity_policy(settings.playbooks_dir)
     pool = await db.create_pool(dsn)
     workers: list[asyncio.Task[None]] = []
+    pager = _pager(settings)
     try:
         async with pool.acquire() as conn:
             await db.migrate(conn)
@@ -68,14 +73,36 @@ async def open_services(
             pacer=pacer,
             lease=timedelta(seconds=settings.outbox_lease_seconds),
         )
+        pager_queue = (
+            PagerQueue(
+                pool,
+                pager,
+                clock=clock,
+                lease=timedelta(seconds=settings.outbox_lease_seconds),
+                on_change=outbox.kick,
+            )
+            if pager is not None
+            else None
+        )
+
+        def changed() -> None:
+            outbox.kick()
+            if pager_queue is not None:
+                pager_queue.kick()
+
         incidents = Incidents(
-            pool, policy, channel_id=channel_id, clock=clock, on_change=outbox.kick
+            pool,
+            policy,
+            channel_id=channel_id,
+            clock=clock,
+            on_change=changed,
+            pagerduty=pager is not None,
         )
         prompter = Prompter(
             pool,
             policy,
             clock=clock,
-            on_change=outbox.kick,
+            on_change=changed,
             poll_interval=settings.timer_poll_seconds,
         )
         services = Services(
@@ -88,11 +115,15 @@ async def open_services(
             incidents=incidents,
             outbox=outbox,
             prompter=prompter,
+            pager=pager,
+            pager_queue=pager_queue,
             clock=clock,
         )
         if run_workers:
             workers.append(asyncio.create_task(outbox.run_forever(), name="outbox"))
             workers.append(asyncio.create_task(prompter.run_forever(), name="prompter"))
+            if pager_queue is not None:
+                workers.append(asyncio.create_task(pager_queue.run_forever(), name="pager"))
         yield services
     finally:
         for task in workers:
@@ -101,3 +132,18 @@ async def open_services(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await pool.close()
+        if pager is not None:
+            pager.close()
+
+
+def _pager(settings: Settings) -> PagerDutyAdapter | None:
+    if not settings.pagerduty_enabled:
+        return None
+    assert settings.pagerduty_api_token is not None
+    return PagerDutyAdapter(
+        api_key=settings.pagerduty_api_token.get_secret_value(),
+        from_email=settings.pagerduty_from_email or "",
+        service_id=settings.pagerduty_service_id or "",
+        base_url=settings.pagerduty_api_url,
+        ca_bundle=str(settings.pagerduty_ca_bundle) if settings.pagerduty_ca_bundle else None,
+    )

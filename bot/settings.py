@@ -82,6 +82,12 @@ class Settings(BaseSettings):
             raise ValueError("is a placeholder value; set the real secret")
         return value
 
+    @property
+    def pagerduty_enabled(self) -> bool:
+        return bool(
+            self.pagerduty_api_token and self.pagerduty_from_email and self.pagerduty_service_id
+        )
+
     def require_slack(self) -> tuple[str, str]:
         """The bot token and signing secret, or a clear error naming what is missing."""
         missing = [

@@ -34,6 +34,7 @@ class Kind:
     ESCALATED = "escalated"
     CHECKLIST = "checklist"
     CHECKLIST_TICK = "checklist_ticked"
+    PAGERDUTY = "pagerduty"
 
 
 def content_hash(

@@ -11,6 +11,7 @@ import itertools
 import os
 import warnings
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from aiohttp import web
 
 from bot.app import build_slack_app
 from bot.outbox import ChannelPacer
+from bot.sandbox.pagerduty import FakePagerDuty
 from bot.sandbox.slack_api import FakeSlack
 from bot.sandbox.slack_requests import SignedRequest, SlackRequests
 from bot.services import Services, open_services
@@ -32,6 +34,7 @@ from bot.web import build_web_app
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO.parent / "shared" / "specs"
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
+PAGERDUTY_WEBHOOK_SECRET = "pd-webhook-secret-0123456789"
 TEMPLATE = "icbot_template"
 _db_names = itertools.count(1)
 
@@ -172,12 +175,17 @@ class Bot:
         result = await self.post(self.command_request(text, user=user))
         await self.services.inflight.idle()
         if drain:
-            await self.services.outbox.drain(timeout=20)
+            await self.settle()
         return result
 
     async def settle(self) -> None:
         await self.services.inflight.idle()
+        if self.services.pager_queue is not None:
+            await self.services.pager_queue.drain(timeout=20)
         await self.services.outbox.drain(timeout=20)
+
+    async def kinds(self) -> list[str]:
+        return [r["kind"] for r in await self.fetch("SELECT kind FROM timeline ORDER BY seq")]
 
     async def tick(self) -> int:
         """Run the timer loop once (as any replica would) and post what it queued."""
@@ -212,8 +220,26 @@ class Bot:
 
 
 @pytest.fixture
-async def bot(dsn: str, slack: FakeSlack) -> AsyncIterator[Bot]:
-    settings = make_settings(slack)
+async def pagerduty() -> AsyncIterator[FakePagerDuty]:
+    async with FakePagerDuty() as fake:
+        yield fake
+
+
+def pagerduty_settings(fake: FakePagerDuty) -> dict[str, Any]:
+    return {
+        "pagerduty_api_token": fake.api_key,
+        "pagerduty_from_email": "icbot@waqiti.example",
+        "pagerduty_service_id": "PSVC001",
+        "pagerduty_api_url": fake.url,
+        "pagerduty_ca_bundle": fake.ca_path,
+        "pagerduty_webhook_secret": PAGERDUTY_WEBHOOK_SECRET,
+    }
+
+
+@asynccontextmanager
+async def running_bot(dsn: str, slack: FakeSlack, **overrides: Any) -> AsyncIterator[Bot]:
+    """The real app on 127.0.0.1 with its own services (a fresh "process" of the bot)."""
+    settings = make_settings(slack, **overrides)
     clock = FakeClock()
     async with open_services(
         settings,
@@ -234,3 +260,16 @@ async def bot(dsn: str, slack: FakeSlack) -> AsyncIterator[Bot]:
         await runner.cleanup()
         # Let Bolt's background listener tasks finish before the pool closes.
         await asyncio.sleep(0)
+
+
+@pytest.fixture
+async def bot(dsn: str, slack: FakeSlack) -> AsyncIterator[Bot]:
+    async with running_bot(dsn, slack) as running:
+        yield running
+
+
+@pytest.fixture
+async def pd_bot(dsn: str, slack: FakeSlack, pagerduty: FakePagerDuty) -> AsyncIterator[Bot]:
+    """The bot with PagerDuty configured, pointed at the PagerDuty stand-in."""
+    async with running_bot(dsn, slack, **pagerduty_settings(pagerduty)) as running:
+        yield running

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from bot.store import Conn
 
@@ -17,6 +18,8 @@ class OutboxItem:
     timeline_id: int | None
     attempts: int
     claim_token: str
+    channel: str = "slack"
+    payload: dict[str, Any] = field(default_factory=dict)
 
 
 async def enqueue_reply(conn: Conn, *, incident_id: int, timeline_id: int, seq: int) -> None:
@@ -38,22 +41,40 @@ async def enqueue_card(conn: Conn, *, incident_id: int, version: int) -> None:
     )
 
 
-async def claim(conn: Conn, *, now: datetime, lease: timedelta, limit: int) -> list[OutboxItem]:
-    """Lease the oldest unfinished item of each incident (never two of one incident at once)."""
+async def enqueue_pager(
+    conn: Conn, *, incident_id: int, kind: str, key: str, payload: dict[str, Any]
+) -> None:
+    """A PagerDuty write, queued with the change that causes it (`key` makes it idempotent)."""
+    await conn.execute(
+        """INSERT INTO outbox (incident_id, kind, dedupe_key, channel, payload)
+           VALUES ($1, $2, $3, 'pagerduty', $4) ON CONFLICT (dedupe_key) DO NOTHING""",
+        incident_id,
+        kind,
+        key,
+        payload,
+    )
+
+
+async def claim(
+    conn: Conn, *, now: datetime, lease: timedelta, limit: int, channel: str = "slack"
+) -> list[OutboxItem]:
+    """Lease the oldest unfinished item of each incident in `channel` (one per incident)."""
     rows = await conn.fetch(
         """UPDATE outbox SET claimed_until = $1 + $2::interval, attempts = attempts + 1,
                              claim_token = md5(random()::text || clock_timestamp()::text)
            WHERE id IN (
                SELECT o.id FROM outbox o
-               WHERE o.done_at IS NULL AND o.next_attempt_at <= $1
+               WHERE o.channel = $4 AND o.done_at IS NULL AND o.next_attempt_at <= $1
                  AND (o.claimed_until IS NULL OR o.claimed_until < $1)
                  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.incident_id = o.incident_id
-                                 AND p.done_at IS NULL AND p.id < o.id)
+                                 AND p.channel = o.channel AND p.done_at IS NULL AND p.id < o.id)
                ORDER BY o.id LIMIT $3 FOR UPDATE SKIP LOCKED)
-           RETURNING id, incident_id, kind, dedupe_key, timeline_id, attempts, claim_token""",
+           RETURNING id, incident_id, kind, dedupe_key, timeline_id, attempts, claim_token,
+                     channel, payload""",
         now,
         lease,
         limit,
+        channel,
     )
     return sorted((OutboxItem(**dict(r)) for r in rows), key=lambda item: item.id)
 
@@ -101,14 +122,17 @@ async def give_up(conn: Conn, item_id: int, *, now: datetime, error: str) -> Non
     )
 
 
-async def pending_count(conn: Conn) -> int:
-    count: int = await conn.fetchval("SELECT count(*) FROM outbox WHERE done_at IS NULL")
+async def pending_count(conn: Conn, channel: str = "slack") -> int:
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM outbox WHERE done_at IS NULL AND channel = $1", channel
+    )
     return count
 
 
-async def next_due(conn: Conn) -> datetime | None:
+async def next_due(conn: Conn, channel: str = "slack") -> datetime | None:
     due: datetime | None = await conn.fetchval(
         "SELECT min(greatest(next_attempt_at, coalesce(claimed_until, next_attempt_at)))"
-        " FROM outbox WHERE done_at IS NULL"
+        " FROM outbox WHERE done_at IS NULL AND channel = $1",
+        channel,
     )
     return due

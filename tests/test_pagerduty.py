@@ -1,0 +1,141 @@
+"""PagerDuty, both ways: opened, mirrored and resolved through the real `pagerduty` client."""
+
+from __future__ import annotations
+
+import time
+
+from bot.pager import PagerKind
+from bot.sandbox.pagerduty import FakePagerDuty
+from bot.sandbox.slack_api import FakeSlack
+from bot.store import outbox as outbox_sql
+from tests.conftest import Bot, pagerduty_settings, running_bot
+
+
+def _only_incident(pagerduty: FakePagerDuty) -> dict[str, object]:
+    assert len(pagerduty.incidents) == 1, pagerduty.incidents
+    return next(iter(pagerduty.incidents.values()))
+
+
+async def test_declare_opens_one_pagerduty_incident_with_urgency_from_the_severity(
+    pd_bot: Bot, pagerduty: FakePagerDuty
+) -> None:
+    await pd_bot.command("declare Payments failing sev2")
+    incident = _only_incident(pagerduty)
+    assert incident["urgency"] == "high"
+    assert incident["title"] == "INC-1: Payments failing"
+    assert str(incident["incident_key"]).endswith(":INC-1")
+    create = pagerduty.calls_to("createIncident")[0]
+    assert create.headers["From"] == "icbot@waqiti.example"
+    rows = await pd_bot.fetch("SELECT pagerduty_id, pagerduty_url FROM incidents")
+    assert rows[0]["pagerduty_id"] == incident["id"]
+    assert str(incident["html_url"]) in str(pd_bot.card(1).blocks)  # the card links to it
+    assert any("PagerDuty incident #" in m.text for m in pd_bot.thread(1))
+
+
+async def test_sev3_and_sev4_page_with_low_urgency(pd_bot: Bot, pagerduty: FakePagerDuty) -> None:
+    await pd_bot.command("declare Slow dashboard sev3")
+    assert _only_incident(pagerduty)["urgency"] == "low"
+
+
+async def test_severity_status_note_and_resolve_are_mirrored(
+    pd_bot: Bot, pagerduty: FakePagerDuty
+) -> None:
+    await pd_bot.command("declare Payments failing sev3")
+    await pd_bot.command("sev sev1")
+    await pd_bot.command("status Mitigating: rolled back")
+    await pd_bot.command("note error rate falling")
+    await pd_bot.command("resolve bad deploy rolled back")
+    incident = _only_incident(pagerduty)
+    assert incident["urgency"] == "high"
+    assert (incident.get("priority") or {})["summary"] == "P1"  # type: ignore[index]
+    notes = [n["content"] for n in pagerduty.notes[str(incident["id"])]]
+    assert any("Mitigating: rolled back" in n for n in notes)
+    assert any("error rate falling" in n for n in notes)
+    assert incident["status"] == "resolved"
+
+
+async def test_a_retried_create_adopts_the_incident_the_first_attempt_opened(
+    pd_bot: Bot, pagerduty: FakePagerDuty
+) -> None:
+    """The create reached PagerDuty but the answer was lost (the replica died)."""
+    queue = pd_bot.services.pager_queue
+    assert queue is not None
+    await pd_bot.command("declare Payments failing sev2", drain=False)
+    async with pd_bot.services.pool.acquire() as conn:
+        [item] = await outbox_sql.claim(
+            conn, now=pd_bot.clock(), lease=queue.lease, limit=5, channel="pagerduty"
+        )
+        assert item.kind == PagerKind.CREATE
+    await queue.pager.create_incident(**item.payload)  # lands; nothing is recorded
+    async with pd_bot.services.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE outbox SET claimed_until = now() - interval '1 s' WHERE id = $1", item.id
+        )
+    await pd_bot.settle()
+    incident = _only_incident(pagerduty)
+    rows = await pd_bot.fetch("SELECT pagerduty_id FROM incidents")
+    assert rows[0]["pagerduty_id"] == incident["id"]
+
+
+async def test_pagerduty_down_delays_pages_but_slack_answers_and_nothing_is_lost(
+    pd_bot: Bot, pagerduty: FakePagerDuty
+) -> None:
+    pagerduty.fail("createIncident", status=503, times=3)
+    started = time.monotonic()
+    status, _ = await pd_bot.command("declare Payments failing sev1", drain=False)
+    assert status == 200 and time.monotonic() - started < 2.0
+    await pd_bot.services.outbox.drain()
+    assert len(pd_bot.slack.roots("waqiti-incidents")) == 1  # Slack did not wait for PagerDuty
+    await pd_bot.command("note still down", drain=False)
+    queue = pd_bot.services.pager_queue
+    assert queue is not None
+    await queue.drain(timeout=30)
+    await pd_bot.services.outbox.drain()
+    incident = _only_incident(pagerduty)
+    assert any("still down" in n["content"] for n in pagerduty.notes[str(incident["id"])])
+    texts = [m.text for m in pd_bot.thread(1)]
+    lagging = [t for t in texts if "PagerDuty is lagging" in t]
+    assert len(lagging) == 1  # said once, not on every retry
+    assert any("PagerDuty caught up" in t for t in texts)
+    assert texts.index(lagging[0]) < next(i for i, t in enumerate(texts) if "caught up" in t)
+
+
+async def test_rate_limited_by_pagerduty_retries_after_retry_after(
+    pd_bot: Bot, pagerduty: FakePagerDuty
+) -> None:
+    pagerduty.fail("createIncident", status=429, retry_after=1, times=2)
+    started = time.monotonic()
+    await pd_bot.command("declare Payments failing sev2")
+    assert time.monotonic() - started >= 1.0
+    _only_incident(pagerduty)
+
+
+async def test_restart_while_pagerduty_was_down_opens_exactly_one_incident(
+    dsn: str, slack: FakeSlack, pagerduty: FakePagerDuty
+) -> None:
+    pagerduty.fail("createIncident", status=503, times=50)
+    async with running_bot(dsn, slack, **pagerduty_settings(pagerduty)) as first:
+        await first.command("declare Payments failing sev1", drain=False)
+        await first.command("note investigating", drain=False)
+        queue = first.services.pager_queue
+        assert queue is not None
+        await queue.process_once()
+    assert pagerduty.incidents == {}
+    pagerduty._faults.clear()  # PagerDuty is back
+    async with running_bot(dsn, slack, **pagerduty_settings(pagerduty)) as second:
+        async with second.services.pool.acquire() as conn:
+            await conn.execute("UPDATE outbox SET next_attempt_at = now(), claimed_until = NULL")
+        await second.settle()
+        incident = _only_incident(pagerduty)
+        assert [n["content"] for n in pagerduty.notes[str(incident["id"])]][-1].endswith(
+            "investigating"
+        )
+        kinds = await second.kinds()
+        assert kinds[:2] == ["declared", "note"] and "pagerduty" in kinds
+        assert (await second.services.incidents.verify(1)).ok
+
+
+async def test_without_pagerduty_the_thread_says_it_is_not_configured(bot: Bot) -> None:
+    await bot.command("declare Payments failing sev2")
+    assert "PagerDuty is not configured" in bot.thread(1)[0].text
+    assert await bot.fetch("SELECT * FROM outbox WHERE channel = 'pagerduty'") == []
