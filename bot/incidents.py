@@ -24,6 +24,7 @@ from bot.models import (
     TimelineEntry,
     incident_ref,
     utcnow,
+    who,
 )
 from bot.policy import SeverityPolicy
 from bot.store import Conn
@@ -112,7 +113,15 @@ class Incidents:
 
     # -- changes -----------------------------------------------------------------------------
 
-    async def declare(self, *, title: str, severity: str | None, actor: str) -> Change:
+    async def declare(
+        self,
+        *,
+        title: str,
+        severity: str | None,
+        actor: str,
+        linked: pager.PagerIncident | None = None,
+    ) -> Change:
+        """Open an incident. `linked`: it was triggered in PagerDuty, so adopt that one."""
         title = " ".join(title.split())
         if not title:
             raise UsageError("Give the incident a title: `/ic declare Payments failing sev2`")
@@ -129,17 +138,21 @@ class Incidents:
                 declared_by=actor,
                 channel_id=self.channel_id,
                 now=now,
+                pagerduty_id=linked.id if linked else None,
+                pagerduty_url=linked.html_url if linked else None,
             )
             await incidents_sql.set_role(
                 conn, number, role=IC, user_id=actor, assigned_by=actor, now=now
             )
             await outbox_sql.enqueue_card(conn, incident_id=number, version=1)
             await prompts.plan_after_declare(conn, number, level, now=now)
-            paging = (
-                " Opening a PagerDuty incident."
-                if self.pagerduty
-                else " PagerDuty is not configured, so nobody was paged."
-            )
+            if linked is not None:
+                paging = f" Triggered in PagerDuty as #{linked.number}."
+            elif self.pagerduty:
+                paging = " Opening a PagerDuty incident."
+            else:
+                paging = " PagerDuty is not configured, so nobody was paged."
+            declarer = who(actor)
             entry = await timeline.record(
                 conn,
                 incident_id=number,
@@ -147,21 +160,22 @@ class Incidents:
                 actor=actor,
                 occurred_at=now,
                 text=(
-                    f"<@{actor}> declared {incident_ref(number)} ({sev.upper()} · {level.name}):"
-                    f" {title}. <@{actor}> is incident commander until reassigned.{paging}"
+                    f"{declarer} declared {incident_ref(number)} ({sev.upper()} · {level.name}):"
+                    f" {title}. {declarer} is incident commander until reassigned.{paging}"
                 ),
                 data={"title": title, "severity": sev, "commander": actor},
             )
-            await self._mirror(
-                conn,
-                number,
-                pager.PagerKind.CREATE,
-                key="create",
-                title=f"{incident_ref(number)}: {title}",
-                urgency=level.pagerduty_urgency,
-                incident_key=pager.incident_key(self.channel_id, number),
-                details=f"Declared in Slack by {actor} as {sev.upper()} ({level.name}).",
-            )
+            if linked is None:
+                await self._mirror(
+                    conn,
+                    number,
+                    pager.PagerKind.CREATE,
+                    key="create",
+                    title=f"{incident_ref(number)}: {title}",
+                    urgency=level.pagerduty_urgency,
+                    incident_key=pager.incident_key(self.channel_id, number),
+                    details=f"Declared in Slack by {actor} as {sev.upper()} ({level.name}).",
+                )
             incident = await self._reload(conn, number)
         self.on_change()
         return Change(incident, entry)
@@ -281,7 +295,10 @@ class Incidents:
         self.on_change()
         return Change(incident, entry)
 
-    async def resolve(self, *, ref: int | None, summary: str | None, actor: str) -> Change:
+    async def resolve(
+        self, *, ref: int | None, summary: str | None, actor: str, mirror: bool = True
+    ) -> Change:
+        """Resolve; `mirror=False` when the resolution came from PagerDuty itself."""
         summary = _checked_text(summary, what="summary") if summary else None
         now = self.clock()
         async with self.pool.acquire() as conn, conn.transaction():
@@ -305,15 +322,60 @@ class Incidents:
                 kind=Kind.RESOLVED,
                 actor=actor,
                 occurred_at=now,
-                text=f"<@{actor}> resolved {incident.ref} after {duration}.{tail}",
+                text=f"{who(actor)} resolved {incident.ref} after {duration}.{tail}",
                 data={
                     "summary": summary,
                     "duration_s": int((now - incident.declared_at).total_seconds()),
                 },
             )
-            await self._mirror(
-                conn, incident.id, pager.PagerKind.UPDATE, key=f"entry{entry.seq}",
-                status="resolved", resolution=summary or f"Resolved in Slack by {actor}",
+            if mirror:
+                await self._mirror(
+                    conn, incident.id, pager.PagerKind.UPDATE, key=f"entry{entry.seq}",
+                    status="resolved", resolution=summary or f"Resolved in Slack by {actor}",
+                )  # fmt: skip
+            incident = await self._reload(conn, incident.id)
+        self.on_change()
+        return Change(incident, entry)
+
+    async def record_event(
+        self,
+        incident_id: int,
+        *,
+        kind: str,
+        text: str,
+        actor: str,
+        data: dict[str, Any],
+        acknowledged_at: datetime | None = None,
+    ) -> Change:
+        """An event from elsewhere (PagerDuty) into the timeline; an ack stamps the incident."""
+        now = self.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
+            incident = await self._target(conn, incident_id, allow_resolved=True)
+            if acknowledged_at is not None and incident.acknowledged_at is None:
+                await self._bump(conn, incident.id, now=now, acknowledged_at=acknowledged_at)
+            entry = await timeline.record(
+                conn, incident_id=incident.id, kind=kind, actor=actor, occurred_at=now,
+                text=text, data=data,
+            )  # fmt: skip
+            incident = await self._reload(conn, incident.id)
+        self.on_change()
+        return Change(incident, entry)
+
+    async def reopen(self, incident_id: int, *, actor: str, reason: str) -> Change:
+        """A resolved incident comes back (reopened in PagerDuty): prompts start again."""
+        now = self.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
+            incident = await self._target(conn, incident_id, allow_resolved=True)
+            if not incident.is_resolved:
+                raise Conflict(f"{incident.ref} is not resolved.")
+            await self._bump(
+                conn, incident.id, now=now, status=Status.INVESTIGATING.value, resolved_at=None
+            )
+            level = self.policy.level(incident.severity)
+            await prompts.plan_after_update(conn, incident.id, level, now=now)
+            entry = await timeline.record(
+                conn, incident_id=incident.id, kind=Kind.REOPENED, actor=actor, occurred_at=now,
+                text=f"{who(actor)} reopened {incident.ref}: {reason}", data={"reason": reason},
             )  # fmt: skip
             incident = await self._reload(conn, incident.id)
         self.on_change()

@@ -56,6 +56,14 @@ def normalise_role(raw: str) -> str | None:
     return key if _FREE_ROLE.match(key) else None
 
 
+SYSTEM_ACTORS = {"pagerduty": "PagerDuty", "icbot": "icbot"}
+
+
+def who(actor: str) -> str:
+    """How an actor is written in the timeline: a Slack mention, or the system's name."""
+    return SYSTEM_ACTORS.get(actor) or f"<@{actor}>"
+
+
 def incident_ref(number: int) -> str:
     return f"INC-{number}"
 

@@ -19,6 +19,7 @@ from bot.logs import get_logger
 from bot.models import Clock, utcnow
 from bot.outbox import ChannelPacer, Outbox
 from bot.pager import PagerQueue
+from bot.pager_events import PagerEvents
 from bot.policy import SeverityPolicy, load_severity_policy
 from bot.prompts import Prompter
 from bot.settings import Settings
@@ -40,6 +41,7 @@ class Services:
     prompter: Prompter
     pager: PagerDutyAdapter | None
     pager_queue: PagerQueue | None
+    pager_events: PagerEvents | None
     clock: Clock
     inflight: Inflight = field(default_factory=Inflight)
 
@@ -117,6 +119,15 @@ async def open_services(
             prompter=prompter,
             pager=pager,
             pager_queue=pager_queue,
+            pager_events=(
+                PagerEvents(
+                    incidents,
+                    service_id=settings.pagerduty_service_id or "",
+                    own_user_id=pager.own_user_id,
+                )
+                if pager is not None
+                else None
+            ),
             clock=clock,
         )
         if run_workers:

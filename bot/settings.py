@@ -83,6 +83,14 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def pagerduty_webhook_secrets(self) -> list[str]:
+        """Comma-separated, so an old and a new secret both work while rotating."""
+        if self.pagerduty_webhook_secret is None:
+            return []
+        raw = self.pagerduty_webhook_secret.get_secret_value()
+        return [part.strip() for part in raw.split(",") if part.strip()]
+
+    @property
     def pagerduty_enabled(self) -> bool:
         return bool(
             self.pagerduty_api_token and self.pagerduty_from_email and self.pagerduty_service_id

@@ -35,6 +35,7 @@ class Kind:
     CHECKLIST = "checklist"
     CHECKLIST_TICK = "checklist_ticked"
     PAGERDUTY = "pagerduty"
+    REOPENED = "reopened"
 
 
 def content_hash(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -15,6 +16,8 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 
+from bot.errors import UserError
+from bot.integrations.pagerduty import verify_signature
 from bot.logs import get_logger
 from bot.metrics import ACK_SECONDS, REGISTRY, SLACK_REQUESTS
 from bot.services import Services
@@ -77,6 +80,27 @@ async def slack_events(request: web.Request) -> web.Response:
     return await to_aiohttp_response(bolt_response)
 
 
+async def pagerduty_webhook(request: web.Request) -> web.Response:
+    """PagerDuty V3 webhooks: signature checked, each event applied once, 2xx fast."""
+    services = request.app[SERVICES]
+    raw = await request.read()
+    secrets = services.settings.pagerduty_webhook_secrets
+    if not secrets or services.pager_events is None:
+        return web.json_response({"error": "PagerDuty webhooks are not configured"}, status=401)
+    if not verify_signature(raw, request.headers.get("X-PagerDuty-Signature"), secrets):
+        log.warning("pagerduty.bad_signature")
+        return web.json_response({"error": "invalid signature"}, status=401)
+    try:
+        body = json.loads(raw)
+        if not isinstance(body, dict):
+            raise ValueError("not an object")
+        outcome = await services.pager_events.apply(body)
+    except (ValueError, UserError) as exc:
+        return web.json_response({"error": f"malformed webhook: {exc}"}, status=400)
+    log.info("pagerduty.webhook", outcome=outcome, webhook_id=request.headers.get("X-Webhook-Id"))
+    return web.json_response({"status": outcome})
+
+
 async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -112,6 +136,7 @@ def build_web_app(services: Services, bolt: AsyncApp, *, signing_secret: str) ->
     app[BOLT] = bolt
     app[VERIFIER] = SignatureVerifier(signing_secret)
     app.router.add_post("/slack/events", slack_events)
+    app.router.add_post("/pagerduty/webhook", pagerduty_webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

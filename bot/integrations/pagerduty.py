@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import ssl
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +43,26 @@ def _error(exc: Exception, what: str) -> IntegrationError:
     if isinstance(status, int):
         return IntegrationError("pagerduty", f"{what}: HTTP {status}", permanent=status != 408)
     return IntegrationError("pagerduty", f"{what}: {type(exc).__name__}")
+
+
+def verify_signature(body: bytes, header: str | None, secrets: list[str]) -> bool:
+    """`X-PagerDuty-Signature: v1=<hex>[,v1=<hex>…]`: valid if any signature matches any secret.
+
+    PagerDuty sends one signature per active secret while a secret is being rotated, and we
+    may hold the old and the new secret at once: either way delivery keeps working.
+    """
+    if not header or not secrets:
+        return False
+    offered = [
+        part.strip().removeprefix("v1=")
+        for part in header.split(",")
+        if part.strip().startswith("v1=")
+    ]
+    for secret in secrets:
+        expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        if any(hmac.compare_digest(expected, sig) for sig in offered):
+            return True
+    return False
 
 
 def _errors_text(exc: Exception) -> str:

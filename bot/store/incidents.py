@@ -73,17 +73,29 @@ async def insert(
     declared_by: str,
     channel_id: str,
     now: datetime,
+    pagerduty_id: str | None = None,
+    pagerduty_url: str | None = None,
 ) -> int:
     incident_id: int = await conn.fetchval(
-        """INSERT INTO incidents (title, severity, declared_by, channel_id, declared_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $5) RETURNING id""",
+        """INSERT INTO incidents (title, severity, declared_by, channel_id, declared_at, updated_at,
+                                  pagerduty_id, pagerduty_url)
+           VALUES ($1, $2, $3, $4, $5, $5, $6, $7) RETURNING id""",
         title,
         severity,
         declared_by,
         channel_id,
         now,
+        pagerduty_id,
+        pagerduty_url,
     )
     return incident_id
+
+
+async def by_pagerduty_id(conn: Conn, pagerduty_id: str) -> Incident | None:
+    incident_id = await conn.fetchval(
+        "SELECT id FROM incidents WHERE pagerduty_id = $1", pagerduty_id
+    )
+    return None if incident_id is None else await get(conn, incident_id, lock=True)
 
 
 async def update(conn: Conn, incident_id: int, *, now: datetime, **fields: Any) -> int:
