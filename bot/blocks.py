@@ -10,7 +10,7 @@ from typing import Any
 
 from bot.errors import Choice
 from bot.ids import ChecklistAction, IcAction, PromptAction, ViewId
-from bot.models import STANDARD_ROLES, Incident, Status, TimelineEntry
+from bot.models import STANDARD_ROLES, Incident, OnCall, Status, TimelineEntry
 from bot.policy import SeverityPolicy
 from bot.timefmt import clock_time, human_duration, stamp
 from bot.timeline import Kind
@@ -43,6 +43,9 @@ ENTRY_EMOJI = {
     "escalated": ":telephone_receiver:",
     "checklist": ":clipboard:",
     "checklist_ticked": ":ballot_box_with_check:",
+    "pagerduty": ":pager:",
+    "paged": ":pager:",
+    "reopened": ":leftwards_arrow_with_hook:",
 }
 # Block Kit limits (https://api.slack.com/reference/block-kit/blocks)
 SECTION_TEXT_MAX = 3000
@@ -232,6 +235,18 @@ def incident_list(incidents: Sequence[Incident], *, now: datetime) -> Message:
             f"{SEV_EMOJI.get(i.severity, '')} *{i.ref}* [{i.severity.upper()}] {i.title} — {state}"
             f" · IC {_person(i.commander)}"
         )
+    text = "\n".join(lines)
+    return Message(text=text, blocks=[_mrkdwn(text)])
+
+
+def oncall_list(oncalls: Sequence[OnCall]) -> Message:
+    if not oncalls:
+        text = "Nobody is on call for the service's escalation policy right now."
+        return Message(text=text, blocks=[_mrkdwn(text)])
+    lines = ["*On call now* (PagerDuty escalation policy of the service):"]
+    lines += [
+        f"• Level {o.level}: {o.name}" + (f" ({o.email})" if o.email else "") for o in oncalls
+    ]
     text = "\n".join(lines)
     return Message(text=text, blocks=[_mrkdwn(text)])
 

@@ -20,6 +20,7 @@ from bot.models import (
     MITIGATED_STAGES,
     Clock,
     Incident,
+    PagerIncident,
     Status,
     TimelineEntry,
     incident_ref,
@@ -119,7 +120,7 @@ class Incidents:
         title: str,
         severity: str | None,
         actor: str,
-        linked: pager.PagerIncident | None = None,
+        linked: PagerIncident | None = None,
     ) -> Change:
         """Open an incident. `linked`: it was triggered in PagerDuty, so adopt that one."""
         title = " ".join(title.split())
@@ -334,6 +335,35 @@ class Incidents:
                     status="resolved", resolution=summary or f"Resolved in Slack by {actor}",
                 )  # fmt: skip
             incident = await self._reload(conn, incident.id)
+        self.on_change()
+        return Change(incident, entry)
+
+    async def page(self, *, ref: int | None, who: str, message: str | None, actor: str) -> Change:
+        """`/ic page <contact>`: add a responder through PagerDuty, recorded in the timeline."""
+        contact = self.policy.contacts.get(who)
+        if contact is None:
+            known = ", ".join(sorted(self.policy.contacts)) or "none"
+            raise NotFound(f"`{who}` is not a contact in severities.yml (contacts: {known}).")
+        if not self.pagerduty:
+            handle = prompts.mention(contact.slack) or who
+            raise Conflict(f"PagerDuty is not configured; mention {handle} in the thread instead.")
+        wanted = pager.targets(self.policy, [who])
+        if not wanted:
+            raise Conflict(f"`{who}` has no PagerDuty user or escalation policy in severities.yml.")
+        message = _checked_text(message, what="message") if message else None
+        now = self.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
+            incident = await self._target(conn, ref, allow_resolved=False)
+            tail = f": {message}" if message else ""
+            entry = await timeline.record(
+                conn, incident_id=incident.id, kind=Kind.PAGED, actor=actor, occurred_at=now,
+                text=f"<@{actor}> paged {who} through PagerDuty{tail}",
+                data={"who": who, "targets": wanted, "message": message},
+            )  # fmt: skip
+            await self._mirror(
+                conn, incident.id, pager.PagerKind.RESPONDERS, key=f"entry{entry.seq}",
+                targets=wanted, message=message or f"Please join {incident.ref}: {incident.title}",
+            )  # fmt: skip
         self.on_change()
         return Change(incident, entry)
 

@@ -108,6 +108,23 @@ class Incident:
 
 
 @dataclass(frozen=True)
+class PagerIncident:
+    """A PagerDuty incident, as far as the bot needs to know it."""
+
+    id: str
+    number: int
+    html_url: str
+    status: str
+
+
+@dataclass(frozen=True)
+class OnCall:
+    level: int
+    name: str
+    email: str | None
+
+
+@dataclass(frozen=True)
 class TimelineEntry:
     id: int
     incident_id: int

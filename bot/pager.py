@@ -9,7 +9,7 @@ commands still answer at once; the writes wait, and the thread says PagerDuty is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -18,8 +18,9 @@ import asyncpg
 from bot import timeline
 from bot.errors import IntegrationError
 from bot.logs import get_logger
-from bot.models import Clock, Incident, utcnow
+from bot.models import Clock, Incident, OnCall, PagerIncident, utcnow
 from bot.outbox import LEASE, LeasedQueue
+from bot.policy import SeverityPolicy
 from bot.store import Conn
 from bot.store import incidents as incidents_sql
 from bot.store import outbox as outbox_sql
@@ -27,21 +28,6 @@ from bot.store.outbox import OutboxItem
 from bot.timeline import Kind
 
 log = get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class PagerIncident:
-    id: str
-    number: int
-    html_url: str
-    status: str
-
-
-@dataclass(frozen=True)
-class OnCall:
-    level: int
-    name: str
-    email: str | None
 
 
 class Pager(Protocol):
@@ -75,6 +61,22 @@ class PagerKind:
     UPDATE = "pd_update"
     NOTE = "pd_note"
     RESPONDERS = "pd_responders"
+
+
+def targets(policy: SeverityPolicy, names: Iterable[str]) -> list[dict[str, str]]:
+    """PagerDuty responder targets for contact names (those with a PagerDuty id)."""
+    found = []
+    for name in names:
+        contact = policy.contacts.get(name)
+        if contact is None:
+            continue
+        if contact.pagerduty_user:
+            found.append({"type": "user_reference", "id": contact.pagerduty_user})
+        if contact.pagerduty_escalation_policy:
+            found.append(
+                {"type": "escalation_policy_reference", "id": contact.pagerduty_escalation_policy}
+            )
+    return found
 
 
 def incident_key(channel_id: str, number: int) -> str:

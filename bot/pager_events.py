@@ -14,8 +14,7 @@ from typing import Any
 from bot.errors import Conflict, UserError
 from bot.incidents import Incidents
 from bot.logs import get_logger
-from bot.models import Incident
-from bot.pager import PagerIncident
+from bot.models import Incident, PagerIncident
 from bot.store import incidents as incidents_sql
 from bot.timeline import Kind
 

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from bot import timeline
+from bot import pager, timeline
 from bot.logs import get_logger
 from bot.models import Clock, Incident, utcnow
 from bot.policy import SeverityLevel, SeverityPolicy
@@ -133,12 +133,26 @@ class Prompter:
         clock: Clock = utcnow,
         on_change: Callable[[], None] = lambda: None,
         poll_interval: float = 1.0,
+        pagerduty: bool = False,
     ) -> None:
         self.pool = pool
         self.policy = policy
         self.clock = clock
         self.on_change = on_change
         self.poll_interval = poll_interval
+        self.pagerduty = pagerduty
+
+    async def _page(self, conn: Conn, incident: Incident, names: list[str], *, key: str) -> str:
+        """Page `names` through PagerDuty when it is configured; says how they were reached."""
+        wanted = pager.targets(self.policy, names) if self.pagerduty else []
+        if not wanted:
+            reason = "is not configured" if not self.pagerduty else "has no ids for them"
+            return f"PagerDuty {reason}, so this mention is the page."
+        await pager.enqueue(
+            conn, incident.id, pager.PagerKind.RESPONDERS, key=key,
+            payload={"targets": wanted, "message": f"Needed on {incident.ref}: {incident.title}"},
+        )  # fmt: skip
+        return "Paging them through PagerDuty."
 
     async def run_forever(self) -> None:
         failures = 0
@@ -201,6 +215,7 @@ class Prompter:
         who = f"<@{incident.commander}>" if incident.commander else "<!channel>"
         if unanswered == 3:
             names = contacts_text(self.policy, level.escalate_to) or "<!channel>"
+            how = await self._page(conn, incident, level.escalate_to, key=f"prompt{seq}")
             await timeline.record(
                 conn,
                 incident_id=incident_id,
@@ -209,7 +224,7 @@ class Prompter:
                 occurred_at=now,
                 text=(
                     f"No status update on {incident.ref} for {since} after two prompts."
-                    f" Escalating to {names}. {who}, please post one."
+                    f" Escalating to {names}. {who}, please post one. {how}"
                 ),
                 data={"prompt_seq": seq, "contacts": level.escalate_to},
             )
@@ -242,6 +257,7 @@ class Prompter:
         names = contacts_text(self.policy, level.escalate_to)
         after = human_duration(level.escalate_after or 0)
         when = "at once" if not level.escalate_after else f"after {after}"
+        how = await self._page(conn, incident, level.escalate_to, key="policy-escalation")
         await timeline.record(
             conn,
             incident_id=incident_id,
@@ -250,8 +266,7 @@ class Prompter:
             occurred_at=now,
             text=(
                 f"{incident.severity.upper()} policy escalates {when}: {names}, you are needed"
-                f" on {incident.ref} ({incident.title}). PagerDuty is not configured, so this"
-                " mention is the page."
+                f" on {incident.ref} ({incident.title}). {how}"
             ),
             data={"contacts": level.escalate_to, "policy": incident.severity},
         )

@@ -106,6 +106,7 @@ async def open_services(
             clock=clock,
             on_change=changed,
             poll_interval=settings.timer_poll_seconds,
+            pagerduty=pager is not None,
         )
         services = Services(
             settings=settings,

@@ -36,6 +36,7 @@ class Kind:
     CHECKLIST_TICK = "checklist_ticked"
     PAGERDUTY = "pagerduty"
     REOPENED = "reopened"
+    PAGED = "paged"
 
 
 def content_hash(

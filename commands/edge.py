@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot import blocks
-from bot.errors import Ambiguous, UserError
+from bot.errors import Ambiguous, IntegrationError, UserError
 from bot.logs import get_logger
 
 log = get_logger(__name__)
@@ -39,6 +39,11 @@ async def run_reporting(
         message = blocks.choose_incident(str(exc), exc.choices, command=command)
     except UserError as exc:
         message = blocks.confirmation(str(exc))
+    except IntegrationError as exc:
+        log.warning("command.integration_failed", system=exc.system, error=str(exc))
+        message = blocks.confirmation(
+            f":warning: {exc.system.capitalize()} did not answer ({exc}). Try again shortly."
+        )
     except Exception:
         error_id = uuid.uuid4().hex[:12]
         log.exception("command.failed", error_id=error_id, command=command.split(" ", 1)[0])

@@ -66,7 +66,7 @@ class IcHandlers:
                         "That button is no longer valid; run the command again."
                     ) from exc
                 parsed = parsing.parse_ic(original)
-                if isinstance(parsed, parsing.Declare | ListIncidents | Help):
+                if isinstance(parsed, parsing.Declare | ListIncidents | Help | parsing.OnCall):
                     raise UsageError("That command does not take an incident.")
                 chosen: IcCommand = dataclasses.replace(parsed, incident=number)
                 return await self.execute(chosen, user=user)
@@ -107,6 +107,13 @@ class IcHandlers:
             case Note(incident=ref, text=body):
                 change = await incidents.add_note(ref=ref, text=body, actor=user)
                 return blocks.confirmation(f"Noted in *{change.incident.ref}*'s timeline.")
+            case parsing.OnCall():
+                if s.pager is None:
+                    return blocks.confirmation("PagerDuty is not configured, so I cannot say.")
+                return blocks.oncall_list(await s.pager.oncalls())
+            case parsing.Page(incident=ref, who=who, message=message):
+                change = await incidents.page(ref=ref, who=who, message=message, actor=user)
+                return blocks.confirmation(f"Paging {who} on *{change.incident.ref}*.")
             case Resolve(incident=ref, summary=summary):
                 change = await incidents.resolve(ref=ref, summary=summary, actor=user)
                 return blocks.confirmation(

@@ -22,6 +22,8 @@ USAGE = {
     "note": "/ic note [INC-n] <text>",
     "resolve": "/ic resolve [INC-n] [summary]",
     "timeline": "/ic timeline [INC-n]",
+    "oncall": "/ic oncall",
+    "page": "/ic page [INC-n] <contact> [message]",
     "list": "/ic list",
     "help": "/ic help",
 }
@@ -82,13 +84,26 @@ class ListIncidents:
 
 
 @dataclass(frozen=True)
+class OnCall:
+    pass
+
+
+@dataclass(frozen=True)
+class Page:
+    incident: int | None
+    who: str
+    message: str | None
+
+
+@dataclass(frozen=True)
 class Help:
     pass
 
 
 IcCommand = (
     Declare | Assign | SetSeverity | Status | Note | Resolve | Timeline | ListIncidents | Help
-)
+    | OnCall | Page
+)  # fmt: skip
 
 
 def severity_key(token: str) -> str | None:
@@ -133,6 +148,10 @@ def parse_ic(text: str) -> IcCommand:
         if args:
             raise UsageError(usage("list"))
         return ListIncidents()
+    if sub == "oncall":
+        if args:
+            raise UsageError(usage("oncall"))
+        return OnCall()
     if sub == "declare":
         severity = severity_key(args[-1]) if args else None
         title_words = args[:-1] if severity else args
@@ -160,6 +179,13 @@ def parse_ic(text: str) -> IcCommand:
         return Note(incident=number, text=body)
     if sub == "resolve":
         return Resolve(incident=number, summary=_rest(text, skipped) or None)
+    if sub == "page":
+        if not rest:
+            raise UsageError("Say who to page. " + usage("page"))
+        who = rest[0].lstrip("@").lower()
+        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,60}", who):
+            raise UsageError(f"`{rest[0][:40]}` is not a contact name. " + usage("page"))
+        return Page(incident=number, who=who, message=_rest(text, skipped + 1) or None)
     if sub == "timeline":
         if rest:
             raise UsageError(usage("timeline"))

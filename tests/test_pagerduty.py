@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from bot.pager import PagerKind
 from bot.sandbox.pagerduty import FakePagerDuty
 from bot.sandbox.slack_api import FakeSlack
+from bot.settings import BUNDLED_PLAYBOOKS
 from bot.store import outbox as outbox_sql
 from tests.conftest import Bot, pagerduty_settings, running_bot
 
@@ -139,3 +141,77 @@ async def test_without_pagerduty_the_thread_says_it_is_not_configured(bot: Bot) 
     await bot.command("declare Payments failing sev2")
     assert "PagerDuty is not configured" in bot.thread(1)[0].text
     assert await bot.fetch("SELECT * FROM outbox WHERE channel = 'pagerduty'") == []
+
+
+def _policy_with_pagerduty_ids(tmp_path: Path) -> Path:
+    text = (BUNDLED_PLAYBOOKS / "severities.yml").read_text()
+    text = text.replace(
+        'eng-manager: {slack: "@eng-manager", pagerduty_user: null}',
+        'eng-manager: {slack: "@eng-manager", pagerduty_user: PUSR002}',
+    ).replace(
+        'cto: {slack: "@cto", pagerduty_user: null}',
+        'cto: {slack: "@cto", pagerduty_user: PUSR003}',
+    )
+    (tmp_path / "severities.yml").write_text(text)
+    return tmp_path
+
+
+async def test_sev1_policy_pages_the_engineering_manager_and_cto_through_pagerduty(
+    dsn: str, slack: FakeSlack, pagerduty: FakePagerDuty, tmp_path: Path
+) -> None:
+    settings = {
+        **pagerduty_settings(pagerduty),
+        "playbooks_dir": _policy_with_pagerduty_ids(tmp_path),
+    }
+    async with running_bot(dsn, slack, **settings) as bot:
+        await bot.command("declare Everything down sev1")
+        await bot.tick()
+        [request] = pagerduty.calls_to("createIncidentResponderRequest")
+        targets = [
+            t["responder_request_target"]["id"] for t in request.body["responder_request_targets"]
+        ]
+        assert targets == ["PUSR002", "PUSR003"]
+        assert request.body["requester_id"] == "PUSR004"  # icbot's own PagerDuty user
+        escalated = await bot.fetch("SELECT text FROM timeline WHERE kind = 'escalated'")
+        assert "Paging them through PagerDuty" in escalated[0]["text"]
+
+
+async def test_page_adds_a_responder_by_hand_and_records_it(
+    dsn: str, slack: FakeSlack, pagerduty: FakePagerDuty, tmp_path: Path
+) -> None:
+    settings = {
+        **pagerduty_settings(pagerduty),
+        "playbooks_dir": _policy_with_pagerduty_ids(tmp_path),
+    }
+    async with running_bot(dsn, slack, **settings) as bot:
+        await bot.command("declare Payments failing sev3")
+        await bot.command("page cto the ledger looks wrong")
+        [request] = pagerduty.calls_to("createIncidentResponderRequest")
+        assert request.body["message"] == "the ledger looks wrong"
+        assert "paged cto through PagerDuty: the ledger looks wrong" in bot.thread(1)[-1].text
+        await bot.command("page nobody-known")
+        assert "not a contact" in bot.last_reply()
+        await bot.command("page oncall")  # a contact without PagerDuty ids
+        assert "no PagerDuty user" in bot.last_reply()
+
+
+async def test_page_without_pagerduty_says_to_mention_them(bot: Bot) -> None:
+    await bot.command("declare Payments failing sev3")
+    await bot.command("page eng-manager")
+    assert "PagerDuty is not configured; mention @eng-manager" in bot.last_reply()
+
+
+async def test_oncall_lists_who_is_on_call_for_the_services_policy(
+    pd_bot: Bot, pagerduty: FakePagerDuty
+) -> None:
+    await pd_bot.command("oncall")
+    reply = pd_bot.last_reply()
+    assert "Level 1: Ola Oncall" in reply and "Level 2: Erin Manager" in reply
+
+
+async def test_oncall_when_pagerduty_is_down_says_so_without_an_error_id(
+    pd_bot: Bot, pagerduty: FakePagerDuty
+) -> None:
+    pagerduty.fail("*", status=503, times=5)
+    await pd_bot.command("oncall")
+    assert "Pagerduty did not answer" in pd_bot.last_reply()

@@ -21,7 +21,7 @@ import pagerduty
 
 from bot.errors import IntegrationError
 from bot.logs import get_logger
-from bot.pager import OnCall, PagerIncident
+from bot.models import OnCall, PagerIncident
 
 log = get_logger(__name__)
 T = TypeVar("T")
