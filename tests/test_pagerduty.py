@@ -215,3 +215,15 @@ async def test_oncall_when_pagerduty_is_down_says_so_without_an_error_id(
     pagerduty.fail("*", status=503, times=5)
     await pd_bot.command("oncall")
     assert "Pagerduty did not answer" in pd_bot.last_reply()
+
+
+async def test_declare_note_resolve_make_exactly_the_matching_pagerduty_calls(
+    pd_bot: Bot, pagerduty: FakePagerDuty
+) -> None:
+    await pd_bot.command("declare Payments failing sev2")
+    await pd_bot.command("note gateway timeouts")
+    await pd_bot.command("resolve rolled back")
+    writes = [c.operation for c in pagerduty.calls if c.method != "GET"]
+    assert writes == ["createIncident", "createIncidentNote", "updateIncident"]
+    resolve = pagerduty.calls_to("updateIncident")[0].body["incident"]
+    assert resolve["status"] == "resolved" and resolve["resolution"] == "rolled back"
