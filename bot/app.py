@@ -10,10 +10,11 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
-from bot.ids import ChecklistAction, IcAction, PromptAction, ViewId
+from bot.ids import ChecklistAction, IcAction, PromptAction, RemediationAction, ViewId
 from bot.logs import get_logger
 from bot.services import Services
 from commands import unavailable
+from commands.diagnose import DiagnoseHandlers
 from commands.ic import IcHandlers
 from commands.mentions import MentionHandlers
 from commands.prompts import PromptHandlers
@@ -60,8 +61,12 @@ def build_slack_app(services: Services) -> AsyncApp:
     ic = IcHandlers(services)
     app.command("/ic")(ic.command)
     app.action(re.compile(rf"^{re.escape(IcAction.PICK_INCIDENT.value)}:"))(ic.pick_incident)
-    for name in ("/diagnose", "/rollback"):
-        app.command(name)(unavailable.not_yet)
+    diagnose = DiagnoseHandlers(services)
+    app.command("/diagnose")(diagnose.command)
+    app.action(re.compile(rf"^{re.escape(RemediationAction.REQUEST.value)}:"))(
+        diagnose.remediation_clicked
+    )
+    app.command("/rollback")(unavailable.not_yet)
     prompts = PromptHandlers(services)
     app.action(PromptAction.POST_UPDATE.value)(prompts.post_update_clicked)
     app.view(ViewId.STATUS_UPDATE.value)(prompts.status_submitted)

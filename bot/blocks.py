@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.errors import Choice
-from bot.ids import ChecklistAction, IcAction, PromptAction, ViewId
+from bot.ids import ChecklistAction, IcAction, PromptAction, RemediationAction, ViewId
 from bot.models import STANDARD_ROLES, Incident, OnCall, Status, TimelineEntry
 from bot.policy import SeverityPolicy
 from bot.timefmt import clock_time, human_duration, stamp
@@ -46,6 +46,8 @@ ENTRY_EMOJI = {
     "pagerduty": ":pager:",
     "paged": ":pager:",
     "reopened": ":leftwards_arrow_with_hook:",
+    "diagnosis_started": ":stethoscope:",
+    "diagnosis": ":stethoscope:",
 }
 # Block Kit limits (https://api.slack.com/reference/block-kit/blocks)
 SECTION_TEXT_MAX = 3000
@@ -134,19 +136,93 @@ def timeline_reply(entry: TimelineEntry) -> Message:
             "value": str(entry.incident_id),
         }
         blocks.append({"type": "actions", "block_id": f"prompt:{entry.seq}", "elements": [button]})
+    elif entry.kind == Kind.DIAGNOSIS:
+        return Message(text=entry.text, blocks=diagnosis_blocks(entry.data, when=entry.occurred_at))
     elif entry.kind == Kind.CHECKLIST:
-        items = [str(item) for item in entry.data.get("items", [])][:10]
-        checkboxes = {
-            "type": "checkboxes",
-            "action_id": ChecklistAction.TICK,
-            "options": [
-                {"text": {"type": "plain_text", "text": item[:75]}, "value": str(i)}
-                for i, item in enumerate(items)
-            ],
-        }
-        block_id = f"checklist:{entry.data.get('reminder')}"
-        blocks.append({"type": "actions", "block_id": block_id, "elements": [checkboxes]})
+        items = [str(item) for item in entry.data.get("items", [])]
+        blocks.append(_checkboxes(f"checklist:{entry.data.get('reminder')}", items))
     return Message(text=entry.text, blocks=blocks)
+
+
+BAND_EMOJI = {
+    "critical": ":red_circle:",
+    "warning": ":large_yellow_circle:",
+    "normal": ":large_green_circle:",
+    "info": ":information_source:",
+    "error": ":x:",
+    "timed out": ":hourglass:",
+    "no data": ":grey_question:",
+}
+
+
+def _checkboxes(block_id: str, items: Sequence[str]) -> Block:
+    return {
+        "type": "actions",
+        "block_id": block_id,
+        "elements": [
+            {
+                "type": "checkboxes",
+                "action_id": ChecklistAction.TICK,
+                "options": [
+                    {"text": {"type": "plain_text", "text": item[:75]}, "value": str(i)}
+                    for i, item in enumerate(items[:10])
+                ],
+            }
+        ],
+    }
+
+
+def diagnosis_blocks(data: dict[str, Any], *, when: datetime | None = None) -> list[Block]:
+    """A diagnosis report: verdict, one line per finding, manual steps, remediation buttons."""
+    emoji = BAND_EMOJI.get(str(data.get("worst")), ":stethoscope:")
+    head = (
+        f"{emoji} *Diagnosis `{data.get('playbook')}`* ({data.get('title')}): {data.get('verdict')}"
+    )
+    lines = []
+    for f in data.get("findings", []):
+        value = f" *{f['value']:g}{f.get('unit') or ''}*" if f.get("value") is not None else ""
+        threshold = f" _({f['threshold']})_" if f.get("threshold") else ""
+        lines.append(
+            f"{BAND_EMOJI.get(f['band'], '•')} {f['title']}:{value} {f['band']}{threshold}"
+            f"\n      {f['detail']}"
+        )
+    blocks: list[Block] = [_mrkdwn(head)]
+    if lines:
+        blocks.append(_mrkdwn("\n".join(lines)))
+    took = f"checks took {int(data.get('elapsed_ms', 0))} ms"
+    blocks.append(_context(f"{clock_time(when)} · {took}" if when else took))
+    steps = [str(s) for s in data.get("steps") or []]
+    if steps:
+        blocks.append(_mrkdwn("*Manual steps* (tick as you go; ticks are recorded):"))
+        if data.get("reminder") is not None:
+            blocks.append(_checkboxes(f"checklist:{data['reminder']}", steps))
+        else:
+            blocks.append(_mrkdwn("\n".join(f"• {s}" for s in steps)))
+    escalation = [str(s) for s in data.get("escalation") or []]
+    if escalation:
+        blocks.append(_mrkdwn("*Escalation:* " + " · ".join(escalation)))
+    remedies = data.get("remediations") or []
+    if remedies:
+        buttons = [
+            {
+                "type": "button",
+                "action_id": f"{RemediationAction.REQUEST}:{i}",
+                "text": {"type": "plain_text", "text": str(r["label"])[:75]},
+                "value": json.dumps({"playbook": data.get("playbook"), "index": i}),
+            }
+            for i, r in enumerate(remedies[:25])
+        ]
+        blocks.append(_mrkdwn("*Remediations* (each needs an approval):"))
+        for start in range(0, len(buttons), 5):
+            blocks.append({"type": "actions", "elements": buttons[start : start + 5]})
+    return blocks[:MAX_BLOCKS]
+
+
+def playbook_list(playbooks: Sequence[Any]) -> Message:
+    lines = ["*Playbooks* — `/diagnose <name> [INC-n]` runs one:"]
+    lines += [f"• `{p.name}` — {p.title}" for p in sorted(playbooks, key=lambda p: p.name)]
+    text = "\n".join(lines)
+    return Message(text=text, blocks=[_mrkdwn(text)])
 
 
 def status_modal(incident: Incident) -> dict[str, Any]:

@@ -18,6 +18,11 @@ class ChecklistAction(StrEnum):
     TICK = "checklist_tick"  # block_id = "checklist:<reminder id>"; option value = item index
 
 
+class RemediationAction(StrEnum):
+    # A remediation button of a diagnosis; action_id "<this>:<index>", value = JSON.
+    REQUEST = "remediation_request"
+
+
 class ViewId(StrEnum):
     STATUS_UPDATE = "status_update_modal"  # private_metadata = incident id
 

@@ -420,9 +420,9 @@ class Incidents:
             found = await timers_sql.lock_reminder(conn, reminder_id)
             if found is None:
                 raise NotFound("That checklist no longer exists.")
-            incident_id, stage_key, before = found
-            stage = self.policy.stage(stage_key)
-            items = list(stage.items) if stage else []
+            incident_id, before = found.incident_id, found.ticked
+            stage = self.policy.stage(found.stage)
+            items = found.items if found.items is not None else list(stage.items if stage else [])
             now_ticked = sorted({i for i in ticked if 0 <= i < len(items)})
             added = [i for i in now_ticked if i not in before]
             removed = [i for i in before if i not in now_ticked]
@@ -431,7 +431,7 @@ class Incidents:
             await timers_sql.set_ticked(conn, reminder_id, now_ticked)
             parts = [f"ticked “{items[i]}”" for i in added]
             parts += [f"unticked “{items[i]}”" for i in removed]
-            title = stage.title if stage else stage_key
+            title = found.title or (stage.title if stage else found.stage)
             done = f"{len(now_ticked)}/{len(items)} done"
             entry = await timeline.record(
                 conn,

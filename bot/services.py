@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -11,8 +12,12 @@ from datetime import timedelta
 import asyncpg
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.diagnose import Diagnoser
+from bot.diagnostics.probes import Probes
 from bot.incidents import Incidents
 from bot.inflight import Inflight
+from bot.integrations.actuator import HttpActuator
+from bot.integrations.kubernetes import KubeClient
 from bot.integrations.pagerduty import PagerDutyAdapter
 from bot.integrations.slack import SlackChat
 from bot.logs import get_logger
@@ -20,6 +25,7 @@ from bot.models import Clock, utcnow
 from bot.outbox import ChannelPacer, Outbox
 from bot.pager import PagerQueue
 from bot.pager_events import PagerEvents
+from bot.playbooks import Catalogue, load_catalogue
 from bot.policy import SeverityPolicy, load_severity_policy
 from bot.prompts import Prompter
 from bot.settings import Settings
@@ -42,6 +48,9 @@ class Services:
     pager: PagerDutyAdapter | None
     pager_queue: PagerQueue | None
     pager_events: PagerEvents | None
+    catalogue: Catalogue
+    probes: Probes
+    diagnoser: Diagnoser
     clock: Clock
     inflight: Inflight = field(default_factory=Inflight)
 
@@ -58,9 +67,12 @@ async def open_services(
 ) -> AsyncIterator[Services]:
     """Open the pool, apply migrations, resolve the war room, start the outbox worker."""
     policy = load_severity_policy(settings.playbooks_dir)
+    catalogue = load_catalogue(settings.playbooks_dir)  # start-up refuses invalid playbooks
     pool = await db.create_pool(dsn)
     workers: list[asyncio.Task[None]] = []
     pager = _pager(settings)
+    actuator = HttpActuator(settings.service_url_template)
+    kube = await _kube(settings)
     try:
         async with pool.acquire() as conn:
             await db.migrate(conn)
@@ -108,6 +120,7 @@ async def open_services(
             poll_interval=settings.timer_poll_seconds,
             pagerduty=pager is not None,
         )
+        probes = Probes(actuator=actuator, kube=kube)
         services = Services(
             settings=settings,
             pool=pool,
@@ -129,6 +142,9 @@ async def open_services(
                 if pager is not None
                 else None
             ),
+            catalogue=catalogue,
+            probes=probes,
+            diagnoser=Diagnoser(catalogue, probes, incidents),
             clock=clock,
         )
         if run_workers:
@@ -146,6 +162,18 @@ async def open_services(
         await pool.close()
         if pager is not None:
             pager.close()
+        await actuator.close()
+        if kube is not None:
+            await kube.close()
+
+
+async def _kube(settings: Settings) -> KubeClient | None:
+    """From KUBECONFIG, or in-cluster when running in a pod; otherwise Kubernetes is off."""
+    if settings.kubeconfig is not None:
+        return await KubeClient.connect(settings.kubeconfig)
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return await KubeClient.connect(None)
+    return None
 
 
 def _pager(settings: Settings) -> PagerDutyAdapter | None:

@@ -37,6 +37,8 @@ class Kind:
     PAGERDUTY = "pagerduty"
     REOPENED = "reopened"
     PAGED = "paged"
+    DIAGNOSIS_STARTED = "diagnosis_started"
+    DIAGNOSIS = "diagnosis"
 
 
 def content_hash(

@@ -87,10 +87,17 @@ class IcHandlers:
             case Declare(title=title, severity=severity):
                 change = await incidents.declare(title=title, severity=severity, actor=user)
                 i = change.incident
+                hints = s.catalogue.suggest(title)
+                tip = (
+                    " Playbooks that may help: "
+                    + ", ".join(f"`/diagnose {p.name}` ({p.title})" for p in hints)
+                    if hints
+                    else ""
+                )
                 return blocks.confirmation(
                     f":rotating_light: Declared *{i.ref}* ({i.severity.upper()})"
                     f" in <#{i.channel_id}>."
-                    " You are incident commander; `/ic assign @someone ic` hands it over."
+                    f" You are incident commander; `/ic assign @someone ic` hands it over.{tip}"
                 )
             case Assign(incident=ref, user=who, role=role):
                 change = await incidents.assign(ref=ref, user=who, role=role, actor=user)

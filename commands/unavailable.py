@@ -10,10 +10,6 @@ from typing import Any
 from slack_bolt.context.ack.async_ack import AsyncAck
 
 MESSAGES = {
-    "/diagnose": (
-        "`/diagnose` needs the playbook engine, which this build of icbot does not have yet."
-        " Follow the runbook by hand for now; `/ic note` records what you find."
-    ),
     "/rollback": (
         "`/rollback` needs approved remediations, which this build of icbot does not have yet."
         " Roll back by hand (`kubectl rollout undo`) and record it with `/ic note`."

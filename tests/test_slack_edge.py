@@ -160,8 +160,7 @@ async def test_metrics_are_prometheus_text_and_named_icbot(bot: Bot) -> None:
     assert "icbot_slack_requests_total" in text
 
 
-async def test_diagnose_and_rollback_answer_honestly_that_they_are_not_available(bot: Bot) -> None:
-    for command in ("/diagnose", "/rollback"):
-        status, body = await bot.post(bot.command_request("saga", command=command))
-        assert status == 200
-        assert "does not have yet" in body
+async def test_rollback_answers_honestly_that_it_is_not_available(bot: Bot) -> None:
+    status, body = await bot.post(bot.command_request("payment-service", command="/rollback"))
+    assert status == 200
+    assert "does not have yet" in body

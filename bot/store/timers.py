@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -82,13 +83,49 @@ async def mark_reminder_posted(
     )
 
 
-async def lock_reminder(conn: Conn, reminder_id: int) -> tuple[int, str, list[int]] | None:
+@dataclass(frozen=True)
+class Checklist:
+    incident_id: int
+    stage: str
+    ticked: list[int]
+    title: str | None  # set for checklists that do not come from the severity policy
+    items: list[str] | None
+
+
+async def lock_reminder(conn: Conn, reminder_id: int) -> Checklist | None:
     row = await conn.fetchrow(
-        "SELECT incident_id, stage, ticked FROM reminders WHERE id = $1 FOR UPDATE", reminder_id
+        "SELECT incident_id, stage, ticked, title, items FROM reminders WHERE id = $1 FOR UPDATE",
+        reminder_id,
     )
     if row is None:
         return None
-    return row["incident_id"], row["stage"], list(row["ticked"])
+    return Checklist(
+        incident_id=row["incident_id"],
+        stage=row["stage"],
+        ticked=list(row["ticked"]),
+        title=row["title"],
+        items=list(row["items"]) if row["items"] is not None else None,
+    )
+
+
+async def add_checklist(
+    conn: Conn, *, incident_id: int, key: str, title: str, items: list[str], now: datetime
+) -> int:
+    """A checklist posted now (not on a timer), e.g. a playbook's manual steps."""
+    reminder_id: int = await conn.fetchval(
+        """INSERT INTO reminders (incident_id, stage, due_at, posted_at, title, items)
+           VALUES ($1, $2, $3, $3, $4, $5) RETURNING id""",
+        incident_id,
+        key,
+        now,
+        title,
+        items,
+    )
+    return reminder_id
+
+
+async def set_checklist_entry(conn: Conn, reminder_id: int, entry_id: int) -> None:
+    await conn.execute("UPDATE reminders SET entry_id = $2 WHERE id = $1", reminder_id, entry_id)
 
 
 async def set_ticked(conn: Conn, reminder_id: int, ticked: list[int]) -> None:

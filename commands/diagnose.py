@@ -1,0 +1,106 @@
+"""`/diagnose <playbook> [INC-n]`, and the remediation buttons of its report."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from slack_bolt.context.ack.async_ack import AsyncAck
+
+from bot import blocks
+from bot.errors import UserError
+from bot.playbooks import Playbook
+from bot.remediation import REMEDIATIONS
+from bot.services import Services
+from commands.edge import Respond, run_reporting
+from commands.parsing import INCIDENT, MAX_COMMAND
+
+
+def parse(text: str) -> tuple[str | None, int | None]:
+    """(playbook name or None for the list, incident number)."""
+    words = text.split()
+    number = None
+    rest = []
+    for word in words:
+        match = INCIDENT.match(word)
+        if match and number is None:
+            number = int(match.group(1))
+        else:
+            rest.append(word)
+    return (rest[0] if rest else None), number
+
+
+class DiagnoseHandlers:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def command(self, ack: AsyncAck, command: dict[str, Any], respond: Respond) -> None:
+        text = str(command.get("text") or "")[:MAX_COMMAND]
+        name, number = parse(text)
+        diagnoser = self.services.diagnoser
+        if name is None:
+            listing = blocks.playbook_list(list(self.services.catalogue.playbooks.values()))
+            await ack(response_type="ephemeral", text=listing.text, blocks=listing.blocks)
+            return
+        try:
+            playbook = diagnoser.playbook(name)
+        except UserError as exc:
+            await ack(response_type="ephemeral", text=str(exc))
+            return
+        await ack()
+        user = str(command["user_id"])
+        async with self.services.inflight.track():
+            await run_reporting(
+                respond,
+                lambda: self.run(playbook, number, user=user),
+                command=f"/diagnose {playbook.name}",
+            )
+
+    async def run(self, playbook: Playbook, number: int | None, *, user: str) -> blocks.Message:
+        diagnoser = self.services.diagnoser
+        incident = await diagnoser.incident(number)
+        report = await diagnoser.diagnose(playbook, incident, actor=user)
+        if incident is not None:
+            return blocks.confirmation(
+                f"Diagnosis `{playbook.name}` posted in *{incident.ref}*'s thread: {report.verdict}"
+            )
+        data = {
+            **report.data(),
+            "steps": playbook.steps[:10],
+            "remediations": [
+                {"action": r.action, "label": r.label, "when": r.when}
+                for r in playbook.remediations
+            ],
+            "escalation": playbook.escalation,
+        }
+        return blocks.Message(
+            text=report.verdict,
+            blocks=[
+                *blocks.diagnosis_blocks(data),
+                *blocks.confirmation(
+                    "No incident is open, so this report is only shown to you."
+                ).blocks,
+            ],
+        )
+
+    async def remediation_clicked(
+        self, ack: AsyncAck, body: dict[str, Any], respond: Respond
+    ) -> None:
+        await ack()
+        action = (body.get("actions") or [{}])[0]
+
+        async def work() -> blocks.Message:
+            try:
+                choice = json.loads(action.get("value") or "")
+                playbook = self.services.diagnoser.playbook(str(choice["playbook"]))
+                remedy = playbook.remediations[int(choice["index"])]
+            except (ValueError, KeyError, IndexError, TypeError) as exc:
+                raise UserError("That button is no longer valid; run `/diagnose` again.") from exc
+            spec = REMEDIATIONS[remedy.action]
+            return blocks.confirmation(
+                f"*{remedy.label}* (`{spec.name}`: {spec.summary}) is not available yet: approved"
+                " remediations are not in this build. Do it by hand and record it with `/ic note`."
+            )
+
+        async with self.services.inflight.track():
+            await run_reporting(respond, work, command="remediation")
