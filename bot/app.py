@@ -10,10 +10,17 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
-from bot.ids import ChecklistAction, IcAction, PromptAction, RemediationAction, ViewId
+from bot.ids import (
+    ApprovalAction,
+    ChecklistAction,
+    IcAction,
+    PromptAction,
+    RemediationAction,
+    ViewId,
+)
 from bot.logs import get_logger
 from bot.services import Services
-from commands import unavailable
+from commands.approvals import ApprovalHandlers
 from commands.diagnose import DiagnoseHandlers
 from commands.ic import IcHandlers
 from commands.mentions import MentionHandlers
@@ -66,7 +73,10 @@ def build_slack_app(services: Services) -> AsyncApp:
     app.action(re.compile(rf"^{re.escape(RemediationAction.REQUEST.value)}:"))(
         diagnose.remediation_clicked
     )
-    app.command("/rollback")(unavailable.not_yet)
+    approvals = ApprovalHandlers(services)
+    app.command("/rollback")(approvals.rollback)
+    app.action(ApprovalAction.APPROVE.value)(approvals.approve)
+    app.action(ApprovalAction.DENY.value)(approvals.deny)
     prompts = PromptHandlers(services)
     app.action(PromptAction.POST_UPDATE.value)(prompts.post_update_clicked)
     app.view(ViewId.STATUS_UPDATE.value)(prompts.status_submitted)

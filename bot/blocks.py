@@ -9,7 +9,14 @@ from datetime import datetime
 from typing import Any
 
 from bot.errors import Choice
-from bot.ids import ChecklistAction, IcAction, PromptAction, RemediationAction, ViewId
+from bot.ids import (
+    ApprovalAction,
+    ChecklistAction,
+    IcAction,
+    PromptAction,
+    RemediationAction,
+    ViewId,
+)
 from bot.models import STANDARD_ROLES, Incident, OnCall, Status, TimelineEntry
 from bot.policy import SeverityPolicy
 from bot.timefmt import clock_time, human_duration, stamp
@@ -48,6 +55,12 @@ ENTRY_EMOJI = {
     "reopened": ":leftwards_arrow_with_hook:",
     "diagnosis_started": ":stethoscope:",
     "diagnosis": ":stethoscope:",
+    "approval_given": ":ballot_box_with_check:",
+    "approved": ":white_check_mark:",
+    "approval_denied": ":no_entry:",
+    "approval_expired": ":alarm_clock:",
+    "remediation_started": ":gear:",
+    "remediation_result": ":clipboard:",
 }
 # Block Kit limits (https://api.slack.com/reference/block-kit/blocks)
 SECTION_TEXT_MAX = 3000
@@ -137,7 +150,12 @@ def timeline_reply(entry: TimelineEntry) -> Message:
         }
         blocks.append({"type": "actions", "block_id": f"prompt:{entry.seq}", "elements": [button]})
     elif entry.kind == Kind.DIAGNOSIS:
-        return Message(text=entry.text, blocks=diagnosis_blocks(entry.data, when=entry.occurred_at))
+        return Message(
+            text=entry.text,
+            blocks=diagnosis_blocks(
+                entry.data, when=entry.occurred_at, incident_id=entry.incident_id
+            ),
+        )
     elif entry.kind == Kind.CHECKLIST:
         items = [str(item) for item in entry.data.get("items", [])]
         blocks.append(_checkboxes(f"checklist:{entry.data.get('reminder')}", items))
@@ -172,7 +190,9 @@ def _checkboxes(block_id: str, items: Sequence[str]) -> Block:
     }
 
 
-def diagnosis_blocks(data: dict[str, Any], *, when: datetime | None = None) -> list[Block]:
+def diagnosis_blocks(
+    data: dict[str, Any], *, when: datetime | None = None, incident_id: int | None = None
+) -> list[Block]:
     """A diagnosis report: verdict, one line per finding, manual steps, remediation buttons."""
     emoji = BAND_EMOJI.get(str(data.get("worst")), ":stethoscope:")
     head = (
@@ -208,7 +228,9 @@ def diagnosis_blocks(data: dict[str, Any], *, when: datetime | None = None) -> l
                 "type": "button",
                 "action_id": f"{RemediationAction.REQUEST}:{i}",
                 "text": {"type": "plain_text", "text": str(r["label"])[:75]},
-                "value": json.dumps({"playbook": data.get("playbook"), "index": i}),
+                "value": json.dumps(
+                    {"playbook": data.get("playbook"), "index": i, "incident": incident_id}
+                ),
             }
             for i, r in enumerate(remedies[:25])
         ]
@@ -216,6 +238,74 @@ def diagnosis_blocks(data: dict[str, Any], *, when: datetime | None = None) -> l
         for start in range(0, len(buttons), 5):
             blocks.append({"type": "actions", "elements": buttons[start : start + 5]})
     return blocks[:MAX_BLOCKS]
+
+
+STATUS_LINE = {
+    "pending": ":hourglass_flowing_sand: Waiting for approval",
+    "approved": ":white_check_mark: Approved; running",
+    "running": ":gear: Running",
+    "succeeded": ":white_check_mark: Done and verified",
+    "failed": ":x: Failed",
+    "denied": ":no_entry: Denied",
+    "expired": ":alarm_clock: Expired",
+}
+
+
+def approval_card(entry: TimelineEntry, pending: Any) -> Message:
+    """The approval request in the thread: what will happen, who decided, what came of it."""
+    lines = [str(line) for line in pending.preview.get("lines", [])]
+    head = (
+        f":raised_hand: <@{pending.requested_by}> requests *{pending.label}* (`{pending.action}`)"
+    )
+    who = ", ".join(f"<@{u}>" for u in pending.approvals) or "nobody yet"
+    status = STATUS_LINE.get(pending.status, pending.status)
+    if pending.decided_by and pending.status in (
+        "denied",
+        "approved",
+        "running",
+        "succeeded",
+        "failed",
+    ):
+        status += f" (by <@{pending.decided_by}>)"
+    context = (
+        f"Approvals {len(pending.approvals)}/{pending.required}: {who} · expires"
+        f" {clock_time(pending.expires_at)} · request #{pending.id}"
+    )
+    out: list[Block] = [
+        _mrkdwn(head + "\n" + "\n".join(f"> {line}" for line in lines)),
+        _mrkdwn(f"*{status}*"),
+    ]
+    result = pending.result or {}
+    if result:
+        out.append(
+            _mrkdwn(f"{result.get('summary')}\n_Verification:_ {result.get('verification')}")
+        )
+    out.append(_context(context))
+    if pending.status == "pending":
+        out.append(
+            {
+                "type": "actions",
+                "block_id": f"approval:{pending.id}",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": ApprovalAction.APPROVE,
+                        "text": {"type": "plain_text", "text": "Approve"},
+                        "style": "primary",
+                        "value": str(pending.id),
+                    },
+                    {
+                        "type": "button",
+                        "action_id": ApprovalAction.DENY,
+                        "text": {"type": "plain_text", "text": "Deny"},
+                        "style": "danger",
+                        "value": str(pending.id),
+                    },
+                ],
+            }
+        )
+    text = f"{pending.label}: {STATUS_LINE.get(pending.status, pending.status)}"
+    return Message(text=text, blocks=out)
 
 
 def playbook_list(playbooks: Sequence[Any]) -> Message:

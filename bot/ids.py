@@ -23,6 +23,11 @@ class RemediationAction(StrEnum):
     REQUEST = "remediation_request"
 
 
+class ApprovalAction(StrEnum):
+    APPROVE = "approval_approve"  # value = pending action id
+    DENY = "approval_deny"
+
+
 class ViewId(StrEnum):
     STATUS_UPDATE = "status_update_modal"  # private_metadata = incident id
 

@@ -24,12 +24,14 @@ from bot.chat import Chat
 from bot.errors import IntegrationError
 from bot.ids import Metadata
 from bot.logs import get_logger
-from bot.models import Clock, Incident, utcnow
+from bot.models import Clock, Incident, TimelineEntry, utcnow
 from bot.policy import SeverityPolicy
+from bot.store import actions as actions_sql
 from bot.store import incidents as incidents_sql
 from bot.store import outbox as outbox_sql
 from bot.store import timeline as timeline_sql
 from bot.store.outbox import OutboxItem
+from bot.timeline import Kind
 
 log = get_logger(__name__)
 
@@ -245,6 +247,8 @@ class Outbox(LeasedQueue):
                 return thread_ts
             incident = await self._reloaded(incident.id)
         assert entry is not None and incident.thread_ts is not None
+        if item.kind == "refresh":
+            return await self._refresh(item, incident, entry)
         key = item.dedupe_key
         if item.attempts > 1:
             found = await self.chat.find_posted(
@@ -256,7 +260,7 @@ class Outbox(LeasedQueue):
             if found:
                 log.info("outbox.already_posted", item=key)
                 return found
-        message = blocks.timeline_reply(entry)
+        message = await self._render(entry)
         await self._paced(item, incident.channel_id)
         return await self.chat.post(
             channel=incident.channel_id,
@@ -265,6 +269,30 @@ class Outbox(LeasedQueue):
             blocks=message.blocks,
             metadata={"event_type": Metadata.ENTRY, "event_payload": {"key": key}},
         )
+
+    async def _render(self, entry: TimelineEntry) -> blocks.Message:
+        """An entry as a thread reply; an approval card shows its request's state now."""
+        if entry.kind == Kind.APPROVAL_REQUESTED:
+            async with self.pool.acquire() as conn:
+                pending = await actions_sql.get(conn, int(entry.data["pending_id"]))
+            if pending is not None:
+                return blocks.approval_card(entry, pending)
+        return blocks.timeline_reply(entry)
+
+    async def _refresh(
+        self, item: OutboxItem, incident: Incident, entry: TimelineEntry
+    ) -> str | None:
+        """Edit an already posted reply in place (the approval card after a decision)."""
+        async with self.pool.acquire() as conn:
+            ts = await outbox_sql.posted_ts(conn, entry.id)
+        if ts is None:
+            return None  # never posted (gave up): nothing to edit
+        message = await self._render(entry)
+        await self._paced(item, incident.channel_id)
+        await self.chat.update(
+            channel=incident.channel_id, ts=ts, text=message.text, blocks=message.blocks
+        )
+        return ts
 
     async def _reloaded(self, incident_id: int) -> Incident:
         async with self.pool.acquire() as conn:

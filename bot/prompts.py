@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -134,7 +134,9 @@ class Prompter:
         on_change: Callable[[], None] = lambda: None,
         poll_interval: float = 1.0,
         pagerduty: bool = False,
+        sweepers: list[Callable[[], Awaitable[int]]] | None = None,
     ) -> None:
+        self.sweepers = list(sweepers or [])  # other timed chores, e.g. expiring approvals
         self.pool = pool
         self.policy = policy
         self.clock = clock
@@ -191,6 +193,8 @@ class Prompter:
                 ):
                     await self._remind(conn, reminder_id, incident_id, stage, now=now)
                     handled += 1
+        for sweep in self.sweepers:
+            handled += await sweep()
         if handled:
             self.on_change()
         return handled

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     # before another may retry it, and how often the timer loop looks for due prompts.
     outbox_lease_seconds: float = Field(default=30.0, gt=0)
     timer_poll_seconds: float = Field(default=1.0, gt=0)
+    verify_timeout_seconds: float = Field(default=120.0, gt=0)  # how long a remediation is verified
     log_format: Literal["json", "console"] | None = None
     log_level: str = "INFO"
     port: int = 3000

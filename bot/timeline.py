@@ -39,6 +39,13 @@ class Kind:
     PAGED = "paged"
     DIAGNOSIS_STARTED = "diagnosis_started"
     DIAGNOSIS = "diagnosis"
+    APPROVAL_REQUESTED = "approval_requested"
+    APPROVAL_GIVEN = "approval_given"
+    APPROVED = "approved"
+    APPROVAL_DENIED = "approval_denied"
+    APPROVAL_EXPIRED = "approval_expired"
+    REMEDIATION_STARTED = "remediation_started"
+    REMEDIATION_RESULT = "remediation_result"
 
 
 def content_hash(

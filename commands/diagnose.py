@@ -10,7 +10,7 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from bot import blocks
 from bot.errors import UserError
 from bot.playbooks import Playbook
-from bot.remediation import REMEDIATIONS
+from bot.remediation.runner import NotAvailable
 from bot.services import Services
 from commands.edge import Respond, run_reporting
 from commands.parsing import INCIDENT, MAX_COMMAND
@@ -88,18 +88,28 @@ class DiagnoseHandlers:
     ) -> None:
         await ack()
         action = (body.get("actions") or [{}])[0]
+        user = str(body["user"]["id"])
 
         async def work() -> blocks.Message:
             try:
                 choice = json.loads(action.get("value") or "")
                 playbook = self.services.diagnoser.playbook(str(choice["playbook"]))
                 remedy = playbook.remediations[int(choice["index"])]
+                incident = int(choice["incident"]) if choice.get("incident") else None
             except (ValueError, KeyError, IndexError, TypeError) as exc:
                 raise UserError("That button is no longer valid; run `/diagnose` again.") from exc
-            spec = REMEDIATIONS[remedy.action]
+            try:
+                pending = await self.services.approvals.propose(
+                    ref=incident, action=remedy.action, params=remedy.params,
+                    label=remedy.label, actor=user,
+                )  # fmt: skip
+            except NotAvailable as exc:
+                raise UserError(
+                    f"*{remedy.label}*: {exc} Do it by hand and record it with `/ic note`."
+                ) from exc
             return blocks.confirmation(
-                f"*{remedy.label}* (`{spec.name}`: {spec.summary}) is not available yet: approved"
-                " remediations are not in this build. Do it by hand and record it with `/ic note`."
+                f"Asked for approval of *{remedy.label}* in the incident thread"
+                f" (request #{pending.id})."
             )
 
         async with self.services.inflight.track():

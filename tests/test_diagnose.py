@@ -167,7 +167,7 @@ async def test_manual_steps_are_a_checklist_whose_ticks_are_recorded(diag_bot: B
     )
 
 
-async def test_remediation_buttons_say_the_action_is_not_available_yet(diag_bot: Bot) -> None:
+async def test_remediation_buttons_ask_for_approval_and_change_nothing_yet(diag_bot: Bot) -> None:
     await diag_bot.command("declare Payments failing sev2")
     await diag_bot.post_signed(diag_bot.command_request("saga", command="/diagnose"))
     message = diag_bot.thread(1)[-1]
@@ -182,10 +182,11 @@ async def test_remediation_buttons_say_the_action_is_not_available_yet(diag_bot:
         channel_name="waqiti-incidents",
         response_url=diag_bot.slack.new_response_url(channel=diag_bot.channel, user=dana),
     )  # fmt: skip
-    before = await diag_bot.kinds()
     await diag_bot.post_signed(click)
-    assert "is not available yet" in diag_bot.replies_to("dana")[-1]
-    assert await diag_bot.kinds() == before
+    assert "Asked for approval" in diag_bot.replies_to("dana")[-1]
+    assert (await diag_bot.kinds())[-1] == "approval_requested"
+    rows = await diag_bot.fetch("SELECT status, requested_by FROM pending_actions")
+    assert [(r["status"], r["requested_by"]) for r in rows] == [("pending", dana)]
 
 
 async def test_without_an_open_incident_the_report_is_shown_only_to_the_caller(

@@ -160,7 +160,7 @@ async def test_metrics_are_prometheus_text_and_named_icbot(bot: Bot) -> None:
     assert "icbot_slack_requests_total" in text
 
 
-async def test_rollback_answers_honestly_that_it_is_not_available(bot: Bot) -> None:
-    status, body = await bot.post(bot.command_request("payment-service", command="/rollback"))
-    assert status == 200
-    assert "does not have yet" in body
+async def test_rollback_with_bad_arguments_gets_usage_in_the_ack(bot: Bot) -> None:
+    for text in ("", "a b c", "payment-service --namespace"):
+        status, body = await bot.post(bot.command_request(text, command="/rollback"))
+        assert status == 200 and "Usage: `/rollback" in body, text

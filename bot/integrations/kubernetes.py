@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -40,7 +42,7 @@ class KubeClient:
         self.core = client.CoreV1Api(api)
 
     @classmethod
-    async def connect(cls, kubeconfig: Path | None) -> KubeClient:
+    async def connect(cls, kubeconfig: Path | None) -> Self:
         configuration = client.Configuration()
         if kubeconfig is not None:
             await config.load_kube_config(
@@ -107,3 +109,141 @@ def _pod(p: Any) -> PodInfo:
         phase=str(p.status.phase or ""),
         reason=reason,
     )
+
+
+# -- writes (remediations; only ever called for an approved request) --------------------------
+
+REVISION = "deployment.kubernetes.io/revision"
+KEEP_FROM_DEPLOYMENT = (
+    "kubectl.kubernetes.io/last-applied-configuration",
+    REVISION,
+    "deployment.kubernetes.io/revision-history",
+    "deployment.kubernetes.io/desired-replicas",
+    "deployment.kubernetes.io/max-replicas",
+)
+
+
+class KubeWriter(KubeClient):
+    """Rollback, restart and scale, done as `kubectl rollout undo|restart` and `scale` do."""
+
+    async def _deployment_raw(self, namespace: str, name: str) -> Any:
+        try:
+            return await self.apps.read_namespaced_deployment(
+                name, namespace, _request_timeout=TIMEOUT
+            )
+        except Exception as exc:
+            raise _error(exc, f"deployment {namespace}/{name}") from exc
+
+    async def history(self, namespace: str, name: str) -> list[Revision]:
+        """The Deployment's ReplicaSets by revision, newest first (what `rollout history` shows)."""
+        deployment = await self._deployment_raw(namespace, name)
+        selector = ",".join(
+            f"{k}={v}" for k, v in (deployment.spec.selector.match_labels or {}).items()
+        )
+        try:
+            listed = await self.apps.list_namespaced_replica_set(
+                namespace, label_selector=selector, _request_timeout=TIMEOUT
+            )
+        except Exception as exc:
+            raise _error(exc, f"replicasets of {namespace}/{name}") from exc
+        revisions = []
+        for rs in listed.items or []:
+            owners = rs.metadata.owner_references or []
+            if not any(o.controller and o.uid == deployment.metadata.uid for o in owners):
+                continue
+            number = int((rs.metadata.annotations or {}).get(REVISION, "0") or 0)
+            containers = rs.spec.template.spec.containers or []
+            revisions.append(
+                Revision(
+                    number=number,
+                    image=containers[0].image if containers else "?",
+                    created=rs.metadata.creation_timestamp,
+                    replicaset=rs.metadata.name,
+                    template=self.api.sanitize_for_serialization(rs.spec.template),
+                    annotations=dict(rs.metadata.annotations or {}),
+                )
+            )
+        return sorted(revisions, key=lambda r: r.number, reverse=True)
+
+    async def rollback(self, namespace: str, name: str, revision: Revision) -> None:
+        """`kubectl rollout undo --to-revision`: copy that ReplicaSet's template back."""
+        deployment = await self._deployment_raw(namespace, name)
+        if deployment.spec.paused:
+            raise IntegrationError(
+                "kubernetes", f"{name} is paused; resume it before rolling back", permanent=True
+            )
+        template = dict(revision.template)
+        labels = dict((template.get("metadata") or {}).get("labels") or {})
+        labels.pop("pod-template-hash", None)
+        template["metadata"] = {**(template.get("metadata") or {}), "labels": labels}
+        current = deployment.metadata.annotations or {}
+        annotations = {
+            k: v for k, v in revision.annotations.items() if k not in KEEP_FROM_DEPLOYMENT
+        }
+        annotations.update({k: current[k] for k in KEEP_FROM_DEPLOYMENT if k in current})
+        patch = [
+            {"op": "replace", "path": "/spec/template", "value": template},
+            {"op": "replace", "path": "/metadata/annotations", "value": annotations},
+        ]
+        try:
+            await self.apps.patch_namespaced_deployment(  # type: ignore[call-arg]
+                name, namespace, patch, _content_type="application/json-patch+json",
+                _request_timeout=TIMEOUT,
+            )  # fmt: skip
+        except Exception as exc:
+            raise _error(exc, f"rollback of {namespace}/{name}") from exc
+
+    async def restart(self, namespace: str, name: str, *, at: str) -> None:
+        """`kubectl rollout restart`: the restartedAt annotation on the pod template."""
+        patch = {
+            "spec": {
+                "template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": at}}}
+            }
+        }
+        try:
+            await self.apps.patch_namespaced_deployment(  # type: ignore[call-arg]
+                name, namespace, patch, _content_type="application/strategic-merge-patch+json",
+                _request_timeout=TIMEOUT,
+            )  # fmt: skip
+        except Exception as exc:
+            raise _error(exc, f"restart of {namespace}/{name}") from exc
+
+    async def scale(self, namespace: str, name: str, replicas: int) -> None:
+        try:
+            await self.apps.patch_namespaced_deployment_scale(  # type: ignore[call-arg]
+                name, namespace, {"spec": {"replicas": replicas}},
+                _content_type="application/merge-patch+json", _request_timeout=TIMEOUT,
+            )  # fmt: skip
+        except Exception as exc:
+            raise _error(exc, f"scale of {namespace}/{name}") from exc
+
+    async def rollout_status(self, namespace: str, name: str) -> tuple[bool, str]:
+        """(done, message) as `kubectl rollout status` decides them."""
+        d = await self._deployment_raw(namespace, name)
+        status = d.status
+        desired = int(d.spec.replicas or 0)
+        updated = int(status.updated_replicas or 0)
+        total = int(status.replicas or 0)
+        available = int(status.available_replicas or 0)
+        if int(d.metadata.generation or 0) > int(status.observed_generation or 0):
+            return False, "waiting for the spec update to be observed"
+        for condition in status.conditions or []:
+            if condition.type == "Progressing" and condition.reason == "ProgressDeadlineExceeded":
+                return False, f"deployment {name} exceeded its progress deadline"
+        if updated < desired:
+            return False, f"{updated} of {desired} new replicas updated"
+        if total > updated:
+            return False, f"{total - updated} old replicas pending termination"
+        if available < updated:
+            return False, f"{available} of {updated} updated replicas available"
+        return True, f"deployment {name} successfully rolled out ({available}/{desired} ready)"
+
+
+@dataclass(frozen=True)
+class Revision:
+    number: int
+    image: str
+    created: datetime | None
+    replicaset: str
+    template: dict[str, Any]
+    annotations: dict[str, str]

@@ -41,6 +41,26 @@ async def enqueue_card(conn: Conn, *, incident_id: int, version: int) -> None:
     )
 
 
+async def enqueue_refresh(conn: Conn, *, incident_id: int, timeline_id: int, version: str) -> None:
+    """Re-render a reply already posted for `timeline_id` (an approval card) with its state now."""
+    await conn.execute(
+        """INSERT INTO outbox (incident_id, kind, dedupe_key, timeline_id)
+           VALUES ($1, 'refresh', $2, $3) ON CONFLICT (dedupe_key) DO NOTHING""",
+        incident_id,
+        f"inc{incident_id}:refresh{timeline_id}:{version}",
+        timeline_id,
+    )
+
+
+async def posted_ts(conn: Conn, timeline_id: int) -> str | None:
+    ts: str | None = await conn.fetchval(
+        "SELECT posted_ts FROM outbox WHERE timeline_id = $1 AND kind = 'reply'"
+        " AND done_at IS NOT NULL",
+        timeline_id,
+    )
+    return ts
+
+
 async def enqueue_pager(
     conn: Conn, *, incident_id: int, kind: str, key: str, payload: dict[str, Any]
 ) -> None:

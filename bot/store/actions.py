@@ -1,0 +1,146 @@
+"""SQL for pending remediation requests (approvals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot.store import Conn
+
+_COLUMNS = """id, incident_id, action, label, params, preview, requested_by, requested_at,
+    expires_at, required, approvers, approvals, status, decided_by, decided_at, result, entry_id"""
+
+
+@dataclass(frozen=True)
+class PendingAction:
+    id: int
+    incident_id: int
+    action: str
+    label: str
+    params: dict[str, Any]
+    preview: dict[str, Any]
+    requested_by: str
+    requested_at: datetime
+    expires_at: datetime
+    required: int
+    approvers: list[str]
+    approvals: list[str]
+    status: str
+    decided_by: str | None
+    decided_at: datetime | None
+    result: dict[str, Any] | None
+    entry_id: int | None
+
+
+def _row(row: Any) -> PendingAction:
+    return PendingAction(**dict(row))
+
+
+async def insert(
+    conn: Conn,
+    *,
+    incident_id: int,
+    action: str,
+    label: str,
+    params: dict[str, Any],
+    preview: dict[str, Any],
+    requested_by: str,
+    requested_at: datetime,
+    expires_at: datetime,
+    required: int,
+    approvers: list[str],
+) -> PendingAction:
+    row = await conn.fetchrow(
+        f"""INSERT INTO pending_actions (incident_id, action, label, params, preview, requested_by,
+                requested_at, expires_at, required, approvers)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {_COLUMNS}""",
+        incident_id,
+        action,
+        label,
+        params,
+        preview,
+        requested_by,
+        requested_at,
+        expires_at,
+        required,
+        approvers,
+    )
+    return _row(row)
+
+
+async def get(conn: Conn, action_id: int) -> PendingAction | None:
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM pending_actions WHERE id = $1", action_id)
+    return _row(row) if row else None
+
+
+async def set_entry(conn: Conn, action_id: int, entry_id: int) -> None:
+    await conn.execute(
+        "UPDATE pending_actions SET entry_id = $2 WHERE id = $1", action_id, entry_id
+    )
+
+
+async def add_approval(
+    conn: Conn, action_id: int, *, user: str, now: datetime
+) -> PendingAction | None:
+    """The one conditional UPDATE that decides a click: only a pending, unexpired request, not
+    the requester's own, not twice by one person. Returns the row after it, or None."""
+    row = await conn.fetchrow(
+        f"""UPDATE pending_actions
+            SET approvals = approvals || jsonb_build_array($2::text),
+                status = CASE WHEN jsonb_array_length(approvals) + 1 >= required
+                              THEN 'approved' ELSE 'pending' END,
+                decided_by = CASE WHEN jsonb_array_length(approvals) + 1 >= required
+                                  THEN $2 ELSE decided_by END,
+                decided_at = CASE WHEN jsonb_array_length(approvals) + 1 >= required
+                                  THEN $3 ELSE decided_at END
+            WHERE id = $1 AND status = 'pending' AND expires_at > $3
+              AND requested_by <> $2 AND NOT approvals ? $2
+            RETURNING {_COLUMNS}""",
+        action_id,
+        user,
+        now,
+    )
+    return _row(row) if row else None
+
+
+async def deny(conn: Conn, action_id: int, *, user: str, now: datetime) -> PendingAction | None:
+    row = await conn.fetchrow(
+        f"""UPDATE pending_actions SET status = 'denied', decided_by = $2, decided_at = $3
+            WHERE id = $1 AND status = 'pending' AND expires_at > $3 RETURNING {_COLUMNS}""",
+        action_id,
+        user,
+        now,
+    )
+    return _row(row) if row else None
+
+
+async def transition(
+    conn: Conn,
+    action_id: int,
+    *,
+    from_status: str,
+    to_status: str,
+    result: dict[str, Any] | None = None,
+) -> bool:
+    done = await conn.fetchval(
+        """UPDATE pending_actions SET status = $3, result = coalesce($4::jsonb, result)
+           WHERE id = $1 AND status = $2 RETURNING true""",
+        action_id,
+        from_status,
+        to_status,
+        result,
+    )
+    return bool(done)
+
+
+async def claim_expired(conn: Conn, *, now: datetime, limit: int) -> list[PendingAction]:
+    rows = await conn.fetch(
+        f"""UPDATE pending_actions SET status = 'expired', decided_at = $1
+            WHERE id IN (SELECT id FROM pending_actions WHERE status = 'pending'
+                         AND expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+            RETURNING {_COLUMNS}""",
+        now,
+        limit,
+    )
+    return [_row(r) for r in rows]

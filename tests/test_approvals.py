@@ -1,0 +1,235 @@
+"""Remediations behind approvals: /rollback through the real app and the real clients."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.ids import ApprovalAction, RemediationAction
+from bot.sandbox.kubernetes import FakeKubernetes
+from bot.sandbox.slack_api import FakeSlack
+from bot.settings import BUNDLED_PLAYBOOKS
+from tests.conftest import Bot, running_bot
+
+NS, DEPLOY = "waqiti", "payment-service"
+
+
+@pytest.fixture
+async def kube(tmp_path: Path) -> AsyncIterator[tuple[FakeKubernetes, Path]]:
+    async with FakeKubernetes(tick_interval=0.02) as fake:
+        fake.add_deployment(
+            NS, DEPLOY, "payments:1.4.2", replicas=3, history=["payments:1.4.0", "payments:1.4.1"]
+        )
+        fake.set_image_behaviour("payments:1.4.2", crashloop=True)
+        yield fake, fake.write_kubeconfig(tmp_path / "kubeconfig")
+
+
+def _policy(tmp_path: Path, approvals: str) -> Path:
+    folder = tmp_path / "policy"
+    folder.mkdir(exist_ok=True)
+    (folder / "severities.yml").write_text((BUNDLED_PLAYBOOKS / "severities.yml").read_text())
+    (folder / "saga.yml").write_text((BUNDLED_PLAYBOOKS / "saga.yml").read_text())
+    (folder / "approvals.yml").write_text(approvals)
+    return folder
+
+
+@pytest.fixture
+async def rbot(dsn: str, slack: FakeSlack, kube: tuple[FakeKubernetes, Path]) -> AsyncIterator[Bot]:
+    async with running_bot(dsn, slack, kubeconfig=kube[1], verify_timeout_seconds=10) as bot:
+        yield bot
+
+
+def _card(bot: Bot) -> Any:
+    return next(m for m in reversed(bot.thread(1)) if "requests *" in str(m.blocks))
+
+
+def _click(bot: Bot, user: str, action: str, value: str) -> Any:
+    uid = bot.user(user)
+    return bot.requests.block_action(
+        action_id=action, value=value, label=action, block_id="approval", user_id=uid,
+        user_name=user, channel_id=bot.channel, channel_name="waqiti-incidents",
+        response_url=bot.slack.new_response_url(channel=bot.channel, user=uid),
+    )  # fmt: skip
+
+
+async def _request_rollback(bot: Bot, text: str = DEPLOY) -> str:
+    await bot.command("declare Payments failing sev1", user="alice")
+    await bot.post_signed(bot.command_request(text, command="/rollback", user="alice"))
+    rows = await bot.fetch("SELECT id FROM pending_actions ORDER BY id DESC LIMIT 1")
+    return str(rows[0]["id"])
+
+
+async def test_rollback_approved_by_a_second_user_restores_the_previous_template(
+    rbot: Bot, kube: tuple[FakeKubernetes, Path]
+) -> None:
+    fake, _ = kube
+    pending = await _request_rollback(rbot)
+    card = str(_card(rbot).blocks)
+    assert "from revision 3: `payments:1.4.2`" in card and "to revision 2: `payments:1.4.1`" in card
+    assert (
+        fake.deployment(NS, DEPLOY)["spec"]["template"]["spec"]["containers"][0]["image"]
+        == "payments:1.4.2"
+    )
+    await rbot.post_signed(_click(rbot, "dana", ApprovalAction.APPROVE, pending))
+    deployment = fake.deployment(NS, DEPLOY)
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "payments:1.4.1"
+    assert fake.rollout_status(NS, DEPLOY).done
+    row = (await rbot.fetch("SELECT status, result FROM pending_actions"))[0]
+    assert (
+        row["status"] == "succeeded" and "successfully rolled out" in row["result"]["verification"]
+    )
+    kinds = await rbot.kinds()
+    for kind in ("approval_requested", "approved", "remediation_started", "remediation_result"):
+        assert kind in kinds
+    assert "Done and verified" in str(_card(rbot).blocks)  # the card was updated in place
+    assert "Approve" not in str(_card(rbot).blocks)
+    assert (await rbot.services.incidents.verify(1)).ok
+
+
+async def test_the_requester_cannot_approve_their_own_request(rbot: Bot) -> None:
+    pending = await _request_rollback(rbot)
+    await rbot.post_signed(_click(rbot, "alice", ApprovalAction.APPROVE, pending))
+    assert "someone else has to approve" in rbot.replies_to("alice")[-1]
+    assert (await rbot.fetch("SELECT status FROM pending_actions"))[0]["status"] == "pending"
+
+
+async def test_a_second_click_after_approval_is_refused_and_runs_nothing_twice(
+    rbot: Bot, kube: tuple[FakeKubernetes, Path]
+) -> None:
+    pending = await _request_rollback(rbot)
+    await rbot.post_signed(_click(rbot, "dana", ApprovalAction.APPROVE, pending))
+    patches = len(kube[0].calls_to("deployments", "patch"))
+    await rbot.post_signed(_click(rbot, "erin", ApprovalAction.APPROVE, pending))
+    assert "already succeeded" in rbot.replies_to("erin")[-1]
+    assert len(kube[0].calls_to("deployments", "patch")) == patches
+
+
+async def test_twenty_concurrent_clicks_on_two_app_instances_run_the_action_once(
+    dsn: str, slack: FakeSlack, kube: tuple[FakeKubernetes, Path]
+) -> None:
+    fake, config = kube
+    async with (
+        running_bot(dsn, slack, kubeconfig=config, verify_timeout_seconds=10) as one,
+        running_bot(dsn, slack, kubeconfig=config, verify_timeout_seconds=10) as two,
+    ):
+        pending = await _request_rollback(one)
+        clicks = [
+            (one if n % 2 else two).post(_click(one, f"user{n}", ApprovalAction.APPROVE, pending))
+            for n in range(20)
+        ]
+        statuses = await asyncio.gather(*clicks)
+        assert all(status == 200 for status, _ in statuses)
+        await one.settle()
+        await two.settle()
+        undo = [c for c in fake.calls_to("deployments", "patch") if "json-patch" in c.content_type]
+        assert len(undo) == 1
+        row = (await one.fetch("SELECT status, approvals FROM pending_actions"))[0]
+        assert row["status"] == "succeeded" and len(row["approvals"]) == 1
+
+
+async def test_deny_ends_the_request_and_nothing_runs(
+    rbot: Bot, kube: tuple[FakeKubernetes, Path]
+) -> None:
+    pending = await _request_rollback(rbot)
+    await rbot.post_signed(_click(rbot, "dana", ApprovalAction.DENY, pending))
+    await rbot.post_signed(_click(rbot, "erin", ApprovalAction.APPROVE, pending))
+    assert "already denied by" in rbot.replies_to("erin")[-1]
+    assert kube[0].calls_to("deployments", "patch") == []
+    assert "denied" in str(_card(rbot).blocks).lower()
+
+
+async def test_an_expired_request_cannot_be_approved(
+    rbot: Bot, kube: tuple[FakeKubernetes, Path]
+) -> None:
+    pending = await _request_rollback(rbot)
+    rbot.clock.advance(minutes=16)
+    await rbot.post_signed(_click(rbot, "dana", ApprovalAction.APPROVE, pending))
+    assert "expired" in rbot.replies_to("dana")[-1]
+    await rbot.tick()  # the sweeper records it and updates the card
+    assert (await rbot.fetch("SELECT status FROM pending_actions"))[0]["status"] == "expired"
+    assert "approval_expired" in await rbot.kinds()
+    assert kube[0].calls_to("deployments", "patch") == []
+
+
+async def test_wrong_role_is_refused_and_two_approver_rule_needs_two_people(
+    dsn: str, slack: FakeSlack, kube: tuple[FakeKubernetes, Path], tmp_path: Path
+) -> None:
+    policy = _policy(
+        tmp_path,
+        "remediations:\n  rollback_deployment: {approvers: [role:scribe, role:dba], required: 2}\n",
+    )
+    async with running_bot(
+        dsn, slack, kubeconfig=kube[1], playbooks_dir=policy, verify_timeout_seconds=10
+    ) as bot:
+        pending = await _request_rollback(bot)
+        await bot.command(f"assign <@{bot.user('dana')}|dana> scribe", user="alice")
+        await bot.command(f"assign <@{bot.user('kim')}|kim> dba", user="alice")
+        await bot.post_signed(_click(bot, "erin", ApprovalAction.APPROVE, pending))
+        assert "Only the scribe or the dba may decide" in bot.replies_to("erin")[-1]
+        await bot.post_signed(_click(bot, "dana", ApprovalAction.APPROVE, pending))
+        assert "1 of 2" in bot.replies_to("dana")[-1]
+        await bot.post_signed(_click(bot, "dana", ApprovalAction.APPROVE, pending))
+        assert "already approved" in bot.replies_to("dana")[-1]
+        assert kube[0].calls_to("deployments", "patch") == []
+        await bot.post_signed(_click(bot, "kim", ApprovalAction.APPROVE, pending))
+        row = (await bot.fetch("SELECT status, approvals FROM pending_actions"))[0]
+        assert row["status"] == "succeeded" and len(row["approvals"]) == 2
+
+
+async def test_unknown_deployment_and_revision_are_refused_with_a_clear_message(rbot: Bot) -> None:
+    await rbot.command("declare Payments failing sev1", user="alice")
+    await rbot.post_signed(rbot.command_request("ghost-service", command="/rollback", user="alice"))
+    assert "no deployment `ghost-service`" in rbot.last_reply("alice")
+    await rbot.post_signed(rbot.command_request(f"{DEPLOY} 9", command="/rollback", user="alice"))
+    assert "no revision 9; revisions: 3, 2, 1" in rbot.last_reply("alice")
+    assert await rbot.fetch("SELECT * FROM pending_actions") == []
+
+
+async def test_rollback_history_lists_revisions_to_pick_from(rbot: Bot) -> None:
+    await rbot.post_signed(
+        rbot.command_request(f"{DEPLOY} --history", command="/rollback", user="alice")
+    )
+    reply = rbot.last_reply("alice")
+    assert (
+        "revision 3: `payments:1.4.2` ← current" in reply
+        and "revision 1: `payments:1.4.0`" in reply
+    )
+
+
+async def test_rollback_to_a_named_revision(rbot: Bot, kube: tuple[FakeKubernetes, Path]) -> None:
+    pending = await _request_rollback(rbot, f"{DEPLOY} 1")
+    await rbot.post_signed(_click(rbot, "dana", ApprovalAction.APPROVE, pending))
+    image = kube[0].deployment(NS, DEPLOY)["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "payments:1.4.0"
+
+
+async def test_diagnose_remediation_buttons_go_through_the_same_flow(
+    dsn: str, slack: FakeSlack, kube: tuple[FakeKubernetes, Path], tmp_path: Path
+) -> None:
+    async with running_bot(dsn, slack, kubeconfig=kube[1], verify_timeout_seconds=10) as bot:
+        await bot.command("declare Payments failing sev1", user="alice")
+        await bot.post_signed(bot.command_request("saga", command="/diagnose", user="alice"))
+        report = bot.thread(1)[-1]
+        restart = next(
+            e for b in report.blocks if b["type"] == "actions" for e in b["elements"]
+            if e.get("action_id", "").startswith(RemediationAction.REQUEST) and "Restart" in e["text"]["text"]
+        )  # fmt: skip
+        uid = bot.user("alice")
+        click = bot.requests.block_action(
+            action_id=restart["action_id"], value=restart["value"], label="Restart",
+            block_id="r", user_id=uid, user_name="alice", channel_id=bot.channel,
+            channel_name="waqiti-incidents",
+            response_url=bot.slack.new_response_url(channel=bot.channel, user=uid),
+        )  # fmt: skip
+        await bot.post_signed(click)
+        rows = await bot.fetch("SELECT id, action, status FROM pending_actions")
+        assert [(r["action"], r["status"]) for r in rows] == [("restart_deployment", "pending")]
+        await bot.post_signed(_click(bot, "dana", ApprovalAction.APPROVE, str(rows[0]["id"])))
+        annotations = (
+            kube[0].deployment(NS, DEPLOY)["spec"]["template"]["metadata"].get("annotations") or {}
+        )
+        assert "kubectl.kubernetes.io/restartedAt" in annotations
