@@ -119,7 +119,18 @@ async def open_services(
             on_change=changed,
             pagerduty=pager is not None,
         )
-        remediator = Remediator(kube, clock=clock, verify_timeout=settings.verify_timeout_seconds)
+
+        async def flag_token() -> str | None:
+            token = settings.feature_flag_token
+            return token.get_secret_value() if token else None
+
+        remediator = Remediator(
+            kube,
+            actuator=actuator,
+            flag_token=flag_token,
+            clock=clock,
+            verify_timeout=settings.verify_timeout_seconds,
+        )
 
         async def group_members(group: str) -> set[str]:
             response = await client.usergroups_users_list(usergroup=group)

@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     vault_secret_id: SecretStr | None = None
     vault_secrets_path: str = "icbot"
     service_url_template: str = "http://{service}:8080"
+    feature_flag_token: SecretStr | None = None  # config-service admin token (or from Vault)
 
     playbooks_dir: Path = BUNDLED_PLAYBOOKS
     # Tuning (not in the contract): how long a claimed outbox post stays leased to a replica
@@ -71,6 +72,7 @@ class Settings(BaseSettings):
         "pagerduty_webhook_secret",
         "vault_token",
         "vault_secret_id",
+        "feature_flag_token",
     )
     @classmethod
     def _refuse_placeholders(cls, value: SecretStr | None) -> SecretStr | None:

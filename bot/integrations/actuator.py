@@ -34,12 +34,15 @@ class HttpActuator:
         *,
         params: list[tuple[str, str]] | None = None,
         ok: tuple[int, ...] = (200,),
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         url = f"{self.base(service)}{path}"
         try:
-            async with self._session.get(url, params=params, headers={"Accept": ACCEPT}) as resp:
+            async with self._session.get(
+                url, params=params, headers={"Accept": ACCEPT, **(headers or {})}
+            ) as resp:
                 if resp.status == 404:
                     raise IntegrationError(
                         "actuator", f"{service}{path}: not found", permanent=True
@@ -64,6 +67,63 @@ class HttpActuator:
 
     async def circuit_breakers(self, service: str) -> dict[str, Any]:
         return await self._get(service, "/actuator/circuitbreakers")
+
+    # -- writes (remediations; only for approved requests) ---------------------------------
+
+    async def _send(
+        self, method: str, url: str, *, json_body: dict[str, Any], headers: dict[str, str]
+    ) -> dict[str, Any]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        try:
+            async with self._session.request(method, url, json=json_body, headers=headers) as resp:
+                body = await resp.json(content_type=None) if resp.content_length != 0 else {}
+                if resp.status == 404:
+                    raise IntegrationError("actuator", f"{method} {url}: not found", permanent=True)
+                if resp.status == 401:
+                    raise IntegrationError(
+                        "actuator", f"{method} {url}: unauthorized", permanent=True
+                    )
+                if resp.status >= 400:
+                    message = (body or {}).get("message") or f"HTTP {resp.status}"
+                    raise IntegrationError(
+                        "actuator", f"{method} {url}: {message}", permanent=resp.status < 500
+                    )
+        except aiohttp.ClientError as exc:
+            raise IntegrationError("actuator", f"{method} {url}: {type(exc).__name__}") from exc
+        return body if isinstance(body, dict) else {}
+
+    async def transition_breaker(
+        self, service: str, name: str, update_state: str
+    ) -> dict[str, Any]:
+        """resilience4j: POST /actuator/circuitbreakers/{name} {"updateState": ...}.
+
+        updateState is CLOSE, FORCE_OPEN or DISABLE; there is no HALF_OPEN transition.
+        """
+        url = f"{self.base(service)}/actuator/circuitbreakers/{quote(name, safe='')}"
+        return await self._send(
+            "POST", url, json_body={"updateState": update_state}, headers={"Accept": ACCEPT}
+        )
+
+    async def flag(self, service: str, name: str, *, token: str) -> dict[str, Any]:
+        """The config service's flag admin endpoint: {name, value, version, ...}."""
+        return await self._get(
+            service,
+            f"/admin/flags/{quote(name, safe='')}",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+    async def set_flag(
+        self, service: str, name: str, value: Any, *, token: str, expected_version: int | None,
+        actor: str, reason: str,
+    ) -> dict[str, Any]:  # fmt: skip
+        url = f"{self.base(service)}/admin/flags/{quote(name, safe='')}"
+        body: dict[str, Any] = {"value": value, "actor": actor, "reason": reason}
+        if expected_version is not None:
+            body["expectedVersion"] = expected_version
+        return await self._send(
+            "PUT", url, json_body=body, headers={"Authorization": f"Bearer {token}"}
+        )
 
     async def close(self) -> None:
         if self._session is not None:

@@ -8,17 +8,25 @@ and the target revision with image and age); `run` does it once and then verifie
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from bot.errors import NotFound, UsageError, UserError
+from bot.errors import IntegrationError, NotFound, UsageError, UserError
 from bot.integrations.kubernetes import Revision
 from bot.models import Clock, utcnow
-from bot.remediation.registry import DeploymentTarget, RollbackParams, ScaleParams
+from bot.remediation.registry import (
+    BreakerParams,
+    DeploymentTarget,
+    FlagParams,
+    RollbackParams,
+    ScaleParams,
+)
 from bot.timefmt import human_duration
 
 
@@ -32,6 +40,27 @@ class KubeOps(Protocol):
     async def scale(self, namespace: str, name: str, replicas: int) -> None: ...
 
     async def rollout_status(self, namespace: str, name: str) -> tuple[bool, str]: ...
+
+
+class ActuatorOps(Protocol):
+    async def circuit_breakers(self, service: str) -> dict[str, Any]: ...
+
+    async def transition_breaker(
+        self, service: str, name: str, update_state: str
+    ) -> dict[str, Any]: ...
+
+    async def flag(self, service: str, name: str, *, token: str) -> dict[str, Any]: ...
+
+    async def set_flag(
+        self, service: str, name: str, value: Any, *, token: str, expected_version: int | None,
+        actor: str, reason: str,
+    ) -> dict[str, Any]: ...  # fmt: skip
+
+
+TokenSource = Callable[[], Awaitable[str | None]]
+# resilience4j's actuator endpoint knows only these transitions (no HALF_OPEN).
+BREAKER_UPDATES = {"CLOSED": "CLOSE", "FORCED_OPEN": "FORCE_OPEN", "DISABLED": "DISABLE"}
+CONFIG_SERVICE = "config-service"
 
 
 @dataclass(frozen=True)
@@ -56,11 +85,15 @@ class Remediator:
         self,
         kube: KubeOps | None,
         *,
+        actuator: ActuatorOps | None = None,
+        flag_token: TokenSource | None = None,
         clock: Clock = utcnow,
         verify_timeout: float = 120.0,
         poll: float = 0.5,
     ) -> None:
         self.kube = kube
+        self.actuator = actuator
+        self.flag_token = flag_token
         self.clock = clock
         self.verify_timeout = verify_timeout
         self.poll = poll
@@ -138,9 +171,63 @@ class Remediator:
                     f" (revision {history[0].number}, `{history[0].image}`)"
                 ]
             )
+        if isinstance(params, BreakerParams) and action == "circuit_breaker":
+            state = await self._breaker_state(params)
+            to = params.to or "CLOSED"
+            if to not in BREAKER_UPDATES:
+                raise UsageError(
+                    f"resilience4j cannot move a breaker to {to} through its endpoint; CLOSE it,"
+                    " FORCE it OPEN or DISABLE it."
+                )
+            return Preview(
+                lines=[f"Circuit breaker `{params.service}/{params.breaker}`: {state} → {to}"],
+                data={"from": state, "to": to},
+            )
+        if isinstance(params, FlagParams) and action == "feature_flag":
+            flag = await self._flag(params.flag)
+            return Preview(
+                lines=[
+                    f"Feature flag `{params.flag}`: {json.dumps(flag.get('value'))}"
+                    f" → {json.dumps(params.value)} (version {flag.get('version')})"
+                ],
+                data={"version": flag.get("version"), "from": flag.get("value")},
+            )
         raise NotAvailable(f"`{action}` is not available yet in this build.")
 
+    def _actuator(self) -> ActuatorOps:
+        if self.actuator is None:
+            raise NotAvailable("Service endpoints are not configured (SERVICE_URL_TEMPLATE).")
+        return self.actuator
+
+    async def _breaker_state(self, p: BreakerParams) -> str:
+        body = await self._actuator().circuit_breakers(p.service)
+        breakers = body.get("circuitBreakers") or {}
+        if p.breaker not in breakers:
+            known = ", ".join(sorted(breakers)) or "none"
+            raise NotFound(f"`{p.service}` has no circuit breaker `{p.breaker}` (it has: {known}).")
+        return str(breakers[p.breaker].get("state"))
+
+    async def _token(self) -> str:
+        token = await self.flag_token() if self.flag_token else None
+        if not token:
+            raise NotAvailable(
+                "No feature-flag admin token (FEATURE_FLAG_TOKEN, or feature_flag_token in Vault)."
+            )
+        return token
+
+    async def _flag(self, name: str) -> dict[str, Any]:
+        try:
+            return await self._actuator().flag(CONFIG_SERVICE, name, token=await self._token())
+        except IntegrationError as exc:
+            if exc.permanent and "not found" in str(exc):
+                raise NotFound(f"There is no feature flag `{name}`.") from exc
+            raise
+
     async def run(self, action: str, params: BaseModel, preview: dict[str, Any]) -> Outcome:
+        if isinstance(params, BreakerParams):
+            return await self._run_breaker(params, preview)
+        if isinstance(params, FlagParams):
+            return await self._run_flag(params, preview)
         kube = self._kube()
         assert isinstance(params, DeploymentTarget)
         ns, name = params.namespace, params.deployment
@@ -162,6 +249,28 @@ class Remediator:
             done = f"restarted {ns}/{name}"
         ok, verification = await self._wait_rolled_out(ns, name)
         return Outcome(ok, done, verification)
+
+    async def _run_breaker(self, p: BreakerParams, preview: dict[str, Any]) -> Outcome:
+        to = str(preview["to"])
+        await self._actuator().transition_breaker(p.service, p.breaker, BREAKER_UPDATES[to])
+        state = await self._breaker_state(p)
+        done = f"circuit breaker {p.service}/{p.breaker} {preview['from']} → {to}"
+        return Outcome(state == to, done, f"the breaker now reports {state}")
+
+    async def _run_flag(self, p: FlagParams, preview: dict[str, Any]) -> Outcome:
+        version = preview.get("version")
+        await self._actuator().set_flag(
+            CONFIG_SERVICE, p.flag, p.value, token=await self._token(),
+            expected_version=int(version) if version is not None else None,
+            actor="icbot", reason="approved remediation",
+        )  # fmt: skip
+        now = await self._flag(p.flag)
+        ok = now.get("value") == p.value
+        return Outcome(
+            ok,
+            f"feature flag {p.flag} set to {json.dumps(p.value)}",
+            f"the config service now reports {json.dumps(now.get('value'))}",
+        )
 
     async def _wait_rolled_out(self, namespace: str, name: str) -> tuple[bool, str]:
         """Bounded wait for `kubectl rollout status` to say done."""
