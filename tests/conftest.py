@@ -35,7 +35,8 @@ REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO.parent / "shared" / "specs"
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 PAGERDUTY_WEBHOOK_SECRET = "pd-webhook-secret-0123456789"
-TEMPLATE = "icbot_template"
+# Per test session, so two runs on one machine (a developer's and CI's) never share it.
+TEMPLATE = f"icbot_template_{os.getpid()}"
 _db_names = itertools.count(1)
 
 
@@ -51,7 +52,7 @@ def pg_server() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-async def pg_template(pg_server: Any) -> str:
+async def pg_template(pg_server: Any) -> AsyncIterator[str]:
     admin = await asyncpg.connect(pg_server.get_uri())
     try:
         await admin.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
@@ -63,7 +64,23 @@ async def pg_template(pg_server: Any) -> str:
         await db.migrate(conn)
     finally:
         await conn.close()
-    return TEMPLATE
+    yield TEMPLATE
+    await _drop_session_databases(pg_server)
+
+
+async def _drop_session_databases(pg_server: Any) -> None:
+    """Leave the shared server as we found it: this session's databases go."""
+    admin = await asyncpg.connect(pg_server.get_uri())
+    try:
+        names = await admin.fetch(
+            "SELECT datname FROM pg_database WHERE datname LIKE $1 OR datname = $2",
+            f"icbot_test_{os.getpid()}_%",
+            TEMPLATE,
+        )
+        for row in names:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 async def _fresh_database(pg_server: Any, template: str | None) -> str:
