@@ -53,7 +53,10 @@ def normalise_role(raw: str) -> str | None:
         return ROLE_ALIASES[key]
     if key in STANDARD_ROLES:
         return key
-    return key if _FREE_ROLE.match(key) else None
+    if not _FREE_ROLE.match(key):
+        return None
+    # One spelling per role: `security-lead`, `security_lead` and `security lead` are one role.
+    return " ".join(key.replace("-", " ").replace("_", " ").split())
 
 
 SYSTEM_ACTORS = {"pagerduty": "PagerDuty", "icbot": "icbot"}

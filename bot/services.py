@@ -22,6 +22,7 @@ from bot.integrations.kafka import KafkaLag
 from bot.integrations.kubernetes import KubeWriter
 from bot.integrations.pagerduty import PagerDutyAdapter
 from bot.integrations.slack import SlackChat
+from bot.integrations.vault import VaultSecrets
 from bot.logs import get_logger
 from bot.models import Clock, utcnow
 from bot.outbox import ChannelPacer, Outbox
@@ -80,6 +81,7 @@ async def open_services(
     actuator = HttpActuator(settings.service_url_template)
     kube = await _kube(settings)
     lag = KafkaLag(settings.kafka_bootstrap_servers) if settings.kafka_bootstrap_servers else None
+    vault = VaultSecrets.from_settings(settings)
     try:
         async with pool.acquire() as conn:
             await db.migrate(conn)
@@ -121,13 +123,19 @@ async def open_services(
         )
 
         async def flag_token() -> str | None:
-            token = settings.feature_flag_token
-            return token.get_secret_value() if token else None
+            """FEATURE_FLAG_TOKEN, else `feature_flag_token` at VAULT_SECRETS_PATH."""
+            if settings.feature_flag_token is not None:
+                return settings.feature_flag_token.get_secret_value()
+            if vault is None:
+                return None
+            secret = await vault.read(settings.vault_secrets_path, "feature_flag_token")
+            return secret.get_secret_value()
 
         remediator = Remediator(
             kube,
             actuator=actuator,
             flag_token=flag_token,
+            secrets=vault,
             clock=clock,
             verify_timeout=settings.verify_timeout_seconds,
         )
@@ -195,6 +203,8 @@ async def open_services(
             await kube.close()
         if lag is not None:
             await lag.close()
+        if vault is not None:
+            await vault.close()
 
 
 async def _kube(settings: Settings) -> KubeWriter | None:

@@ -11,6 +11,7 @@ from bot.errors import UserError
 from bot.ids import ApprovalAction
 from bot.sandbox.actuator import FakeActuator
 from bot.sandbox.slack_api import FakeSlack
+from bot.sandbox.vault_server import OpenBaoDevServer
 from tests.conftest import Bot, running_bot
 
 FLAG_TOKEN = "flag-admin-token-for-tests"
@@ -122,3 +123,58 @@ async def test_flags_without_an_admin_token_say_so(
         await bot.command("declare Alerts not delivered sev2", user="alice")
         with pytest.raises(UserError, match="No feature-flag admin token"):
             await _propose(bot, "feature_flag", {"flag": "payments.enabled", "value": False}, "x")
+
+
+@pytest.fixture(scope="module")
+async def vault() -> AsyncIterator[OpenBaoDevServer]:
+    async with OpenBaoDevServer() as server:
+        await server.put_secret(
+            "alerting/pagerduty", {"integration_key": "old-key-1", "region": "us"}
+        )
+        await server.put_secret("icbot", {"feature_flag_token": FLAG_TOKEN})
+        yield server
+
+
+async def test_rotating_a_secret_writes_a_new_version_keeps_the_old_and_never_shows_it(
+    dsn: str, slack: FakeSlack, actuator: FakeActuator, vault: OpenBaoDevServer
+) -> None:
+    async with running_bot(
+        dsn, slack, vault_addr=vault.addr, vault_token=vault.root_token,
+        service_url_template=actuator.url_template,
+    ) as bot:  # fmt: skip
+        await bot.command("declare Alerts not delivered sev2", user="alice")
+        await bot.command(f"assign <@{bot.user('sam')}|sam> security-lead", user="alice")
+        pending = await _propose(
+            bot,
+            "rotate_secret",
+            {"path": "alerting/pagerduty", "key": "integration_key"},
+            "Rotate key",
+        )
+        await _approve(bot, pending, "dana")  # not an approver for secrets
+        assert "Only the incident commander or the security lead" in bot.replies_to("dana")[-1]
+        await _approve(bot, pending, "sam")
+        row = (await bot.fetch("SELECT status, result FROM pending_actions"))[0]
+        assert row["status"] == "succeeded"
+        assert "version 1 is kept for rollback" in row["result"]["verification"]
+        latest = await vault.request("GET", "secret/data/alerting/pagerduty")
+        assert latest["data"]["data"]["integration_key"] != "old-key-1"
+        assert latest["data"]["data"]["region"] == "us"
+        everything = str(await bot.fetch("SELECT text, data FROM timeline")) + str(slack.calls)
+        assert "old-key-1" not in everything
+        assert latest["data"]["data"]["integration_key"] not in everything
+
+
+async def test_the_flag_admin_token_can_come_from_vault(
+    dsn: str, slack: FakeSlack, actuator: FakeActuator, vault: OpenBaoDevServer
+) -> None:
+    async with running_bot(
+        dsn, slack, vault_addr=vault.addr, vault_token=vault.root_token,
+        service_url_template=actuator.url_template,
+    ) as bot:  # fmt: skip
+        await bot.command("declare Alerts not delivered sev2", user="alice")
+        actuator.set_flag("agent_safe_mode", 0)
+        pending = await _propose(
+            bot, "feature_flag", {"flag": "agent_safe_mode", "value": 1}, "Safe mode"
+        )
+        await _approve(bot, pending, "dana")
+        assert actuator.flag("agent_safe_mode") == 1

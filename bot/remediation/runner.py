@@ -26,6 +26,7 @@ from bot.remediation.registry import (
     FlagParams,
     RollbackParams,
     ScaleParams,
+    SecretParams,
 )
 from bot.timefmt import human_duration
 
@@ -58,6 +59,16 @@ class ActuatorOps(Protocol):
 
 
 TokenSource = Callable[[], Awaitable[str | None]]
+
+
+class SecretOps(Protocol):
+    async def versions(self, path: str) -> list[int]: ...
+
+    async def rotate(self, path: str, key: str, *, new_value: str | None = None) -> Any: ...
+
+    async def read(self, path: str, key: str, *, version: int | None = None) -> Any: ...
+
+
 # resilience4j's actuator endpoint knows only these transitions (no HALF_OPEN).
 BREAKER_UPDATES = {"CLOSED": "CLOSE", "FORCED_OPEN": "FORCE_OPEN", "DISABLED": "DISABLE"}
 CONFIG_SERVICE = "config-service"
@@ -87,6 +98,7 @@ class Remediator:
         *,
         actuator: ActuatorOps | None = None,
         flag_token: TokenSource | None = None,
+        secrets: SecretOps | None = None,
         clock: Clock = utcnow,
         verify_timeout: float = 120.0,
         poll: float = 0.5,
@@ -94,6 +106,7 @@ class Remediator:
         self.kube = kube
         self.actuator = actuator
         self.flag_token = flag_token
+        self.secrets = secrets
         self.clock = clock
         self.verify_timeout = verify_timeout
         self.poll = poll
@@ -192,7 +205,33 @@ class Remediator:
                 ],
                 data={"version": flag.get("version"), "from": flag.get("value")},
             )
+        if isinstance(params, SecretParams) and action == "rotate_secret":
+            versions = await self._vault_versions(params.path)
+            return Preview(
+                lines=[
+                    f"Rotate `{params.key}` at `{params.path}` (Vault KV v2): write version"
+                    f" {versions[-1] + 1}; version {versions[-1]} stays readable for rollback."
+                    " The value is never shown."
+                ],
+                data={"version": versions[-1]},
+            )
         raise NotAvailable(f"`{action}` is not available yet in this build.")
+
+    def _vault(self) -> SecretOps:
+        if self.secrets is None:
+            raise NotAvailable("Vault is not configured (VAULT_ADDR and a token or AppRole).")
+        return self.secrets
+
+    async def _vault_versions(self, path: str) -> list[int]:
+        try:
+            versions = await self._vault().versions(path)
+        except IntegrationError as exc:
+            if "not found" in str(exc):
+                raise NotFound(f"There is no secret at `{path}` in Vault.") from exc
+            raise
+        if not versions:
+            raise NotFound(f"There is no readable version of `{path}` in Vault.")
+        return versions
 
     def _actuator(self) -> ActuatorOps:
         if self.actuator is None:
@@ -228,6 +267,8 @@ class Remediator:
             return await self._run_breaker(params, preview)
         if isinstance(params, FlagParams):
             return await self._run_flag(params, preview)
+        if isinstance(params, SecretParams):
+            return await self._run_rotation(params)
         kube = self._kube()
         assert isinstance(params, DeploymentTarget)
         ns, name = params.namespace, params.deployment
@@ -270,6 +311,19 @@ class Remediator:
             ok,
             f"feature flag {p.flag} set to {json.dumps(p.value)}",
             f"the config service now reports {json.dumps(now.get('value'))}",
+        )
+
+    async def _run_rotation(self, p: SecretParams) -> Outcome:
+        vault = self._vault()
+        result = await vault.rotate(p.path, p.key)
+        versions = await vault.versions(p.path)
+        await vault.read(p.path, p.key, version=result.new_version)  # readable, not shown
+        kept = result.old_version in versions
+        return Outcome(
+            result.new_version in versions and kept,
+            f"rotated `{p.key}` at `{p.path}`: version {result.old_version} → {result.new_version}",
+            f"version {result.new_version} is readable"
+            + (f" and version {result.old_version} is kept for rollback" if kept else ""),
         )
 
     async def _wait_rolled_out(self, namespace: str, name: str) -> tuple[bool, str]:
