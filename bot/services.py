@@ -136,6 +136,7 @@ async def open_services(
             actuator=actuator,
             flag_token=flag_token,
             secrets=vault,
+            lag=lag,
             clock=clock,
             verify_timeout=settings.verify_timeout_seconds,
         )

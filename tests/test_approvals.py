@@ -233,3 +233,50 @@ async def test_diagnose_remediation_buttons_go_through_the_same_flow(
             kube[0].deployment(NS, DEPLOY)["spec"]["template"]["metadata"].get("annotations") or {}
         )
         assert "kubectl.kubernetes.io/restartedAt" in annotations
+
+
+async def test_scaling_a_consumer_shows_its_lag_before_and_after(
+    dsn: str, slack: FakeSlack, kube: tuple[FakeKubernetes, Path]
+) -> None:
+    from bot.sandbox.kafka_broker import TansuBroker
+
+    fake, config = kube
+    fake.add_deployment(NS, "payment-saga-consumer", "saga-consumer:2.0", replicas=2)
+    async with TansuBroker() as broker:
+        await broker.create_topic("payment-events", partitions=2)
+        await broker.produce("payment-events", 0, count=30)
+        await broker.produce("payment-events", 1, count=20)
+        await broker.commit("payment-saga", {("payment-events", 0): 10, ("payment-events", 1): 5})
+        caught_up = asyncio.Event()
+
+        def consumer_catches_up(kind: str, obj: dict[str, Any]) -> None:
+            if obj.get("kind") == "Deployment" and obj["spec"].get("replicas") == 6:
+                caught_up.set()
+
+        fake.on_change.append(consumer_catches_up)
+        async with running_bot(
+            dsn, slack, kubeconfig=config, kafka_bootstrap_servers=broker.bootstrap,
+            verify_timeout_seconds=10,
+        ) as bot:  # fmt: skip
+            await bot.command("declare Payments failing sev2", user="alice")
+            pending = await bot.services.approvals.propose(
+                ref=None, action="scale_deployment", label="Scale saga consumers",
+                params={"namespace": NS, "deployment": "payment-saga-consumer", "replicas": 6,
+                        "consumer_group": "payment-saga"},
+                actor=bot.user("alice"),
+            )  # fmt: skip
+            assert "consumer group `payment-saga` lag now: 35" in pending.preview["lines"]
+
+            async def catch_up() -> None:
+                await caught_up.wait()
+                await broker.commit(
+                    "payment-saga", {("payment-events", 0): 30, ("payment-events", 1): 20}
+                )
+
+            helper = asyncio.create_task(catch_up())
+            await bot.post_signed(_click(bot, "dana", ApprovalAction.APPROVE, str(pending.id)))
+            await helper
+            row = (await bot.fetch("SELECT status, result FROM pending_actions"))[0]
+            assert row["status"] == "succeeded"
+            assert "`payment-saga` lag 35 → 0" in row["result"]["verification"]
+            assert fake.deployment(NS, "payment-saga-consumer")["spec"]["replicas"] == 6

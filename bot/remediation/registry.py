@@ -25,6 +25,8 @@ class RollbackParams(DeploymentTarget):
 
 class ScaleParams(DeploymentTarget):
     replicas: int = Field(ge=0, le=200)
+    # A Kafka consumer deployment: show its group's lag before and after scaling.
+    consumer_group: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class BreakerParams(_Params):

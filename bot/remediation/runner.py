@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from bot.diagnostics.probes import Lag
 from bot.errors import IntegrationError, NotFound, UsageError, UserError
 from bot.integrations.kubernetes import Revision
 from bot.models import Clock, utcnow
@@ -99,6 +100,7 @@ class Remediator:
         actuator: ActuatorOps | None = None,
         flag_token: TokenSource | None = None,
         secrets: SecretOps | None = None,
+        lag: Lag | None = None,
         clock: Clock = utcnow,
         verify_timeout: float = 120.0,
         poll: float = 0.5,
@@ -107,6 +109,7 @@ class Remediator:
         self.actuator = actuator
         self.flag_token = flag_token
         self.secrets = secrets
+        self.lag = lag
         self.clock = clock
         self.verify_timeout = verify_timeout
         self.poll = poll
@@ -169,13 +172,14 @@ class Remediator:
             )
         if isinstance(params, ScaleParams) and action == "scale_deployment":
             history = await self.history(params)
-            return Preview(
-                lines=[
-                    f"Scale `{params.namespace}/{params.deployment}` (`{history[0].image}`)"
-                    f" to {params.replicas} replicas"
-                ],
-                data={"replicas": params.replicas},
-            )
+            lines = [
+                f"Scale `{params.namespace}/{params.deployment}` (`{history[0].image}`)"
+                f" to {params.replicas} replicas"
+            ]
+            lag = await self._group_lag(params.consumer_group)
+            if lag is not None:
+                lines.append(f"consumer group `{params.consumer_group}` lag now: {lag}")
+            return Preview(lines=lines, data={"replicas": params.replicas, "lag_before": lag})
         if isinstance(params, DeploymentTarget) and action == "restart_deployment":
             history = await self.history(params)
             return Preview(
@@ -284,6 +288,12 @@ class Remediator:
         elif isinstance(params, ScaleParams):
             await kube.scale(ns, name, params.replicas)
             done = f"scaled {ns}/{name} to {params.replicas} replicas"
+            if params.consumer_group:
+                ok, verification = await self._wait_rolled_out(ns, name)
+                after = await self._group_lag(params.consumer_group)
+                before = preview.get("lag_before")
+                verification += f"; `{params.consumer_group}` lag {before} → {after}"
+                return Outcome(ok, done, verification)
         else:
             at = self.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
             await kube.restart(ns, name, at=at)
@@ -325,6 +335,16 @@ class Remediator:
             f"version {result.new_version} is readable"
             + (f" and version {result.old_version} is kept for rollback" if kept else ""),
         )
+
+    async def _group_lag(self, group: str | None) -> int | None:
+        """Total lag of a consumer group, or None (no group, Kafka off or not answering)."""
+        if group is None or self.lag is None:
+            return None
+        try:
+            lags = await self.lag.consumer_lag(group, None)
+        except IntegrationError:
+            return None
+        return sum(v for v in lags.values() if v is not None)
 
     async def _wait_rolled_out(self, namespace: str, name: str) -> tuple[bool, str]:
         """Bounded wait for `kubectl rollout status` to say done."""
