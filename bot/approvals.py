@@ -35,7 +35,7 @@ log = get_logger(__name__)
 
 
 def _check_approver(value: str) -> str:
-    if value in ("anyone", "incident_commander"):
+    if value in ("anyone", "incident_commander", "oncall"):
         return value
     kind, _, rest = value.partition(":")
     if kind == "role" and normalise_role(rest):
@@ -43,7 +43,7 @@ def _check_approver(value: str) -> str:
     if kind in ("user", "group") and rest.strip():
         return f"{kind}:{rest.strip()}"
     raise ValueError(
-        f"{value!r} is not an approver: use anyone, incident_commander, role:<name>,"
+        f"{value!r} is not an approver: use anyone, incident_commander, oncall, role:<name>,"
         " user:<Slack user id> or group:<Slack user-group id>"
     )
 
@@ -131,15 +131,26 @@ def requirement(policy: ApprovalsFile, action: str, params: dict[str, Any]) -> R
 
 
 GroupMembers = Callable[[str], Awaitable[set[str]]]
+OnCallMembers = Callable[[], Awaitable[set[str]]]
+
+
+async def _nobody() -> set[str]:
+    return set()
 
 
 async def may_approve(
-    approvers: list[str], user: str, incident: Incident, members: GroupMembers
+    approvers: list[str],
+    user: str,
+    incident: Incident,
+    members: GroupMembers,
+    oncall: OnCallMembers = _nobody,
 ) -> bool:
     for rule in approvers:
         if rule == "anyone":
             return True
         if rule == "incident_commander" and incident.commander == user:
+            return True
+        if rule == "oncall" and user in await oncall():
             return True
         kind, _, rest = rule.partition(":")
         if kind == "role" and incident.roles.get(rest) == user:
@@ -152,7 +163,11 @@ async def may_approve(
 
 
 def describe(approvers: list[str]) -> str:
-    words = {"anyone": "anyone", "incident_commander": "the incident commander"}
+    words = {
+        "anyone": "anyone",
+        "incident_commander": "the incident commander",
+        "oncall": "whoever is on call in PagerDuty",
+    }
     out = []
     for rule in approvers:
         kind, _, rest = rule.partition(":")
@@ -178,7 +193,9 @@ class Approvals:
         remediator: Remediator,
         *,
         members: GroupMembers,
+        oncall: OnCallMembers = _nobody,
     ) -> None:
+        self.oncall = oncall
         self.incidents = incidents
         self.pool = incidents.pool
         self.policy = policy
@@ -291,7 +308,7 @@ class Approvals:
             return "You asked for this; someone else has to approve (or deny) it."
         if user in pending.approvals:
             return "You already approved this; it needs another person."
-        if not await may_approve(pending.approvers, user, incident, self.members):
+        if not await may_approve(pending.approvers, user, incident, self.members, self.oncall):
             return f"Only {describe(pending.approvers)} may decide this request."
         return None
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import asyncpg
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.approvals import Approvals, load_approvals
@@ -145,7 +146,28 @@ async def open_services(
             response = await client.usergroups_users_list(usergroup=group)
             return {str(u) for u in response.get("users") or []}
 
-        approvals = Approvals(incidents, approval_policy, remediator, members=group_members)
+        async def oncall_members() -> set[str]:
+            """Slack users on call now in PagerDuty (matched by email); none without PagerDuty."""
+            if pager is None:
+                return set()
+            found = set()
+            for person in await pager.oncalls():
+                if person.level != 1 or not person.email:  # the primary on-call
+                    continue
+                try:
+                    response = await client.users_lookupByEmail(email=person.email)
+                except SlackApiError:
+                    continue  # not in this workspace
+                found.add(str(response["user"]["id"]))
+            return found
+
+        approvals = Approvals(
+            incidents,
+            approval_policy,
+            remediator,
+            members=group_members,
+            oncall=oncall_members,
+        )
         prompter = Prompter(
             pool,
             policy,

@@ -280,3 +280,41 @@ async def test_scaling_a_consumer_shows_its_lag_before_and_after(
             assert row["status"] == "succeeded"
             assert "`payment-saga` lag 35 → 0" in row["result"]["verification"]
             assert fake.deployment(NS, "payment-saga-consumer")["spec"]["replicas"] == 6
+
+
+async def test_the_pagerduty_on_call_may_approve_and_others_may_not(
+    dsn: str, slack: FakeSlack, kube: tuple[FakeKubernetes, Path], tmp_path: Path
+) -> None:
+    from bot.sandbox.pagerduty import FakePagerDuty
+    from tests.conftest import pagerduty_settings
+
+    policy = _policy(tmp_path, "remediations:\n  rollback_deployment: {approvers: [oncall]}\n")
+    slack.add_user("ola", email="oncall@waqiti.example")  # PagerDuty's level-1 on-call
+    slack.add_user("erin", email="eng-manager@waqiti.example")  # level 2: not the on-call
+    async with (
+        FakePagerDuty() as pagerduty,
+        running_bot(
+            dsn, slack, kubeconfig=kube[1], playbooks_dir=policy, verify_timeout_seconds=10,
+            **pagerduty_settings(pagerduty),
+        ) as bot,
+    ):  # fmt: skip
+        pending = await _request_rollback(bot)
+        await bot.post_signed(_click(bot, "erin", ApprovalAction.APPROVE, pending))
+        assert "whoever is on call in PagerDuty" in bot.replies_to("erin")[-1]
+        await bot.post_signed(_click(bot, "ola", ApprovalAction.APPROVE, pending))
+        assert (await bot.fetch("SELECT status FROM pending_actions"))[0]["status"] == "succeeded"
+
+
+async def test_members_of_a_slack_user_group_may_approve(
+    dsn: str, slack: FakeSlack, kube: tuple[FakeKubernetes, Path], tmp_path: Path
+) -> None:
+    policy = _policy(tmp_path, "remediations:\n  rollback_deployment: {approvers: [group:S0SRE]}\n")
+    slack.add_usergroup("S0SRE", [slack.add_user("kim")])
+    async with running_bot(
+        dsn, slack, kubeconfig=kube[1], playbooks_dir=policy, verify_timeout_seconds=10
+    ) as bot:
+        pending = await _request_rollback(bot)
+        await bot.post_signed(_click(bot, "dana", ApprovalAction.APPROVE, pending))
+        assert "Only <!subteam^S0SRE> may decide" in bot.replies_to("dana")[-1]
+        await bot.post_signed(_click(bot, "kim", ApprovalAction.APPROVE, pending))
+        assert (await bot.fetch("SELECT status FROM pending_actions"))[0]["status"] == "succeeded"

@@ -246,8 +246,12 @@ class PagerDutyAdapter:
                 if key in seen:
                     continue
                 seen.add(key)
+                email = user.get("email")
+                if not email and user.get("id"):  # a reference only: look the person up
+                    full = self.client.rget(f"/users/{user['id']}")
+                    email = full.get("email") if isinstance(full, dict) else None
                 name = str(user.get("name") or user.get("summary") or user.get("id"))
-                result.append(OnCall(level=level, name=name, email=user.get("email")))
+                result.append(OnCall(level=level, name=name, email=email))
             return sorted(result, key=lambda o: (o.level, o.name))
 
         return await self._run("list on-calls", fetch)

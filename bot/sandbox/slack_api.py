@@ -169,6 +169,8 @@ class FakeSlack:
         self.messages: dict[str, list[Message]] = {}
         self.ephemerals: list[Ephemeral] = []
         self.pins: dict[str, list[str]] = {}
+        self.emails: dict[str, str] = {}  # lower-cased email -> user id
+        self.usergroups: dict[str, list[str]] = {}  # S… -> user ids
         self.views: dict[str, dict[str, Any]] = {}  # view id -> the view as Slack holds it
         self.opened_views: list[dict[str, Any]] = []  # views.open/push in call order
         self._next_view = 1
@@ -208,6 +210,8 @@ class FakeSlack:
             "conversations.replies": self._conversations_replies,
             "users.info": self._users_info,
             "users.list": self._users_list,
+            "users.lookupByEmail": self._users_lookup_by_email,
+            "usergroups.users.list": self._usergroups_users_list,
             "reactions.add": self._reactions_add,
             "reactions.remove": self._reactions_remove,
             "reactions.get": self._reactions_get,
@@ -304,15 +308,30 @@ class FakeSlack:
         self.messages[cid] = []
         return cid
 
-    def add_user(self, name: str, *, real_name: str | None = None, is_bot: bool = False) -> str:
+    def add_user(
+        self,
+        name: str,
+        *,
+        real_name: str | None = None,
+        is_bot: bool = False,
+        email: str | None = None,
+    ) -> str:
         """Register a workspace member; idempotent by name. Returns the user id."""
         if name in self._user_by_name:
+            if email:
+                self.emails[email.lower()] = self._user_by_name[name]
             return self._user_by_name[name]
         uid = f"U{self._next_user:010d}"
         self._next_user += 1
         self._users[uid] = _User(uid, name, real_name or name, is_bot, int(self._clock()))
         self._user_by_name[name] = uid
+        if email:
+            self.emails[email.lower()] = uid
         return uid
+
+    def add_usergroup(self, group_id: str, user_ids: Iterable[str]) -> None:
+        """A Slack user group (``S…``) and its members, for ``usergroups.users.list``."""
+        self.usergroups[group_id] = list(user_ids)
 
     def user_id(self, name: str) -> str | None:
         return self._user_by_name.get(name.lstrip("@"))
@@ -798,6 +817,9 @@ class FakeSlack:
             "last_name": " ".join(u.real_name.split(" ")[1:]),
             "team": self.team_id,
         }
+        email = next((e for e, uid in self.emails.items() if uid == u.id), None)
+        if email:
+            profile["email"] = email
         if u.id == self.bot_user_id:
             profile.update(bot_id=self.bot_id, api_app_id=self.app_id, always_active=True)
         return {
@@ -996,6 +1018,21 @@ class FakeSlack:
         if user is None:
             raise _SlackError("user_not_found")
         return {"ok": True, "user": self._render_user(user)}
+
+    def _users_lookup_by_email(self, a: dict[str, Any]) -> dict[str, Any]:
+        email = (_opt_str(a.get("email")) or "").lower()
+        if not email:
+            raise _SlackError("invalid_arguments")
+        uid = self.emails.get(email)
+        if uid is None:
+            raise _SlackError("users_not_found")
+        return {"ok": True, "user": self._render_user(self._users[uid])}
+
+    def _usergroups_users_list(self, a: dict[str, Any]) -> dict[str, Any]:
+        group = _opt_str(a.get("usergroup")) or ""
+        if group not in self.usergroups:
+            raise _SlackError("no_such_subteam")
+        return {"ok": True, "users": list(self.usergroups[group])}
 
     def _users_list(self, a: dict[str, Any]) -> dict[str, Any]:
         page, cursor = _paginate(list(self._users.values()), a, default_limit=0, max_limit=1000)
