@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+P = TypeVar("P", bound=BaseModel)
 NAME = r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$"
 
 
@@ -45,21 +47,35 @@ class SecretParams(_Params):
     key: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,100}$")
 
 
+PreviewFn = Callable[[Any, Any], Awaitable[Any]]  # (params, remediator) -> Preview
+RunFn = Callable[[Any, dict[str, Any], Any], Awaitable[Any]]  # (params, preview, r) -> Outcome
+
+
 @dataclass(frozen=True)
 class RemediationSpec:
     name: str
     params: type[BaseModel]
     summary: str
+    preview: PreviewFn | None = None
+    run: RunFn | None = None
 
 
-REMEDIATIONS: dict[str, RemediationSpec] = {
-    spec.name: spec
-    for spec in (
-        RemediationSpec("rollback_deployment", RollbackParams, "Roll a Deployment back"),
-        RemediationSpec("restart_deployment", DeploymentTarget, "Rolling restart"),
-        RemediationSpec("scale_deployment", ScaleParams, "Scale a Deployment"),
-        RemediationSpec("circuit_breaker", BreakerParams, "Transition or reset a breaker"),
-        RemediationSpec("feature_flag", FlagParams, "Set a feature flag"),
-        RemediationSpec("rotate_secret", SecretParams, "Rotate a Vault secret"),
-    )
-}
+REMEDIATIONS: dict[str, RemediationSpec] = {}
+
+
+def remediation(name: str, params: type[P], summary: str) -> Callable[[type[Any]], type[Any]]:
+    """Register a remediation: a class with `preview(params, r)` and `run(params, preview, r)`.
+
+    `preview` says exactly what will happen (and refuses unknown targets) before anyone
+    approves; `run` does it once and verifies the effect. `r` is the Remediator (the clients).
+    """
+
+    def register(cls: type[Any]) -> type[Any]:
+        if name in REMEDIATIONS:
+            raise ValueError(f"remediation {name!r} registered twice")
+        REMEDIATIONS[name] = RemediationSpec(
+            name=name, params=params, summary=summary, preview=cls.preview, run=cls.run
+        )
+        return cls
+
+    return register
