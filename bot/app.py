@@ -40,7 +40,7 @@ def _dedupe_events(services: Services) -> Callable[..., Awaitable[BoltResponse |
     ) -> BoltResponse | None:
         body: Any = req.body
         event_id = body.get("event_id") if isinstance(body, dict) else None
-        if body.get("type") == "event_callback" and isinstance(event_id, str):
+        if isinstance(event_id, str) and body.get("type") == "event_callback":
             async with services.pool.acquire() as conn:
                 fresh = await conn.fetchval(
                     "INSERT INTO slack_events (event_id) VALUES ($1)"
