@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -104,6 +105,10 @@ async def _serve(settings: Settings) -> None:
         open_services(settings, dsn=dsn, token=token) as services,
     ):
         app = build_web_app(services, build_slack_app(services), signing_secret=signing_secret)
+        # Start-up objects (imports, the app) live for the whole process: move them out of
+        # the garbage collector's way so full collections do not stall acks.
+        gc.collect()
+        gc.freeze()
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, host="0.0.0.0", port=settings.port)  # noqa: S104

@@ -80,15 +80,18 @@ async def claim(
 ) -> list[OutboxItem]:
     """Lease the oldest unfinished item of each incident in `channel` (one per incident)."""
     rows = await conn.fetch(
-        """UPDATE outbox SET claimed_until = $1 + $2::interval, attempts = attempts + 1,
+        """WITH heads AS (
+               -- the oldest unfinished item of each incident: one pass over the pending index
+               SELECT DISTINCT ON (incident_id) id FROM outbox
+               WHERE channel = $4 AND done_at IS NULL
+               ORDER BY incident_id, id)
+           UPDATE outbox SET claimed_until = $1 + $2::interval, attempts = attempts + 1,
                              claim_token = md5(random()::text || clock_timestamp()::text)
            WHERE id IN (
-               SELECT o.id FROM outbox o
-               WHERE o.channel = $4 AND o.done_at IS NULL AND o.next_attempt_at <= $1
+               SELECT o.id FROM outbox o JOIN heads h ON h.id = o.id
+               WHERE o.next_attempt_at <= $1
                  AND (o.claimed_until IS NULL OR o.claimed_until < $1)
-                 AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.incident_id = o.incident_id
-                                 AND p.channel = o.channel AND p.done_at IS NULL AND p.id < o.id)
-               ORDER BY o.id LIMIT $3 FOR UPDATE SKIP LOCKED)
+               ORDER BY o.id LIMIT $3 FOR UPDATE OF o SKIP LOCKED)
            RETURNING id, incident_id, kind, dedupe_key, timeline_id, attempts, claim_token,
                      channel, payload""",
         now,
