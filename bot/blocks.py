@@ -17,7 +17,7 @@ from bot.ids import (
     RemediationAction,
     ViewId,
 )
-from bot.models import STANDARD_ROLES, Incident, OnCall, Status, TimelineEntry
+from bot.models import STANDARD_ROLES, Incident, OnCall, Status, TimelineEntry, who
 from bot.policy import SeverityPolicy
 from bot.timefmt import clock_time, human_duration, stamp
 from bot.timeline import Kind
@@ -84,7 +84,7 @@ def _context(*texts: str) -> Block:
 
 
 def _person(user: str | None) -> str:
-    return f"<@{user}>" if user else "_unassigned_"
+    return who(user) if user else "_unassigned_"
 
 
 def incident_card(incident: Incident, policy: SeverityPolicy, *, now: datetime) -> Message:
@@ -200,7 +200,9 @@ def diagnosis_blocks(
     )
     lines = []
     for f in data.get("findings", []):
-        value = f" *{f['value']:g}{f.get('unit') or ''}*" if f.get("value") is not None else ""
+        unit = str(f.get("unit") or "")
+        spaced = unit if unit in ("%", "") else f" {unit}"
+        value = f" *{f['value']:g}{spaced}*" if f.get("value") is not None else ""
         threshold = f" _({f['threshold']})_" if f.get("threshold") else ""
         lines.append(
             f"{BAND_EMOJI.get(f['band'], '•')} {f['title']}:{value} {f['band']}{threshold}"

@@ -57,12 +57,37 @@ def main_callback(ctx: typer.Context) -> None:
 
 
 @cli.command()
-def shell() -> None:
+def shell(
+    sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--sandbox",
+            help="Also start a simulated Waqiti platform on 127.0.0.1 (Kubernetes, actuator,"
+            " PagerDuty, Kafka) with a scenario loaded.",
+        ),
+    ] = False,
+    scenario: Annotated[
+        str | None,
+        typer.Option(
+            "--scenario",
+            help="Sandbox scenario: bad-deploy (default), saga-storm, alert-delivery, audit-gap,"
+            " healthy. Implies --sandbox.",
+        ),
+    ] = None,
+) -> None:
     """The bot in your terminal: type /ic commands, see what it posts."""
     settings = _settings()
     logs.configure(settings.log_format or "console", "WARNING")
+    if sandbox or scenario:
+        from bot.sandbox.scenario import DEFAULT_SCENARIO, load_scenario
+
+        scenario = scenario or DEFAULT_SCENARIO
+        try:
+            load_scenario(scenario)
+        except ConfigError as exc:
+            raise _fail(str(exc)) from None
     try:
-        code = asyncio.run(_run_shell(settings))
+        code = asyncio.run(_run_shell(settings, scenario))
     except (ConfigError, NotFound) as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
@@ -70,10 +95,10 @@ def shell() -> None:
     raise typer.Exit(code)
 
 
-async def _run_shell(settings: Settings) -> int:
+async def _run_shell(settings: Settings, scenario: str | None = None) -> int:
     from bot.shell import run_shell
 
-    return await run_shell(settings)
+    return await run_shell(settings, scenario=scenario)
 
 
 @cli.command()

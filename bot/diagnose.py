@@ -138,7 +138,8 @@ async def run_playbook(playbook: Playbook, probes: Probes) -> Report:
 def report_text(report: Report) -> str:
     lines = [f"Diagnosis `{report.playbook}` ({report.title}): {report.verdict}"]
     for f in report.findings:
-        value = f" = {f.value:g}{f.unit}" if f.value is not None else ""
+        unit = f.unit if f.unit in ("%", "") else f" {f.unit}"
+        value = f" = {f.value:g}{unit}" if f.value is not None else ""
         lines.append(f"• {f.title}{value} [{f.band}] {f.detail}")
     return "\n".join(lines)
 

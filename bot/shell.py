@@ -23,6 +23,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot.app import SLASH_COMMANDS, build_slack_app
 from bot.outbox import ChannelPacer
+from bot.sandbox.shell_sandbox import ShellSandbox
 from bot.sandbox.slack_api import Ephemeral, FakeSlack, Message
 from bot.sandbox.slack_requests import SlackRequests
 from bot.services import Services, open_services
@@ -317,8 +318,7 @@ class Shell:
         if message.user != self.slack.bot_user_id:
             return
         if message.thread_ts and message.thread_ts != message.ts:
-            self.buttons = []
-            lines = self._render(message.blocks, message.text, message=message)
+            lines = self._render_own(message.blocks, message.text, message=message)
             contexts = [b for b in message.blocks if b.get("type") == "context"]
             if len(lines) == 2 and len(contexts) == 1:  # an entry and its time: one line
                 lines = [f"{lines[0]}  ({lines[1]})"]
@@ -330,9 +330,8 @@ class Shell:
             return
         if kind != "post":
             return
-        self.buttons = []
         self.print(f"[#{self.channel_name}] icbot:")
-        lines = self._render(message.blocks, message.text, message=message)
+        lines = self._render_own(message.blocks, message.text, message=message)
         width = max((len(line) for line in lines), default=0)
         self.print("  ┌" + "─" * min(width + 2, 78))
         for line in lines:
@@ -340,12 +339,22 @@ class Shell:
         self.print("  └" + "─" * min(width + 2, 78))
 
     def _show_ephemeral(self, eph: Ephemeral) -> None:
-        self.buttons = []
-        lines = self._render(eph.blocks, eph.text, message=None)
+        lines = self._render_own(eph.blocks, eph.text, message=None)
         prefix = "(only you) "
         for line in lines:
             self.print(prefix + line)
             prefix = "           "
+
+    def _render_own(
+        self, blocks: list[dict[str, Any]], fallback: str, *, message: Message | None
+    ) -> list[str]:
+        """Render a message; its buttons become the numbered ones. One without buttons (a reply
+        posted by a timer or a webhook meanwhile) leaves the previous buttons clickable."""
+        previous, self.buttons = self.buttons, []
+        lines = self._render(blocks, fallback, message=message)
+        if not self.buttons:
+            self.buttons = previous
+        return lines
 
     def _render(
         self, blocks: list[dict[str, Any]], fallback: str, *, message: Message | None
@@ -434,12 +443,19 @@ class Shell:
 
 
 async def run_shell(
-    settings: Settings, *, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout
+    settings: Settings,
+    *,
+    stdin: TextIO = sys.stdin,
+    out: TextIO = sys.stdout,
+    scenario: str | None = None,
 ) -> int:
+    """`scenario`: also run the simulated platform (`icbot shell --sandbox`) with it loaded."""
     interactive = stdin.isatty()
     channel = settings.incident_channel.lstrip("#")
-    async with FakeSlack(channels=(channel,)) as slack:
-        shell_settings = settings.model_copy(update={"slack_api_url": slack.url})
+    async with FakeSlack(channels=(channel,)) as slack, ShellSandbox(scenario, out=out) as sandbox:
+        shell_settings = settings.model_copy(
+            update={"slack_api_url": slack.url, **sandbox.overrides}
+        )
         dsn = settings.database_url.get_secret_value() if settings.database_url else None
         async with (
             database(dsn, settings.data_dir) as url,
@@ -454,6 +470,7 @@ async def run_shell(
             printer = asyncio.create_task(shell.background())
             if interactive:
                 shell.print(SHELL_HELP.format(channel=channel))
+            await sandbox.attach(shell)
             while True:
                 if interactive:
                     out.write(f"@{shell.user_name}> ")
@@ -465,6 +482,7 @@ async def run_shell(
                     shell.print(f"@{shell.user_name}> {line.rstrip()}")
                 if not await shell.handle(line):
                     break
+            await sandbox.detach()
             printer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await printer

@@ -111,17 +111,27 @@ async def lock_reminder(conn: Conn, reminder_id: int) -> Checklist | None:
 async def add_checklist(
     conn: Conn, *, incident_id: int, key: str, title: str, items: list[str], now: datetime
 ) -> int:
-    """A checklist posted now (not on a timer), e.g. a playbook's manual steps."""
-    reminder_id: int = await conn.fetchval(
-        """INSERT INTO reminders (incident_id, stage, due_at, posted_at, title, items)
-           VALUES ($1, $2, $3, $3, $4, $5) RETURNING id""",
-        incident_id,
-        key,
-        now,
-        title,
-        items,
-    )
-    return reminder_id
+    """A checklist posted now (not on a timer), e.g. a playbook's manual steps.
+
+    The same `key` may come again (a playbook diagnosed twice in one incident): the later
+    checklists are stored as `key#2`, `key#3`, ...
+    """
+    attempt = 1
+    while True:
+        stage = key if attempt == 1 else f"{key}#{attempt}"
+        reminder_id: int | None = await conn.fetchval(
+            """INSERT INTO reminders (incident_id, stage, due_at, posted_at, title, items)
+               VALUES ($1, $2, $3, $3, $4, $5)
+               ON CONFLICT (incident_id, stage) DO NOTHING RETURNING id""",
+            incident_id,
+            stage,
+            now,
+            title,
+            items,
+        )
+        if reminder_id is not None:
+            return reminder_id
+        attempt += 1
 
 
 async def set_checklist_entry(conn: Conn, reminder_id: int, entry_id: int) -> None:
