@@ -25,11 +25,19 @@ from commands.diagnose import DiagnoseHandlers
 from commands.ic import IcHandlers
 from commands.mentions import MentionHandlers
 from commands.prompts import PromptHandlers
+from commands.scribe import ScribeHandlers
 
 log = get_logger(__name__)
 
 SLASH_COMMANDS = ("/ic", "/diagnose", "/rollback")
-EVENTS = ("app_mention",)
+# Manifest `bot_events` -> the event type Slack delivers for each subscription.
+EVENTS = {
+    "app_mention": "app_mention",
+    "message.channels": "message",
+    "message.groups": "message",
+    "reaction_added": "reaction_added",
+    "reaction_removed": "reaction_removed",
+}
 
 
 def _dedupe_events(services: Services) -> Callable[..., Awaitable[BoltResponse | None]]:
@@ -83,4 +91,8 @@ def build_slack_app(services: Services) -> AsyncApp:
     app.action(ChecklistAction.TICK.value)(prompts.checklist_ticked)
     mentions = MentionHandlers()
     app.event("app_mention")(mentions.app_mention)
+    scribe = ScribeHandlers(services)
+    app.event("message")(scribe.message)
+    app.event("reaction_added")(scribe.reaction_added)
+    app.event("reaction_removed")(scribe.reaction_removed)
     return app

@@ -61,6 +61,12 @@ ENTRY_EMOJI = {
     "approval_expired": ":alarm_clock:",
     "remediation_started": ":gear:",
     "remediation_result": ":clipboard:",
+    "message": ":speech_balloon:",
+    "message_edited": ":pencil2:",
+    "message_deleted": ":wastebasket:",
+    "pinned": ":pushpin:",
+    "unpinned": ":pushpin:",
+    "action_item": ":dart:",
 }
 # Block Kit limits (https://api.slack.com/reference/block-kit/blocks)
 SECTION_TEXT_MAX = 3000
@@ -362,6 +368,24 @@ def compose_status(status: str, impact: str | None, next_steps: str | None) -> s
 
 def confirmation(text: str) -> Message:
     return Message(text=text, blocks=[_mrkdwn(text)])
+
+
+def markdown_document(title: str, markdown: str) -> Message:
+    """A Markdown document (the post-mortem draft) to copy: code blocks of whole lines."""
+    limit = SECTION_TEXT_MAX - 8  # room for the ``` fences
+    chunks: list[str] = []
+    chunk = ""
+    for line in markdown.rstrip("\n").split("\n"):
+        line = line if len(line) <= limit else line[: limit - 1] + "…"
+        if chunk and len(chunk) + 1 + len(line) > limit:
+            chunks.append(chunk)
+            chunk = ""
+        chunk = f"{chunk}\n{line}" if chunk else line
+    if chunk:
+        chunks.append(chunk)
+    blocks = [_mrkdwn(f"*{title}* (Markdown; copy it into the post-mortem document):")]
+    blocks += [_mrkdwn(f"```{c}```") for c in chunks[: MAX_BLOCKS - 1]]
+    return Message(text=markdown, blocks=blocks)
 
 
 def timeline_listing(incident: Incident, entries: Sequence[TimelineEntry]) -> Message:

@@ -205,6 +205,41 @@ async def _verify(settings: Settings, number: int) -> Verification:
             await pool.close()
 
 
+@cli.command()
+def postmortem(
+    incident: Annotated[str, typer.Argument(help="INC-n (or n)")],
+) -> None:
+    """Print the post-mortem draft of an incident (Markdown, built from its timeline)."""
+    from commands.parsing import INCIDENT
+
+    match = INCIDENT.match(incident.strip()) or INCIDENT.match(f"INC-{incident.strip()}")
+    if match is None:
+        raise _fail(f"{incident!r} is not an incident reference such as INC-3")
+    settings = _settings()
+    logs.configure(settings.log_format or "console", "WARNING")
+    try:
+        markdown = asyncio.run(_postmortem(settings, int(match.group(1))))
+    except NotFound as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(markdown, nl=False)
+
+
+async def _postmortem(settings: Settings, number: int) -> str:
+    from bot.incidents import Incidents
+    from bot.policy import load_severity_policy
+    from bot.postmortem import render
+    from bot.store import db
+
+    async with db.database(_dsn(settings), settings.data_dir) as dsn:
+        pool = await db.create_pool(dsn, min_size=1, max_size=1)
+        try:
+            incidents = Incidents(pool, load_severity_policy(settings.playbooks_dir), channel_id="")
+            incident, entries = await incidents.timeline(number)
+            return render(incident, entries)
+        finally:
+            await pool.close()
+
+
 @playbooks_cli.command("validate")
 def playbooks_validate(
     directory: Annotated[

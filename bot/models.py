@@ -140,3 +140,4 @@ class TimelineEntry:
     content_hash: str
     prev_hash: str
     hash: str
+    redacted_at: datetime | None = None  # set when its content was dropped (`timeline.redact`)

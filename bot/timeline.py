@@ -3,7 +3,13 @@
 Each entry stores the SHA-256 of its canonical content and `sha256(prev_hash + content_hash)`,
 so editing or removing any entry breaks the chain (`verify`). The incident row keeps the
 count and head hash too, so a removed last entry is caught as well. Every entry is queued in
-the outbox in the same transaction, to be posted as a reply in the incident's thread.
+the outbox in the same transaction, to be posted as a reply in the incident's thread (unless
+`announce=False`: a captured thread message is already in the thread).
+
+Redaction (`redact(...)`, for a Slack message deleted after it was captured) blanks an entry's
+text and data but keeps its hashes; a new entry records what was blanked (seq, kind, actor,
+time, content hash), so `verify_chain` still vouches for the blanked row, and blanking a row
+by hand, or editing a redacted one, is still caught.
 """
 
 from __future__ import annotations
@@ -88,8 +94,9 @@ async def record(
     actor: str,
     occurred_at: datetime,
     data: dict[str, Any] | None = None,
+    announce: bool = True,
 ) -> TimelineEntry:
-    """Append one entry to the incident's chain and queue it for the thread.
+    """Append one entry to the incident's chain and (if `announce`) queue it for the thread.
 
     Must run inside the caller's transaction: the change and its entry commit together.
     """
@@ -122,7 +129,52 @@ async def record(
         prev_hash=prev,
         hash=chain_hash(prev, chash),
     )
-    await outbox_sql.enqueue_reply(conn, incident_id=incident_id, timeline_id=entry.id, seq=seq)
+    if announce:
+        await outbox_sql.enqueue_reply(conn, incident_id=incident_id, timeline_id=entry.id, seq=seq)
+    return entry
+
+
+REDACTED_TEXT = "(deleted)"
+
+
+def redaction_ref(entry: TimelineEntry) -> dict[str, Any]:
+    """What the redacting entry records about a blanked one: all that is left to check."""
+    return {
+        "seq": entry.seq,
+        "kind": entry.kind,
+        "actor": entry.actor,
+        "occurred_at": entry.occurred_at.astimezone(UTC).isoformat(),
+        "content_hash": entry.content_hash,
+    }
+
+
+async def redact(
+    conn: Conn,
+    *,
+    incident_id: int,
+    targets: list[TimelineEntry],
+    kind: str,
+    text: str,
+    actor: str,
+    occurred_at: datetime,
+    data: dict[str, Any] | None = None,
+    announce: bool = False,
+) -> TimelineEntry:
+    """Blank `targets` (text and data dropped, hashes kept) and record that in a new entry.
+
+    The new entry's data lists every target (`redacts`), which is what lets `verify_chain`
+    accept the blanked rows. Same transaction rule as `record`; returns the new entry.
+    """
+    if not targets or any(
+        t.incident_id != incident_id or t.redacted_at is not None for t in targets
+    ):
+        raise ValueError("redact needs unredacted entries of this incident")
+    payload = {**(data or {}), "redacts": [redaction_ref(t) for t in targets]}
+    entry = await record(
+        conn, incident_id=incident_id, kind=kind, text=text, actor=actor,
+        occurred_at=occurred_at, data=payload, announce=announce,
+    )  # fmt: skip
+    await timeline_sql.redact(conn, [t.id for t in targets], text=REDACTED_TEXT, at=occurred_at)
     return entry
 
 
@@ -138,6 +190,7 @@ def verify_chain(entries: list[TimelineEntry], *, count: int, head: str) -> Veri
     problems: list[str] = []
     prev = ""
     expected_seq = 1
+    redactions = _recorded_redactions(entries)
     for entry in entries:
         if entry.seq != expected_seq:
             problems.append(f"entry {expected_seq} is missing (next found is {entry.seq})")
@@ -151,7 +204,9 @@ def verify_chain(entries: list[TimelineEntry], *, count: int, head: str) -> Veri
             data=entry.data,
             occurred_at=entry.occurred_at,
         )
-        if recomputed != entry.content_hash:
+        if entry.redacted_at is not None:
+            problems.extend(_redaction_problems(entry, redactions.get(entry.seq)))
+        elif recomputed != entry.content_hash:
             problems.append(f"entry {entry.seq} ({entry.kind}) was edited: content hash differs")
         if entry.prev_hash != prev:
             problems.append(f"entry {entry.seq} does not follow the entry before it")
@@ -165,3 +220,26 @@ def verify_chain(entries: list[TimelineEntry], *, count: int, head: str) -> Veri
     elif entries and head != entries[-1].hash:
         problems.append("the last entry is not the one the incident recorded")
     return Verification(ok=not problems, checked=len(entries), problems=problems)
+
+
+def _redaction_problems(
+    entry: TimelineEntry, recorded: tuple[int, dict[str, Any]] | None
+) -> list[str]:
+    """A blanked entry's content can't be re-hashed: trust its stored content hash only if a
+    later entry recorded this very redaction, and the row shows nothing but the marker."""
+    if recorded is None or recorded[0] <= entry.seq or recorded[1] != redaction_ref(entry):
+        return [f"entry {entry.seq} ({entry.kind}) was blanked without a recorded redaction"]
+    if entry.text != REDACTED_TEXT or entry.data:
+        return [f"entry {entry.seq} ({entry.kind}) was edited after its redaction"]
+    return []
+
+
+def _recorded_redactions(entries: list[TimelineEntry]) -> dict[int, tuple[int, dict[str, Any]]]:
+    """seq of a blanked entry -> (seq of the entry that recorded it, what that entry recorded)."""
+    found: dict[int, tuple[int, dict[str, Any]]] = {}
+    for entry in entries:
+        refs = entry.data.get("redacts") if entry.redacted_at is None else None
+        for ref in refs if isinstance(refs, list) else []:
+            if isinstance(ref, dict) and isinstance(ref.get("seq"), int):
+                found.setdefault(ref["seq"], (entry.seq, ref))
+    return found

@@ -8,25 +8,29 @@ from typing import Any
 
 from slack_bolt.context.ack.async_ack import AsyncAck
 
-from bot import blocks
+from bot import blocks, postmortem
 from bot.errors import UsageError
 from bot.logs import get_logger
+from bot.scribe import Scribe
 from bot.services import Services
 from commands import parsing
 from commands.edge import Respond, run_reporting
 from commands.parsing import (
     USAGE,
+    ActionItem,
     Assign,
     Declare,
     Help,
     IcCommand,
     ListIncidents,
     Note,
+    Postmortem,
     Resolve,
     SetSeverity,
     Status,
     Timeline,
 )
+from commands.scribe import SlackMessages
 
 log = get_logger(__name__)
 
@@ -34,6 +38,7 @@ log = get_logger(__name__)
 class IcHandlers:
     def __init__(self, services: Services) -> None:
         self.services = services
+        self.scribe = Scribe(services.incidents, SlackMessages(services.client))
 
     async def command(self, ack: AsyncAck, command: dict[str, Any], respond: Respond) -> None:
         text = str(command.get("text") or "")
@@ -114,6 +119,18 @@ class IcHandlers:
             case Note(incident=ref, text=body):
                 change = await incidents.add_note(ref=ref, text=body, actor=user)
                 return blocks.confirmation(f"Noted in *{change.incident.ref}*'s timeline.")
+            case ActionItem(incident=ref, text=body, owner=owner):
+                change = await self.scribe.add_action_item(
+                    ref=ref, text=body, owner=owner, actor=user
+                )
+                return blocks.confirmation(
+                    f"Action item added to *{change.incident.ref}*; the post-mortem lists it."
+                )
+            case Postmortem(incident=ref):
+                incident, entries = await incidents.timeline(ref)
+                return blocks.markdown_document(
+                    f"Post-mortem draft for {incident.ref}", postmortem.render(incident, entries)
+                )
             case parsing.OnCall():
                 if s.pager is None:
                     return blocks.confirmation("PagerDuty is not configured, so I cannot say.")

@@ -20,14 +20,19 @@ USAGE = {
     "sev": "/ic sev [INC-n] <sev1|sev2|sev3|sev4>",
     "status": "/ic status [INC-n] <text>",
     "note": "/ic note [INC-n] <text>",
+    "action": "/ic action [INC-n] <text> [@owner]",
     "resolve": "/ic resolve [INC-n] [summary]",
     "timeline": "/ic timeline [INC-n]",
+    "postmortem": "/ic postmortem [INC-n]",
     "oncall": "/ic oncall",
     "page": "/ic page [INC-n] <contact> [message]",
     "list": "/ic list",
     "help": "/ic help",
 }
-ALIASES = {"severity": "sev", "update": "status", "close": "resolve", "ls": "list"}
+ALIASES = {
+    "severity": "sev", "update": "status", "close": "resolve", "ls": "list", "todo": "action",
+    "pm": "postmortem", "post-mortem": "postmortem",
+}  # fmt: skip
 
 
 def usage(sub: str | None = None) -> str:
@@ -100,9 +105,21 @@ class Help:
     pass
 
 
+@dataclass(frozen=True)
+class ActionItem:
+    incident: int | None
+    text: str
+    owner: str | None  # Slack user id
+
+
+@dataclass(frozen=True)
+class Postmortem:
+    incident: int | None
+
+
 IcCommand = (
     Declare | Assign | SetSeverity | Status | Note | Resolve | Timeline | ListIncidents | Help
-    | OnCall | Page
+    | OnCall | Page | ActionItem | Postmortem
 )  # fmt: skip
 
 
@@ -190,7 +207,24 @@ def parse_ic(text: str) -> IcCommand:
         if rest:
             raise UsageError(usage("timeline"))
         return Timeline(incident=number)
+    if sub == "action":
+        return _action(number, _rest(text, skipped))
+    if sub == "postmortem":
+        if rest:
+            raise UsageError(usage("postmortem"))
+        return Postmortem(incident=number)
     raise UsageError(f"`/ic {words[0][:40]}` is not a command I know. {usage()}")
+
+
+def _action(number: int | None, body: str) -> ActionItem:
+    """`<text> [@owner]`: a mention at the very end names the owner."""
+    words = body.split()
+    owner = MENTION.match(words[-1]) if words else None
+    if owner is not None:
+        body = body[: body.rstrip().rfind(words[-1])].strip()
+    if not body:
+        raise UsageError("Say what needs doing. " + usage("action"))
+    return ActionItem(incident=number, text=body, owner=owner.group(1) if owner else None)
 
 
 def _assign(number: int | None, rest: list[str]) -> Assign:

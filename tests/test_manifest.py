@@ -41,10 +41,10 @@ async def test_manifest_events_are_exactly_the_events_with_listeners(bot: Bot) -
     assert declared == set(EVENTS)
     app = build_slack_app(bot.services)
     base = {"user": bot.user("dana"), "channel": bot.channel, "text": "hi", "ts": "1.000100"}
-    for event_type in sorted(declared):
+    for event_type in sorted(set(EVENTS.values())):
         request = bot.requests.event({**base, "type": event_type, "event_ts": "1.000100"})
         assert await _status(bot, app, request) == 200
-    for event_type in ("message", "reaction_added", "member_joined_channel"):
+    for event_type in ("member_joined_channel", "pin_added", "channel_rename"):
         request = bot.requests.event({**base, "type": event_type, "event_ts": "1.000200"})
         assert await _status(bot, app, request) == 404, event_type
 

@@ -11,7 +11,7 @@ from bot.models import TimelineEntry
 from bot.store import Conn
 
 _COLUMNS = """id, incident_id, seq, kind, actor, text, data, occurred_at, content_hash,
-    prev_hash, hash"""
+    prev_hash, hash, redacted_at"""
 
 
 def _entry(row: asyncpg.Record) -> TimelineEntry:
@@ -78,3 +78,14 @@ async def entries(conn: Conn, incident_id: int) -> list[TimelineEntry]:
 async def get(conn: Conn, entry_id: int) -> TimelineEntry | None:
     row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM timeline WHERE id = $1", entry_id)
     return _entry(row) if row else None
+
+
+async def redact(conn: Conn, entry_ids: list[int], *, text: str, at: datetime) -> None:
+    """Blank entries' content, keeping their hashes (see `timeline.redact`)."""
+    await conn.execute(
+        "UPDATE timeline SET text = $2, data = '{}'::jsonb, redacted_at = $3"
+        " WHERE id = ANY($1::bigint[]) AND redacted_at IS NULL",
+        entry_ids,
+        text,
+        at,
+    )

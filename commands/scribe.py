@@ -1,0 +1,154 @@
+"""Events API listeners of the scribe: thread messages, edits, deletions and :pushpin: pins.
+
+Slack's repeats are dropped before these run (`bot.app._dedupe_events`, by `event_id`), and
+Bolt drops the bot's own events; the domain (`bot.scribe`) ignores any other bot's messages.
+Events have nobody to answer, so failures are logged with an error id; a :pushpin: that can't
+be placed is explained to the person who added it, ephemerally.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.errors import IntegrationError, UserError
+from bot.logs import get_logger
+from bot.scribe import PIN_REACTION, ChatMessage, Scribe
+from bot.services import Services
+
+log = get_logger(__name__)
+
+Ack = Callable[[], Awaitable[Any]]
+
+# Message subtypes that are a person saying something (others: joins, topic changes, …).
+SPOKEN = {None, "thread_broadcast", "file_share", "me_message"}
+
+
+def chat_message(message: dict[str, Any], *, channel: str, bot_user_id: str | None) -> ChatMessage:
+    """A message as Slack sends it (an event, `message_changed`'s `message`, reactions.get)."""
+    user = message.get("user")
+    is_bot = bool(
+        message.get("bot_id")
+        or message.get("subtype") == "bot_message"
+        or (bot_user_id is not None and user == bot_user_id)
+    )
+    return ChatMessage(
+        channel=channel,
+        ts=str(message.get("ts") or ""),
+        user=str(user) if user else None,
+        text=str(message.get("text") or ""),
+        thread_ts=str(message["thread_ts"]) if message.get("thread_ts") else None,
+        is_bot=is_bot,
+        files=len(message.get("files") or []),
+    )
+
+
+class SlackMessages:
+    """`bot.scribe.MessageSource` over the Web API: chat.getPermalink and reactions.get."""
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self.client = client
+
+    async def permalink(self, channel: str, ts: str) -> str:
+        try:
+            response = await self.client.chat_getPermalink(channel=channel, message_ts=ts)
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            raise IntegrationError("slack", f"chat.getPermalink: {_error(exc)}") from exc
+        return str(response["permalink"])
+
+    async def message(self, channel: str, ts: str) -> ChatMessage | None:
+        try:
+            response = await self.client.reactions_get(channel=channel, timestamp=ts, full=True)
+        except SlackApiError as exc:
+            if _error(exc) == "message_not_found":
+                return None
+            raise IntegrationError("slack", f"reactions.get: {_error(exc)}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise IntegrationError("slack", f"reactions.get: {_error(exc)}") from exc
+        found = response.get("message")
+        if not isinstance(found, dict):
+            return None
+        return chat_message(found, channel=channel, bot_user_id=None)
+
+
+def _error(exc: Exception) -> str:
+    if isinstance(exc, SlackApiError):
+        return str(exc.response.get("error", "unknown_error"))
+    return type(exc).__name__
+
+
+class ScribeHandlers:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.scribe = Scribe(services.incidents, SlackMessages(services.client))
+
+    async def message(self, ack: Ack, event: dict[str, Any], context: AsyncBoltContext) -> None:
+        """Every `message` event: new messages, `message_changed`, `message_deleted`."""
+        await ack()
+        subtype = event.get("subtype")
+        channel = str(event.get("channel") or "")
+        bot_user_id = context.bot_user_id
+        async with self.services.inflight.track():
+            try:
+                if subtype in SPOKEN:
+                    message = chat_message(event, channel=channel, bot_user_id=bot_user_id)
+                    await self.scribe.message_posted(message)
+                elif subtype == "message_changed" and isinstance(event.get("message"), dict):
+                    message = chat_message(
+                        event["message"], channel=channel, bot_user_id=bot_user_id
+                    )
+                    await self.scribe.message_edited(message)
+                elif subtype == "message_deleted" and event.get("deleted_ts"):
+                    previous = event.get("previous_message") or {}
+                    await self.scribe.message_deleted(
+                        channel=channel,
+                        ts=str(event["deleted_ts"]),
+                        thread_ts=previous.get("thread_ts"),
+                        author=previous.get("user"),
+                    )
+            except Exception:
+                error_id = uuid.uuid4().hex[:12]
+                log.exception("scribe.message_failed", error_id=error_id, subtype=subtype)
+
+    async def reaction_added(self, ack: Ack, event: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        item = event.get("item") or {}
+        if event.get("reaction") != PIN_REACTION or item.get("type") != "message":
+            return
+        user, channel, ts = str(event.get("user")), str(item.get("channel")), str(item.get("ts"))
+        async with self.services.inflight.track():
+            try:
+                await self.scribe.pin(channel=channel, ts=ts, by=user)
+            except UserError as exc:
+                await self._tell(client, channel=channel, user=user, text=str(exc))
+            except Exception:
+                error_id = uuid.uuid4().hex[:12]
+                log.exception("scribe.pin_failed", error_id=error_id)
+
+    async def reaction_removed(self, ack: Ack, event: dict[str, Any]) -> None:
+        await ack()
+        item = event.get("item") or {}
+        if event.get("reaction") != PIN_REACTION or item.get("type") != "message":
+            return
+        async with self.services.inflight.track():
+            try:
+                await self.scribe.unpin(
+                    channel=str(item.get("channel")),
+                    ts=str(item.get("ts")),
+                    by=str(event.get("user")),
+                )
+            except Exception:
+                error_id = uuid.uuid4().hex[:12]
+                log.exception("scribe.unpin_failed", error_id=error_id)
+
+    async def _tell(self, client: AsyncWebClient, *, channel: str, user: str, text: str) -> None:
+        try:
+            await client.chat_postEphemeral(channel=channel, user=user, text=text)
+        except Exception:
+            log.exception("scribe.tell_failed")
