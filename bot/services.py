@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import aiohttp
 import asyncpg
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -78,6 +79,7 @@ async def open_services(
     approval_policy = load_approvals(settings.playbooks_dir)
     pool = await db.create_pool(dsn)
     workers: list[asyncio.Task[None]] = []
+    closers: list[Callable[[], Awaitable[None]]] = []
     pager = _pager(settings)
     actuator = HttpActuator(settings.service_url_template)
     kube = await _kube(settings)
@@ -86,7 +88,12 @@ async def open_services(
     try:
         async with pool.acquire() as conn:
             await db.migrate(conn)
-        client = AsyncWebClient(token=token, base_url=settings.slack_api_url, timeout=10)
+        # One HTTP session for every Web API call (slack_sdk opens one per call otherwise).
+        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        closers.append(http.close)
+        client = AsyncWebClient(
+            token=token, base_url=settings.slack_api_url, timeout=10, session=http
+        )
         chat = SlackChat(client)
         channel_id = await chat.resolve_channel(settings.incident_channel)
         outbox = Outbox(
@@ -219,6 +226,8 @@ async def open_services(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await pool.close()
+        for close in closers:
+            await close()
         if pager is not None:
             pager.close()
         await actuator.close()
