@@ -9,6 +9,7 @@ in the hash-chained timeline.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,7 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bot import timeline
+from bot import metrics, timeline
 from bot.errors import ConfigError, Conflict, NotFound, UserError
 from bot.incidents import Incidents
 from bot.logs import get_logger
@@ -268,6 +269,7 @@ class Approvals:
         now = self.incidents.clock()
         refusal = await self._refusal(pending, incident, user=user, now=now)
         if refusal:
+            metrics.approval("refused")
             raise Conflict(refusal)
         async with self.pool.acquire() as conn, conn.transaction():
             if approve:
@@ -277,6 +279,7 @@ class Approvals:
             if after is None:  # somebody else's click won the race
                 latest = await actions_sql.get(conn, pending_id)
                 assert latest is not None
+                metrics.approval("refused")
                 raise Conflict(self._why_not(latest, user=user, now=now))
             if not approve:
                 text = f"<@{user}> denied *{after.label}*; nothing was done."
@@ -297,6 +300,9 @@ class Approvals:
             await self._refresh_card(conn, after)
         self.incidents.on_change()
         log.info("remediation.decided", pending_id=pending_id, by=user, status=after.status)
+        metrics.approval(
+            "denied" if not approve else "approved" if after.status == "approved" else "partial"
+        )
         return Decision(action=after, message=text, run=approve and after.status == "approved")
 
     async def _refusal(
@@ -334,6 +340,7 @@ class Approvals:
         spec = REMEDIATIONS[pending.action]
         params = spec.params.model_validate(pending.params)
         await self._note(pending, Kind.REMEDIATION_STARTED, f"Running *{pending.label}*…")
+        started = time.monotonic()
         try:
             outcome = await self.remediator.run(pending.action, params, pending.preview)
             ok, summary, verification = outcome.ok, outcome.summary, outcome.verification
@@ -341,6 +348,7 @@ class Approvals:
             log.exception("remediation.failed", pending_id=pending_id)
             ok, summary, verification = False, f"failed: {exc}", "not verified"
         status = "succeeded" if ok else "failed"
+        metrics.remediation_run(pending.action, ok=ok, seconds=time.monotonic() - started)
         result = {"ok": ok, "summary": summary, "verification": verification}
         async with self.pool.acquire() as conn, conn.transaction():
             await actions_sql.transition(
@@ -388,4 +396,5 @@ class Approvals:
                 await self._refresh_card(conn, pending)
         if expired:
             self.incidents.on_change()
+            metrics.approval("expired", len(expired))
         return len(expired)

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import gc
-import signal
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from aiohttp import web
 from pydantic import ValidationError
 
 from bot import logs
@@ -107,41 +104,41 @@ def serve() -> None:
     settings = _settings()
     logs.configure(settings.log_format or "json", settings.log_level)
     try:
-        settings.require_slack()
         asyncio.run(_serve(settings))
     except (ValueError, ConfigError) as exc:
         raise _fail(str(exc)) from None
 
 
 async def _serve(settings: Settings) -> None:
-    from bot.app import build_slack_app
-    from bot.services import open_services
-    from bot.store.db import database
-    from bot.web import build_web_app
+    """Secrets (from Vault too), database, the app on PORT; on SIGTERM drain, then exit 0."""
+    from bot.runtime import serve_http
 
-    token, signing_secret = settings.require_slack()
-    log = logs.get_logger("icbot.serve")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with (
-        database(_dsn(settings), settings.data_dir) as dsn,
-        open_services(settings, dsn=dsn, token=token) as services,
-    ):
-        app = build_web_app(services, build_slack_app(services), signing_secret=signing_secret)
-        # Start-up objects (imports, the app) live for the whole process: move them out of
-        # the garbage collector's way so full collections do not stall acks.
-        gc.collect()
-        gc.freeze()
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, host="0.0.0.0", port=settings.port)  # noqa: S104
-        await site.start()
-        log.info("serve.started", port=settings.port, channel=services.channel_id)
-        await stop.wait()
-        log.info("serve.stopping")
-        await runner.cleanup()
+    await serve_http(
+        settings,
+        grace=settings.shutdown_grace_seconds,
+        secrets_interval=settings.secrets_refresh_seconds,
+    )
+
+
+@cli.command()
+def socket() -> None:
+    """Socket Mode (SLACK_APP_TOKEN): the app over a WebSocket; /healthz, /readyz, /metrics."""
+    settings = _settings()
+    logs.configure(settings.log_format or "json", settings.log_level)
+    try:
+        asyncio.run(_socket(settings))
+    except (ValueError, ConfigError) as exc:
+        raise _fail(str(exc)) from None
+
+
+async def _socket(settings: Settings) -> None:
+    from bot.socket_mode import serve_socket_mode
+
+    await serve_socket_mode(
+        settings,
+        grace=settings.shutdown_grace_seconds,
+        secrets_interval=settings.secrets_refresh_seconds,
+    )
 
 
 @cli.command()

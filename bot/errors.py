@@ -7,6 +7,7 @@
     │   ├── Ambiguous        several incidents could be meant; carries the choices
     │   └── Conflict         the state forbids it (e.g. changing a resolved incident)
     ├── IntegrationError     an outside system (Slack, PagerDuty, ...) failed; names which one
+    │                        (each one raised is counted: icbot_integration_errors_total{service})
     └── ConfigError          a settings or policy file is invalid
 
 Anything else is a bug: the edge logs it with an error id and shows the user only the id.
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from bot import metrics
 
 
 class IcbotError(Exception):
@@ -63,6 +66,7 @@ class IntegrationError(IcbotError):
         self.system = system
         self.retry_after = retry_after
         self.permanent = permanent  # retrying the same request will not help
+        metrics.integration_error(system)
 
 
 class ConfigError(IcbotError):

@@ -24,6 +24,11 @@ class Inflight:
             if self._count == 0:
                 self._idle.set()
 
+    @property
+    def count(self) -> int:
+        """Work still running after its ack (for /metrics and the shutdown log)."""
+        return self._count
+
     async def idle(self, timeout: float = 30.0) -> None:
         # Bolt starts a listener in a task of its own: give it a turn to begin before waiting.
         for _ in range(3):

@@ -19,7 +19,7 @@ from datetime import timedelta
 
 import asyncpg
 
-from bot import blocks
+from bot import blocks, metrics
 from bot.chat import Chat
 from bot.errors import IntegrationError
 from bot.ids import Metadata
@@ -167,6 +167,7 @@ class LeasedQueue(abc.ABC):
         async with self.pool.acquire() as conn:
             await outbox_sql.complete(conn, item.id, now=self.clock(), posted_ts=posted_ts)
         await self._on_success(item)
+        metrics.OUTBOX_POSTED.labels(self.channel, item.kind).inc()
         for hook in self.on_posted:
             hook(item)
 
@@ -186,6 +187,7 @@ class LeasedQueue(abc.ABC):
             log.warning(
                 f"{self.name}.retry", item=item.dedupe_key, error=str(exc), in_seconds=delay
             )
+            metrics.OUTBOX_RETRIES.labels(self.channel).inc()
             await outbox_sql.retry_later(
                 conn, item.id, at=now + timedelta(seconds=delay), error=str(exc)
             )

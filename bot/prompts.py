@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from bot import pager, timeline
+from bot import metrics, pager, timeline
 from bot.logs import get_logger
 from bot.models import Clock, Incident, utcnow
 from bot.policy import SeverityLevel, SeverityPolicy
@@ -254,6 +254,8 @@ class Prompter:
             conn, incident_id, next_prompt_at=next_at, unanswered=unanswered, prompt_seq=seq
         )
         log.info("prompts.posted", incident=incident.ref, seq=seq, unanswered=unanswered)
+        kind = "escalation" if unanswered == 3 else "reminder" if unanswered == 2 else "prompt"
+        metrics.prompt_posted(incident.severity, kind)
 
     async def _escalate_by_policy(self, conn: Conn, incident_id: int, *, now: datetime) -> None:
         incident = await self._load(conn, incident_id)

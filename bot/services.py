@@ -77,7 +77,8 @@ async def open_services(
     policy = load_severity_policy(settings.playbooks_dir)
     catalogue = load_catalogue(settings.playbooks_dir)  # start-up refuses invalid playbooks
     approval_policy = load_approvals(settings.playbooks_dir)
-    pool = await db.create_pool(dsn)
+    # Enough connections open from the start that the first burst does not wait on new ones.
+    pool = await db.create_pool(dsn, min_size=5, max_size=10)
     workers: list[asyncio.Task[None]] = []
     closers: list[Callable[[], Awaitable[None]]] = []
     pager = _pager(settings)

@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     outbox_lease_seconds: float = Field(default=30.0, gt=0)
     timer_poll_seconds: float = Field(default=1.0, gt=0)
     verify_timeout_seconds: float = Field(default=120.0, gt=0)  # how long a remediation is verified
+    # On SIGTERM: how long work already started (commands, remediations) may take to finish.
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    # How often the bot's own secrets are re-read from Vault (rotation without a restart).
+    secrets_refresh_seconds: float = Field(default=60.0, gt=0)
     log_format: Literal["json", "console"] | None = None
     log_level: str = "INFO"
     port: int = 3000

@@ -16,10 +16,10 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 
+from bot import metrics as telemetry
 from bot.errors import UserError
 from bot.integrations.pagerduty import verify_signature
 from bot.logs import get_logger
-from bot.metrics import ACK_SECONDS, REGISTRY, SLACK_REQUESTS
 from bot.services import Services
 from bot.store import db
 
@@ -51,13 +51,18 @@ async def request_context(
         return web.json_response({"error": "internal", "error_id": error_id}, status=500)
 
 
+def _observe(started: float, command: str, status: int) -> None:
+    seconds = time.perf_counter() - started
+    telemetry.observe_request(transport="http", command=command, status=status, seconds=seconds)
+
+
 async def slack_events(request: web.Request) -> web.Response:
     started = time.perf_counter()
     raw = await request.read()
     verifier = request.app[VERIFIER]
     headers = {k.lower(): v for k, v in request.headers.items()}
     if not verifier.is_valid_request(raw, headers):
-        SLACK_REQUESTS.labels("unauthorized").inc()
+        _observe(started, "unverified", 401)
         log.warning("slack.bad_signature")
         return web.json_response({"error": "invalid signature"}, status=401)
     try:
@@ -68,11 +73,10 @@ async def slack_events(request: web.Request) -> web.Response:
             headers=dict(request.headers),
         )
     except (UnicodeDecodeError, ValueError):
-        SLACK_REQUESTS.labels("malformed").inc()
+        _observe(started, "malformed", 400)
         return web.json_response({"error": "malformed body"}, status=400)
     bolt_response = await request.app[BOLT].async_dispatch(bolt_request)
-    SLACK_REQUESTS.labels(str(bolt_response.status)).inc()
-    ACK_SECONDS.observe(time.perf_counter() - started)
+    _observe(started, telemetry.command_label(bolt_request.body), bolt_response.status)
     if bolt_response.status == 404:
         # Nothing listens for this (an event type the manifest no longer asks for): say OK,
         # or Slack retries it and eventually turns the app's events off.
@@ -124,9 +128,14 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
-async def metrics(_request: web.Request) -> web.Response:
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text; the gauges of shared state are read from PostgreSQL first (bounded)."""
+    services = request.app[SERVICES]
+    await telemetry.refresh_from_database(
+        services.pool, severities=services.policy.levels, inflight=services.inflight.count
+    )
     return web.Response(
-        body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        body=generate_latest(telemetry.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )
 
 

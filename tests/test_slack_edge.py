@@ -157,7 +157,7 @@ async def test_metrics_are_prometheus_text_and_named_icbot(bot: Bot) -> None:
         text = await resp.text()
     names = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
     assert names and all(name.startswith("icbot_") for name in names)
-    assert "icbot_slack_requests_total" in text
+    assert "icbot_requests_total" in text
 
 
 async def test_rollback_with_bad_arguments_gets_usage_in_the_ack(bot: Bot) -> None:

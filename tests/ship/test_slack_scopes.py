@@ -1,0 +1,161 @@
+"""manifest.yml's bot scopes are exactly what the code needs: every Web API method it calls (and
+every event and slash command it takes) has its scope, and no scope is asked for without one."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import inspect
+import re
+from pathlib import Path
+
+import yaml
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.app import EVENTS, SLASH_COMMANDS
+
+REPO = Path(__file__).resolve().parents[2]
+MANIFEST = yaml.safe_load((REPO / "manifest.yml").read_text())
+BOT_SCOPES = set(MANIFEST["oauth_config"]["scopes"]["bot"])
+
+# Bot-token scopes of each Web API method (docs.slack.dev/reference/methods/<method>). The
+# war room may be a private channel, so channel reads need the groups:* scope too. A method the
+# code starts calling must be added here: the test fails until someone decides its scope.
+METHOD_SCOPES: dict[str, set[str]] = {
+    "auth.test": set(),
+    "chat.postMessage": {"chat:write"},
+    "chat.update": {"chat:write"},
+    "chat.postEphemeral": {"chat:write"},
+    "chat.delete": {"chat:write"},
+    "chat.getPermalink": set(),
+    "conversations.join": {"channels:join"},
+    "conversations.list": {"channels:read", "groups:read"},
+    "conversations.info": {"channels:read", "groups:read"},
+    "conversations.history": {"channels:history", "groups:history"},
+    "conversations.replies": {"channels:history", "groups:history"},
+    "usergroups.users.list": {"usergroups:read"},
+    "usergroups.list": {"usergroups:read"},
+    "users.info": {"users:read"},
+    "users.list": {"users:read"},
+    "users.lookupByEmail": {"users:read", "users:read.email"},
+    "reactions.get": {"reactions:read"},
+    "reactions.add": {"reactions:write"},
+    "pins.add": {"pins:write"},
+    "views.open": set(),
+    "views.update": set(),
+    "views.push": set(),
+    # Socket Mode: the app-level token's connections:write, set on the app's Basic Information
+    # page, not a bot scope.
+    "apps.connections.open": set(),
+}
+EVENT_SCOPES: dict[str, set[str]] = {
+    "app_mention": {"app_mentions:read"},
+    "message.channels": {"channels:history"},
+    "message.groups": {"groups:history"},
+    "reaction_added": {"reactions:read"},
+    "reaction_removed": {"reactions:read"},
+    "member_joined_channel": {"channels:read", "groups:read"},
+}
+# Bolt itself: `say()` posts with chat.postMessage; the single-workspace authorisation calls
+# auth.test once; `respond()` posts to a response_url (no scope).
+IMPLICIT = {"auth.test"}
+
+
+@functools.cache
+def client_methods() -> dict[str, str]:
+    """AsyncWebClient method name -> Web API method it calls (`chat_postMessage` -> ...)."""
+    found = {}
+    for name, member in inspect.getmembers(AsyncWebClient, inspect.iscoroutinefunction):
+        match = re.search(r'api_call\(\s*"([\w.]+)"', inspect.getsource(member))
+        if match and not name.startswith("_"):
+            found[name] = match.group(1)
+    return found
+
+
+def _sources() -> list[Path]:
+    return [
+        path
+        for root in ("bot", "commands")
+        for path in sorted((REPO / root).rglob("*.py"))
+        if "sandbox" not in path.parts and "__pycache__" not in path.parts
+    ]
+
+
+@functools.cache
+def called_methods() -> dict[str, set[str]]:
+    """Web API method -> the files that call it (through the SDK client, `_call` or `say`)."""
+    methods = client_methods()
+    found: dict[str, set[str]] = {m: {"slack_bolt"} for m in IMPLICIT}
+    for path in _sources():
+        where = path.relative_to(REPO).as_posix()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            method = None
+            if isinstance(func, ast.Attribute):
+                receiver = ast.unparse(func.value)
+                if func.attr in methods and "client" in receiver.lower():
+                    method = methods[func.attr]
+                elif func.attr == "_call" and node.args:
+                    first = node.args[0]
+                    if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                        method = first.value
+            elif isinstance(func, ast.Name) and func.id == "say":
+                method = "chat.postMessage"
+            if method is not None:
+                found.setdefault(method, set()).add(where)
+    return found
+
+
+def needed_scopes() -> set[str]:
+    scopes: set[str] = set()
+    for method in called_methods():
+        scopes |= METHOD_SCOPES[method]
+    for event in MANIFEST["settings"]["event_subscriptions"]["bot_events"]:
+        scopes |= EVENT_SCOPES[event]
+    if MANIFEST["features"].get("slash_commands"):
+        scopes.add("commands")
+    return scopes
+
+
+def test_the_scan_finds_the_calls_the_bot_is_known_to_make() -> None:
+    called = called_methods()
+    for method in ("chat.postMessage", "chat.update", "chat.postEphemeral", "conversations.list",
+                   "conversations.join", "usergroups.users.list", "views.open"):  # fmt: skip
+        assert method in called, method
+    assert "bot/integrations/slack.py" in called["conversations.history"]
+
+
+def test_every_called_method_has_a_known_scope() -> None:
+    unknown = sorted(set(called_methods()) - set(METHOD_SCOPES))
+    assert not unknown, f"add the bot scopes of {unknown} to METHOD_SCOPES (Slack's reference)"
+
+
+def test_every_subscribed_event_has_a_known_scope() -> None:
+    events = MANIFEST["settings"]["event_subscriptions"]["bot_events"]
+    unknown = sorted(set(events) - set(EVENT_SCOPES))
+    assert not unknown, f"add the scopes of {unknown} to EVENT_SCOPES (Slack's event reference)"
+    assert set(events) == set(EVENTS)
+
+
+def test_every_web_api_method_the_code_calls_has_its_scope_in_the_manifest() -> None:
+    missing = {
+        method: sorted(METHOD_SCOPES[method] - BOT_SCOPES)
+        for method in called_methods()
+        if METHOD_SCOPES.get(method, set()) - BOT_SCOPES
+    }
+    assert not missing, f"add to manifest.yml oauth_config.scopes.bot: {missing}"
+    assert needed_scopes() <= BOT_SCOPES
+
+
+def test_the_manifest_asks_for_no_scope_the_code_does_not_use() -> None:
+    extra = BOT_SCOPES - needed_scopes()
+    assert not extra, f"remove from manifest.yml (nothing calls for them): {sorted(extra)}"
+
+
+def test_slash_commands_and_socket_mode_settings() -> None:
+    declared = {c["command"] for c in MANIFEST["features"]["slash_commands"]}
+    assert declared == set(SLASH_COMMANDS) and "commands" in BOT_SCOPES
+    assert all(c.get("usage_hint") for c in MANIFEST["features"]["slash_commands"])
+    assert MANIFEST["settings"]["socket_mode_enabled"] is False  # HTTP by default
