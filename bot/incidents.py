@@ -297,11 +297,18 @@ class Incidents:
         return Change(incident, entry)
 
     async def resolve(
-        self, *, ref: int | None, summary: str | None, actor: str, mirror: bool = True
+        self,
+        *,
+        ref: int | None,
+        summary: str | None,
+        actor: str,
+        mirror: bool = True,
+        at: datetime | None = None,
     ) -> Change:
-        """Resolve; `mirror=False` when the resolution came from PagerDuty itself."""
+        """Resolve; `mirror=False` when the resolution came from PagerDuty itself, whose own
+        time (`at`) then stamps it, so resolve times (MTTR) are PagerDuty's when it resolved."""
         summary = _checked_text(summary, what="summary") if summary else None
-        now = self.clock()
+        now = min(at, self.clock()) if at is not None else self.clock()
         async with self.pool.acquire() as conn, conn.transaction():
             incident = await self._target(conn, ref, allow_resolved=False)
             fields: dict[str, object] = {

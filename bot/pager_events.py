@@ -122,6 +122,7 @@ class PagerEvents:
                 summary=f"Resolved in PagerDuty by {by}",
                 actor="pagerduty",
                 mirror=False,
+                at=_when(event.get("occurred_at")),
             )
             return "resolved"
         if action == "reopened":

@@ -65,6 +65,10 @@ class LogSearchParams(PodsParams):
         return value
 
 
+class TopicParams(_Params):
+    topic: str = Field(min_length=1, max_length=249)
+
+
 class LagParams(_Params):
     group: str = Field(min_length=1, max_length=200)
     topics: list[str] | None = None
@@ -198,4 +202,16 @@ async def kafka_consumer_lag(p: LagParams, probes: Probes) -> Reading:
         value=float(total),
         detail=f"{p.group}: lag {total} over {len(lags)} partitions{where}{tail}",
         unit="messages",
+    )
+
+
+@check("kafka.end_offsets", TopicParams, "A topic's log-end offsets (messages written so far).")
+async def kafka_end_offsets(p: TopicParams, probes: Probes) -> Reading:
+    offsets = await probes.need_lag().end_offsets(p.topic)
+    if not offsets:
+        return Reading(value=None, detail=f"topic {p.topic} has no partitions")
+    total = sum(offsets.values())
+    parts = ", ".join(f"[{n}] {offsets[n]}" for n in sorted(offsets))
+    return Reading(
+        value=float(total), detail=f"{p.topic}: {total} messages ({parts})", unit="messages"
     )

@@ -56,6 +56,8 @@ class Lag(Protocol):
         self, group: str, topics: list[str] | None
     ) -> dict[tuple[str, int], int | None]: ...
 
+    async def end_offsets(self, topic: str) -> dict[int, int]: ...
+
 
 @dataclass(frozen=True)
 class Probes:

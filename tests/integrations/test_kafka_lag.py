@@ -200,3 +200,16 @@ async def test_a_broker_that_cannot_start_says_why(
     monkeypatch.setenv("CALF_TANSU_BIN", str(tmp_path / "missing"))
     with pytest.raises(TansuNotFound, match="CALF_TANSU_BIN"):
         find_tansu()
+
+
+async def test_end_offsets_check_counts_messages_per_partition(
+    broker: TansuBroker, lag: KafkaLag
+) -> None:
+    from bot.diagnostics.checks import TopicParams, kafka_end_offsets
+
+    await broker.create_topic("audit-records", partitions=2)
+    await broker.produce("audit-records", 0, count=4)
+    await broker.produce("audit-records", 1, count=3)
+    reading = await kafka_end_offsets(TopicParams(topic="audit-records"), Probes(lag=lag))
+    assert reading.value == 7
+    assert reading.detail == "audit-records: 7 messages ([0] 4, [1] 3)"
