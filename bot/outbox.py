@@ -51,11 +51,18 @@ class ChannelPacer:
         self.interval = 1.0 / per_second if per_second > 0 else 0.0
         self.burst = burst
         self._next: dict[str, float] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
 
     def pause(self, channel: str, seconds: float) -> None:
         self._next[channel] = max(self._next.get(channel, 0.0), time.monotonic() + seconds)
 
     async def wait(self, channel: str) -> None:
+        """Wait for `channel`'s next slot; concurrent callers take turns."""
+        lock = self._locks.setdefault(channel, asyncio.Lock())
+        async with lock:
+            await self._wait(channel)
+
+    async def _wait(self, channel: str) -> None:
         if self.interval == 0.0:
             delay = self._next.get(channel, 0.0) - time.monotonic()
             if delay > 0:
@@ -151,8 +158,9 @@ class LeasedQueue(abc.ABC):
                 items = await outbox_sql.claim(
                     conn, now=self.clock(), lease=self.lease, limit=limit, channel=self.channel
                 )
-            for item in items:
-                await self._deliver(item)
+            # At most one item per incident is claimed, so delivering them concurrently keeps
+            # each incident's order; the pacer still spaces posts within a channel.
+            await asyncio.gather(*(self._deliver(item) for item in items))
             return len(items)
 
     async def _deliver(self, item: OutboxItem) -> None:
