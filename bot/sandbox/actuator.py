@@ -53,16 +53,16 @@ import copy
 import hmac
 import json
 import logging
-import socket
 import struct
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
+
+from bot.sandbox.loopback import StandIn, serve_on_loopback
 
 __all__ = ["Breaker", "Call", "FakeActuator", "Flag", "FlagChange"]
 
@@ -254,7 +254,7 @@ def _default_components() -> dict[str, dict[str, Any]]:
     }
 
 
-class FakeActuator:
+class FakeActuator(StandIn):
     """The actuator stand-in. Use ``async with FakeActuator(services=[...]) as act: ...``."""
 
     def __init__(
@@ -294,37 +294,13 @@ class FakeActuator:
         self._stopping = asyncio.Event()
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.bind(("127.0.0.1", 0))
-            site = web.SockSite(runner, sock)
-            await site.start()
-        except BaseException:
-            sock.close()
-            await runner.cleanup()
-            raise
-        self._port = int(sock.getsockname()[1])
-        self._runner = runner
+        self._runner, self._port = await serve_on_loopback(app)
 
     async def stop(self) -> None:
         self._stopping.set()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
-
-    async def __aenter__(self) -> FakeActuator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     @property
     def root(self) -> str:
@@ -494,17 +470,6 @@ class FakeActuator:
 
     def calls_to(self, service: str, endpoint: str | None = None) -> list[Call]:
         return [c for c in self.calls if c.service == service and endpoint in (None, c.endpoint)]
-
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        """Poll ``predicate`` until it is true; ``TimeoutError`` after ``timeout`` seconds."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not predicate():
-            if loop.time() >= deadline:
-                raise TimeoutError(f"condition not met within {timeout}s")
-            await asyncio.sleep(0.005)
-
-    # ------------------------------------------------------------------ rendering
 
     def health(self, service: str) -> dict[str, Any]:
         """The ``/actuator/health`` body of a service."""

@@ -58,18 +58,18 @@ import logging
 import math
 import random
 import re
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import yaml
 from aiohttp import web
+
+from bot.sandbox.loopback import StandIn, serve_on_loopback
 
 __all__ = ["Call", "FakeKubernetes", "ImageBehaviour", "RolloutStatus"]
 
@@ -335,7 +335,7 @@ class _Request:
 Listener = Callable[[str, dict[str, Any]], None]
 
 
-class FakeKubernetes:
+class FakeKubernetes(StandIn):
     """The Kubernetes API stand-in. Use ``async with FakeKubernetes() as k8s: ...``."""
 
     def __init__(
@@ -387,19 +387,7 @@ class FakeKubernetes:
         self._stopping = asyncio.Event()
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.bind(("127.0.0.1", 0))
-            site = web.SockSite(runner, sock)
-            await site.start()
-        except BaseException:
-            sock.close()
-            await runner.cleanup()
-            raise
-        self._port = int(sock.getsockname()[1])
-        self._runner = runner
+        self._runner, self._port = await serve_on_loopback(app)
         if self.tick_interval is not None:
             self._ticker = asyncio.create_task(self._tick_forever(self.tick_interval))
 
@@ -415,18 +403,6 @@ class FakeKubernetes:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
-
-    async def __aenter__(self) -> FakeKubernetes:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     @property
     def url(self) -> str:
@@ -636,17 +612,6 @@ class FakeKubernetes:
 
     def calls_to(self, resource: str, verb: str | None = None) -> list[Call]:
         return [c for c in self.calls if c.resource == resource and verb in (None, c.verb)]
-
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        """Poll ``predicate`` until it is true; ``TimeoutError`` after ``timeout`` seconds."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not predicate():
-            if loop.time() >= deadline:
-                raise TimeoutError(f"condition not met within {timeout}s")
-            await asyncio.sleep(0.005)
-
-    # ------------------------------------------------------------------ inspection
 
     def deployment(self, namespace: str, name: str) -> dict[str, Any]:
         """A copy of the stored Deployment (``KeyError`` if absent)."""

@@ -81,18 +81,17 @@ import hmac
 import json
 import logging
 import secrets
-import socket
 import ssl
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from bot.sandbox.loopback import StandIn, serve_on_loopback
 from bot.sandbox.tls import LocalTLS, make_local_tls
 
 __all__ = [
@@ -341,7 +340,7 @@ def verify_webhook_signature(body: bytes, header: str, secret: str) -> bool:
 # ---------------------------------------------------------------------- the stand-in
 
 
-class FakePagerDuty:
+class FakePagerDuty(StandIn):
     """The PagerDuty stand-in. Use ``async with FakePagerDuty() as pd: ...``."""
 
     def __init__(
@@ -459,19 +458,9 @@ class FakePagerDuty:
             self._tls = await asyncio.to_thread(make_local_tls)
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.bind(("127.0.0.1", 0))
-            site = web.SockSite(runner, sock, ssl_context=self._tls.server_context())
-            await site.start()
-        except BaseException:
-            sock.close()
-            await runner.cleanup()
-            raise
-        self._port = int(sock.getsockname()[1])
-        self._runner = runner
+        self._runner, self._port = await serve_on_loopback(
+            app, ssl_context=self._tls.server_context()
+        )
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
         self._outbox = asyncio.Queue()
         self._worker = asyncio.create_task(self._deliver_loop(), name="fake-pagerduty-webhooks")
@@ -491,18 +480,6 @@ class FakePagerDuty:
         if self._owns_tls and self._tls is not None:
             self._tls.cleanup()
             self._tls = None
-
-    async def __aenter__(self) -> FakePagerDuty:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     @property
     def url(self) -> str:
@@ -607,15 +584,6 @@ class FakePagerDuty:
     def calls_to(self, route: str) -> list[Call]:
         """Calls by operationId or route template (``"POST /incidents/{id}/notes"``)."""
         return [c for c in self.calls if route in (c.operation, c.route)]
-
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        """Poll ``predicate`` until it is true; ``TimeoutError`` after ``timeout`` seconds."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not predicate():
-            if loop.time() >= deadline:
-                raise TimeoutError(f"condition not met within {timeout}s")
-            await asyncio.sleep(0.005)
 
     def subscribe(
         self, url: str, secret: str | Iterable[str], *, events: Iterable[str] | None = None

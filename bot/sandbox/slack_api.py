@@ -26,16 +26,16 @@ import hmac
 import json
 import logging
 import secrets
-import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
+
+from bot.sandbox.loopback import StandIn, serve_on_loopback
 
 __all__ = ["Call", "Ephemeral", "FakeSlack", "Message"]
 
@@ -142,7 +142,7 @@ class _Hook:
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-class FakeSlack:
+class FakeSlack(StandIn):
     """The Slack Web API stand-in. Use ``async with FakeSlack() as slack: ...``."""
 
     def __init__(
@@ -231,36 +231,12 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/response/{token}", self._handle_response_url)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.bind(("127.0.0.1", 0))
-            site = web.SockSite(runner, sock)
-            await site.start()
-        except BaseException:
-            sock.close()
-            await runner.cleanup()
-            raise
-        self._port = int(sock.getsockname()[1])
-        self._runner = runner
+        self._runner, self._port = await serve_on_loopback(app)
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
-
-    async def __aenter__(self) -> FakeSlack:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     @property
     def root(self) -> str:
@@ -411,21 +387,6 @@ class FakeSlack:
         self.messages[msg.channel].append(msg)
         self._notify("post", msg)
         return msg
-
-    async def wait_for(
-        self,
-        predicate: Callable[[], bool],
-        timeout: float = 5.0,
-    ) -> None:
-        """Poll ``predicate`` until it is true; ``TimeoutError`` after ``timeout`` seconds."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not predicate():
-            if loop.time() >= deadline:
-                raise TimeoutError(f"condition not met within {timeout}s")
-            await asyncio.sleep(0.005)
-
-    # ------------------------------------------------------------------ HTTP plumbing
 
     async def _read_params(self, request: web.Request) -> tuple[dict[str, Any], str | None]:
         args: dict[str, Any] = {k: v for k, v in request.query.items()}

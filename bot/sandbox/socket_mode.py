@@ -40,16 +40,15 @@ import hmac
 import itertools
 import json
 import secrets
-import socket
 import uuid
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl
 
 import aiohttp
 from aiohttp import web
 
+from bot.sandbox.loopback import StandIn, serve_on_loopback
 from bot.sandbox.slack_requests import SignedRequest
 
 __all__ = ["Ack", "FakeSocketMode", "envelope_payload"]
@@ -90,7 +89,7 @@ def envelope_payload(request: SignedRequest) -> tuple[str, dict[str, Any]]:
     return "slash_commands", form
 
 
-class FakeSocketMode:
+class FakeSocketMode(StandIn):
     """The Socket Mode stand-in. Use ``async with FakeSocketMode(upstream=slack.url) as sm``."""
 
     def __init__(
@@ -123,18 +122,7 @@ class FakeSocketMode:
         app.router.add_post("/api/apps.connections.open", self._connections_open)
         app.router.add_get("/link/", self._link)
         app.router.add_route("*", "/api/{method}", self._forward)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.bind(("127.0.0.1", 0))
-            await web.SockSite(runner, sock).start()
-        except BaseException:
-            sock.close()
-            await runner.cleanup()
-            raise
-        self._port = int(sock.getsockname()[1])
-        self._runner = runner
+        self._runner, self._port = await serve_on_loopback(app)
         self._http = aiohttp.ClientSession()
 
     async def stop(self) -> None:
@@ -147,18 +135,6 @@ class FakeSocketMode:
         http, self._http = self._http, None
         if http is not None:
             await http.close()
-
-    async def __aenter__(self) -> FakeSocketMode:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     @property
     def root(self) -> str:
