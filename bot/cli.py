@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
@@ -12,6 +14,11 @@ from pydantic import ValidationError
 from bot import logs
 from bot.errors import ConfigError, NotFound
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from bot.incidents import Incidents
 from bot.timeline import Verification
 
 cli = typer.Typer(
@@ -150,16 +157,41 @@ def migrate() -> None:
     typer.echo(f"applied {len(applied)} migration(s){': ' + ', '.join(applied) if applied else ''}")
 
 
-async def _migrate(settings: Settings) -> list[str]:
+@asynccontextmanager
+async def _one_connection_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """A small pool on the configured (or embedded) database, for one-shot commands."""
     from bot.store import db
 
     async with db.database(_dsn(settings), settings.data_dir) as dsn:
         pool = await db.create_pool(dsn, min_size=1, max_size=1)
         try:
-            async with pool.acquire() as conn:
-                return await db.migrate(conn)
+            yield pool
         finally:
             await pool.close()
+
+
+def _incident_number(incident: str) -> int:
+    """`INC-3` or `3`, or exit 2 with a clear message."""
+    from commands.parsing import INCIDENT
+
+    match = INCIDENT.match(incident.strip()) or INCIDENT.match(f"INC-{incident.strip()}")
+    if match is None:
+        raise _fail(f"{incident!r} is not an incident reference such as INC-3")
+    return int(match.group(1))
+
+
+def _incidents(pool: asyncpg.Pool, settings: Settings) -> Incidents:
+    from bot.incidents import Incidents
+    from bot.policy import load_severity_policy
+
+    return Incidents(pool, load_severity_policy(settings.playbooks_dir), channel_id="")
+
+
+async def _migrate(settings: Settings) -> list[str]:
+    from bot.store import db
+
+    async with _one_connection_pool(settings) as pool, pool.acquire() as conn:
+        return await db.migrate(conn)
 
 
 @audit_cli.command("verify")
@@ -167,18 +199,14 @@ def audit_verify(
     incident: Annotated[str, typer.Argument(help="INC-n (or n)")],
 ) -> None:
     """Re-hash an incident's timeline chain; exit 1 if anything was altered or removed."""
-    from commands.parsing import INCIDENT
-
-    match = INCIDENT.match(incident.strip()) or INCIDENT.match(f"INC-{incident.strip()}")
-    if match is None:
-        raise _fail(f"{incident!r} is not an incident reference such as INC-3")
+    number = _incident_number(incident)
     settings = _settings()
     logs.configure(settings.log_format or "console", "WARNING")
     try:
-        result = asyncio.run(_verify(settings, int(match.group(1))))
+        result = asyncio.run(_verify(settings, number))
     except NotFound as exc:
         raise _fail(str(exc)) from None
-    ref = f"INC-{match.group(1)}"
+    ref = f"INC-{number}"
     if result.ok:
         typer.echo(f"{ref}: timeline intact ({result.checked} entries verified)")
         return
@@ -189,17 +217,8 @@ def audit_verify(
 
 
 async def _verify(settings: Settings, number: int) -> Verification:
-    from bot.incidents import Incidents
-    from bot.policy import load_severity_policy
-    from bot.store import db
-
-    async with db.database(_dsn(settings), settings.data_dir) as dsn:
-        pool = await db.create_pool(dsn, min_size=1, max_size=1)
-        try:
-            incidents = Incidents(pool, load_severity_policy(settings.playbooks_dir), channel_id="")
-            return await incidents.verify(number)
-        finally:
-            await pool.close()
+    async with _one_connection_pool(settings) as pool:
+        return await _incidents(pool, settings).verify(number)
 
 
 @cli.command()
@@ -207,34 +226,22 @@ def postmortem(
     incident: Annotated[str, typer.Argument(help="INC-n (or n)")],
 ) -> None:
     """Print the post-mortem draft of an incident (Markdown, built from its timeline)."""
-    from commands.parsing import INCIDENT
-
-    match = INCIDENT.match(incident.strip()) or INCIDENT.match(f"INC-{incident.strip()}")
-    if match is None:
-        raise _fail(f"{incident!r} is not an incident reference such as INC-3")
+    number = _incident_number(incident)
     settings = _settings()
     logs.configure(settings.log_format or "console", "WARNING")
     try:
-        markdown = asyncio.run(_postmortem(settings, int(match.group(1))))
+        markdown = asyncio.run(_postmortem(settings, number))
     except NotFound as exc:
         raise _fail(str(exc)) from None
     typer.echo(markdown, nl=False)
 
 
 async def _postmortem(settings: Settings, number: int) -> str:
-    from bot.incidents import Incidents
-    from bot.policy import load_severity_policy
     from bot.postmortem import render
-    from bot.store import db
 
-    async with db.database(_dsn(settings), settings.data_dir) as dsn:
-        pool = await db.create_pool(dsn, min_size=1, max_size=1)
-        try:
-            incidents = Incidents(pool, load_severity_policy(settings.playbooks_dir), channel_id="")
-            incident, entries = await incidents.timeline(number)
-            return render(incident, entries)
-        finally:
-            await pool.close()
+    async with _one_connection_pool(settings) as pool:
+        incident, entries = await _incidents(pool, settings).timeline(number)
+        return render(incident, entries)
 
 
 @playbooks_cli.command("validate")
