@@ -42,7 +42,11 @@ EMOJI = {
     ":red_circle:": "🔴", ":large_orange_circle:": "🟠", ":large_yellow_circle:": "🟡",
     ":white_circle:": "⚪", ":warning:": "⚠️", ":small_blue_diamond:": "🔹",
     ":alarm_clock:": "⏰", ":telephone_receiver:": "📞", ":clipboard:": "📋",
-    ":ballot_box_with_check:": "☑️",
+    ":ballot_box_with_check:": "☑️", ":stethoscope:": "🩺", ":large_green_circle:": "🟢",
+    ":information_source:": "💡", ":raised_hand:": "✋", ":x:": "❌", ":hourglass:": "⌛",
+    ":grey_question:": "❔", ":pager:": "📟", ":gear:": "⚙️", ":no_entry:": "⛔",
+    ":hourglass_flowing_sand:": "⏳", ":speech_balloon:": "💬", ":pushpin:": "📌",
+    ":no_entry_sign:": "🚫",
 }  # fmt: skip
 SHELL_HELP = """Type Slack commands as you would in #{channel}:
   /ic declare Payments failing sev2    /ic assign @dana scribe    /ic status Mitigating

@@ -203,3 +203,17 @@ async def test_declaring_suggests_matching_playbooks(diag_bot: Bot) -> None:
     assert "Playbooks that may help: `/diagnose saga`" in diag_bot.last_reply()
     await diag_bot.command("declare Printer on fire sev4")
     assert "Playbooks that may help" not in diag_bot.last_reply()
+
+
+async def test_a_database_that_is_down_is_critical_not_a_warning(
+    diag_bot: Bot, platform: tuple[FakeActuator, FakeKubernetes, Path]
+) -> None:
+    actuator, _, _ = platform
+    actuator.set_component(
+        SERVICE, "db", "DOWN", {"error": "SQLTransientConnectionException: timeout"}
+    )
+    await diag_bot.command("declare Payments failing sev2")
+    await diag_bot.post_signed(diag_bot.command_request("saga", command="/diagnose"))
+    by_id = {f["id"]: f for f in (await _report(diag_bot))["findings"]}
+    assert by_id["database"]["band"] == "critical"
+    assert "SQLTransientConnectionException" in by_id["database"]["detail"]
