@@ -242,6 +242,9 @@ async def test_scaling_a_consumer_shows_its_lag_before_and_after(
 
     fake, config = kube
     fake.add_deployment(NS, "payment-saga-consumer", "saga-consumer:2.0", replicas=2)
+    # New consumer pods take ~1 s to be ready, so the rollout (and the lag read after it)
+    # comes after the consumers have caught up below, however busy the machine is.
+    fake.set_image_behaviour("saga-consumer:2.0", ready_after=50)
     async with TansuBroker() as broker:
         await broker.create_topic("payment-events", partitions=2)
         await broker.produce("payment-events", 0, count=30)

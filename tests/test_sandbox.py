@@ -381,7 +381,8 @@ def _after(out: str, marker: str) -> str:
 def test_bad_deploy_rollback_approved_by_another_user_heals_the_platform(dsn: str) -> None:
     script = (
         "/ic declare Payments failing sev1\n/diagnose saga\n/rollback payment-service\n"
-        "/as @dana\napprove\n/diagnose saga\n/ic resolve\n"
+        # /wait: the platform notices the finished rollout on its next beat (every 0.25 s)
+        "/as @dana\napprove\n/wait 2\n/diagnose saga\n/ic resolve\n"
     )
     result = _shell(script, dsn, "--sandbox", "--scenario", "bad-deploy")
     assert result.returncode == 0, result.stderr
