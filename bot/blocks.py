@@ -67,6 +67,8 @@ ENTRY_EMOJI = {
     "pinned": ":pushpin:",
     "unpinned": ":pushpin:",
     "action_item": ":dart:",
+    "alert_firing": ":bell:",
+    "alert_resolved": ":white_check_mark:",
 }
 # Block Kit limits (https://api.slack.com/reference/block-kit/blocks)
 SECTION_TEXT_MAX = 3000
@@ -110,6 +112,8 @@ def incident_card(incident: Incident, policy: SeverityPolicy, *, now: datetime) 
     ]
     if incident.pagerduty_url:
         fields.append(f"*PagerDuty*\n<{incident.pagerduty_url}|{incident.pagerduty_id}>")
+    if incident.alert_count:
+        fields.append(f"*Alerts*\n:bell: {incident.alert_count:,} received")
     others = [
         f"{role}: <@{user}>" for role, user in incident.roles.items() if role not in STANDARD_ROLES
     ]

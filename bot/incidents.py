@@ -123,6 +123,31 @@ class Incidents:
         linked: PagerIncident | None = None,
     ) -> Change:
         """Open an incident. `linked`: it was triggered in PagerDuty, so adopt that one."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            change = await self.declare_in(
+                conn, title=title, severity=severity, actor=actor, linked=linked
+            )
+        self.on_change()
+        return change
+
+    async def declare_in(
+        self,
+        conn: Conn,
+        *,
+        title: str,
+        severity: str | None,
+        actor: str,
+        linked: PagerIncident | None = None,
+        commander: bool = True,
+    ) -> Change:
+        """`declare` inside the caller's transaction, which must commit it and then call
+        `on_change()` (the alert intake declares together with its own dedupe rows).
+
+        `commander=False`: the declarer (a system, such as alerting) is not made incident
+        commander; the prompts mention the channel until someone is assigned.
+        """
+        if not conn.is_in_transaction():
+            raise RuntimeError("declare_in must run inside the caller's transaction")
         title = " ".join(title.split())
         if not title:
             raise UsageError("Give the incident a title: `/ic declare Payments failing sev2`")
@@ -131,54 +156,58 @@ class Incidents:
         sev = severity or self.policy.default
         level = self.policy.level(sev)
         now = self.clock()
-        async with self.pool.acquire() as conn, conn.transaction():
-            number = await incidents_sql.insert(
-                conn,
-                title=title,
-                severity=sev,
-                declared_by=actor,
-                channel_id=self.channel_id,
-                now=now,
-                pagerduty_id=linked.id if linked else None,
-                pagerduty_url=linked.html_url if linked else None,
-            )
+        number = await incidents_sql.insert(
+            conn,
+            title=title,
+            severity=sev,
+            declared_by=actor,
+            channel_id=self.channel_id,
+            now=now,
+            pagerduty_id=linked.id if linked else None,
+            pagerduty_url=linked.html_url if linked else None,
+        )
+        if commander:
             await incidents_sql.set_role(
                 conn, number, role=IC, user_id=actor, assigned_by=actor, now=now
             )
-            await outbox_sql.enqueue_card(conn, incident_id=number, version=1)
-            await prompts.plan_after_declare(conn, number, level, now=now)
-            if linked is not None:
-                paging = f" Triggered in PagerDuty as #{linked.number}."
-            elif self.pagerduty:
-                paging = " Opening a PagerDuty incident."
-            else:
-                paging = " PagerDuty is not configured, so nobody was paged."
-            declarer = who(actor)
-            entry = await timeline.record(
+        await outbox_sql.enqueue_card(conn, incident_id=number, version=1)
+        await prompts.plan_after_declare(conn, number, level, now=now)
+        if linked is not None:
+            paging = f" Triggered in PagerDuty as #{linked.number}."
+        elif self.pagerduty:
+            paging = " Opening a PagerDuty incident."
+        else:
+            paging = " PagerDuty is not configured, so nobody was paged."
+        declarer = who(actor)
+        lead = (
+            f"{declarer} is incident commander until reassigned."
+            if commander
+            else "Nobody is incident commander yet: `/ic assign @you ic`."
+        )
+        entry = await timeline.record(
+            conn,
+            incident_id=number,
+            kind=Kind.DECLARED,
+            actor=actor,
+            occurred_at=now,
+            text=(
+                f"{declarer} declared {incident_ref(number)} ({sev.upper()} · {level.name}):"
+                f" {title}. {lead}{paging}"
+            ),
+            data={"title": title, "severity": sev, "commander": actor if commander else None},
+        )
+        if linked is None:
+            await self._mirror(
                 conn,
-                incident_id=number,
-                kind=Kind.DECLARED,
-                actor=actor,
-                occurred_at=now,
-                text=(
-                    f"{declarer} declared {incident_ref(number)} ({sev.upper()} · {level.name}):"
-                    f" {title}. {declarer} is incident commander until reassigned.{paging}"
-                ),
-                data={"title": title, "severity": sev, "commander": actor},
+                number,
+                pager.PagerKind.CREATE,
+                key="create",
+                title=f"{incident_ref(number)}: {title}",
+                urgency=level.pagerduty_urgency,
+                incident_key=pager.incident_key(self.channel_id, number),
+                details=f"Declared in Slack by {actor} as {sev.upper()} ({level.name}).",
             )
-            if linked is None:
-                await self._mirror(
-                    conn,
-                    number,
-                    pager.PagerKind.CREATE,
-                    key="create",
-                    title=f"{incident_ref(number)}: {title}",
-                    urgency=level.pagerduty_urgency,
-                    incident_key=pager.incident_key(self.channel_id, number),
-                    details=f"Declared in Slack by {actor} as {sev.upper()} ({level.name}).",
-                )
-            incident = await self._reload(conn, number)
-        self.on_change()
+        incident = await self._reload(conn, number)
         return Change(incident, entry)
 
     async def assign(self, *, ref: int | None, user: str, role: str, actor: str) -> Change:

@@ -35,6 +35,17 @@ interaction types and event types; anything else is `other`.
                                                      (unchanged|rotated|refused|failed)
     icbot_inflight                                   work still running after its ack
     icbot_database_up                                1 if the last scrape could read the database
+    icbot_kafka_consumer_lag{topic,partition}        alerts this replica's intake has not read yet,
+                                                     per partition it owns (sum over replicas)
+    icbot_alerts_total{outcome}                      alert records read from Kafka (declared|
+                                                     attached|repeat|resolved|ignored|duplicate|
+                                                     dead_letter)
+    icbot_alert_batch_seconds                        time to store one batch of alerts
+    icbot_incident_events_published_total            timeline entries the events topic acked
+    icbot_incident_events_backlog                    entries not yet published (database-wide)
+
+The alert and incident-events series are defined next to their work (`bot/alerts.py`,
+`bot/incident_events.py`) on this registry.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ def normalise_role(raw: str) -> str | None:
     return " ".join(key.replace("-", " ").replace("_", " ").split())
 
 
-SYSTEM_ACTORS = {"pagerduty": "PagerDuty", "icbot": "icbot"}
+SYSTEM_ACTORS = {"pagerduty": "PagerDuty", "icbot": "icbot", "alerts": "Alerting"}
 
 
 def who(actor: str) -> str:
@@ -95,6 +95,7 @@ class Incident:
     escalated_at: datetime | None = None
     pagerduty_id: str | None = None
     pagerduty_url: str | None = None
+    alert_count: int = 0  # firing alerts the Kafka intake attributed to it (issue 12)
     roles: dict[str, str] = field(default_factory=dict)  # role -> Slack user id
 
     @property

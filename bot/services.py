@@ -14,13 +14,21 @@ import asyncpg
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.alerts import AlertIntake, resume_positions
 from bot.approvals import Approvals, load_approvals
 from bot.diagnose import Diagnoser
 from bot.diagnostics.probes import Probes
+from bot.incident_events import IncidentEvents
 from bot.incidents import Incidents
 from bot.inflight import Inflight
 from bot.integrations.actuator import HttpActuator
 from bot.integrations.kafka import KafkaLag
+from bot.integrations.kafka_io import (
+    KafkaAlertSource,
+    KafkaDeadLetters,
+    KafkaEventSink,
+    KafkaProducerClient,
+)
 from bot.integrations.kubernetes import KubeWriter
 from bot.integrations.pagerduty import PagerDutyAdapter
 from bot.integrations.slack import SlackChat
@@ -61,6 +69,8 @@ class Services:
     approvals: Approvals
     clock: Clock
     inflight: Inflight = field(default_factory=Inflight)
+    alert_intake: AlertIntake | None = None  # KAFKA_ALERT_TOPICS set
+    incident_events: IncidentEvents | None = None  # KAFKA_EVENTS_TOPIC set
 
 
 @contextlib.asynccontextmanager
@@ -85,6 +95,8 @@ async def open_services(
     actuator = HttpActuator(settings.service_url_template)
     kube = await _kube(settings)
     lag = KafkaLag(settings.kafka_bootstrap_servers) if settings.kafka_bootstrap_servers else None
+    kafka_out = _kafka_producer(settings)
+    alert_source: KafkaAlertSource | None = None
     vault = VaultSecrets.from_settings(settings)
     try:
         async with pool.acquire() as conn:
@@ -117,10 +129,23 @@ async def open_services(
             else None
         )
 
+        incident_events = (
+            IncidentEvents(
+                pool,
+                KafkaEventSink(kafka_out, settings.kafka_events_topic),
+                clock=clock,
+                lease=timedelta(seconds=settings.outbox_lease_seconds),
+            )
+            if kafka_out is not None and settings.kafka_events_topic
+            else None
+        )
+
         def changed() -> None:
             outbox.kick()
             if pager_queue is not None:
                 pager_queue.kick()
+            if incident_events is not None:
+                incident_events.kick()
 
         incidents = Incidents(
             pool,
@@ -186,6 +211,27 @@ async def open_services(
             sweepers=[approvals.expire_due],
         )
         probes = Probes(actuator=actuator, kube=kube, lag=lag)
+        alert_intake = None
+        if kafka_out is not None and settings.kafka_alert_topic_list:
+            assert settings.kafka_bootstrap_servers is not None
+            alert_source = KafkaAlertSource(
+                settings.kafka_bootstrap_servers,
+                topics=settings.kafka_alert_topic_list,
+                group_id=settings.kafka_group_id,
+                resume=resume_positions(pool, settings.kafka_group_id),
+                offset_reset=settings.kafka_alert_offset_reset,
+            )
+            alert_intake = AlertIntake(
+                pool,
+                incidents,
+                policy,
+                source=alert_source,
+                dead_letters=KafkaDeadLetters(kafka_out, settings.kafka_dead_letter_topic),
+                group_id=settings.kafka_group_id,
+                window=timedelta(seconds=settings.kafka_alert_window_seconds),
+                batch=settings.kafka_alert_batch,
+                clock=clock,
+            )
         services = Services(
             settings=settings,
             pool=pool,
@@ -213,12 +259,20 @@ async def open_services(
             remediator=remediator,
             approvals=approvals,
             clock=clock,
+            alert_intake=alert_intake,
+            incident_events=incident_events,
         )
         if run_workers:
             workers.append(asyncio.create_task(outbox.run_forever(), name="outbox"))
             workers.append(asyncio.create_task(prompter.run_forever(), name="prompter"))
             if pager_queue is not None:
                 workers.append(asyncio.create_task(pager_queue.run_forever(), name="pager"))
+            if alert_intake is not None:
+                workers.append(asyncio.create_task(alert_intake.run_forever(), name="alerts"))
+            if incident_events is not None:
+                workers.append(
+                    asyncio.create_task(incident_events.run_forever(), name="incident-events")
+                )
         yield services
     finally:
         for task in workers:
@@ -236,6 +290,10 @@ async def open_services(
             await kube.close()
         if lag is not None:
             await lag.close()
+        if alert_source is not None:
+            await alert_source.close()
+        if kafka_out is not None:
+            await kafka_out.close()
         if vault is not None:
             await vault.close()
 
@@ -247,6 +305,15 @@ async def _kube(settings: Settings) -> KubeWriter | None:
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
         return await KubeWriter.connect(None)
     return None
+
+
+def _kafka_producer(settings: Settings) -> KafkaProducerClient | None:
+    """The producer for dead letters and incident events, if either is configured."""
+    if not settings.kafka_bootstrap_servers:
+        return None
+    if not (settings.kafka_alert_topic_list or settings.kafka_events_topic):
+        return None
+    return KafkaProducerClient(settings.kafka_bootstrap_servers)
 
 
 def _pager(settings: Settings) -> PagerDutyAdapter | None:

@@ -46,6 +46,18 @@ class Settings(BaseSettings):
 
     kubeconfig: Path | None = None
     kafka_bootstrap_servers: str | None = None
+    # Kafka in and out (issue 12), both off unless named. Alert intake: a consumer group (one per
+    # deployment) on KAFKA_ALERT_TOPICS (comma-separated); unreadable alerts go to
+    # KAFKA_DEAD_LETTER_TOPIC. Incident events: every timeline entry to KAFKA_EVENTS_TOPIC.
+    kafka_alert_topics: str | None = None
+    kafka_group_id: str = "icbot"
+    kafka_dead_letter_topic: str = "icbot-alerts-dead-letter"
+    kafka_events_topic: str | None = None
+    # Alerts of one (fingerprint, service) within one window are one group (tumbling windows).
+    kafka_alert_window_seconds: float = Field(default=300.0, gt=0)
+    kafka_alert_batch: int = Field(default=1000, gt=0, le=50_000)  # records per getmany
+    # Where a group with no committed offset starts; "earliest" replays the topic's retention.
+    kafka_alert_offset_reset: Literal["earliest", "latest"] = "latest"
     vault_addr: str | None = None
     vault_token: SecretStr | None = None
     vault_role_id: str | None = None
@@ -96,6 +108,10 @@ class Settings(BaseSettings):
             return []
         raw = self.pagerduty_webhook_secret.get_secret_value()
         return [part.strip() for part in raw.split(",") if part.strip()]
+
+    @property
+    def kafka_alert_topic_list(self) -> list[str]:
+        return [t.strip() for t in (self.kafka_alert_topics or "").split(",") if t.strip()]
 
     @property
     def pagerduty_enabled(self) -> bool:

@@ -52,6 +52,8 @@ class Kind:
     APPROVAL_EXPIRED = "approval_expired"
     REMEDIATION_STARTED = "remediation_started"
     REMEDIATION_RESULT = "remediation_result"
+    ALERT_FIRING = "alert_firing"
+    ALERT_RESOLVED = "alert_resolved"
 
 
 def content_hash(

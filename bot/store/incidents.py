@@ -13,7 +13,7 @@ from bot.store import Conn
 _COLUMNS = """id, title, severity, status, declared_by, channel_id, thread_ts, declared_at,
     acknowledged_at, mitigated_at, resolved_at, summary, last_status, last_status_at,
     card_version, next_prompt_at, prompt_seq, unanswered, escalate_at, escalated_at,
-    pagerduty_id, pagerduty_url"""
+    pagerduty_id, pagerduty_url, alert_count"""
 
 
 async def _roles(conn: Conn, incident_ids: list[int]) -> dict[int, dict[str, str]]:
