@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
@@ -22,6 +23,7 @@ from bot.logs import get_logger
 from bot.services import Services
 from commands.approvals import ApprovalHandlers
 from commands.diagnose import DiagnoseHandlers
+from commands.edge import SessionRespond
 from commands.ic import IcHandlers
 from commands.mentions import MentionHandlers
 from commands.prompts import PromptHandlers
@@ -64,6 +66,22 @@ def _dedupe_events(services: Services) -> Callable[..., Awaitable[BoltResponse |
     return middleware
 
 
+def _respond_over_shared_session(
+    services: Services,
+) -> Callable[..., Awaitable[BoltResponse | None]]:
+    """Give listeners a `respond` that reuses the app's HTTP session (see SessionRespond)."""
+
+    async def middleware(
+        context: AsyncBoltContext, next: Callable[[], Awaitable[BoltResponse]]
+    ) -> BoltResponse | None:
+        session = services.client.session
+        if context.response_url and session is not None and not session.closed:
+            context["respond"] = SessionRespond(context.response_url, session)
+        return await next()
+
+    return middleware
+
+
 def build_slack_app(services: Services) -> AsyncApp:
     # Requests are verified once, at the HTTP edge (bot/web.py); the shell feeds the app directly.
     app = AsyncApp(
@@ -73,6 +91,7 @@ def build_slack_app(services: Services) -> AsyncApp:
         process_before_response=False,
     )
     app.middleware(_dedupe_events(services))
+    app.middleware(_respond_over_shared_session(services))
     ic = IcHandlers(services)
     app.command("/ic")(ic.command)
     app.action(re.compile(rf"^{re.escape(IcAction.PICK_INCIDENT.value)}:"))(ic.pick_incident)

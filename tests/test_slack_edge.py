@@ -164,3 +164,11 @@ async def test_rollback_with_bad_arguments_gets_usage_in_the_ack(bot: Bot) -> No
     for text in ("", "a b c", "payment-service --namespace"):
         status, body = await bot.post(bot.command_request(text, command="/rollback"))
         assert status == 200 and "Usage: `/rollback" in body, text
+
+
+async def test_command_replies_reuse_one_connection_to_slack(bot: Bot) -> None:
+    """Bolt's own respond() opens a connection per reply; the bot's reuses its HTTP session."""
+    for i in range(5):
+        await bot.command(f"note reply number {i}" if i else "declare Payments failing sev2")
+    assert len(bot.slack.response_url_peers) == 5
+    assert len(set(bot.slack.response_url_peers)) == 1

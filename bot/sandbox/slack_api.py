@@ -173,6 +173,8 @@ class FakeSlack(StandIn):
         self.usergroups: dict[str, list[str]] = {}  # S… -> user ids
         self.views: dict[str, dict[str, Any]] = {}  # view id -> the view as Slack holds it
         self.opened_views: list[dict[str, Any]] = []  # views.open/push in call order
+        # (host, port) each response_url post came from: how many connections the bot opened
+        self.response_url_peers: list[tuple[str, int]] = []
         self._next_view = 1
         self.on_change: list[Callable[[str, Any], None]] = []
         self.latency: dict[str, float] = {}  # method -> seconds to wait before answering
@@ -473,6 +475,9 @@ class FakeSlack(StandIn):
         method = "response_url"
         payload: dict[str, Any] = {}
         hook = self._hooks.get(request.match_info["token"])
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        if isinstance(peer, tuple):
+            self.response_url_peers.append((str(peer[0]), int(peer[1])))
         try:
             raw = await request.read()
             if request.content_type == "application/x-www-form-urlencoded":
