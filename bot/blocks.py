@@ -172,6 +172,53 @@ def timeline_reply(entry: TimelineEntry) -> Message:
     return Message(text=entry.text, blocks=blocks)
 
 
+# What the digest counts, by kind (the rest of the folded kinds count as "other events").
+DIGEST_GROUPS = {
+    "message": "message",
+    "message_edited": "edit",
+    "message_deleted": "deletion",
+    "pinned": "pin",
+    "unpinned": "unpin",
+    "pagerduty": "PagerDuty event",
+    "paged": "page",
+    "checklist_ticked": "checklist tick",
+    "action_item": "action item",
+    "alert_firing": "alert",
+    "alert_resolved": "alert",
+}
+DIGEST_LINES = 15  # the newest lines shown; `/ic timeline` has them all
+DIGEST_LINE_MAX = 180
+
+
+def thread_digest(entries: Sequence[TimelineEntry]) -> Message:
+    """The thread's chatter since the last key event, as one message that is edited in place."""
+    counts: dict[str, int] = {}
+    for entry in entries:
+        label = DIGEST_GROUPS.get(entry.kind, "other event")
+        counts[label] = counts.get(label, 0) + 1
+    summary = ", ".join(f"{n} {label}{'' if n == 1 else 's'}" for label, n in counts.items())
+    shown = list(entries)[-DIGEST_LINES:]
+    lines = []
+    if len(entries) > len(shown):
+        lines.append(f"_… {len(entries) - len(shown)} earlier; `/ic timeline` shows them_")
+    for entry in shown:
+        text = " ".join(entry.text.split())
+        if len(text) > DIGEST_LINE_MAX:
+            text = text[: DIGEST_LINE_MAX - 1] + "…"
+        emoji = ENTRY_EMOJI.get(entry.kind, ":small_blue_diamond:")
+        lines.append(f"`{clock_time(entry.occurred_at)}` {emoji} {text}")
+    body = "\n".join(lines)
+    while len(body) > SECTION_TEXT_MAX and len(lines) > 1:
+        lines.pop(0)
+        body = "\n".join(lines)
+    blocks: list[Block] = [
+        _context(f":card_index_dividers: *Timeline digest* · {summary or 'nothing yet'}"),
+        _mrkdwn(body or "_nothing to show_"),
+        _context("Kept up to date in place · `/ic timeline` shows every entry"),
+    ]
+    return Message(text=f"Timeline digest: {summary or 'nothing yet'}", blocks=blocks)
+
+
 BAND_EMOJI = {
     "critical": ":red_circle:",
     "warning": ":large_yellow_circle:",

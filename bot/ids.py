@@ -37,3 +37,4 @@ class Metadata(StrEnum):
 
     CARD = "icbot_incident_card"
     ENTRY = "icbot_timeline_entry"
+    DIGEST = "icbot_thread_digest"

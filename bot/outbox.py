@@ -19,7 +19,7 @@ from datetime import timedelta
 
 import asyncpg
 
-from bot import blocks, metrics
+from bot import blocks, metrics, timeline
 from bot.chat import Chat
 from bot.errors import IntegrationError
 from bot.ids import Metadata
@@ -27,6 +27,7 @@ from bot.logs import get_logger
 from bot.models import Clock, Incident, TimelineEntry, utcnow
 from bot.policy import SeverityPolicy
 from bot.store import actions as actions_sql
+from bot.store import digests as digests_sql
 from bot.store import incidents as incidents_sql
 from bot.store import outbox as outbox_sql
 from bot.store import timeline as timeline_sql
@@ -259,6 +260,8 @@ class Outbox(LeasedQueue):
         assert entry is not None and incident.thread_ts is not None
         if item.kind == "refresh":
             return await self._refresh(item, incident, entry)
+        if item.kind == "digest":
+            return await self._digest(item, incident, entry)
         key = item.dedupe_key
         if item.attempts > 1:
             found = await self.chat.find_posted(
@@ -272,6 +275,10 @@ class Outbox(LeasedQueue):
                 return found
         message = await self._render(entry)
         await self._paced(item, incident.channel_id)
+        async with self.pool.acquire() as conn:
+            # This reply goes below the digest: later chatter starts a new digest message.
+            # (Safe before the post: nothing of this incident is posted before it is.)
+            await digests_sql.close(conn, incident.id)
         return await self.chat.post(
             channel=incident.channel_id,
             thread_ts=incident.thread_ts,
@@ -279,6 +286,70 @@ class Outbox(LeasedQueue):
             blocks=message.blocks,
             metadata={"event_type": Metadata.ENTRY, "event_payload": {"key": key}},
         )
+
+    async def _digest(self, item: OutboxItem, incident: Incident, entry: TimelineEntry) -> str:
+        """Show a folded entry: in the open digest message (edited), or in a new one.
+
+        An update shows every folded entry up to the next key event, so the items queued behind
+        this one find themselves shown already and cost no call. A redaction also re-renders
+        the older digest messages that showed the deleted words.
+        """
+        async with self.pool.acquire() as conn:
+            segment = await digests_sql.open_segment(conn, incident.id)
+            refs = entry.data.get("redacts")
+            redacted = [int(r["seq"]) for r in refs if isinstance(r, dict) and "seq" in r] if (
+                isinstance(refs, list)
+            ) else []  # fmt: skip
+            older = await digests_sql.covering(conn, incident.id, redacted) if redacted else []
+        for old in older:
+            if segment is None or old.first_seq != segment.first_seq:
+                await self._show_digest(
+                    item, incident, first=old.first_seq, before=old.last_seq + 1, ts=old.ts
+                )
+        if segment is not None and segment.last_seq >= entry.seq:
+            return segment.ts  # an earlier update already showed it
+        if segment is None:
+            return await self._show_digest(item, incident, first=entry.seq, before=None, ts=None)
+        return await self._show_digest(
+            item, incident, first=segment.first_seq, before=None, ts=segment.ts
+        )
+
+    async def _show_digest(
+        self, item: OutboxItem, incident: Incident, *, first: int, before: int | None,
+        ts: str | None,
+    ) -> str:  # fmt: skip
+        """Post or edit the digest message of the segment starting at entry `first`."""
+        assert incident.thread_ts is not None
+        channel = incident.channel_id
+        async with self.pool.acquire() as conn:
+            if before is None:
+                before = await digests_sql.next_reply_seq(conn, incident.id, after=first)
+            entries = await digests_sql.entries(
+                conn, incident.id, kinds=timeline.FOLDED, first=first, before=before
+            )
+        message = blocks.thread_digest(entries)
+        key = f"inc{incident.id}:digest{first}"
+        if ts is None and item.attempts > 1:
+            ts = await self.chat.find_posted(
+                channel=channel, thread_ts=incident.thread_ts, event_type=Metadata.DIGEST, key=key
+            )
+        await self._paced(item, channel)
+        if ts is None:
+            ts = await self.chat.post(
+                channel=channel,
+                thread_ts=incident.thread_ts,
+                text=message.text,
+                blocks=message.blocks,
+                metadata={"event_type": Metadata.DIGEST, "event_payload": {"key": key}},
+            )
+        else:
+            await self.chat.update(channel=channel, ts=ts, text=message.text, blocks=message.blocks)
+        async with self.pool.acquire() as conn:
+            await digests_sql.save(
+                conn, incident_id=incident.id, first_seq=first,
+                last_seq=max([first, *(e.seq for e in entries)]), ts=ts,
+            )  # fmt: skip
+        return ts
 
     async def _render(self, entry: TimelineEntry) -> blocks.Message:
         """An entry as a thread reply; an approval card shows its request's state now."""

@@ -31,17 +31,7 @@ PIN_REACTION = "pushpin"
 MAX_CAPTURED = 4000  # characters of a message kept in the timeline (Slack allows 40,000)
 BOT = "icbot"
 
-
-class ScribeKind:
-    """The timeline kinds the scribe writes (alongside `timeline.Kind`)."""
-
-    MESSAGE = "message"  # a person's message in the incident's thread
-    MESSAGE_EDITED = "message_edited"  # its new text; data["edits"] = seq of the original
-    MESSAGE_DELETED = "message_deleted"  # records the redaction of the message's entries
-    PINNED = "pinned"  # a key event; data["ts"] names the message
-    UNPINNED = "unpinned"
-    ACTION_ITEM = "action_item"  # data: text, owner (Slack user id or None)
-
+ScribeKind = timeline.ScribeKind  # defined with the other kinds; imported from here too
 
 # Entries that may carry a message's words (data["text"]); a deletion redacts them.
 CONTENT_KINDS = (ScribeKind.MESSAGE, ScribeKind.MESSAGE_EDITED, ScribeKind.PINNED)
@@ -141,7 +131,7 @@ class Scribe:
             entry = await timeline.record(
                 conn, incident_id=incident_id, kind=ScribeKind.MESSAGE, actor=message.user,
                 occurred_at=self.clock(), text=f"{who(message.user)}: {_said(message)}",
-                data={**_words(message), "permalink": link}, announce=False,
+                data={**_words(message), "permalink": link},
             )  # fmt: skip
         log.info("scribe.captured", incident=incident_id, ts=message.ts, seq=entry.seq)
         return entry
@@ -169,7 +159,7 @@ class Scribe:
                 conn, incident_id=capture.incident_id, kind=ScribeKind.MESSAGE_EDITED,
                 actor=message.user, occurred_at=self.clock(),
                 text=f"{who(message.user)} edited their message (#{original}): {_said(message)}",
-                data={**words, "edits": original}, announce=False,
+                data={**words, "edits": original},
             )  # fmt: skip
         return entry
 
@@ -199,7 +189,7 @@ class Scribe:
                     f"A message by {who(capture.author)} was deleted in Slack; its text was"
                     f" removed from the timeline ({seqs})."
                 ),
-                data={"ts": ts, "author": capture.author},
+                data={"ts": ts, "author": capture.author}, announce=True,
             )  # fmt: skip
         log.info("scribe.redacted", incident=capture.incident_id, ts=ts, entries=len(targets))
         return entry

@@ -22,6 +22,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot.app import SLASH_COMMANDS, build_slack_app
+from bot.ids import Metadata
 from bot.outbox import ChannelPacer
 from bot.sandbox.shell_sandbox import ShellSandbox
 from bot.sandbox.slack_api import Ephemeral, FakeSlack, Message
@@ -95,6 +96,7 @@ class Shell:
         self.form: Form | None = None
         self.busy = asyncio.Lock()
         self._events: list[tuple[str, Any]] = []
+        self._digest_lines: dict[str, set[str]] = {}  # digest message ts -> lines printed
         slack.on_change.append(lambda kind, obj: self._events.append((kind, obj)))
 
     # -- input -------------------------------------------------------------------------------
@@ -322,6 +324,9 @@ class Shell:
         if message.user != self.slack.bot_user_id:
             return
         if message.thread_ts and message.thread_ts != message.ts:
+            if (message.metadata or {}).get("event_type") == Metadata.DIGEST:
+                self._show_digest(message)
+                return
             lines = self._render_own(message.blocks, message.text, message=message)
             contexts = [b for b in message.blocks if b.get("type") == "context"]
             if len(lines) == 2 and len(contexts) == 1:  # an entry and its time: one line
@@ -341,6 +346,15 @@ class Shell:
         for line in lines:
             self.print(f"  │ {line}")
         self.print("  └" + "─" * min(width + 2, 78))
+
+    def _show_digest(self, message: Message) -> None:
+        """The digest is edited in place as chatter comes in: print only its lines not yet seen."""
+        seen = self._digest_lines.setdefault(message.ts, set())
+        body = [b for b in message.blocks if b.get("type") == "section"]
+        for line in self._render(body, message.text, message=None):
+            if line not in seen:
+                seen.add(line)
+                self.print(f"  ↳ · {line}")
 
     def _show_ephemeral(self, eph: Ephemeral) -> None:
         lines = self._render_own(eph.blocks, eph.text, message=None)

@@ -3,8 +3,8 @@
 Each entry stores the SHA-256 of its canonical content and `sha256(prev_hash + content_hash)`,
 so editing or removing any entry breaks the chain (`verify`). The incident row keeps the
 count and head hash too, so a removed last entry is caught as well. Every entry is queued in
-the outbox in the same transaction, to be posted as a reply in the incident's thread (unless
-`announce=False`: a captured thread message is already in the thread).
+the outbox in the same transaction, to be shown in the incident's thread: key events as a
+reply each, chatter (`FOLDED`) as a line of the thread's digest (see `bot/digest.py`).
 
 Redaction (`redact(...)`, for a Slack message deleted after it was captured) blanks an entry's
 text and data but keeps its hashes; a new entry records what was blanked (seq, kind, actor,
@@ -56,6 +56,40 @@ class Kind:
     ALERT_RESOLVED = "alert_resolved"
 
 
+class ScribeKind:
+    """The timeline kinds the scribe writes (bot/scribe.py), alongside `Kind`."""
+
+    MESSAGE = "message"  # a person's message in the incident's thread
+    MESSAGE_EDITED = "message_edited"  # its new text; data["edits"] = seq of the original
+    MESSAGE_DELETED = "message_deleted"  # records the redaction of the message's entries
+    PINNED = "pinned"  # a key event; data["ts"] names the message
+    UNPINNED = "unpinned"
+    ACTION_ITEM = "action_item"  # data: text, owner (Slack user id or None)
+
+
+# Chatter: in the thread these are folded into one digest message, edited in place, rather
+# than posted one reply each (a thread people read must not drown in bot posts). Every other
+# kind is a key event and gets its own reply. `/ic timeline` shows everything.
+FOLDED = frozenset(
+    {
+        Kind.PAGERDUTY,
+        Kind.PAGED,
+        Kind.CHECKLIST_TICK,
+        Kind.DIAGNOSIS_STARTED,
+        Kind.APPROVAL_GIVEN,
+        Kind.REMEDIATION_STARTED,
+        Kind.ALERT_FIRING,
+        Kind.ALERT_RESOLVED,
+        ScribeKind.MESSAGE,
+        ScribeKind.MESSAGE_EDITED,
+        ScribeKind.MESSAGE_DELETED,
+        ScribeKind.PINNED,
+        ScribeKind.UNPINNED,
+        ScribeKind.ACTION_ITEM,
+    }
+)
+
+
 def content_hash(
     *,
     incident_id: int,
@@ -98,7 +132,8 @@ async def record(
     data: dict[str, Any] | None = None,
     announce: bool = True,
 ) -> TimelineEntry:
-    """Append one entry to the incident's chain and (if `announce`) queue it for the thread.
+    """Append one entry to the incident's chain and (if `announce`) queue it for the thread:
+    a reply of its own, or a line of the thread's digest if its kind is `FOLDED`.
 
     Must run inside the caller's transaction: the change and its entry commit together.
     """
@@ -132,7 +167,10 @@ async def record(
         hash=chain_hash(prev, chash),
     )
     if announce:
-        await outbox_sql.enqueue_reply(conn, incident_id=incident_id, timeline_id=entry.id, seq=seq)
+        await outbox_sql.enqueue_reply(
+            conn, incident_id=incident_id, timeline_id=entry.id, seq=seq,
+            kind="digest" if kind in FOLDED else "reply",
+        )  # fmt: skip
     return entry
 
 

@@ -22,6 +22,7 @@ import pytest
 from aiohttp import web
 
 from bot.app import build_slack_app
+from bot.ids import Metadata
 from bot.outbox import ChannelPacer
 from bot.sandbox.pagerduty import FakePagerDuty
 from bot.sandbox.slack_api import FakeSlack
@@ -123,6 +124,24 @@ def make_settings(slack: FakeSlack, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def shown_text(message: Any) -> str:
+    """The text of every text object in a message's blocks (its `text` if it has none)."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") in ("mrkdwn", "plain_text") and isinstance(node.get("text"), str):
+                found.append(node["text"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(message.blocks)
+    return "\n".join(found) if found else str(message.text)
 
 
 class FakeClock:
@@ -230,6 +249,17 @@ class Bot:
 
     def thread(self, number: int = 1) -> list[Any]:
         return self.slack.thread("waqiti-incidents", self.card(number).ts)
+
+    def thread_texts(self, number: int = 1) -> list[str]:
+        """Each thread message's words as a reader sees them: its blocks' text, or its text."""
+        return [shown_text(m) for m in self.thread(number)]
+
+    def digests(self, number: int = 1) -> list[Any]:
+        """The thread's digest messages (chatter folded into one message, edited in place)."""
+        return [
+            m for m in self.thread(number)
+            if (m.metadata or {}).get("event_type") == Metadata.DIGEST
+        ]  # fmt: skip
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         async with self.services.pool.acquire() as conn:

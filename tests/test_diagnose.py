@@ -69,8 +69,8 @@ async def test_healthy_platform_reports_every_check_normal(diag_bot: Bot) -> Non
     started = time.monotonic()
     await diag_bot.post_signed(diag_bot.command_request("saga", command="/diagnose"))
     assert time.monotonic() - started < 2.0
-    texts = [m.text for m in diag_bot.thread(1)]
-    assert any("is diagnosing `saga`" in t for t in texts)  # "diagnosing…" first
+    texts = diag_bot.thread_texts(1)
+    assert any("is diagnosing `saga`" in t for t in texts)  # "diagnosing…" first, in the digest
     report = await _report(diag_bot)
     bands = {f["id"]: f["band"] for f in report["findings"]}
     assert bands["compensation_rate"] == "normal"

@@ -10,7 +10,7 @@ from bot.sandbox.pagerduty import FakePagerDuty
 from bot.sandbox.slack_api import FakeSlack
 from bot.settings import BUNDLED_PLAYBOOKS
 from bot.store import outbox as outbox_sql
-from tests.conftest import Bot, pagerduty_settings, running_bot
+from tests.conftest import Bot, pagerduty_settings, running_bot, shown_text
 
 
 def _only_incident(pagerduty: FakePagerDuty) -> dict[str, object]:
@@ -31,7 +31,7 @@ async def test_declare_opens_one_pagerduty_incident_with_urgency_from_the_severi
     rows = await pd_bot.fetch("SELECT pagerduty_id, pagerduty_url FROM incidents")
     assert rows[0]["pagerduty_id"] == incident["id"]
     assert str(incident["html_url"]) in str(pd_bot.card(1).blocks)  # the card links to it
-    assert any("PagerDuty incident #" in m.text for m in pd_bot.thread(1))
+    assert any("PagerDuty incident #" in t for t in pd_bot.thread_texts(1))
 
 
 async def test_sev3_and_sev4_page_with_low_urgency(pd_bot: Bot, pagerduty: FakePagerDuty) -> None:
@@ -95,11 +95,9 @@ async def test_pagerduty_down_delays_pages_but_slack_answers_and_nothing_is_lost
     await pd_bot.services.outbox.drain()
     incident = _only_incident(pagerduty)
     assert any("still down" in n["content"] for n in pagerduty.notes[str(incident["id"])])
-    texts = [m.text for m in pd_bot.thread(1)]
-    lagging = [t for t in texts if "PagerDuty is lagging" in t]
-    assert len(lagging) == 1  # said once, not on every retry
-    assert any("PagerDuty caught up" in t for t in texts)
-    assert texts.index(lagging[0]) < next(i for i, t in enumerate(texts) if "caught up" in t)
+    thread = "\n".join(pd_bot.thread_texts(1))
+    assert thread.count("PagerDuty is lagging") == 1  # said once, not on every retry
+    assert thread.index("PagerDuty is lagging") < thread.index("PagerDuty caught up")
 
 
 async def test_rate_limited_by_pagerduty_retries_after_retry_after(
@@ -188,7 +186,9 @@ async def test_page_adds_a_responder_by_hand_and_records_it(
         await bot.command("page cto the ledger looks wrong")
         [request] = pagerduty.calls_to("createIncidentResponderRequest")
         assert request.body["message"] == "the ledger looks wrong"
-        assert "paged cto through PagerDuty: the ledger looks wrong" in bot.thread(1)[-1].text
+        assert "paged cto through PagerDuty: the ledger looks wrong" in shown_text(
+            bot.thread(1)[-1]
+        )
         await bot.command("page nobody-known")
         assert "not a contact" in bot.last_reply()
         await bot.command("page oncall")  # a contact without PagerDuty ids

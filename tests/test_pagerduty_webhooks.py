@@ -37,7 +37,7 @@ async def test_events_the_bot_caused_itself_are_ignored(
     assert [w.event_type for w in pagerduty.webhooks][:1] == ["incident.triggered"]
     rows = await pd_bot.fetch("SELECT id FROM incidents")
     assert len(rows) == 1  # the bot's own create did not declare a second incident
-    assert not any("PagerDuty triggered" in m.text for m in pd_bot.thread(1))
+    assert not any("PagerDuty triggered" in m for m in pd_bot.thread_texts(1))
 
 
 async def test_acknowledgement_in_pagerduty_reaches_the_thread_and_stamps_the_incident(
@@ -46,7 +46,7 @@ async def test_acknowledgement_in_pagerduty_reaches_the_thread_and_stamps_the_in
     pd_id = await _declared(pd_bot, pagerduty)
     pagerduty.update_incident(pd_id, by=ONCALL, status="acknowledged")
     await _deliver(pd_bot, pagerduty)
-    assert any("Acknowledged in PagerDuty by" in m.text for m in pd_bot.thread(1))
+    assert any("Acknowledged in PagerDuty by" in m for m in pd_bot.thread_texts(1))
     row = (await pd_bot.fetch("SELECT acknowledged_at FROM incidents"))[0]
     assert row["acknowledged_at"] is not None
     assert "acknowledged" in str(pd_bot.card(1).blocks)
@@ -58,7 +58,7 @@ async def test_a_note_added_in_pagerduty_appears_in_the_timeline(
     pd_id = await _declared(pd_bot, pagerduty)
     pagerduty.add_note(pd_id, "DB failover started", by=ONCALL)
     await _deliver(pd_bot, pagerduty)
-    assert any("DB failover started" in m.text for m in pd_bot.thread(1))
+    assert any("DB failover started" in m for m in pd_bot.thread_texts(1))
 
 
 async def test_resolving_in_pagerduty_resolves_the_slack_incident_without_echo(
@@ -141,7 +141,7 @@ async def test_a_replayed_event_is_applied_once(pd_bot: Bot, pagerduty: FakePage
         async with pd_bot.http.post(_hook(pd_bot), data=body, headers=headers) as resp:
             assert resp.status == 200
     await pd_bot.settle()
-    assert sum("only once please" in m.text for m in pd_bot.thread(1)) == 1
+    assert sum("only once please" in m for m in pd_bot.thread_texts(1)) == 1
 
 
 async def test_malformed_webhook_with_a_valid_signature_is_a_400_not_a_500(

@@ -7,9 +7,7 @@ from datetime import datetime, timedelta
 
 from bot.models import TimelineEntry
 from bot.store import Conn
-
-_ENTRY_COLUMNS = """id, incident_id, seq, kind, actor, text, data, occurred_at, content_hash,
-    prev_hash, hash, redacted_at"""
+from bot.store import timeline as timeline_sql
 
 
 @dataclass(frozen=True)
@@ -51,13 +49,13 @@ async def entries_after(
     conn: Conn, incident_id: int, seq: int, *, limit: int
 ) -> list[TimelineEntry]:
     rows = await conn.fetch(
-        f"""SELECT {_ENTRY_COLUMNS} FROM timeline
+        f"""SELECT {timeline_sql.COLUMNS} FROM timeline
             WHERE incident_id = $1 AND seq > $2 ORDER BY seq LIMIT $3""",
         incident_id,
         seq,
         limit,
     )
-    return [TimelineEntry(**dict(r)) for r in rows]
+    return [timeline_sql.entry(r) for r in rows]
 
 
 async def renew(conn: Conn, c: Claim, *, now: datetime, lease: timedelta) -> bool:

@@ -22,11 +22,15 @@ class OutboxItem:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
-async def enqueue_reply(conn: Conn, *, incident_id: int, timeline_id: int, seq: int) -> None:
+async def enqueue_reply(
+    conn: Conn, *, incident_id: int, timeline_id: int, seq: int, kind: str = "reply"
+) -> None:
+    """Queue entry `seq` for the thread: a `reply` of its own, or a line of the `digest`."""
     await conn.execute(
         """INSERT INTO outbox (incident_id, kind, dedupe_key, timeline_id)
-           VALUES ($1, 'reply', $2, $3) ON CONFLICT (dedupe_key) DO NOTHING""",
+           VALUES ($1, $2, $3, $4) ON CONFLICT (dedupe_key) DO NOTHING""",
         incident_id,
+        kind,
         f"inc{incident_id}:entry{seq}",
         timeline_id,
     )

@@ -10,11 +10,11 @@ import asyncpg
 from bot.models import TimelineEntry
 from bot.store import Conn
 
-_COLUMNS = """id, incident_id, seq, kind, actor, text, data, occurred_at, content_hash,
+COLUMNS = """id, incident_id, seq, kind, actor, text, data, occurred_at, content_hash,
     prev_hash, hash, redacted_at"""
 
 
-def _entry(row: asyncpg.Record) -> TimelineEntry:
+def entry(row: asyncpg.Record) -> TimelineEntry:
     return TimelineEntry(**dict(row))
 
 
@@ -46,7 +46,7 @@ async def append(
     row = await conn.fetchrow(
         f"""INSERT INTO timeline (incident_id, seq, kind, actor, text, data, occurred_at,
                                  content_hash, prev_hash, hash)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {_COLUMNS}""",
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}""",
         incident_id,
         seq,
         kind,
@@ -65,19 +65,19 @@ async def append(
         hash,
     )
     assert row is not None
-    return _entry(row)
+    return entry(row)
 
 
 async def entries(conn: Conn, incident_id: int) -> list[TimelineEntry]:
     rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM timeline WHERE incident_id = $1 ORDER BY seq", incident_id
+        f"SELECT {COLUMNS} FROM timeline WHERE incident_id = $1 ORDER BY seq", incident_id
     )
-    return [_entry(r) for r in rows]
+    return [entry(r) for r in rows]
 
 
 async def get(conn: Conn, entry_id: int) -> TimelineEntry | None:
-    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM timeline WHERE id = $1", entry_id)
-    return _entry(row) if row else None
+    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM timeline WHERE id = $1", entry_id)
+    return entry(row) if row else None
 
 
 async def redact(conn: Conn, entry_ids: list[int], *, text: str, at: datetime) -> None:
