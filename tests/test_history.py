@@ -1,8 +1,9 @@
 """Incident history figures (`bot.history`): exact figures on hand-built timelines, invariants
-on generated ones."""
+on generated ones, and the Block Kit they render to."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot import blocks
 from bot.history import (
     ON_TIME_GRACE_PERCENT,
     Gap,
@@ -376,3 +378,93 @@ def test_report_counts_add_up_per_severity(cases: tuple[Generated, ...]) -> None
             assert sev.mttr.mean is not None and sev.mttr.median is not None
             assert min(values) <= sev.mttr.mean <= max(values)
             assert min(values) <= sev.mttr.median <= max(values)
+
+
+# -- rendering -------------------------------------------------------------------------------
+
+
+def _section_texts(message: blocks.Message) -> list[str]:
+    out = []
+    for block in message.blocks:
+        if block["type"] == "section":
+            out.append(block["text"]["text"])
+            out += [f["text"] for f in block.get("fields", [])]
+    return out
+
+
+def test_history_of_many_long_incidents_fits_slack_limits_and_says_how_many_more() -> None:
+    incidents, entries = [], {}
+    for number in range(1, 121):
+        s = Script(number, SEVERITY_KEYS[number % 4])
+        incidents.append(
+            incident(number, severity=SEVERITY_KEYS[number % 4], title="x" * 150 + str(number))
+        )
+        entries[number] = s.entries
+    message = blocks.incident_history(
+        report(incidents, entries, POLICY, since=T0, now=T0 + 600 * MIN), days=30
+    )
+    assert len(message.blocks) <= blocks.MAX_BLOCKS
+    for block in message.blocks:
+        if block["type"] == "section":
+            assert len(block["text"]["text"]) <= blocks.SECTION_TEXT_MAX
+            assert len(block.get("fields", [])) <= 10
+            assert all(len(f["text"]) <= 2000 for f in block.get("fields", []))
+    texts = "\n".join(_section_texts(message))
+    assert texts.count("*INC-") == blocks.HISTORY_ROWS
+    assert "… and 70 more" in json.dumps(message.blocks, ensure_ascii=False)
+
+
+def test_history_figures_are_humanised_per_severity() -> None:
+    s = Script(1, "sev2")
+    s.add(Kind.STATUS, T0 + 4 * MIN, text="Investigating")
+    s.add(Kind.STATUS, T0 + 76 * MIN, text="Mitigating")
+    s.add(Kind.RESOLVED, T0 + 80 * MIN)
+    one = incident(1, acknowledged_at=T0 + 4 * MIN, resolved_at=T0 + 80 * MIN)
+    message = blocks.incident_history(
+        report([one], {1: s.entries}, POLICY, since=T0, now=T0 + 90 * MIN), days=30
+    )
+    texts = "\n".join(_section_texts(message))
+    assert "SEV2 · High* — 1 incident · updates every 30m" in texts
+    assert "median 4m · mean 4m" in texts
+    assert "median 1h 20m · mean 1h 20m" in texts
+    assert "2 of 3 gaps (67%)" in texts
+    assert "1h 12m in INC-1 (SEV2, every 30m)" in texts
+    assert "resolved after 1h 20m · updates 2/3 on time" in texts
+
+
+def test_an_empty_window_says_no_incidents_were_declared() -> None:
+    message = blocks.incident_history(report([], {}, POLICY, since=T0, now=T0), days=7)
+    assert message.text == "No incidents were declared in the last 7 days."
+
+
+def test_the_timeline_of_a_resolved_incident_shows_its_duration_and_cadence_verdict() -> None:
+    s = Script(1, "sev1")
+    s.add(Kind.STATUS, T0 + 20 * MIN, text="Investigating")
+    s.add(Kind.RESOLVED, T0 + 25 * MIN)
+    one = incident(1, severity="sev1", acknowledged_at=T0 + 20 * MIN, resolved_at=T0 + 25 * MIN)
+    figures = incident_figures(one, s.entries, POLICY, now=T0 + 600 * MIN)
+    message = blocks.timeline_listing(one, s.entries, figures)
+    assert "*Duration* 25m (resolved 2040-03-06 14:25 UTC)" in message.text
+    assert "*Acknowledged* after 20m" in message.text
+    assert "Missed its status cadence once*: 1 of 2 gaps" in message.text
+    assert "longest 20m (SEV1, every 15m)" in message.text
+
+
+def test_an_open_incident_whose_first_update_is_not_due_says_so() -> None:
+    s = Script(1, "sev1")
+    one = incident(1, severity="sev1")
+    figures = incident_figures(one, s.entries, POLICY, now=T0 + 10 * MIN)
+    summary = blocks.incident_summary(figures)
+    assert summary.startswith("*Open for* 10m (investigating) · *Not acknowledged yet*\n")
+    assert summary.endswith(
+        ":hourglass: *No update due yet*: 10m without one; SEV1 expects one every 15m"
+    )
+
+
+def test_an_incident_resolved_with_no_acknowledgement_says_so_and_met_its_cadence() -> None:
+    s = Script(1, "sev3")
+    s.add(Kind.RESOLVED, T0 + 50 * MIN)
+    one = incident(1, severity="sev3", acknowledged_at=T0 + 50 * MIN, resolved_at=T0 + 50 * MIN)
+    summary = blocks.incident_summary(incident_figures(one, s.entries, POLICY, now=T0))
+    assert "*Resolved without an acknowledgement*" in summary
+    assert ":white_check_mark: *Met its status cadence*: 1 of 1 gaps" in summary
