@@ -7,9 +7,12 @@ the minute (`human_duration` drops the milliseconds the commands themselves take
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
-from tests.conftest import Bot
+from bot.sandbox.pagerduty import FakePagerDuty
+from bot.sandbox.slack_api import FakeSlack
+from tests.conftest import PAGERDUTY_WEBHOOK_SECRET, Bot, pagerduty_settings, running_bot
 
 
 def _texts(blocks: list[dict[str, Any]]) -> str:
@@ -107,3 +110,34 @@ async def test_bad_list_arguments_get_the_usage_line_and_no_listing(bot: Bot) ->
     assert status == 200
     assert "from 1 to 365" in body and "/ic list [--all] [--days N]" in json.loads(body)["text"]
     assert len(bot.slack.ephemerals) == before  # answered in the ack; nothing listed
+
+
+async def test_mtta_counts_to_the_acknowledgement_at_pagerduty_s_time_not_the_webhook_s(
+    dsn: str, slack: FakeSlack
+) -> None:
+    pagerduty_minutes = [0.0]  # PagerDuty's clock runs ahead of real time by this much
+
+    def pagerduty_clock() -> float:
+        return time.time() + pagerduty_minutes[0] * 60
+
+    async with (
+        FakePagerDuty(clock=pagerduty_clock) as pagerduty,
+        running_bot(dsn, slack, **pagerduty_settings(pagerduty)) as bot,
+    ):
+        pagerduty.subscribe(f"{bot.base}/pagerduty/webhook", PAGERDUTY_WEBHOOK_SECRET)
+        await bot.command("declare Payments failing sev2")
+        await pagerduty.drain_webhooks()
+        await bot.settle()
+        [pd_incident] = pagerduty.incidents.values()
+        pagerduty_minutes[0] = 4  # acknowledged in PagerDuty 4 minutes after declaring…
+        bot.clock.advance(minutes=9)  # …and the webhook reaches the bot 9 minutes after
+        pagerduty.update_incident(
+            str(pd_incident["id"]), by="oncall@waqiti.example", status="acknowledged"
+        )
+        await pagerduty.drain_webhooks()
+        await bot.settle()
+        await bot.command("list --all")
+        [sev2] = (b for b in bot.slack.ephemerals[-1].blocks if "fields" in b)
+        assert sev2["fields"][0]["text"] == (
+            "*MTTA* (declared → acknowledged)\nmedian 4m · mean 4m"
+        )
