@@ -9,6 +9,14 @@ from datetime import datetime
 from typing import Any
 
 from bot.errors import Choice
+from bot.history import (
+    ON_TIME_GRACE_PERCENT,
+    Gap,
+    HistoryReport,
+    IncidentFigures,
+    SeverityFigures,
+    Summary,
+)
 from bot.ids import (
     ApprovalAction,
     ChecklistAction,
@@ -73,6 +81,7 @@ ENTRY_EMOJI = {
 # Block Kit limits (https://api.slack.com/reference/block-kit/blocks)
 SECTION_TEXT_MAX = 3000
 MAX_BLOCKS = 50
+HISTORY_ROWS = 50  # incidents listed by `/ic list --all`; the figures cover them all
 
 
 @dataclass(frozen=True)
@@ -439,12 +448,9 @@ def markdown_document(title: str, markdown: str) -> Message:
     return Message(text=markdown, blocks=blocks)
 
 
-def timeline_listing(incident: Incident, entries: Sequence[TimelineEntry]) -> Message:
-    lines = [
-        f"{clock_time(e.occurred_at)}  {ENTRY_EMOJI.get(e.kind, '•')} {e.text}" for e in entries
-    ]
-    title = f"*Timeline of {incident.ref}: {incident.title}* ({len(entries)} entries)"
-    blocks: list[Block] = [_mrkdwn(title)]
+def _chunked(lines: Sequence[str]) -> list[Block]:
+    """Lines as few sections as fit (whole lines; a section's text is at most 3000 chars)."""
+    blocks: list[Block] = []
     chunk: list[str] = []
     size = 0
     for line in lines:
@@ -455,12 +461,168 @@ def timeline_listing(incident: Incident, entries: Sequence[TimelineEntry]) -> Me
         size += len(line) + 1
     if chunk:
         blocks.append(_mrkdwn("\n".join(chunk)))
+    return blocks
+
+
+def timeline_listing(
+    incident: Incident,
+    entries: Sequence[TimelineEntry],
+    figures: IncidentFigures | None = None,
+) -> Message:
+    lines = [
+        f"{clock_time(e.occurred_at)}  {ENTRY_EMOJI.get(e.kind, '•')} {e.text}" for e in entries
+    ]
+    title = f"*Timeline of {incident.ref}: {incident.title}* ({len(entries)} entries)"
+    blocks: list[Block] = [_mrkdwn(title)]
+    summary = incident_summary(figures) if figures is not None else ""
+    if summary:
+        blocks.append(_mrkdwn(summary))
+    blocks += _chunked(lines)
     if len(blocks) > MAX_BLOCKS:
         blocks = [
             *blocks[: MAX_BLOCKS - 1],
             _context("… older entries cut; `icbot audit verify` has them all"),
         ]
-    return Message(text=title + "\n" + "\n".join(lines), blocks=blocks)
+    head = f"{title}\n{summary}" if summary else title
+    return Message(text=head + "\n" + "\n".join(lines), blocks=blocks)
+
+
+def incident_summary(figures: IncidentFigures) -> str:
+    """Duration, time to acknowledge and whether status updates kept the severity's cadence."""
+    i = figures.incident
+    took = human_duration(figures.open_seconds)
+    if i.resolved_at is not None:
+        duration = f"*Duration* {took} (resolved {stamp(i.resolved_at)})"
+    else:
+        duration = f"*Open for* {took} ({i.status.value})"
+    ack = figures.time_to_acknowledge
+    if ack is not None:
+        acknowledged = f"*Acknowledged* after {human_duration(ack)}"
+    elif i.resolved_at is not None:
+        acknowledged = "*Resolved without an acknowledgement*"
+    else:
+        acknowledged = "*Not acknowledged yet*"
+    return f"{duration} · {acknowledged}\n{_cadence_verdict(figures)}"
+
+
+def _cadence_verdict(figures: IncidentFigures) -> str:
+    gaps = (
+        f"{figures.on_time} of {figures.judged} gaps between updates on time;"
+        f" longest {_gap(figures.longest)}"
+    )
+    if figures.late:
+        late = "once" if figures.late == 1 else f"{figures.late} times"
+        return f":warning: *Missed its status cadence {late}*: {gaps}"
+    if figures.on_time:
+        so_far = "" if figures.incident.is_resolved else " so far"
+        return f":white_check_mark: *Met its status cadence{so_far}*: {gaps}"
+    last = figures.gaps[-1] if figures.gaps else None
+    if last is not None and last.running and last.cadence is not None:
+        return (
+            f":hourglass: *No update due yet*: {human_duration(last.seconds)} without one;"
+            f" {last.severity.upper()} expects one every {human_duration(last.cadence)}"
+        )
+    return f"No status cadence for {figures.incident.severity.upper()}; updates are not judged"
+
+
+def _gap(gap: Gap | None, incident: Incident | None = None) -> str:
+    if gap is None:
+        return "none"
+    where = f" in {incident.ref}" if incident is not None else ""
+    every = f"every {human_duration(gap.cadence)}" if gap.cadence else "no cadence"
+    return f"{human_duration(gap.seconds)}{where} ({gap.severity.upper()}, {every})"
+
+
+def _summary(stat: Summary) -> str:
+    if stat.mean is None or stat.median is None:
+        return "—"
+    return f"median {human_duration(stat.median)} · mean {human_duration(stat.mean)}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _severity_section(sev: SeverityFigures) -> tuple[Block, str]:
+    every = f"updates every {human_duration(sev.cadence)}" if sev.cadence else "no update cadence"
+    open_now = f", {sev.open} open" if sev.open else ""
+    head = (
+        f"{SEV_EMOJI.get(sev.severity, '')} *{sev.severity.upper()} · {sev.name}* —"
+        f" {_plural(sev.incidents, 'incident')}{open_now} · {every}"
+    )
+    mtta = _summary(sev.mtta)
+    if sev.unacknowledged:
+        mtta += f"\n{sev.unacknowledged} never acknowledged"
+    mttr = _summary(sev.mttr)
+    mttr += f"\n{sev.mttr.count} resolved" if sev.mttr.count else "\nnone resolved yet"
+    rate = sev.on_time_rate
+    if rate is not None:
+        on_time = f"{sev.on_time} of {sev.on_time + sev.late} gaps ({rate:.0%})"
+    else:
+        on_time = "no cadence" if sev.cadence is None else "nothing to judge yet"
+    fields = [
+        f"*MTTA* (declared → acknowledged)\n{mtta}",
+        f"*MTTR* (declared → resolved)\n{mttr}",
+        f"*Status updates on time*\n{on_time}",
+        f"*Longest gap without an update*\n{_gap(sev.longest_gap, sev.longest_in)}",
+    ]
+    block = {
+        "type": "section",
+        "text": {"type": "mrkdwn", "text": head},
+        "fields": [{"type": "mrkdwn", "text": f} for f in fields],
+    }
+    plain = (
+        f"{head}: MTTA {mtta}; MTTR {mttr}; on time {on_time};"
+        f" longest gap {_gap(sev.longest_gap, sev.longest_in)}"
+    ).replace("\n", ", ")
+    return block, plain
+
+
+def _history_row(f: IncidentFigures) -> str:
+    i = f.incident
+    if i.resolved_at is not None and f.time_to_resolve is not None:
+        state = f"resolved after {human_duration(f.time_to_resolve)}"
+    else:
+        state = f"{i.status.value}, open for {human_duration(f.open_seconds)}"
+    updates = f" · updates {f.on_time}/{f.judged} on time" if f.judged else ""
+    return (
+        f"{SEV_EMOJI.get(i.severity, '')} *{i.ref}* [{i.severity.upper()}] {i.title} —"
+        f" {stamp(i.declared_at)} · {state}{updates} · IC {_person(i.commander)}"
+    )
+
+
+def incident_history(report: HistoryReport, *, days: int, rows: int = HISTORY_ROWS) -> Message:
+    """`/ic list --all`: figures per severity, then every incident of the window, newest first."""
+    window = "the last day" if days == 1 else f"the last {days} days"
+    title = f"Incident history: {window}"
+    header: Block = {"type": "header", "text": {"type": "plain_text", "text": title}}
+    if not report.incidents:
+        text = f"No incidents were declared in {window}."
+        return Message(text=text, blocks=[header, _mrkdwn(text)])
+    count = len(report.incidents)
+    open_now = f", {report.open} still open" if report.open else ""
+    intro = (
+        f"*{_plural(count, 'incident')}* declared since {stamp(report.since)}{open_now}."
+        f" A gap between status updates is on time when it is no longer than the cadence of the"
+        f" severity in force when it began, plus {ON_TIME_GRACE_PERCENT}%."
+    )
+    blocks: list[Block] = [header, _mrkdwn(intro)]
+    plain = [title, intro]
+    for sev in report.severities:
+        block, line = _severity_section(sev)
+        blocks.append(block)
+        plain.append(line)
+    shown = report.incidents[:rows]
+    lines = [_history_row(f) for f in shown]
+    blocks.append({"type": "divider"})
+    blocks += _chunked(["*Incidents*, newest first:", *lines])
+    more = count - len(shown)
+    if more:
+        blocks.append(_context(f"… and {more} more (the newest {len(shown)} are shown)."))
+        lines.append(f"… and {more} more")
+    if len(blocks) > MAX_BLOCKS:
+        blocks = [*blocks[: MAX_BLOCKS - 1], _context("… cut to fit one message")]
+    return Message(text="\n".join([*plain, *lines]), blocks=blocks)
 
 
 def incident_list(incidents: Sequence[Incident], *, now: datetime) -> Message:
@@ -479,7 +641,7 @@ def incident_list(incidents: Sequence[Incident], *, now: datetime) -> Message:
             f" · IC {_person(i.commander)}"
         )
     text = "\n".join(lines)
-    return Message(text=text, blocks=[_mrkdwn(text)])
+    return Message(text=text, blocks=_chunked(lines)[:MAX_BLOCKS])
 
 
 def oncall_list(oncalls: Sequence[OnCall]) -> Message:

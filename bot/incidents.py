@@ -13,8 +13,9 @@ from typing import Any
 
 import asyncpg
 
-from bot import pager, prompts, timeline
+from bot import history, pager, prompts, timeline
 from bot.errors import Ambiguous, Choice, Conflict, NotFound, UsageError
+from bot.history import HistoryReport
 from bot.models import (
     IC,
     MITIGATED_STAGES,
@@ -94,6 +95,17 @@ class Incidents:
             return await incidents_sql.list_recent(
                 conn, resolved_since=self.clock() - timedelta(days=days)
             )
+
+    async def history(self, *, days: int) -> HistoryReport:
+        """Every incident declared in the last `days`, with MTTA, MTTR and cadence figures."""
+        now = self.clock()
+        since = now - timedelta(days=days)
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            found = await incidents_sql.declared_since(conn, since)
+            entries = await timeline_sql.entries_of_kinds(
+                conn, [i.id for i in found], list(history.KINDS)
+            )
+        return history.report(found, entries, self.policy, since=since, now=now)
 
     async def timeline(self, ref: int | None) -> tuple[Incident, list[TimelineEntry]]:
         async with self.pool.acquire() as conn:

@@ -8,7 +8,7 @@ from typing import Any
 
 from slack_bolt.context.ack.async_ack import AsyncAck
 
-from bot import blocks, postmortem
+from bot import blocks, history, postmortem
 from bot.errors import UsageError
 from bot.logs import get_logger
 from bot.scribe import Scribe
@@ -84,11 +84,15 @@ class IcHandlers:
         match parsed:
             case Help():
                 return blocks.help_text(list(USAGE.values()))
+            case ListIncidents(history=True, days=days):
+                report = await incidents.history(days=days)
+                return blocks.incident_history(report, days=days)
             case ListIncidents():
                 return blocks.incident_list(await incidents.list_recent(), now=s.clock())
             case Timeline(incident=ref):
                 incident, entries = await incidents.timeline(ref)
-                return blocks.timeline_listing(incident, entries)
+                figures = history.incident_figures(incident, entries, s.policy, now=s.clock())
+                return blocks.timeline_listing(incident, entries, figures)
             case Declare(title=title, severity=severity):
                 change = await incidents.declare(title=title, severity=severity, actor=user)
                 i = change.incident

@@ -13,6 +13,9 @@ INCIDENT = re.compile(r"^inc-?(\d{1,9})$", re.I)
 # Slack escapes mentions in slash commands as <@U123|name> (or <@U123> without the name).
 MENTION = re.compile(r"^<@([UW][A-Z0-9]{2,20})(?:\|[^>]*)?>$")
 MAX_COMMAND = 4000
+DASHES = re.compile(r"^[\u2013\u2014]")
+HISTORY_DAYS = 30  # `/ic list --all` without `--days`
+MAX_HISTORY_DAYS = 365
 
 USAGE = {
     "declare": "/ic declare <title> [sev1|sev2|sev3|sev4]",
@@ -26,7 +29,7 @@ USAGE = {
     "postmortem": "/ic postmortem [INC-n]",
     "oncall": "/ic oncall",
     "page": "/ic page [INC-n] <contact> [message]",
-    "list": "/ic list",
+    "list": "/ic list [--all] [--days N]",
     "help": "/ic help",
 }
 ALIASES = {
@@ -85,7 +88,11 @@ class Timeline:
 
 @dataclass(frozen=True)
 class ListIncidents:
-    pass
+    """Open incidents and those resolved lately; with `history`, every incident declared in the
+    last `days` (open and resolved) and their figures (`/ic list --all [--days N]`)."""
+
+    history: bool = False
+    days: int = HISTORY_DAYS
 
 
 @dataclass(frozen=True)
@@ -162,9 +169,7 @@ def parse_ic(text: str) -> IcCommand:
     if sub == "help":
         return Help()
     if sub == "list":
-        if args:
-            raise UsageError(usage("list"))
-        return ListIncidents()
+        return _list(args)
     if sub == "oncall":
         if args:
             raise UsageError(usage("oncall"))
@@ -214,6 +219,31 @@ def parse_ic(text: str) -> IcCommand:
             raise UsageError(usage("postmortem"))
         return Postmortem(incident=number)
     raise UsageError(f"`/ic {words[0][:40]}` is not a command I know. {usage()}")
+
+
+def _list(args: list[str]) -> ListIncidents:
+    """`[--all|all] [--days N|--days=N]`, in any order; `--days` alone implies `--all`."""
+    history = False
+    days: int | None = None
+    words = iter(args)
+    for word in words:
+        # Smart punctuation (macOS, iOS) turns a typed `--all` into an em or en dash.
+        flag, equals, value = DASHES.sub("--", word.lower()).partition("=")
+        if flag in ("--all", "all") and not equals:
+            history = True
+        elif flag == "--days" and days is None:
+            value = value if equals else next(words, "")
+            if not re.fullmatch(r"[0-9]{1,3}", value) or not 1 <= int(value) <= MAX_HISTORY_DAYS:
+                raise UsageError(
+                    f"`--days` takes a number of days from 1 to {MAX_HISTORY_DAYS}. "
+                    + usage("list")
+                )
+            days = int(value)
+        else:
+            raise UsageError(usage("list"))
+    if days is not None:
+        return ListIncidents(history=True, days=days)
+    return ListIncidents(history=history)
 
 
 def _action(number: int | None, body: str) -> ActionItem:

@@ -8,7 +8,16 @@ from hypothesis import strategies as st
 
 from bot.errors import UsageError
 from commands import parsing
-from commands.parsing import Assign, Declare, Note, Resolve, SetSeverity, Status, Timeline
+from commands.parsing import (
+    Assign,
+    Declare,
+    ListIncidents,
+    Note,
+    Resolve,
+    SetSeverity,
+    Status,
+    Timeline,
+)
 
 WORDS = st.sampled_from(
     ["declare", "assign", "sev", "status", "note", "resolve", "timeline", "list", "help",
@@ -62,6 +71,13 @@ def test_status_text_is_kept_as_typed(body: str) -> None:
         ("resolve INC-5 bad deploy", Resolve(5, "bad deploy")),
         ("timeline INC-5", Timeline(5)),
         ("update INC-1 still looking", Status(1, "still looking")),
+        ("list", ListIncidents()),
+        ("list --all", ListIncidents(history=True, days=30)),
+        ("ls ALL", ListIncidents(history=True, days=30)),
+        ("list --all --days 7", ListIncidents(history=True, days=7)),
+        ("list --days=365 --all", ListIncidents(history=True, days=365)),
+        ("list --days 1", ListIncidents(history=True, days=1)),  # --days implies --all
+        ("list \u2014all", ListIncidents(history=True, days=30)),  # smart dash from macOS
     ],
 )
 def test_grammar_examples(text: str, expected: object) -> None:
@@ -82,9 +98,36 @@ def test_grammar_examples(text: str, expected: object) -> None:
         ("status INC-3", "Say what the status is"),
         ("note", "Say what to note"),
         ("list everything", "Usage"),
+        ("list --all --days 0", "from 1 to 365"),
+        ("list --all --days 366", "from 1 to 365"),
+        ("list --all --days", "from 1 to 365"),
+        ("list --all --days seven", "from 1 to 365"),
+        ("list --days=-3", "from 1 to 365"),
+        ("list --days 7 --days 8", "Usage"),
+        ("list --all=yes", "Usage"),
+        ("list INC-3", "Usage"),
         ("x" * 4001, "keep it under 4000"),
     ],
 )
 def test_bad_input_gets_a_usage_message(text: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         parsing.parse_ic(text)
+
+
+LIST_WORDS = st.sampled_from(
+    ["--all", "all", "ALL", "--days", "--days=", "--days=30", "0", "1", "30", "365", "366",
+     "-1", "1e3", "١٢", "--all=1", "INC-2", "", "—all", "--", "days"]
+)  # fmt: skip
+
+
+@given(st.lists(LIST_WORDS, max_size=6).map(" ".join))
+@settings(max_examples=400)
+def test_list_arguments_give_a_window_of_1_to_365_days_or_the_list_usage(args: str) -> None:
+    try:
+        result = parsing.parse_ic(f"list {args}")
+    except UsageError as exc:
+        assert parsing.USAGE["list"] in str(exc)
+        return
+    assert isinstance(result, ListIncidents)
+    assert 1 <= result.days <= 365
+    assert result.history == bool(args.split())

@@ -169,3 +169,14 @@ async def card_posted_version(conn: Conn, incident_id: int) -> int:
         "SELECT card_posted_version FROM incidents WHERE id = $1", incident_id
     )
     return version
+
+
+async def declared_since(conn: Conn, since: datetime) -> list[Incident]:
+    """Every incident declared at or after `since`, open or resolved, newest first."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM incidents WHERE declared_at >= $1"
+        " ORDER BY declared_at DESC, id DESC",
+        since,
+    )
+    roles = await _roles(conn, [r["id"] for r in rows])
+    return [_incident(r, roles[r["id"]]) for r in rows]

@@ -89,3 +89,19 @@ async def redact(conn: Conn, entry_ids: list[int], *, text: str, at: datetime) -
         text,
         at,
     )
+
+
+async def entries_of_kinds(
+    conn: Conn, incident_ids: list[int], kinds: list[str]
+) -> dict[int, list[TimelineEntry]]:
+    """The entries of these kinds of each incident, in order (every incident has a list)."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM timeline WHERE incident_id = ANY($1::bigint[])"
+        " AND kind = ANY($2::text[]) ORDER BY incident_id, seq",
+        incident_ids,
+        kinds,
+    )
+    out: dict[int, list[TimelineEntry]] = {i: [] for i in incident_ids}
+    for row in rows:
+        out[row["incident_id"]].append(_entry(row))
+    return out
