@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -71,6 +72,28 @@ async def append(
 async def entries(conn: Conn, incident_id: int) -> list[TimelineEntry]:
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM timeline WHERE incident_id = $1 ORDER BY seq", incident_id
+    )
+    return [_entry(r) for r in rows]
+
+
+async def since(conn: Conn, incident_id: int, *, at: datetime) -> list[TimelineEntry]:
+    """The incident's entries that occurred at or after `at`, in order."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM timeline WHERE incident_id = $1 AND occurred_at >= $2"
+        " ORDER BY seq",
+        incident_id,
+        at,
+    )
+    return [_entry(r) for r in rows]
+
+
+async def of_kinds(conn: Conn, incident_id: int, kinds: Sequence[str]) -> list[TimelineEntry]:
+    """The incident's entries of the given kinds, in order."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM timeline WHERE incident_id = $1 AND kind = ANY($2::text[])"
+        " ORDER BY seq",
+        incident_id,
+        list(kinds),
     )
     return [_entry(r) for r in rows]
 
