@@ -25,7 +25,15 @@ from bot.ids import (
     RemediationAction,
     ViewId,
 )
-from bot.models import STANDARD_ROLES, Incident, OnCall, Status, TimelineEntry, who
+from bot.models import (
+    STANDARD_ROLES,
+    Incident,
+    OnCall,
+    Status,
+    TimelineEntry,
+    incident_ref,
+    who,
+)
 from bot.policy import SeverityPolicy
 from bot.timefmt import clock_time, human_duration, stamp
 from bot.timeline import Kind
@@ -49,6 +57,7 @@ SEV_EMOJI = {
 ENTRY_EMOJI = {
     "declared": ":rotating_light:",
     "role_assigned": ":bust_in_silhouette:",
+    "handover": ":handshake:",
     "severity_changed": ":chart_with_upwards_trend:",
     "status_update": ":loudspeaker:",
     "note": ":memo:",
@@ -154,6 +163,8 @@ def incident_card(incident: Incident, policy: SeverityPolicy, *, now: datetime) 
 
 
 def timeline_reply(entry: TimelineEntry) -> Message:
+    if entry.kind == Kind.HANDOVER and isinstance(entry.data.get("summary"), dict):
+        return handover_reply(entry)
     emoji = ENTRY_EMOJI.get(entry.kind, ":small_blue_diamond:")
     blocks: list[Block] = [
         _mrkdwn(f"{emoji} {entry.text}"),
@@ -226,6 +237,111 @@ def thread_digest(entries: Sequence[TimelineEntry]) -> Message:
         _context("Kept up to date in place · `/ic timeline` shows every entry"),
     ]
     return Message(text=f"Timeline digest: {summary or 'nothing yet'}", blocks=blocks)
+
+
+def _listing(head: str, lines: Sequence[str], *, more: int, more_line: str) -> Block:
+    """A section of `head` and bullet lines; lines that would pass Slack's limit are counted
+    into `more` (shown with `more_line`, formatted with `{n}`) rather than cut mid-way."""
+    shown = list(lines)
+
+    def text() -> str:
+        tail = [more_line.format(n=more)] if more else []
+        return "\n".join([head, *shown, *tail])
+
+    while shown and len(text()) > SECTION_TEXT_MAX:
+        shown.pop()
+        more += 1
+    return _mrkdwn(text())
+
+
+def _ago(seconds: Any) -> str:
+    return f"{human_duration(float(seconds))} ago"
+
+
+def handover_reply(entry: TimelineEntry) -> Message:
+    """A handover in the thread: who takes over, then the briefing stored with the entry."""
+    s: dict[str, Any] = entry.data["summary"]
+    ref = incident_ref(entry.incident_id)
+    sev = str(s.get("severity") or "")
+    try:
+        status = Status(str(s.get("status")))
+        status_text = f"{STATUS_EMOJI.get(status, '')} {status.value.capitalize()}"
+    except ValueError:
+        status_text = str(s.get("status"))
+    headline = (
+        f"*Briefing for {_person(entry.data.get('user'))}:* {SEV_EMOJI.get(sev, '')}"
+        f" *{ref} · {sev.upper()} · {s.get('severity_name')}* · {s.get('title')}\n"
+        f"*Status:* {status_text} · open for {human_duration(float(s.get('open_s') or 0))}"
+    )
+    last = s.get("last_status")
+    if isinstance(last, dict):
+        update = f"*Last status update* ({_ago(last.get('ago_s'))}):\n> {last.get('text')}"
+    else:
+        update = "*No status update yet.*"
+    next_in = s.get("next_prompt_in_s")
+    if next_in is None:
+        update += "\nNo status prompts at this severity."
+    elif int(next_in) > 0:
+        update += f"\nNext status prompt due in {human_duration(float(next_in))}."
+    else:
+        update += "\nA status prompt is due now."
+    if s.get("unanswered"):
+        update += f" {s['unanswered']} prompt(s) unanswered."
+    roles = " · ".join(f"{role}: {_person(user)}" for role, user in s.get("roles") or [])
+    minutes = int(s.get("window_s") or 0) // 60
+    recent = [
+        f"• `{_ago(e.get('ago_s'))}` {ENTRY_EMOJI.get(str(e.get('kind')), '•')} {e.get('text')}"
+        for e in s.get("recent") or []
+    ]
+    out: list[Block] = [
+        _mrkdwn(f":handshake: {entry.text}"),
+        _mrkdwn(headline),
+        _mrkdwn(update),
+        _mrkdwn(f"*Roles:* {roles}"),
+    ]
+    if recent:
+        out.append(
+            _listing(
+                f"*Last {minutes} minutes* (most relevant first):",
+                recent,
+                more=int(s.get("recent_total") or 0) - len(recent),
+                more_line=f"…and {{n}} more (`/ic timeline {ref}`)",
+            )
+        )
+    else:
+        out.append(_mrkdwn(f"*Last {minutes} minutes:* nothing was recorded."))
+    actions = [
+        f"• {a.get('text')} — {who(str(a['owner'])) if a.get('owner') else 'no owner yet'}"
+        for a in s.get("actions") or []
+    ]
+    if actions:
+        out.append(
+            _listing(
+                f"*Open action items* ({s.get('actions_total')}):",
+                actions,
+                more=int(s.get("actions_total") or 0) - len(actions),
+                more_line=f"…and {{n}} more (`/ic postmortem {ref}`)",
+            )
+        )
+    else:
+        out.append(_mrkdwn("*Open action items:* none."))
+    approvals = [
+        f"• *{p.get('label')}* (`{p.get('action')}`) requested by"
+        f" {who(str(p.get('requested_by')))}: {p.get('approvals')}/{p.get('required')}"
+        f" approvals, expires in {human_duration(float(p.get('expires_in_s') or 0))}"
+        for p in s.get("approvals") or []
+    ]
+    if approvals:
+        out.append(
+            _listing(
+                f"*Pending approvals* ({s.get('approvals_total')}):",
+                approvals,
+                more=int(s.get("approvals_total") or 0) - len(approvals),
+                more_line="…and {n} more",
+            )
+        )
+    out.append(_context(f"{clock_time(entry.occurred_at)} · #{entry.seq}"))
+    return Message(text=entry.text, blocks=out)
 
 
 BAND_EMOJI = {

@@ -30,6 +30,7 @@ from bot.models import (
 )
 from bot.policy import SeverityPolicy
 from bot.store import Conn
+from bot.store import actions as actions_sql
 from bot.store import incidents as incidents_sql
 from bot.store import outbox as outbox_sql
 from bot.store import timeline as timeline_sql
@@ -248,6 +249,70 @@ class Incidents:
             incident = await self._reload(conn, incident.id)
         self.on_change()
         return Change(incident, entry)
+
+    async def handover(self, *, ref: int | None, user: str, role: str | None, actor: str) -> Change:
+        """Move a role to `user`, with a briefing for them stored in the entry's data.
+
+        `role=None`: the role `actor` holds (incident commander first if several). Like
+        `assign`, anyone may hand over a named role. Not mirrored to PagerDuty (assign isn't).
+        """
+        # bot.handover reads the scribe's kinds, and bot.scribe imports this module.
+        from bot import handover
+
+        now = self.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
+            incident = await self._target(conn, ref, allow_resolved=False)
+            if role is None:
+                held = handover.roles_held(incident, actor)
+                if not held:
+                    raise UsageError(
+                        f"You hold no role in {incident.ref}, so say which one to hand over:"
+                        f" `/ic handover {incident.ref} <@{user}> <role>`. Roles:"
+                        f" {handover.roles_to_name(incident)}."
+                    )
+                role = held[0]
+            if incident.roles.get(role) == user:
+                raise Conflict(f"<@{user}> is already {role} of {incident.ref}; nothing changed.")
+            window = await timeline_sql.since(conn, incident.id, at=now - handover.WINDOW)
+            items = await timeline_sql.of_kinds(conn, incident.id, handover.ACTION_ITEM_KINDS)
+            pending = await actions_sql.pending_for(conn, incident.id, now=now)
+            previous = await incidents_sql.set_role(
+                conn, incident.id, role=role, user_id=user, assigned_by=actor, now=now
+            )
+            fields: dict[str, object] = {}
+            if incident.acknowledged_at is None:
+                fields["acknowledged_at"] = now
+            await self._bump(conn, incident.id, now=now, **fields)
+            after = await self._reload(conn, incident.id)
+            if previous == actor:
+                text = f"{who(actor)} handed {role} of {incident.ref} over to {who(user)}."
+            else:
+                since = f" from {who(previous)}" if previous else " (nobody held it)"
+                by = "" if actor == user else f", handed over by {who(actor)}"
+                text = f"{who(user)} takes over as {role} of {incident.ref}{since}{by}."
+            entry = await timeline.record(
+                conn,
+                incident_id=incident.id,
+                kind=Kind.HANDOVER,
+                actor=actor,
+                occurred_at=now,
+                text=text,
+                data={
+                    "role": role,
+                    "user": user,
+                    "previous": previous,
+                    "summary": handover.briefing(
+                        after,
+                        severity_name=self.policy.level(after.severity).name,
+                        window=window,
+                        action_items=items,
+                        pending=pending,
+                        now=now,
+                    ),
+                },
+            )
+        self.on_change()
+        return Change(after, entry)
 
     async def set_severity(self, *, ref: int | None, severity: str, actor: str) -> Change:
         now = self.clock()

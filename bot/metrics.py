@@ -63,7 +63,7 @@ SLASH_COMMANDS = ("/ic", "/diagnose", "/rollback")
 # commands/parsing.USAGE is here (postmortem is in the contract, not parsed yet).
 IC_SUBCOMMANDS = frozenset(
     {
-        "declare", "assign", "sev", "status", "note", "resolve", "timeline",
+        "declare", "assign", "handover", "sev", "status", "note", "resolve", "timeline",
         "oncall", "page", "list", "help", "postmortem", "action",
     }
 )  # fmt: skip

@@ -138,10 +138,10 @@ def _first(entries: Sequence[TimelineEntry], kind: str) -> TimelineEntry | None:
 
 
 def _acknowledged(entries: Sequence[TimelineEntry]) -> TimelineEntry | None:
-    """The first sign of a response, as `Incidents` stamps it: a role, an update, a resolve,
-    or an acknowledgement in PagerDuty."""
+    """The first sign of a response, as `Incidents` stamps it: a role given or handed over, an
+    update, a resolve, or an acknowledgement in PagerDuty."""
     for entry in entries:
-        if entry.kind in (Kind.ROLE, Kind.STATUS, Kind.RESOLVED):
+        if entry.kind in (Kind.ROLE, Kind.HANDOVER, Kind.STATUS, Kind.RESOLVED):
             return entry
         if entry.kind == Kind.PAGERDUTY and entry.data.get("event") == "incident.acknowledged":
             return entry

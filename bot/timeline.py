@@ -31,6 +31,7 @@ class Kind:
 
     DECLARED = "declared"
     ROLE = "role_assigned"
+    HANDOVER = "handover"  # a role moved, with a briefing for its new holder (data["summary"])
     SEVERITY = "severity_changed"
     STATUS = "status_update"
     NOTE = "note"

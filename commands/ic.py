@@ -8,7 +8,7 @@ from typing import Any
 
 from slack_bolt.context.ack.async_ack import AsyncAck
 
-from bot import blocks, history, postmortem
+from bot import blocks, handover, history, postmortem
 from bot.errors import UsageError
 from bot.logs import get_logger
 from bot.scribe import Scribe
@@ -20,6 +20,7 @@ from commands.parsing import (
     ActionItem,
     Assign,
     Declare,
+    Handover,
     Help,
     IcCommand,
     ListIncidents,
@@ -111,6 +112,15 @@ class IcHandlers:
             case Assign(incident=ref, user=who, role=role):
                 change = await incidents.assign(ref=ref, user=who, role=role, actor=user)
                 return blocks.confirmation(f"<@{who}> is now {role} of *{change.incident.ref}*.")
+            case Handover(incident=ref, user=who, role=role):
+                change = await incidents.handover(ref=ref, user=who, role=role, actor=user)
+                moved = str(change.entry.data["role"])
+                kept = handover.roles_held(change.incident, user)
+                still = f" You are still {', '.join(kept)}." if kept else ""
+                return blocks.confirmation(
+                    f":handshake: <@{who}> is now {moved} of *{change.incident.ref}*; they are"
+                    f" mentioned in its thread with a briefing of the last 30 minutes.{still}"
+                )
             case SetSeverity(incident=ref, severity=severity):
                 change = await incidents.set_severity(ref=ref, severity=severity, actor=user)
                 return blocks.confirmation(

@@ -20,6 +20,7 @@ MAX_HISTORY_DAYS = 365
 USAGE = {
     "declare": "/ic declare <title> [sev1|sev2|sev3|sev4]",
     "assign": "/ic assign [INC-n] @user <ic|scribe|comms|role>",
+    "handover": "/ic handover [INC-n] @user [role]",
     "sev": "/ic sev [INC-n] <sev1|sev2|sev3|sev4>",
     "status": "/ic status [INC-n] <text>",
     "note": "/ic note [INC-n] <text>",
@@ -34,7 +35,7 @@ USAGE = {
 }
 ALIASES = {
     "severity": "sev", "update": "status", "close": "resolve", "ls": "list", "todo": "action",
-    "pm": "postmortem", "post-mortem": "postmortem",
+    "pm": "postmortem", "post-mortem": "postmortem", "handoff": "handover",
 }  # fmt: skip
 
 
@@ -55,6 +56,13 @@ class Assign:
     incident: int | None
     user: str
     role: str
+
+
+@dataclass(frozen=True)
+class Handover:
+    incident: int | None
+    user: str
+    role: str | None  # None: the role the requester holds
 
 
 @dataclass(frozen=True)
@@ -125,8 +133,8 @@ class Postmortem:
 
 
 IcCommand = (
-    Declare | Assign | SetSeverity | Status | Note | Resolve | Timeline | ListIncidents | Help
-    | OnCall | Page | ActionItem | Postmortem
+    Declare | Assign | Handover | SetSeverity | Status | Note | Resolve | Timeline | ListIncidents
+    | Help | OnCall | Page | ActionItem | Postmortem
 )  # fmt: skip
 
 
@@ -185,6 +193,8 @@ def parse_ic(text: str) -> IcCommand:
     skipped = 1 + (len(args) - len(rest))
     if sub == "assign":
         return _assign(number, rest)
+    if sub == "handover":
+        return _handover(number, rest)
     if sub == "sev":
         if len(rest) != 1 or severity_key(rest[0]) is None:
             raise UsageError(usage("sev"))
@@ -257,23 +267,44 @@ def _action(number: int | None, body: str) -> ActionItem:
     return ActionItem(incident=number, text=body, owner=owner.group(1) if owner else None)
 
 
+def _mention_and_role(rest: list[str], sub: str) -> tuple[str, str | None]:
+    """`@user <role>` or `<role> @user` (and `@user` alone): the user id and the role word."""
+    mentions = [MENTION.match(word) for word in rest]
+    found = next((m for m in mentions if m is not None), None)
+    if found is None:
+        if any(word.startswith("@") for word in rest):
+            raise UsageError(
+                "Mention the person so Slack links them (type @ and pick a name). " + usage(sub)
+            )
+        raise UsageError(usage(sub))
+    others = [word for word, m in zip(rest, mentions, strict=True) if m is not found]
+    return found.group(1), others[0] if others else None
+
+
+def _role(word: str) -> str:
+    role = normalise_role(word)
+    if role is None:
+        raise UsageError(
+            f"`{word[:40]}` is not a role name: use ic, scribe, comms or a short word such as dba."
+        )
+    return role
+
+
 def _assign(number: int | None, rest: list[str]) -> Assign:
     if len(rest) != 2:
         raise UsageError(usage("assign"))
-    first, second = rest
-    mention = MENTION.match(first) or MENTION.match(second)
-    if mention is None:
-        if first.startswith("@") or second.startswith("@"):
-            raise UsageError(
-                "Mention the person so Slack links them (type @ and pick a name). "
-                + usage("assign")
-            )
-        raise UsageError(usage("assign"))
-    role_word = second if MENTION.match(first) else first
-    role = normalise_role(role_word)
-    if role is None:
-        raise UsageError(
-            f"`{role_word[:40]}` is not a role name: use ic, scribe, comms or a short word"
-            " such as dba."
-        )
-    return Assign(incident=number, user=mention.group(1), role=role)
+    user, role_word = _mention_and_role(rest, "assign")
+    assert role_word is not None
+    return Assign(incident=number, user=user, role=_role(role_word))
+
+
+def _handover(number: int | None, rest: list[str]) -> Handover:
+    """`@user [role]`: without a role, the requester's own (decided with the incident)."""
+    if not rest:
+        raise UsageError("Say who takes over. " + usage("handover"))
+    if len(rest) > 2:
+        raise UsageError(usage("handover"))
+    user, role_word = _mention_and_role(rest, "handover")
+    return Handover(
+        incident=number, user=user, role=_role(role_word) if role_word is not None else None
+    )

@@ -11,6 +11,7 @@ from commands import parsing
 from commands.parsing import (
     Assign,
     Declare,
+    Handover,
     ListIncidents,
     Note,
     Resolve,
@@ -20,7 +21,7 @@ from commands.parsing import (
 )
 
 WORDS = st.sampled_from(
-    ["declare", "assign", "sev", "status", "note", "resolve", "timeline", "list", "help",
+    ["declare", "assign", "handover", "sev", "status", "note", "resolve", "timeline", "list", "help",
      "INC-1", "inc-22", "sev1", "SEV4", "sev9", "<@U0123ABC|dana>", "<@W0999XYZ>", "@dana", "scribe",
      "ic", "comms", "", " ", "\t", "ü", "<@", ">", "|", "INC-", "INC-99999999999"]
 )  # fmt: skip
@@ -43,8 +44,10 @@ def test_any_sequence_of_command_words_parses_or_raises_usage_error(text: str) -
     except UsageError as exc:
         assert "Usage" in str(exc) or str(exc)
         return
-    if isinstance(result, Assign):
+    if isinstance(result, Assign | Handover):
         assert result.user.startswith(("U", "W"))
+    if isinstance(result, Handover) and result.role is not None:
+        assert "<" not in result.role and "@" not in result.role
 
 
 @given(st.text(min_size=1, max_size=100).filter(lambda t: t.strip()))
@@ -78,6 +81,10 @@ def test_status_text_is_kept_as_typed(body: str) -> None:
         ("list --days=365 --all", ListIncidents(history=True, days=365)),
         ("list --days 1", ListIncidents(history=True, days=1)),  # --days implies --all
         ("list \u2014all", ListIncidents(history=True, days=30)),  # smart dash from macOS
+        ("handover <@U0DANA001|dana>", Handover(None, "U0DANA001", None)),
+        ("handover INC-3 <@U0DANA001> ic", Handover(3, "U0DANA001", "incident commander")),
+        ("handover comms <@U0ERIN002|erin>", Handover(None, "U0ERIN002", "comms lead")),
+        ("handoff <@U0ERIN002> Security_Lead", Handover(None, "U0ERIN002", "security lead")),
     ],
 )
 def test_grammar_examples(text: str, expected: object) -> None:
@@ -95,6 +102,13 @@ def test_grammar_examples(text: str, expected: object) -> None:
         ("assign dana scribe", "Usage"),
         ("assign @dana scribe", "Mention the person"),
         ("assign <@U0AAA0001> <@U0BBB0002>", "not a role name"),
+        ("handover", "Say who takes over"),
+        ("handover INC-2", "Say who takes over"),
+        ("handover <@U0AAA0001> ic now", "Usage"),
+        ("handover dana ic", "Usage: `/ic handover \\[INC-n\\] @user \\[role\\]`"),
+        ("handover @dana", "Mention the person"),
+        ("handover <@U0AAA0001> <@U0BBB0002>", "not a role name"),
+        ("handover <@U0AAA0001> s!", "not a role name"),
         ("status INC-3", "Say what the status is"),
         ("note", "Say what to note"),
         ("list everything", "Usage"),

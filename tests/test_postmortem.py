@@ -114,6 +114,22 @@ def test_a_pagerduty_acknowledgement_is_the_response_starting() -> None:
     assert "- 14:02 - Acknowledged (Acknowledged in PagerDuty by Dana): response started" in draft
 
 
+def test_a_handover_starts_the_response_as_an_assignment_does_and_adds_no_line_of_its_own() -> None:
+    s = Script()
+    s.declared()
+    s.add(1, Kind.NOTE, "U0KIM", "x", text="looking")  # a note is not an acknowledgement
+    s.add(
+        3, Kind.HANDOVER, "U0DANA", "<@U0DANA> handed incident commander of INC-7 over to <@U0ERIN>.",
+        role="incident commander", user="U0ERIN", previous="U0DANA", summary={"recent": []},
+    )  # fmt: skip
+    s.add(20, Kind.RESOLVED, "U0ERIN", "x", summary=None, duration_s=1200)
+    draft = render(incident(), s.entries)
+    assert _field(draft, "Time to acknowledge") == "3m"
+    assert "- 14:03 - Acknowledged (<@U0DANA>): response started" in draft
+    # Role changes have no line of their own in the draft's timeline; a handover neither.
+    assert "handed" not in draft
+
+
 def test_resolving_without_a_mitigation_update_mitigates_at_the_resolution() -> None:
     s = Script()
     s.declared()

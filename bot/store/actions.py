@@ -74,6 +74,18 @@ async def get(conn: Conn, action_id: int) -> PendingAction | None:
     return _row(row) if row else None
 
 
+async def pending_for(conn: Conn, incident_id: int, *, now: datetime) -> list[PendingAction]:
+    """The incident's requests still waiting for approval (not expired), oldest first."""
+    rows = await conn.fetch(
+        f"""SELECT {_COLUMNS} FROM pending_actions
+            WHERE incident_id = $1 AND status = 'pending' AND expires_at > $2
+            ORDER BY requested_at, id""",
+        incident_id,
+        now,
+    )
+    return [_row(r) for r in rows]
+
+
 async def set_entry(conn: Conn, action_id: int, entry_id: int) -> None:
     await conn.execute(
         "UPDATE pending_actions SET entry_id = $2 WHERE id = $1", action_id, entry_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -75,6 +76,27 @@ async def entries(conn: Conn, incident_id: int) -> list[TimelineEntry]:
     return [entry(r) for r in rows]
 
 
+async def since(conn: Conn, incident_id: int, *, at: datetime) -> list[TimelineEntry]:
+    """The incident's entries that occurred at or after `at`, in order."""
+    rows = await conn.fetch(
+        f"SELECT {COLUMNS} FROM timeline WHERE incident_id = $1 AND occurred_at >= $2 ORDER BY seq",
+        incident_id,
+        at,
+    )
+    return [entry(r) for r in rows]
+
+
+async def of_kinds(conn: Conn, incident_id: int, kinds: Sequence[str]) -> list[TimelineEntry]:
+    """The incident's entries of the given kinds, in order."""
+    rows = await conn.fetch(
+        f"SELECT {COLUMNS} FROM timeline WHERE incident_id = $1 AND kind = ANY($2::text[])"
+        " ORDER BY seq",
+        incident_id,
+        list(kinds),
+    )
+    return [entry(r) for r in rows]
+
+
 async def get(conn: Conn, entry_id: int) -> TimelineEntry | None:
     row = await conn.fetchrow(f"SELECT {COLUMNS} FROM timeline WHERE id = $1", entry_id)
     return entry(row) if row else None
@@ -96,12 +118,12 @@ async def entries_of_kinds(
 ) -> dict[int, list[TimelineEntry]]:
     """The entries of these kinds of each incident, in order (every incident has a list)."""
     rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM timeline WHERE incident_id = ANY($1::bigint[])"
+        f"SELECT {COLUMNS} FROM timeline WHERE incident_id = ANY($1::bigint[])"
         " AND kind = ANY($2::text[]) ORDER BY incident_id, seq",
         incident_ids,
         kinds,
     )
     out: dict[int, list[TimelineEntry]] = {i: [] for i in incident_ids}
     for row in rows:
-        out[row["incident_id"]].append(_entry(row))
+        out[row["incident_id"]].append(entry(row))
     return out
