@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -108,44 +108,33 @@ async def _run_shell(settings: Settings, scenario: str | None = None) -> int:
 @cli.command()
 def serve() -> None:
     """Production HTTP mode on PORT: /slack/events, /healthz, /readyz, /metrics."""
-    settings = _settings()
-    logs.configure(settings.log_format or "json", settings.log_level)
-    try:
-        asyncio.run(_serve(settings))
-    except (ValueError, ConfigError) as exc:
-        raise _fail(str(exc)) from None
-
-
-async def _serve(settings: Settings) -> None:
-    """Secrets (from Vault too), database, the app on PORT; on SIGTERM drain, then exit 0."""
     from bot.runtime import serve_http
 
-    await serve_http(
-        settings,
-        grace=settings.shutdown_grace_seconds,
-        secrets_interval=settings.secrets_refresh_seconds,
-    )
+    _run_service(serve_http)
 
 
 @cli.command()
 def socket() -> None:
     """Socket Mode (SLACK_APP_TOKEN): the app over a WebSocket; /healthz, /readyz, /metrics."""
+    from bot.socket_mode import serve_socket_mode
+
+    _run_service(serve_socket_mode)
+
+
+def _run_service(run: Callable[..., Coroutine[Any, Any, None]]) -> None:
+    """Secrets (from Vault too), database, the app; on SIGTERM drain, then exit 0."""
     settings = _settings()
     logs.configure(settings.log_format or "json", settings.log_level)
     try:
-        asyncio.run(_socket(settings))
+        asyncio.run(
+            run(
+                settings,
+                grace=settings.shutdown_grace_seconds,
+                secrets_interval=settings.secrets_refresh_seconds,
+            )
+        )
     except (ValueError, ConfigError) as exc:
         raise _fail(str(exc)) from None
-
-
-async def _socket(settings: Settings) -> None:
-    from bot.socket_mode import serve_socket_mode
-
-    await serve_socket_mode(
-        settings,
-        grace=settings.shutdown_grace_seconds,
-        secrets_interval=settings.secrets_refresh_seconds,
-    )
 
 
 @cli.command()

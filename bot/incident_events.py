@@ -41,6 +41,7 @@ from bot.metrics import REGISTRY, integration_error
 from bot.models import Clock, TimelineEntry, utcnow
 from bot.store import incident_events as events_sql
 from bot.store.incident_events import Claim
+from bot.worker import Worker
 
 log = get_logger(__name__)
 
@@ -91,7 +92,7 @@ def event_value(entry: TimelineEntry) -> bytes:
     return value
 
 
-class IncidentEvents:
+class IncidentEvents(Worker):
     """The publishing loop every replica runs (the `LeasedQueue` pattern over marks)."""
 
     name = "incident_events"
@@ -107,39 +108,20 @@ class IncidentEvents:
         incidents_per_round: int = 20,
         entries_per_publish: int = 500,
     ) -> None:
+        super().__init__(poll_interval=poll_interval)
         self.pool = pool
         self.sink = sink
         self.clock = clock
-        self.poll_interval = poll_interval
         self.lease = lease
         self.incidents_per_round = incidents_per_round
         self.entries_per_publish = entries_per_publish
-        self._kick = asyncio.Event()
         self._lock = asyncio.Lock()
 
-    def kick(self) -> None:
-        """Something was recorded: look now rather than at the next poll."""
-        self._kick.set()
+    async def run_round(self) -> int:
+        return await self.process_once()
 
-    async def run_forever(self) -> None:
-        failures = 0
-        while True:
-            self._kick.clear()
-            try:
-                handled = await self.process_once()
-                failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                failures += 1
-                log.exception(f"{self.name}.round_failed", failures=failures)
-                handled = 0
-                await asyncio.sleep(min(MAX_BACKOFF, 0.5 * 2**failures))
-            if handled:
-                continue
-            await self._refresh_backlog()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), timeout=self.poll_interval)
+    async def _idle(self) -> None:
+        await self._refresh_backlog()
 
     async def drain(self, *, timeout: float = 30.0) -> None:
         """Publish everything recorded so far (tests and the shell); waits out back-offs."""

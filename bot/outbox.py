@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -33,6 +32,7 @@ from bot.store import outbox as outbox_sql
 from bot.store import timeline as timeline_sql
 from bot.store.outbox import OutboxItem
 from bot.timeline import Kind
+from bot.worker import Worker
 
 log = get_logger(__name__)
 
@@ -78,7 +78,7 @@ class ChannelPacer:
         self._next[channel] = max(self._next.get(channel, 0.0), now) + self.interval
 
 
-class LeasedQueue(abc.ABC):
+class LeasedQueue(Worker):
     """Delivers one outbox channel's items: leased, in order per incident, retried.
 
     Subclasses say how to deliver one item (`_send`) and may react to a failure.
@@ -95,11 +95,10 @@ class LeasedQueue(abc.ABC):
         poll_interval: float = 1.0,
         lease: timedelta = LEASE,
     ) -> None:
+        super().__init__(poll_interval=poll_interval)
         self.pool = pool
         self.clock = clock
-        self.poll_interval = poll_interval
         self.lease = lease
-        self._kick = asyncio.Event()
         self._lock = asyncio.Lock()
         self.on_posted: list[Callable[[OutboxItem], None]] = []
 
@@ -107,35 +106,14 @@ class LeasedQueue(abc.ABC):
     async def _send(self, item: OutboxItem) -> str | None:
         """Deliver one item; returns an id to remember (a Slack ts), raises IntegrationError."""
 
-    async def _on_failure(self, item: OutboxItem, exc: IntegrationError) -> None:  # noqa: B027
+    async def _on_failure(self, item: OutboxItem, exc: IntegrationError) -> None:
         """Called before the item is re-planned (or given up); nothing by default."""
 
-    async def _on_success(self, item: OutboxItem) -> None:  # noqa: B027
+    async def _on_success(self, item: OutboxItem) -> None:
         """Called after the item is marked done; nothing by default."""
 
-    def kick(self) -> None:
-        """Something was queued: look now rather than at the next poll."""
-        self._kick.set()
-
-    async def run_forever(self) -> None:
-        """The supervised loop every replica runs; survives any error of one round."""
-        failures = 0
-        while True:
-            self._kick.clear()
-            try:
-                handled = await self.process_once()
-                failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                failures += 1
-                log.exception(f"{self.name}.round_failed", failures=failures)
-                handled = 0
-                await asyncio.sleep(min(MAX_BACKOFF, 0.5 * 2**failures))
-            if handled:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), timeout=self.poll_interval)
+    async def run_round(self) -> int:
+        return await self.process_once()
 
     async def drain(self, *, timeout: float = 30.0) -> None:
         """Post everything due now (and what falls due within `timeout`): the shell and tests."""

@@ -14,7 +14,6 @@ The prompt ladder when nobody answers, for a cadence C (`status_every`):
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -30,6 +29,7 @@ from bot.store import incidents as incidents_sql
 from bot.store import timers as timers_sql
 from bot.timefmt import human_duration
 from bot.timeline import Kind
+from bot.worker import Worker
 
 log = get_logger(__name__)
 
@@ -124,7 +124,9 @@ async def plan_after_resolve(
         )
 
 
-class Prompter:
+class Prompter(Worker):
+    name = "prompts"
+
     def __init__(
         self,
         pool: asyncpg.Pool,
@@ -136,12 +138,12 @@ class Prompter:
         pagerduty: bool = False,
         sweepers: list[Callable[[], Awaitable[int]]] | None = None,
     ) -> None:
+        super().__init__(poll_interval=poll_interval)
         self.sweepers = list(sweepers or [])  # other timed chores, e.g. expiring approvals
         self.pool = pool
         self.policy = policy
         self.clock = clock
         self.on_change = on_change
-        self.poll_interval = poll_interval
         self.pagerduty = pagerduty
 
     async def _page(self, conn: Conn, incident: Incident, names: list[str], *, key: str) -> str:
@@ -156,21 +158,8 @@ class Prompter:
         )  # fmt: skip
         return "Paging them through PagerDuty."
 
-    async def run_forever(self) -> None:
-        failures = 0
-        while True:
-            try:
-                handled = await self.tick()
-                failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                failures += 1
-                log.exception("prompts.round_failed", failures=failures)
-                handled = 0
-                await asyncio.sleep(min(60.0, 0.5 * 2**failures))
-            if not handled:
-                await asyncio.sleep(self.poll_interval)
+    async def run_round(self) -> int:
+        return await self.tick()
 
     async def tick(self) -> int:
         """Act on every timer due now; returns how many were handled."""
