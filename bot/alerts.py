@@ -73,6 +73,7 @@ from bot.store import alerts as alerts_sql
 from bot.store import outbox as outbox_sql
 from bot.store.alerts import GroupRow
 from bot.timeline import Kind
+from bot.worker import Worker
 
 log = get_logger(__name__)
 
@@ -80,7 +81,6 @@ ACTOR = "alerts"  # who declares and records for the intake (shown as "Alerting"
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_LABELS = 64
 MAX_LISTED = 5  # alerts named in one timeline entry; the rest are counted
-MAX_BACKOFF = 30.0
 TITLE_LIMIT = 150
 
 TopicPartition = tuple[str, int]
@@ -532,7 +532,7 @@ def _alert_data(group: _Group) -> dict[str, Any]:
 # -- the intake --------------------------------------------------------------------------------
 
 
-class AlertIntake:
+class AlertIntake(Worker):
     """Reads alert batches, stores their effect exactly once, then commits the offsets."""
 
     name = "alert_intake"
@@ -552,6 +552,7 @@ class AlertIntake:
         clock: Clock = utcnow,
         after_store: Callable[[BatchResult], Awaitable[None]] | None = None,
     ) -> None:
+        super().__init__(poll_interval=0.0)
         self.pool = pool
         self.incidents = incidents
         self.policy = policy
@@ -569,19 +570,10 @@ class AlertIntake:
         self._uncommitted: dict[TopicPartition, int] = {}
         self._commit_failures = 0
 
-    async def run_forever(self) -> None:
-        """The supervised loop: survives any error of one round (it is retried)."""
-        failures = 0
-        while True:
-            try:
-                await self.process_once()
-                failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                failures += 1
-                log.exception(f"{self.name}.round_failed", failures=failures)
-                await asyncio.sleep(min(MAX_BACKOFF, 0.25 * 2**failures))
+    async def run_round(self) -> int:
+        """One fetch (it waits up to `poll_timeout` for records), so never idle in between."""
+        await self.process_once()
+        return 1
 
     async def process_once(self) -> BatchResult | None:
         """Fetch one batch, store it, commit its offsets; None if nothing came."""

@@ -229,13 +229,7 @@ class Incidents:
             incident = await self._target(conn, ref, allow_resolved=False)
             if incident.roles.get(role) == user:
                 raise Conflict(f"<@{user}> is already {role} of {incident.ref}.")
-            previous = await incidents_sql.set_role(
-                conn, incident.id, role=role, user_id=user, assigned_by=actor, now=now
-            )
-            fields: dict[str, object] = {}
-            if incident.acknowledged_at is None:
-                fields["acknowledged_at"] = now
-            await self._bump(conn, incident.id, now=now, **fields)
+            previous = await self._give_role(conn, incident, role, user, actor=actor, now=now)
             replacing = f", replacing <@{previous}>" if previous else ""
             entry = await timeline.record(
                 conn,
@@ -276,13 +270,7 @@ class Incidents:
             window = await timeline_sql.since(conn, incident.id, at=now - handover.WINDOW)
             items = await timeline_sql.of_kinds(conn, incident.id, handover.ACTION_ITEM_KINDS)
             pending = await actions_sql.pending_for(conn, incident.id, now=now)
-            previous = await incidents_sql.set_role(
-                conn, incident.id, role=role, user_id=user, assigned_by=actor, now=now
-            )
-            fields: dict[str, object] = {}
-            if incident.acknowledged_at is None:
-                fields["acknowledged_at"] = now
-            await self._bump(conn, incident.id, now=now, **fields)
+            previous = await self._give_role(conn, incident, role, user, actor=actor, now=now)
             after = await self._reload(conn, incident.id)
             if previous == actor:
                 text = f"{who(actor)} handed {role} of {incident.ref} over to {who(user)}."
@@ -560,6 +548,20 @@ class Incidents:
         return Change(incident, entry)
 
     # -- helpers -----------------------------------------------------------------------------
+
+    async def _give_role(
+        self, conn: Conn, incident: Incident, role: str, user: str, *, actor: str, now: datetime
+    ) -> str | None:
+        """Give `role` to `user` (a first role given also acknowledges the incident) and bump
+        the card; returns who held the role before."""
+        previous = await incidents_sql.set_role(
+            conn, incident.id, role=role, user_id=user, assigned_by=actor, now=now
+        )
+        fields: dict[str, object] = {}
+        if incident.acknowledged_at is None:
+            fields["acknowledged_at"] = now
+        await self._bump(conn, incident.id, now=now, **fields)
+        return previous
 
     async def _bump(self, conn: Conn, incident_id: int, *, now: datetime, **fields: object) -> None:
         version = await incidents_sql.update(conn, incident_id, now=now, **fields)
