@@ -17,6 +17,7 @@ from bot.ids import (
     IcAction,
     PromptAction,
     RemediationAction,
+    ShortcutId,
     ViewId,
 )
 from bot.logs import get_logger
@@ -40,6 +41,8 @@ EVENTS = {
     "reaction_added": "reaction_added",
     "reaction_removed": "reaction_removed",
 }
+# Manifest `features.shortcuts`: callback_id -> type (`message` or `global`).
+SHORTCUTS = {ShortcutId.ADD_TO_TIMELINE.value: "message"}
 
 
 def _dedupe_events(services: Services) -> Callable[..., Awaitable[BoltResponse | None]]:
@@ -114,4 +117,6 @@ def build_slack_app(services: Services) -> AsyncApp:
     app.event("message")(scribe.message)
     app.event("reaction_added")(scribe.reaction_added)
     app.event("reaction_removed")(scribe.reaction_removed)
+    app.message_shortcut(ShortcutId.ADD_TO_TIMELINE.value)(scribe.add_to_timeline)
+    app.view(ViewId.ADD_TO_TIMELINE.value)(scribe.add_to_timeline_submitted)
     return app

@@ -533,6 +533,63 @@ def status_modal(incident: Incident) -> dict[str, Any]:
     }
 
 
+KEY_EVENT_FIELD = "incident"  # the block_id and action_id of the shortcut form's select
+OPTION_TEXT_MAX = 75  # a select option's text (Block Kit)
+QUOTE_MAX = 280  # characters of the message quoted in the form
+
+
+def _incident_option(incident: Incident) -> Block:
+    state = " (resolved)" if incident.is_resolved else ""
+    title = incident.title
+    room = OPTION_TEXT_MAX - len(f"{incident.ref}  {state}")
+    if len(title) > room:
+        title = title[: room - 1] + "…"
+    return {
+        "text": {"type": "plain_text", "text": f"{incident.ref} {title}{state}", "emoji": True},
+        "value": str(incident.id),
+    }
+
+
+def key_event_modal(
+    *,
+    channel: str,
+    ts: str,
+    author: str | None,
+    text: str,
+    choices: Sequence[Incident],
+    selected: Incident | None,
+) -> dict[str, Any]:
+    """The message shortcut's form: which incident the message becomes a key event of."""
+    quote = " ".join(text.split()) or "(no text)"
+    if len(quote) > QUOTE_MAX:
+        quote = quote[: QUOTE_MAX - 1] + "…"
+    element: Block = {
+        "type": "static_select",
+        "action_id": KEY_EVENT_FIELD,
+        "placeholder": {"type": "plain_text", "text": "Choose an incident"},
+        "options": [_incident_option(i) for i in choices[:100]],
+    }
+    if selected is not None:
+        element["initial_option"] = _incident_option(selected)
+    return {
+        "type": "modal",
+        "callback_id": ViewId.ADD_TO_TIMELINE,
+        "private_metadata": json.dumps({"channel": channel, "ts": ts}),
+        "title": {"type": "plain_text", "text": "Add to timeline"},
+        "submit": {"type": "plain_text", "text": "Add"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            _context(f"{who(author) if author else 'A message'}: {quote}"),
+            {
+                "type": "input",
+                "block_id": KEY_EVENT_FIELD,
+                "label": {"type": "plain_text", "text": "Key event of"},
+                "element": element,
+            },
+        ],
+    }
+
+
 def compose_status(status: str, impact: str | None, next_steps: str | None) -> str:
     parts = [status.strip()]
     if impact and impact.strip():

@@ -28,8 +28,16 @@ class ApprovalAction(StrEnum):
     DENY = "approval_deny"
 
 
+class ShortcutId(StrEnum):
+    """Callback ids of the app's shortcuts (manifest.yml `features.shortcuts`)."""
+
+    ADD_TO_TIMELINE = "add_to_incident_timeline"  # a message shortcut: make it a key event
+
+
 class ViewId(StrEnum):
     STATUS_UPDATE = "status_update_modal"  # private_metadata = incident id
+    # private_metadata = {"channel": …, "ts": …} of the message; input block/action "incident"
+    ADD_TO_TIMELINE = "add_to_timeline_modal"
 
 
 class Metadata(StrEnum):

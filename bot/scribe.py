@@ -6,6 +6,9 @@
   dropped, the chain still verifies, and a `message_deleted` entry records what was blanked.
 - A :pushpin: on a message of the war room or of a thread makes it a key event of its incident
   (`pinned`); when the last :pushpin: is removed it is one no more (`unpinned`).
+- The message shortcut "Add to incident timeline" does the same for a message in any channel
+  the app is in, for the incident the person chooses (`key_event_choices`, `key_event_target`).
+  Both end in `mark_key_event`, so a message is one key event however it was pinned.
 - `/ic action` records an action item for the post-mortem (`action_item`).
 
 Captured messages and edits are not posted back into the thread (they are already there);
@@ -15,13 +18,14 @@ pins, unpins and action items are. The bot's own messages are never captured.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Protocol
 
 from bot import timeline
 from bot.errors import Conflict, IntegrationError, NotFound, UsageError
 from bot.incidents import MAX_TEXT, Change, Incidents
 from bot.logs import get_logger
-from bot.models import TimelineEntry, who
+from bot.models import Incident, TimelineEntry, incident_ref, who
 from bot.store import Conn
 from bot.store import captures as captures_sql
 
@@ -30,6 +34,7 @@ log = get_logger(__name__)
 PIN_REACTION = "pushpin"
 MAX_CAPTURED = 4000  # characters of a message kept in the timeline (Slack allows 40,000)
 BOT = "icbot"
+CHOICE_DAYS = 7  # the shortcut offers open incidents and those resolved this many days back
 
 ScribeKind = timeline.ScribeKind  # defined with the other kinds; imported from here too
 
@@ -52,6 +57,18 @@ class ChatMessage:
     @property
     def is_reply(self) -> bool:
         return self.thread_ts is not None and self.thread_ts != self.ts
+
+
+@dataclass(frozen=True)
+class KeyEvent:
+    """A message about to become a key event of an incident (see `Scribe.mark_key_event`)."""
+
+    channel: str
+    ts: str
+    incident_id: int
+    author: str  # a Slack user id, or BOT
+    message: ChatMessage | None  # as Slack returned it, when it had to be read
+    link: str
 
 
 class MessageSource(Protocol):
@@ -231,36 +248,11 @@ class Scribe:
                 return None
             incident_id, author, found = placed
         link = await self._permalink(channel, ts, found.thread_ts if found else None)
-        async with self.pool.acquire() as conn, conn.transaction():
-            await captures_sql.insert(
-                conn, channel_id=channel, message_ts=ts, incident_id=incident_id,
-                author=author, captured=False,
-            )  # fmt: skip
-            capture = await captures_sql.get(conn, channel, ts, lock=True)
-            assert capture is not None
-            if capture.deleted_at is not None or by in capture.pinned_by:
-                return None
-            await captures_sql.set_pinned_by(conn, channel, ts, users=[*capture.pinned_by, by])
-            if capture.pinned_by:
-                return None  # a key event already; the first pin is the one recorded
-            data: dict[str, object] = {
-                "ts": ts, "by": by, "author": capture.author, "permalink": link,
-            }  # fmt: skip
-            words = await captures_sql.content_entries(
-                conn, capture.incident_id, ts, kinds=CONTENT_KINDS
-            )
-            if not words and found is not None:
-                data.update(_words(found))  # its words are not in the timeline yet
-            entry = await timeline.record(
-                conn, incident_id=capture.incident_id, kind=ScribeKind.PINNED, actor=by,
-                occurred_at=self.clock(), data=data,
-                text=(
-                    f"{who(by)} pinned <{link}|a message> by {who(capture.author)}"
-                    " as a key event."
-                ),
-            )  # fmt: skip
-        self.incidents.on_change()
-        return entry
+        target = KeyEvent(
+            channel=channel, ts=ts, incident_id=incident_id, author=author, message=found,
+            link=link,
+        )  # fmt: skip
+        return await self.mark_key_event(target, by=by)
 
     async def unpin(self, *, channel: str, ts: str, by: str) -> TimelineEntry | None:
         """`by` took their :pushpin: away; the last one to go makes it an ordinary message."""
@@ -309,6 +301,127 @@ class Scribe:
                 " Pin it in the incident's thread, or use `/ic note INC-n …`."
             )
         return open_ids[0], author, found
+
+    async def key_event_target(self, *, channel: str, ts: str, incident_id: int) -> KeyEvent:
+        """What marking the message as a key event of `incident_id` would write; reads only.
+
+        The message shortcut's check before it answers the form: raises NotFound / Conflict
+        (shown in the form) when the incident is not one the form offers, when the message is
+        gone, or when it already belongs to another incident; IntegrationError if Slack fails.
+        """
+        incident = await self.incidents.get(incident_id)
+        if not self._offered(incident):
+            raise Conflict(
+                f"{incident.ref} was resolved more than {CHOICE_DAYS} days ago;"
+                " choose a newer incident."
+            )
+        async with self.pool.acquire() as conn:
+            known = await captures_sql.get(conn, channel, ts)
+            bot_post = await captures_sql.incident_for_bot_post(conn, channel, ts)
+        owner = known.incident_id if known is not None else bot_post
+        if owner is not None and owner != incident_id:
+            raise Conflict(
+                f"That message is part of {incident_ref(owner)}'s timeline;"
+                f" it can only be a key event of {incident_ref(owner)}."
+            )
+        if known is not None:
+            if known.deleted_at is not None:
+                raise NotFound("That message was deleted in Slack; there is nothing to add.")
+            link = await self._permalink(channel, ts, None)
+            return KeyEvent(
+                channel=channel, ts=ts, incident_id=incident_id, author=known.author,
+                message=None, link=link,
+            )  # fmt: skip
+        found = await self.messages.message(channel, ts)
+        if found is None and bot_post is None:
+            raise NotFound("That message no longer exists in Slack; there is nothing to add.")
+        if bot_post is not None:
+            author = BOT
+        elif found is not None and found.user:
+            author = found.user
+        else:
+            raise NotFound(
+                "That message has no author Slack can name (a webhook's post?);"
+                " quote it with `/ic note` instead."
+            )
+        link = await self._permalink(channel, ts, found.thread_ts if found else None)
+        return KeyEvent(
+            channel=channel, ts=ts, incident_id=incident_id, author=author, message=found,
+            link=link,
+        )  # fmt: skip
+
+    async def mark_key_event(self, target: KeyEvent, *, by: str) -> TimelineEntry | None:
+        """Make the message a key event of its incident, as `by`; both pins end here.
+
+        None if it already was one (or `by` had marked it already) or it was deleted: a
+        message is one key event however often and however it is pinned. Raises Conflict if the
+        message was meanwhile placed in another incident's timeline.
+        """
+        channel, ts = target.channel, target.ts
+        async with self.pool.acquire() as conn, conn.transaction():
+            await captures_sql.insert(
+                conn, channel_id=channel, message_ts=ts, incident_id=target.incident_id,
+                author=target.author, captured=False,
+            )  # fmt: skip
+            capture = await captures_sql.get(conn, channel, ts, lock=True)
+            assert capture is not None
+            if capture.incident_id != target.incident_id:
+                raise Conflict(
+                    f"That message is part of {incident_ref(capture.incident_id)}'s timeline."
+                )
+            if capture.deleted_at is not None or by in capture.pinned_by:
+                return None
+            await captures_sql.set_pinned_by(conn, channel, ts, users=[*capture.pinned_by, by])
+            if capture.pinned_by:
+                return None  # a key event already; the first pin is the one recorded
+            data: dict[str, object] = {
+                "ts": ts, "by": by, "author": capture.author, "permalink": target.link,
+            }  # fmt: skip
+            words = await captures_sql.content_entries(
+                conn, capture.incident_id, ts, kinds=CONTENT_KINDS
+            )
+            if not words and target.message is not None:
+                data.update(_words(target.message))  # its words are not in the timeline yet
+            entry = await timeline.record(
+                conn, incident_id=capture.incident_id, kind=ScribeKind.PINNED, actor=by,
+                occurred_at=self.clock(), data=data,
+                text=(
+                    f"{who(by)} pinned <{target.link}|a message> by {who(capture.author)}"
+                    " as a key event."
+                ),
+            )  # fmt: skip
+        self.incidents.on_change()
+        return entry
+
+    async def key_event_choices(
+        self, *, channel: str, message: ChatMessage
+    ) -> tuple[list[Incident], Incident | None]:
+        """The incidents the message shortcut offers (open ones, then those resolved in the
+        last CHOICE_DAYS days) and the one to preselect: the incident whose thread (or timeline)
+        the message is in, else the only open one."""
+        choices = await self.incidents.list_recent(days=CHOICE_DAYS)
+        async with self.pool.acquire() as conn:
+            known = await captures_sql.get(conn, channel, message.ts)
+            owner = known.incident_id if known is not None else None
+            if owner is None:
+                thread = message.thread_ts or message.ts  # a reply, or the card itself
+                owner = await captures_sql.incident_for_thread(conn, channel, thread)
+            if owner is None:
+                owner = await captures_sql.incident_for_bot_post(conn, channel, message.ts)
+        preselected = next((i for i in choices if i.id == owner), None)
+        if preselected is None and owner is not None:
+            incident = await self.incidents.get(owner)
+            if self._offered(incident):  # offered, but past the listing's first page
+                preselected = incident
+                choices = [incident, *choices]
+        if preselected is None and owner is None:
+            open_now = [i for i in choices if not i.is_resolved]
+            preselected = open_now[0] if len(open_now) == 1 else None
+        return choices, preselected
+
+    def _offered(self, incident: Incident) -> bool:
+        resolved = incident.resolved_at
+        return resolved is None or resolved >= self.clock() - timedelta(days=CHOICE_DAYS)
 
     # -- action items ------------------------------------------------------------------------
 

@@ -4,6 +4,10 @@ The same Bolt app, domain code and PostgreSQL store as production; only the tran
 Lines typed here become signed Slack requests (the real wire format) given to the Bolt app;
 what the bot sends goes over real HTTP, through slack_sdk, to a local Slack stand-in, and is
 printed as it would appear in the channel. Works with stdin piped, for scripts.
+
+People's side of Slack goes through the stand-in too: `/say` posts a message in an incident's
+thread and `/pin` reacts to one, and the stand-in delivers them to the app as the signed Events
+API requests Slack sends; `/shortcut` runs the "Add to incident timeline" message shortcut.
 """
 
 from __future__ import annotations
@@ -21,14 +25,18 @@ from typing import Any, TextIO
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 
-from bot.app import SLASH_COMMANDS, build_slack_app
+from bot.app import SHORTCUTS, SLASH_COMMANDS, build_slack_app
+from bot.errors import UserError
 from bot.ids import Metadata
+from bot.models import Clock, utcnow
 from bot.outbox import ChannelPacer
 from bot.sandbox.shell_sandbox import ShellSandbox
 from bot.sandbox.slack_api import Ephemeral, FakeSlack, Message
-from bot.sandbox.slack_requests import SlackRequests
+from bot.sandbox.slack_requests import SignedRequest, SlackRequests
+from bot.scribe import PIN_REACTION
 from bot.services import Services, open_services
 from bot.settings import Settings
+from bot.store import captures as captures_sql
 from bot.store.db import database
 
 MENTION_TYPED = re.compile(r"(?<![<\w])@([a-z0-9][a-z0-9._-]{0,40})", re.I)
@@ -52,7 +60,11 @@ EMOJI = {
 SHELL_HELP = """Type Slack commands as you would in #{channel}:
   /ic declare Payments failing sev2    /ic assign @dana scribe    /ic status Mitigating
   /ic help lists every /ic command. Buttons are numbered: type the number or the label.
+  /say [INC-n] <text> posts in the incident's thread (messages are numbered: [msg 1]).
+  /pin [n], /unpin [n] add or take away your 📌 on message n (default: the last one);
+  /shortcut [n] runs "Add to incident timeline" on it.
   /as @name acts as another person. /wait 5 lets 5 seconds pass. /quit (or Ctrl-D) leaves."""
+INCIDENT_REF = re.compile(r"^INC-(\d+)\s*", re.I)
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,7 @@ class Form:
     view: dict[str, Any]
     fields: list[tuple[str, str, bool]]  # (block_id, label, optional)
     values: dict[str, str | None] = field(default_factory=dict)
+    elements: dict[str, dict[str, Any]] = field(default_factory=dict)  # block_id -> element
 
     @property
     def current(self) -> tuple[str, str, bool] | None:
@@ -94,10 +107,13 @@ class Shell:
         self.buttons: list[Button] = []
         self.checked: dict[str, set[str]] = {}  # checkbox block_id -> ticked option values
         self.form: Form | None = None
+        self.said: list[Message] = []  # what people said, numbered [msg n] as printed
+        self.thread_ts: str | None = None  # the incident thread the bot last posted in
         self.busy = asyncio.Lock()
         self._events: list[tuple[str, Any]] = []
         self._digest_lines: dict[str, set[str]] = {}  # digest message ts -> lines printed
         slack.on_change.append(lambda kind, obj: self._events.append((kind, obj)))
+        slack.deliver_events_to(self.requests, self._deliver)
 
     # -- input -------------------------------------------------------------------------------
 
@@ -129,6 +145,12 @@ class Shell:
                 self.user_name = name
                 self.slack.add_user(name)
                 self.print(f"(you are now @{name})")
+            return True
+        command, _, rest = line.partition(" ")
+        people = {"/say": self._say, "/pin": self._pin, "/unpin": self._unpin,
+                  "/shortcut": self._shortcut}  # fmt: skip
+        if command in people:
+            await people[command](rest.strip())
             return True
         if line.startswith("/"):
             command, _, text = line.partition(" ")
@@ -213,6 +235,99 @@ class Shell:
         )
         await self._dispatch(request.body, request.headers)
 
+    # -- what people do in the channel ---------------------------------------------------------
+
+    async def _say(self, text: str) -> None:
+        """`/say [INC-n] <text>`: post as the current user in the incident's thread."""
+        ref = INCIDENT_REF.match(text)
+        text = text[ref.end() :] if ref else text
+        if not text:
+            self.print("usage: /say [INC-n] <text>")
+            return
+        try:
+            thread_ts = await self._incident_thread(int(ref.group(1)) if ref else None)
+        except UserError as exc:
+            self.print(f"(nowhere to say it: {self._plain(str(exc))})")
+            return
+        user_id = self.slack.add_user(self.user_name)
+        said = MENTION_TYPED.sub(lambda m: f"<@{self.slack.add_user(m.group(1).lower())}>", text)
+        await self.slack.user_says(self.channel_id, user_id, said, thread_ts=thread_ts)
+        await self._settle()
+
+    async def _incident_thread(self, ref: int | None) -> str:
+        """The thread of INC-`ref`; else of the incident the bot last posted about; else of the
+        only open (or the latest) incident. Raises UserError."""
+        if ref is None and self.thread_ts is not None:
+            async with self.services.pool.acquire() as conn:
+                found = await captures_sql.incident_for_thread(
+                    conn, self.channel_id, self.thread_ts
+                )
+            if found is not None:
+                return self.thread_ts
+        incident = await self.services.incidents.get(ref)
+        if incident.thread_ts is None:
+            raise UserError(f"{incident.ref}'s card is not posted yet.")
+        return incident.thread_ts
+
+    def _message(self, arg: str, usage: str) -> Message | None:
+        """Message `[msg n]`, or the last one said; None (with a word why) if there is none."""
+        if arg and not arg.isdigit():
+            self.print(f"usage: {usage}")
+            return None
+        if not self.said:
+            self.print("(no messages yet: /say posts one)")
+            return None
+        if not arg:
+            return self.said[-1]
+        if not 1 <= int(arg) <= len(self.said):
+            self.print(f"(no message {arg}; they are numbered 1-{len(self.said)})")
+            return None
+        return self.said[int(arg) - 1]
+
+    async def _pin(self, arg: str) -> None:
+        await self._react(arg, added=True)
+
+    async def _unpin(self, arg: str) -> None:
+        await self._react(arg, added=False)
+
+    async def _react(self, arg: str, *, added: bool) -> None:
+        """`/pin [n]` / `/unpin [n]`: add or take away your :pushpin: reaction."""
+        message = self._message(arg, f"/{'pin' if added else 'unpin'} [n]")
+        if message is None:
+            return
+        n = self.said.index(message) + 1
+        user_id = self.slack.add_user(self.user_name)
+        if (user_id in message.reactions.get(PIN_REACTION, [])) == added:
+            self.print(f"(your 📌 is {'already' if added else 'not'} on msg {n})")
+            return
+        self.print(f"(📌 {'added to' if added else 'taken off'} msg {n})")
+        await self.slack.user_reacts(
+            message.channel, message.ts, user_id, PIN_REACTION, added=added
+        )
+        await self._settle()
+
+    async def _shortcut(self, arg: str) -> None:
+        """`/shortcut [n]`: the message shortcut on message n; its form is filled here."""
+        message = self._message(arg, "/shortcut [n]")
+        if message is None:
+            return
+        [callback_id] = [c for c, kind in SHORTCUTS.items() if kind == "message"]
+        user_id = self.slack.add_user(self.user_name)
+        request = self.requests.message_shortcut(
+            callback_id,
+            self.slack.payload_message(message),
+            user_id=user_id,
+            user_name=self.user_name,
+            channel_id=message.channel,
+            channel_name=self._channel_name(message.channel),
+            response_url=self.slack.new_response_url(channel=message.channel, user=user_id),
+        )
+        await self._dispatch(request.body, request.headers)
+
+    async def _deliver(self, request: SignedRequest) -> None:
+        """The stand-in delivering an Events API request, as Slack POSTs it to the app."""
+        await self._dispatch(request.body, request.headers)
+
     # -- modals ------------------------------------------------------------------------------
 
     def _open_form(self, view: dict[str, Any]) -> None:
@@ -226,14 +341,52 @@ class Shell:
             [b for b in view["blocks"] if b["type"] != "input"], "", message=None
         ):
             self.print(f"│ {line}")
-        self.form = Form(view=view, fields=fields)
+        elements = {
+            b["block_id"]: b.get("element") or {}
+            for b in view.get("blocks", [])
+            if b.get("type") == "input"
+        }
+        self.form = Form(view=view, fields=fields, elements=elements)
         self._ask()
 
     def _ask(self) -> None:
         assert self.form is not None
         current = self.form.current
-        if current is not None:
+        if current is None:
+            return
+        options = self._options(current[0])
+        if not options:
             self.print(f"│ {current[1]}{' (optional, Enter skips)' if current[2] else ''}:")
+            return
+        initial = self.form.elements[current[0]].get("initial_option")
+        keeps = f" (Enter keeps {initial['text']['text']})" if initial else ""
+        self.print(f"│ {current[1]}{keeps}, by number or name:")
+        for n, option in enumerate(options, 1):
+            self.print(f"│   {n}) {option['text']['text']}")
+
+    def _options(self, block_id: str) -> list[dict[str, Any]]:
+        """A select's options; [] for a text field."""
+        assert self.form is not None
+        element = self.form.elements.get(block_id) or {}
+        if element.get("type") != "static_select":
+            return []
+        return list(element.get("options") or [])
+
+    def _choose(self, block_id: str, line: str) -> str | None:
+        """The option value a line picks: its number, its name (or the start of it), or the
+        initial option for an empty line; None if it picks nothing."""
+        assert self.form is not None
+        options = self._options(block_id)
+        if not line:
+            initial = self.form.elements[block_id].get("initial_option")
+            return str(initial["value"]) if initial else None
+        if line.isdigit() and 1 <= int(line) <= len(options):
+            return str(options[int(line) - 1]["value"])
+        wanted = line.lower()
+        named = [o for o in options if str(o["text"]["text"]).lower().startswith(wanted)]
+        exact = [o for o in named if str(o["text"]["text"]).lower().split()[0] == wanted]
+        picked = exact or named
+        return str(picked[0]["value"]) if len(picked) == 1 else None
 
     async def _fill(self, line: str) -> None:
         form = self.form
@@ -245,6 +398,17 @@ class Shell:
         current = form.current
         assert current is not None
         block_id, label, optional = current
+        if self._options(block_id):
+            chosen = self._choose(block_id, line)
+            if chosen is None and (line or not optional):
+                self.print(f"│ {label}: choose one of 1-{len(self._options(block_id))}:")
+                return
+            form.values[block_id] = chosen
+            if form.current is not None:
+                self._ask()
+                return
+            await self._submit(form)
+            return
         if not line and not optional:
             self.print(f"│ {label} is required:")
             return
@@ -252,6 +416,9 @@ class Shell:
         if form.current is not None:
             self._ask()
             return
+        await self._submit(form)
+
+    async def _submit(self, form: Form) -> None:
         user_id = self.slack.add_user(self.user_name)
         request = self.requests.view_submission(
             form.view, form.values, user_id=user_id, user_name=self.user_name
@@ -279,6 +446,9 @@ class Shell:
             self._form_errors(form, response.body)
         elif response.body:
             self._ack_body(response.body)
+        await self._settle()
+
+    async def _settle(self) -> None:
         await self.services.inflight.idle()
         await self.services.outbox.drain()
         self.flush()
@@ -322,7 +492,11 @@ class Shell:
 
     def _show_message(self, kind: str, message: Message) -> None:
         if message.user != self.slack.bot_user_id:
+            if kind == "post":
+                self._show_said(message)
             return
+        if message.channel == self.channel_id:
+            self.thread_ts = message.thread_ts or message.ts  # a reply, or a card
         if message.thread_ts and message.thread_ts != message.ts:
             if (message.metadata or {}).get("event_type") == Metadata.DIGEST:
                 self._show_digest(message)
@@ -355,6 +529,16 @@ class Shell:
             if line not in seen:
                 seen.add(line)
                 self.print(f"  ↳ · {line}")
+
+    def _show_said(self, message: Message) -> None:
+        """A person's message, numbered for /pin, /unpin and /shortcut."""
+        self.said.append(message)
+        author = self.slack.user_name(message.user) or message.user
+        said = f"[msg {len(self.said)}] @{author}: {self._plain(message.text)}"
+        if message.thread_ts and message.thread_ts != message.ts:
+            self.print(f"  ↳ {said}")
+        else:
+            self.print(f"[#{self._channel_name(message.channel)}] {said}")
 
     def _show_ephemeral(self, eph: Ephemeral) -> None:
         lines = self._render_own(eph.blocks, eph.text, message=None)
@@ -466,8 +650,10 @@ async def run_shell(
     stdin: TextIO = sys.stdin,
     out: TextIO = sys.stdout,
     scenario: str | None = None,
+    clock: Clock = utcnow,
 ) -> int:
-    """`scenario`: also run the simulated platform (`icbot shell --sandbox`) with it loaded."""
+    """`scenario`: also run the simulated platform (`icbot shell --sandbox`) with it loaded.
+    `clock`: the bot's time (tests script an incident's minutes with it)."""
     interactive = stdin.isatty()
     channel = settings.incident_channel.lstrip("#")
     async with FakeSlack(channels=(channel,)) as slack, ShellSandbox(scenario, out=out) as sandbox:
@@ -481,6 +667,7 @@ async def run_shell(
                 shell_settings,
                 dsn=url,
                 token=slack.token,
+                clock=clock,
                 pacer=ChannelPacer(per_second=0, burst=1),
             ) as services,
         ):

@@ -1,26 +1,38 @@
-"""Events API listeners of the scribe: thread messages, edits, deletions and :pushpin: pins.
+"""Listeners of the scribe: thread messages, edits, deletions and :pushpin: pins (Events API),
+and the "Add to incident timeline" message shortcut with its form.
 
 Slack's repeats are dropped before these run (`bot.app._dedupe_events`, by `event_id`), and
 Bolt drops the bot's own events; the domain (`bot.scribe`) ignores any other bot's messages.
 Events have nobody to answer, so failures are logged with an error id; a :pushpin: that can't
 be placed is explained to the person who added it, ephemerally.
+
+The shortcut acks at once and opens the form with the trigger_id (valid for 3 seconds). The
+form's submission is checked before its ack, so a stale or invalid one is answered in the form
+(`response_action: errors`) and changes nothing; the key event is written after the ack, and
+the person is told ephemerally.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import blocks
 from bot.errors import IntegrationError, UserError
 from bot.logs import get_logger
-from bot.scribe import PIN_REACTION, ChatMessage, Scribe
+from bot.models import incident_ref
+from bot.scribe import PIN_REACTION, ChatMessage, KeyEvent, Scribe
 from bot.services import Services
+from commands.edge import Respond, reply
 
 log = get_logger(__name__)
 
@@ -28,6 +40,12 @@ Ack = Callable[[], Awaitable[Any]]
 
 # Message subtypes that are a person saying something (others: joins, topic changes, …).
 SPOKEN = {None, "thread_broadcast", "file_share", "me_message"}
+# The form's checks (database and Slack reads) must leave time to ack within Slack's 3 s.
+CHECK_BUDGET_SECONDS = 2.0
+NO_INCIDENTS = (
+    "There are no incidents to add to: none is open and none was resolved in the last 7 days."
+)
+STALE_FORM = "This form is no longer valid; use the shortcut on the message again."
 
 
 def chat_message(message: dict[str, Any], *, channel: str, bot_user_id: str | None) -> ChatMessage:
@@ -146,6 +164,106 @@ class ScribeHandlers:
             except Exception:
                 error_id = uuid.uuid4().hex[:12]
                 log.exception("scribe.unpin_failed", error_id=error_id)
+
+    # -- the message shortcut ----------------------------------------------------------------
+
+    async def add_to_timeline(
+        self,
+        ack: Ack,
+        shortcut: dict[str, Any],
+        client: AsyncWebClient,
+        respond: Respond,
+        context: AsyncBoltContext,
+    ) -> None:
+        """The "Add to incident timeline" shortcut on a message: ask which incident, in a form."""
+        await ack()
+        async with self.services.inflight.track():
+            try:
+                channel = str((shortcut.get("channel") or {}).get("id") or "")
+                message = chat_message(
+                    shortcut.get("message") or {}, channel=channel, bot_user_id=context.bot_user_id
+                )
+                ts = message.ts or str(shortcut.get("message_ts") or "")
+                choices, selected = await self.scribe.key_event_choices(
+                    channel=channel, message=message
+                )
+                if not choices:
+                    await reply(
+                        respond, blocks.confirmation(NO_INCIDENTS), response_type="ephemeral"
+                    )
+                    return
+                view = blocks.key_event_modal(
+                    channel=channel, ts=ts, author=message.user, text=message.text,
+                    choices=choices, selected=selected,
+                )  # fmt: skip
+                await client.views_open(trigger_id=shortcut["trigger_id"], view=view)
+            except Exception:
+                error_id = uuid.uuid4().hex[:12]
+                log.exception("scribe.shortcut_failed", error_id=error_id)
+                await reply(
+                    respond,
+                    blocks.confirmation(blocks.error_text(error_id)),
+                    response_type="ephemeral",
+                )
+
+    async def add_to_timeline_submitted(
+        self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        """The form: check it (errors go back into the form), ack, then mark the key event."""
+        user = str(body["user"]["id"])
+        try:
+            meta = json.loads(str(view.get("private_metadata") or ""))
+            channel, ts = str(meta["channel"]), str(meta["ts"])
+            state = (view.get("state") or {}).get("values") or {}
+            field = (state.get(blocks.KEY_EVENT_FIELD) or {}).get(blocks.KEY_EVENT_FIELD) or {}
+            incident_id = int((field.get("selected_option") or {})["value"])
+            if not channel or not ts:
+                raise ValueError("no message")
+        except (ValueError, KeyError, TypeError):
+            await ack(response_action="errors", errors={blocks.KEY_EVENT_FIELD: STALE_FORM})
+            return
+        try:
+            async with asyncio.timeout(CHECK_BUDGET_SECONDS):
+                target = await self.scribe.key_event_target(
+                    channel=channel, ts=ts, incident_id=incident_id
+                )
+        except UserError as exc:
+            await ack(response_action="errors", errors={blocks.KEY_EVENT_FIELD: str(exc)})
+            return
+        except (IntegrationError, TimeoutError) as exc:
+            log.warning("scribe.shortcut_check_failed", error=str(exc) or type(exc).__name__)
+            await ack(
+                response_action="errors",
+                errors={blocks.KEY_EVENT_FIELD: "Slack did not answer in time; try again."},
+            )
+            return
+        except Exception:
+            error_id = uuid.uuid4().hex[:12]
+            log.exception("scribe.shortcut_check_failed", error_id=error_id)
+            await ack(
+                response_action="errors",
+                errors={blocks.KEY_EVENT_FIELD: blocks.error_text(error_id)},
+            )
+            return
+        await ack()
+        async with self.services.inflight.track():
+            await self._tell(
+                client, channel=channel, user=user, text=await self._mark(target, user)
+            )
+
+    async def _mark(self, target: KeyEvent, user: str) -> str:
+        ref = incident_ref(target.incident_id)
+        try:
+            entry = await self.scribe.mark_key_event(target, by=user)
+        except UserError as exc:
+            return f"Nothing was added: {exc}"
+        except Exception:
+            error_id = uuid.uuid4().hex[:12]
+            log.exception("scribe.shortcut_mark_failed", error_id=error_id)
+            return blocks.error_text(error_id)
+        if entry is None:
+            return f":pushpin: That message is already a key event of *{ref}*."
+        return f":pushpin: Added to *{ref}*'s timeline as a key event."
 
     async def _tell(self, client: AsyncWebClient, *, channel: str, user: str, text: str) -> None:
         try:

@@ -8,7 +8,7 @@ import yaml
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 
-from bot.app import EVENTS, SLASH_COMMANDS, build_slack_app
+from bot.app import EVENTS, SHORTCUTS, SLASH_COMMANDS, build_slack_app
 from bot.sandbox.slack_requests import SignedRequest
 from tests.conftest import Bot
 
@@ -47,6 +47,32 @@ async def test_manifest_events_are_exactly_the_events_with_listeners(bot: Bot) -
     for event_type in ("member_joined_channel", "pin_added", "channel_rename"):
         request = bot.requests.event({**base, "type": event_type, "event_ts": "1.000200"})
         assert await _status(bot, app, request) == 404, event_type
+
+
+def _shortcut(bot: Bot, callback_id: str, kind: str) -> SignedRequest:
+    assert kind == "message", f"build a {kind} shortcut request to test {callback_id}"
+    msg = bot.slack.post_user_message("waqiti-incidents", "dana", "hi")
+    return bot.requests.message_shortcut(
+        callback_id,
+        bot.slack.payload_message(msg),
+        user_id=bot.user("erin"),
+        user_name="erin",
+        channel_id=bot.channel,
+        channel_name="waqiti-incidents",
+        response_url=bot.slack.new_response_url(channel=bot.channel, user=bot.user("erin")),
+    )
+
+
+async def test_manifest_shortcuts_are_exactly_the_shortcuts_with_listeners(bot: Bot) -> None:
+    declared = {s["callback_id"]: s["type"] for s in MANIFEST["features"]["shortcuts"]}
+    assert declared == SHORTCUTS
+    for shortcut in MANIFEST["features"]["shortcuts"]:
+        assert shortcut["name"] and 0 < len(shortcut["description"]) <= 150
+    app = build_slack_app(bot.services)
+    for callback_id, kind in sorted(declared.items()):
+        assert await _status(bot, app, _shortcut(bot, callback_id, kind)) == 200
+    for callback_id in ("add_to_timeline", "Add to incident timeline", "pin"):
+        assert await _status(bot, app, _shortcut(bot, callback_id, "message")) == 404
 
 
 def test_every_request_url_is_the_one_slack_events_route() -> None:

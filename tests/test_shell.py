@@ -97,3 +97,34 @@ def test_a_status_prompt_button_opens_a_form_filled_line_by_line(dsn: str, tmp_p
     assert "└ submitted" in out
     assert "Status update from @sam: Mitigating: rolled back" in out
     assert "Impact: 8% of card payments" in out
+
+
+def test_people_say_pin_unpin_and_use_the_shortcut_from_the_shell(dsn: str) -> None:
+    script = (
+        "/say anyone there?\n/help\n/ic declare Payments failing sev2\n/as @dana\n"
+        "/say pool at 100% since the deploy\n/pin\n/pin 1\n/unpin 1\n/as @erin\n"
+        "/say rolled back, errors gone\n/shortcut\n\n/shortcut 2\nINC-1\n/pin 9\n/ic timeline\n"
+    )
+    result = _run(script, {"DATABASE_URL": dsn})
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "(nowhere to say it: There is no open incident." in out
+    for command in ("/say [INC-n] <text>", "/pin [n], /unpin [n]", "/shortcut [n]"):
+        assert command in out  # /help
+    assert "  ↳ [msg 1] @dana: pool at 100% since the deploy" in out
+    pinned = out[out.index("@dana> /pin\n") : out.index("@dana> /pin 1")]
+    assert "(📌 added to msg 1)" in pinned and "📌 @dana pinned a message" in pinned
+    assert "(your 📌 is already on msg 1)" in out
+    unpinned = out[out.index("@dana> /unpin 1") : out.index("@dana> /as @erin")]
+    assert "(📌 taken off msg 1)" in unpinned and "it is no longer a key event" in unpinned
+    form = out[out.index("@erin> /shortcut\n") : out.index("@erin> /shortcut 2")]
+    assert "┌ Add to timeline" in form and "│ @erin: rolled back, errors gone" in form
+    assert "│ Key event of (Enter keeps INC-1 Payments failing), by number or name:" in form
+    assert "│   1) INC-1 Payments failing" in form and "└ submitted" in form
+    assert "(only you) 📌 Added to INC-1's timeline as a key event." in form
+    again = out[out.index("@erin> /shortcut 2") : out.index("@erin> /pin 9")]
+    assert "(only you) 📌 That message is already a key event of INC-1." in again
+    assert "(no message 9; they are numbered 1-2)" in out
+    timeline = out[out.index("Timeline of INC-1") :]
+    assert timeline.count("pinned a message") == 2 and "no longer a key event" in timeline
+    assert "Traceback" not in result.stderr

@@ -15,6 +15,12 @@ Everything the bot did is kept for assertions: :attr:`FakeSlack.calls`, :attr:`F
 (per channel, in post order, roots and replies), :attr:`FakeSlack.ephemerals` and
 :attr:`FakeSlack.pins`. Listeners in :attr:`FakeSlack.on_change` are called with ``(kind, obj)``
 for every ``"post"``, ``"update"``, ``"ephemeral"``, ``"delete"`` and ``"reaction"``.
+
+What people do goes the other way, as Slack's Events API delivers it: after
+:meth:`FakeSlack.deliver_events_to`, :meth:`FakeSlack.user_says` and :meth:`FakeSlack.user_reacts`
+change the stand-in's state and hand the app a signed ``event_callback`` request (a ``message``,
+``reaction_added`` or ``reaction_removed`` event shaped like Slack's). The bot's own posts are
+not echoed back as events: Bolt drops an app's own events anyway.
 """
 
 from __future__ import annotations
@@ -25,9 +31,11 @@ import binascii
 import hmac
 import json
 import logging
+import re
 import secrets
 import time
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -36,6 +44,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from bot.sandbox.loopback import StandIn, serve_on_loopback
+from bot.sandbox.slack_requests import SignedRequest, SlackRequests
 
 __all__ = ["Call", "Ephemeral", "FakeSlack", "Message"]
 
@@ -47,6 +56,7 @@ MAX_SECTION_TEXT = 3_000
 MAX_HEADER_TEXT = 150
 DOMAIN = "example"
 _JSON_FIELDS = ("blocks", "attachments", "metadata")
+_MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 _BOT_ICONS = {
     "image_36": "https://a.slack-edge.com/80588/img/plugins/app/bot_36.png",
     "image_48": "https://a.slack-edge.com/80588/img/plugins/app/bot_48.png",
@@ -79,6 +89,7 @@ class Message:
     broadcast: bool = False
     attachments: list[dict[str, Any]] = field(default_factory=list)
     edited_ts: str | None = None
+    client_msg_id: str | None = None  # set on messages people post from a Slack client
 
     @property
     def is_root(self) -> bool:
@@ -140,6 +151,7 @@ class _Hook:
 
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
+EventSink = Callable[[SignedRequest], Awaitable[object]]
 
 
 class FakeSlack(StandIn):
@@ -178,6 +190,8 @@ class FakeSlack(StandIn):
         self._next_view = 1
         self.on_change: list[Callable[[str, Any], None]] = []
         self.latency: dict[str, float] = {}  # method -> seconds to wait before answering
+        self._event_requests: SlackRequests | None = None
+        self._event_sink: EventSink | None = None
 
         self._channels: dict[str, _Channel] = {}
         self._channel_by_name: dict[str, str] = {}
@@ -375,20 +389,109 @@ class FakeSlack(StandIn):
         thread_ts: str | None = None,
         blocks: list[dict[str, Any]] | None = None,
     ) -> Message:
-        """Put a message from a human (user id or name; unknown names are added) into a channel."""
+        """Put a message from a human (user id or name; unknown names are added) into a channel.
+
+        Only the stand-in's state changes; :meth:`user_says` also delivers its event.
+        """
         uid = user if user in self._users else self.add_user(user)
         msg = Message(
             channel=self.channel_id(channel),
             ts=self._next_ts(),
             text=text,
-            blocks=list(blocks or []),
+            blocks=list(blocks) if blocks is not None else _rich_text(text),
             user=uid,
             thread_ts=self._normalise_thread(self.channel_id(channel), thread_ts),
             metadata=None,
+            client_msg_id=str(uuid.uuid4()),
         )
         self.messages[msg.channel].append(msg)
         self._notify("post", msg)
         return msg
+
+    # ------------------------------------------------------------------ events to the app
+
+    def deliver_events_to(self, requests: SlackRequests, sink: EventSink) -> None:
+        """Deliver what people do to the app: each event is wrapped and signed by ``requests``
+        (an ``event_callback`` envelope, Events API headers) and awaited through ``sink`` (the
+        shell's dispatcher, or a POST to the bot's ``/slack/events``)."""
+        self._event_requests = requests
+        self._event_sink = sink
+
+    async def user_says(
+        self, channel: str, user: str, text: str, *, thread_ts: str | None = None
+    ) -> Message:
+        """A person posts ``text`` (in ``thread_ts``'s thread); the app gets the ``message``."""
+        msg = self.post_user_message(channel, user, text, thread_ts=thread_ts)
+        await self._deliver(self.message_event(msg))
+        return msg
+
+    async def user_reacts(
+        self, channel: str, ts: str, user: str, name: str, *, added: bool = True
+    ) -> bool:
+        """A person adds (or takes away) a reaction; the app gets ``reaction_added``/``_removed``.
+
+        False, and no event, when there is nothing to change (Slack sends none either).
+        """
+        msg = self.find(channel, ts)
+        if msg is None:
+            raise KeyError(ts)
+        uid = user if user in self._users else self.add_user(user)
+        name = name.strip(":")
+        users = msg.reactions.get(name, [])
+        if (uid in users) == added:
+            return False
+        if added:
+            msg.reactions.setdefault(name, []).append(uid)
+        else:
+            users.remove(uid)
+            if not users:
+                del msg.reactions[name]
+        self._notify("reaction", msg)
+        await self._deliver(self.reaction_event(msg, user=uid, name=name, added=added))
+        return True
+
+    def message_event(self, msg: Message) -> dict[str, Any]:
+        """The ``message`` event of a person's new message, as the Events API sends it."""
+        event: dict[str, Any] = {
+            "client_msg_id": msg.client_msg_id or str(uuid.uuid4()),
+            "type": "message",
+            "text": msg.text,
+            "user": msg.user,
+            "ts": msg.ts,
+            "blocks": msg.blocks,
+            "team": self.team_id,
+        }
+        if not msg.is_root:
+            root = self.find(msg.channel, msg.thread_ts or "")
+            event["thread_ts"] = msg.thread_ts
+            event["parent_user_id"] = root.user if root else msg.user
+        channel = self._channels[msg.channel]
+        event["channel"] = msg.channel
+        event["event_ts"] = msg.ts
+        event["channel_type"] = "im" if channel.im_user else "channel"
+        return event
+
+    def reaction_event(
+        self, msg: Message, *, user: str, name: str, added: bool = True
+    ) -> dict[str, Any]:
+        """``reaction_added`` / ``reaction_removed`` for ``user``'s ``name`` on ``msg``."""
+        return {
+            "type": "reaction_added" if added else "reaction_removed",
+            "user": user,
+            "item": {"type": "message", "channel": msg.channel, "ts": msg.ts},
+            "reaction": name,
+            "item_user": msg.user,
+            "event_ts": self._next_ts(),
+        }
+
+    def payload_message(self, msg: Message) -> dict[str, Any]:
+        """A message as interaction payloads (a message shortcut's ``message``) carry it."""
+        return self._render_stored(msg, include_metadata=False)
+
+    async def _deliver(self, event: dict[str, Any]) -> None:
+        if self._event_requests is None or self._event_sink is None:
+            raise RuntimeError("FakeSlack has nowhere to deliver events: call deliver_events_to")
+        await self._event_sink(self._event_requests.event(event))
 
     async def _read_params(self, request: web.Request) -> tuple[dict[str, Any], str | None]:
         args: dict[str, Any] = {k: v for k, v in request.query.items()}
@@ -647,6 +750,8 @@ class FakeSlack(StandIn):
 
     def _base_message(self, msg: Message) -> dict[str, Any]:
         out: dict[str, Any] = {"user": msg.user, "type": "message", "ts": msg.ts}
+        if msg.client_msg_id:
+            out["client_msg_id"] = msg.client_msg_id
         if self._is_bot(msg):
             out.update(bot_id=self.bot_id, app_id=self.app_id)
         out["text"] = msg.text
@@ -1088,6 +1193,7 @@ class FakeSlack(StandIn):
         blocks = view.get("blocks") or []
         if len(blocks) > 100:
             raise _SlackError("invalid_blocks")
+        _check_view(view)
         if view_id is None:
             view_id = f"V{self._next_view:010d}"
             self._next_view += 1
@@ -1135,6 +1241,63 @@ class FakeSlack(StandIn):
 
 
 # ---------------------------------------------------------------------- argument parsing
+
+
+MAX_PRIVATE_METADATA = 3000
+MAX_OPTIONS = 100
+MAX_OPTION_TEXT = 75
+MAX_OPTION_VALUE = 150
+
+
+def _check_view(view: dict[str, Any]) -> None:
+    """The parts of Slack's view validation the bot's forms could trip (Block Kit limits)."""
+
+    def bad(pointer: str, why: str) -> _SlackError:
+        return _SlackError("invalid_arguments", detail=f"{why} [json-pointer:/view{pointer}]")
+
+    if len(str(view.get("private_metadata") or "")) > MAX_PRIVATE_METADATA:
+        raise bad("/private_metadata", f"must be at most {MAX_PRIVATE_METADATA} characters")
+    if len(str(view.get("callback_id") or "")) > 255:
+        raise bad("/callback_id", "must be at most 255 characters")
+    for n, block in enumerate(view.get("blocks") or []):
+        if not isinstance(block, dict) or block.get("type") != "input":
+            continue
+        element = block.get("element")
+        if not (block.get("label") or {}).get("text") or not isinstance(element, dict):
+            raise bad(f"/blocks/{n}", "an input block needs a label and an element")
+        if element.get("type") != "static_select":
+            continue
+        options = element.get("options") or []
+        if not 1 <= len(options) <= MAX_OPTIONS:
+            raise bad(f"/blocks/{n}/element/options", f"must hold 1-{MAX_OPTIONS} options")
+        for i, option in enumerate(options):
+            text = str((option.get("text") or {}).get("text") or "")
+            value = str(option.get("value") or "")
+            if (
+                not text
+                or len(text) > MAX_OPTION_TEXT
+                or not value
+                or len(value) > MAX_OPTION_VALUE
+            ):
+                raise bad(f"/blocks/{n}/element/options/{i}", "option text or value out of range")
+        if "initial_option" in element and element["initial_option"] not in options:
+            raise bad(f"/blocks/{n}/element/initial_option", "must provide a valid initial_option")
+
+
+def _rich_text(text: str) -> list[dict[str, Any]]:
+    """The ``rich_text`` block a Slack client sends with a typed message (mentions as users)."""
+    elements: list[dict[str, Any]] = []
+    at = 0
+    for match in _MENTION.finditer(text):
+        if match.start() > at:
+            elements.append({"type": "text", "text": text[at : match.start()]})
+        elements.append({"type": "user", "user_id": match.group(1)})
+        at = match.end()
+    if at < len(text):
+        elements.append({"type": "text", "text": text[at:]})
+    block_id = secrets.token_urlsafe(3)[:4]
+    section = {"type": "rich_text_section", "elements": elements}
+    return [{"type": "rich_text", "block_id": block_id, "elements": [section]}]
 
 
 def _opt_str(value: Any) -> str | None:

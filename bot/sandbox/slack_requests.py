@@ -1,12 +1,15 @@
 """Signed requests *into* the bot, shaped as Slack sends them (see ../shared/specs/slack/).
 
 Used by the shell, the tests and the benchmark, so all three speak the real wire format:
-slash commands as urlencoded forms, interactivity as `payload=<json>`, events as JSON, each
-signed `v0=HMAC-SHA256(secret, "v0:<ts>:<body>")`.
+slash commands as urlencoded forms, interactivity (buttons, modal submissions, message
+shortcuts) as `payload=<json>`, events as JSON, each signed
+`v0=HMAC-SHA256(secret, "v0:<ts>:<body>")`. The Slack stand-in (`FakeSlack.deliver_events_to`)
+uses `event` to deliver what people do in its channels.
 """
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import time
@@ -28,6 +31,7 @@ class SlackRequests:
     signing_secret: str
     team_id: str = "T0001"
     api_app_id: str = "A0ICBOT01"
+    bot_user_id: str = "UBOT00001"  # the installation events are delivered to (FakeSlack's)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def sign(self, body: str, *, content_type: str, timestamp: int | None = None) -> SignedRequest:
@@ -149,11 +153,26 @@ class SlackRequests:
         user_name: str,
         timestamp: int | None = None,
     ) -> SignedRequest:
-        """Submitting a modal: `values` maps each input block_id to its text (action_id `value`)."""
-        state = {
-            block_id: {"value": {"type": "plain_text_input", "value": text}}
-            for block_id, text in values.items()
+        """Submitting a modal: `values` maps each input block_id to its text, or for a select to
+        the chosen option's value (None: left empty). State is keyed by the element's action_id
+        and typed as Slack types it (`plain_text_input` value, `static_select` selected_option).
+        """
+        elements = {
+            b.get("block_id"): b.get("element") or {}
+            for b in view.get("blocks") or []
+            if b.get("type") == "input"
         }
+        state: dict[str, Any] = {}
+        for block_id, text in values.items():
+            element = elements.get(block_id) or {"type": "plain_text_input", "action_id": "value"}
+            kind = str(element.get("type") or "plain_text_input")
+            value: dict[str, Any] = {"type": kind}
+            if kind == "static_select":
+                chosen = [o for o in element.get("options") or [] if o.get("value") == text]
+                value["selected_option"] = chosen[0] if chosen else None
+            else:
+                value["value"] = text
+            state[block_id] = {str(element.get("action_id") or "value"): value}
         payload = {
             "type": "view_submission",
             "team": {"id": self.team_id, "domain": "waqiti"},
@@ -176,6 +195,41 @@ class SlackRequests:
             timestamp=timestamp,
         )
 
+    def message_shortcut(
+        self,
+        callback_id: str,
+        message: dict[str, Any],
+        *,
+        user_id: str,
+        user_name: str,
+        channel_id: str,
+        channel_name: str,
+        response_url: str,
+        timestamp: int | None = None,
+    ) -> SignedRequest:
+        """A message shortcut (`message_action`) run on `message`, as Slack holds it."""
+        n = next(self._ids)
+        payload = {
+            "type": "message_action",
+            "token": "unused-verification-token",
+            "action_ts": f"{int(time.time())}.{n:06d}",
+            "team": {"id": self.team_id, "domain": "waqiti"},
+            "user": {"id": user_id, "name": user_name, "team_id": self.team_id},
+            "channel": {"id": channel_id, "name": channel_name},
+            "is_enterprise_install": False,
+            "enterprise": None,
+            "callback_id": callback_id,
+            "trigger_id": f"{n}.{n}.trigger",
+            "message_ts": message["ts"],
+            "message": message,
+            "response_url": response_url,
+        }
+        return self.sign(
+            urlencode({"payload": json.dumps(payload)}),
+            content_type="application/x-www-form-urlencoded",
+            timestamp=timestamp,
+        )
+
     def event(
         self,
         event: dict[str, Any],
@@ -184,6 +238,7 @@ class SlackRequests:
         timestamp: int | None = None,
     ) -> SignedRequest:
         n = next(self._ids)
+        context = {"tid": self.team_id, "aid": self.api_app_id, "n": n}
         envelope = {
             "token": "unused-verification-token",
             "team_id": self.team_id,
@@ -192,6 +247,17 @@ class SlackRequests:
             "type": "event_callback",
             "event_id": event_id or f"Ev{n:08d}",
             "event_time": int(time.time()),
-            "authed_users": [],
+            "authorizations": [
+                {
+                    "enterprise_id": None,
+                    "team_id": self.team_id,
+                    "user_id": self.bot_user_id,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
+            "is_ext_shared_channel": False,
+            "event_context": "4-" + base64.urlsafe_b64encode(json.dumps(context).encode()).decode(),
+            "authed_users": [self.bot_user_id],
         }
         return self.sign(json.dumps(envelope), content_type="application/json", timestamp=timestamp)

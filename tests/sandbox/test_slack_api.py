@@ -10,13 +10,18 @@ from typing import Any
 import aiohttp
 import pytest
 from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.sandbox.slack_api import FakeSlack, Message
+from bot.sandbox.slack_requests import SignedRequest, SlackRequests
 
 SPECS = Path(__file__).resolve().parents[2].parent / "shared" / "specs"
 SAMPLES = SPECS / "slack" / "java-slack-sdk-json-logs" / "api"
+EVENT_SAMPLES = SPECS / "slack" / "java-slack-sdk-json-logs" / "events"
+BOLT_SAMPLES = SPECS / "slack" / "bolt-python-test-payloads"
+WRAPPER_SCHEMA = SPECS / "slack" / "slack_common_event_wrapper_schema.json"
 OPENAPI = SPECS / "slack" / "slack_web_openapi_v2.json"
 needs_specs = pytest.mark.skipif(
     not SAMPLES.is_dir() or not OPENAPI.is_file(),
@@ -490,6 +495,160 @@ async def test_pins_add_and_remove_are_recorded(slack: FakeSlack, client: AsyncW
     assert [c.method for c in slack.calls if c.method.startswith("pins.")] == ["pins.add"] * 2 + [
         "pins.remove"
     ]
+
+
+# ---------------------------------------------------------------------- people's events to the app
+
+
+@pytest.fixture
+def delivered(slack: FakeSlack) -> list[SignedRequest]:
+    """What the stand-in delivers to the app, signed with "secret"."""
+    got: list[SignedRequest] = []
+
+    async def sink(request: SignedRequest) -> None:
+        got.append(request)
+
+    slack.deliver_events_to(SlackRequests("secret", team_id=slack.team_id), sink)
+    return got
+
+
+def _opened(request: SignedRequest) -> dict[str, Any]:
+    headers = request.headers
+    assert headers["Content-Type"] == "application/json"
+    assert SignatureVerifier("secret").is_valid(
+        request.body, headers["X-Slack-Request-Timestamp"], headers["X-Slack-Signature"]
+    )
+    envelope: dict[str, Any] = json.loads(request.body)
+    return envelope
+
+
+async def test_a_person_saying_something_is_delivered_as_a_signed_message_event(
+    slack: FakeSlack, delivered: list[SignedRequest]
+) -> None:
+    cid = slack.channel_id("waqiti-incidents")
+    root = slack.post_user_message(cid, "dana", "root")
+    dana, erin = slack.user_id("dana"), slack.add_user("erin")
+    msg = await slack.user_says(cid, "erin", f"ask <@{dana}>", thread_ts=root.ts)
+    [request] = delivered
+    envelope = _opened(request)
+    assert envelope["type"] == "event_callback" and envelope["team_id"] == slack.team_id
+    assert envelope["authorizations"][0]["user_id"] == slack.bot_user_id
+    event = envelope["event"]
+    assert event == {
+        "client_msg_id": msg.client_msg_id, "type": "message", "text": f"ask <@{dana}>",
+        "user": erin, "ts": msg.ts, "blocks": msg.blocks, "team": slack.team_id,
+        "thread_ts": root.ts, "parent_user_id": dana, "channel": cid, "event_ts": msg.ts,
+        "channel_type": "channel",
+    }  # fmt: skip
+    [section] = msg.blocks[0]["elements"]
+    assert section["elements"] == [
+        {"type": "text", "text": "ask "},
+        {"type": "user", "user_id": dana},
+    ]
+    assert slack.find(cid, msg.ts) is msg  # and it is in the channel
+
+
+async def test_reactions_of_people_are_delivered_only_when_they_change_something(
+    slack: FakeSlack, client: AsyncWebClient, delivered: list[SignedRequest]
+) -> None:
+    cid = slack.channel_id("waqiti-incidents")
+    msg = slack.post_user_message(cid, "erin", "pool at 100%")
+    dana = slack.add_user("dana")
+    assert await slack.user_reacts(cid, msg.ts, dana, ":pushpin:")
+    assert not await slack.user_reacts(cid, msg.ts, dana, "pushpin")  # already there
+    got = await client.reactions_get(channel=cid, timestamp=msg.ts)
+    assert got["message"]["reactions"] == [{"name": "pushpin", "users": [dana], "count": 1}]
+    assert await slack.user_reacts(cid, msg.ts, dana, "pushpin", added=False)
+    assert not await slack.user_reacts(cid, msg.ts, dana, "pushpin", added=False)
+    assert msg.reactions == {}
+    added, removed = (_opened(r)["event"] for r in delivered)
+    assert added == {
+        "type": "reaction_added", "user": dana, "reaction": "pushpin", "item_user": msg.user,
+        "item": {"type": "message", "channel": cid, "ts": msg.ts}, "event_ts": added["event_ts"],
+    }  # fmt: skip
+    assert removed["type"] == "reaction_removed" and removed["item"] == added["item"]
+
+
+async def test_without_somewhere_to_deliver_people_cannot_act(slack: FakeSlack) -> None:
+    with pytest.raises(RuntimeError, match="deliver_events_to"):
+        await slack.user_says("waqiti-incidents", "erin", "hello?")
+
+
+@needs_specs
+async def test_delivered_events_have_the_keys_slack_sends(
+    slack: FakeSlack, delivered: list[SignedRequest]
+) -> None:
+    cid = slack.channel_id("waqiti-incidents")
+    root = slack.post_user_message(cid, "dana", "root")
+    reply = await slack.user_says(cid, "erin", "in the thread", thread_ts=root.ts)
+    await slack.user_reacts(cid, reply.ts, "dana", "pushpin")
+    message, reaction = (_opened(r) for r in delivered)
+    java = json.loads((EVENT_SAMPLES / "MessagePayload.json").read_text())
+    schema = json.loads(WRAPPER_SCHEMA.read_text())
+    bolt_message = json.loads((BOLT_SAMPLES / "event_message.json").read_text())
+    bolt_reaction = json.loads((BOLT_SAMPLES / "event_reaction_added.json").read_text())
+    for envelope in (message, reaction):
+        assert set(schema["required"]) <= set(envelope) <= set(java) | {"authed_users"}
+        assert len(envelope["authed_users"]) >= 1  # the schema's minItems
+    assert set(bolt_message["event"]) <= set(message["event"]) <= set(java["event"])
+    assert set(reaction["event"]) == set(bolt_reaction["event"])
+
+
+# ---------------------------------------------------------------------- views
+
+
+def _modal(**element: Any) -> dict[str, Any]:
+    option = {"text": {"type": "plain_text", "text": "INC-1 Payments failing"}, "value": "1"}
+    select = {"type": "static_select", "action_id": "incident", "options": [option], **element}
+    return {
+        "type": "modal", "callback_id": "add_to_timeline_modal",
+        "title": {"type": "plain_text", "text": "Add to timeline"},
+        "private_metadata": '{"channel": "C1", "ts": "1.1"}',
+        "blocks": [{"type": "input", "block_id": "incident",
+                    "label": {"type": "plain_text", "text": "Key event of"}, "element": select}],
+    }  # fmt: skip
+
+
+@needs_specs
+async def test_views_open_answers_with_the_view_in_slacks_shape(
+    slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    option = _modal()["blocks"][0]["element"]["options"][0]
+    resp = await client.views_open(trigger_id="1.1.trigger", view=_modal(initial_option=option))
+    assert resp["view"]["id"].startswith("V") and slack.opened_views == [resp["view"]]
+    assert resp["view"]["private_metadata"] == '{"channel": "C1", "ts": "1.1"}'
+    shape = _reference_shape("views.open")
+    # The Java sample masks `state` to {}; bolt's view_submission sample shows `state.values`.
+    view = {**shape["view"], "blocks": None, "state": {"values": None}}
+    assert _unknown_keys(resp.data, {**shape, "view": view}) == []
+
+
+@pytest.mark.parametrize(
+    ("element", "why"),
+    [
+        ({"initial_option": {"text": {"type": "plain_text", "text": "INC-2"}, "value": "2"}},
+         "initial_option"),
+        ({"options": []}, "options"),
+        ({"options": [{"text": {"type": "plain_text", "text": "x" * 76}, "value": "1"}]},
+         "options/0"),
+    ],
+    ids=["initial-option-not-offered", "no-options", "option-text-too-long"],
+)  # fmt: skip
+async def test_views_open_refuses_a_select_slack_would_refuse(
+    slack: FakeSlack, client: AsyncWebClient, element: dict[str, Any], why: str
+) -> None:
+    err = await _error_of(client.views_open(trigger_id="1.1.trigger", view=_modal(**element)))
+    assert err.response["error"] == "invalid_arguments"
+    assert why in err.response["response_metadata"]["messages"][0]
+    assert slack.opened_views == []
+
+
+async def test_views_open_refuses_private_metadata_over_3000_characters(
+    slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    view = {**_modal(), "private_metadata": "x" * 3001}
+    err = await _error_of(client.views_open(trigger_id="1.1.trigger", view=view))
+    assert err.response["error"] == "invalid_arguments"
 
 
 # ---------------------------------------------------------------------- failure injection

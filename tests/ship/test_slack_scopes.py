@@ -114,8 +114,8 @@ def needed_scopes() -> set[str]:
         scopes |= METHOD_SCOPES[method]
     for event in MANIFEST["settings"]["event_subscriptions"]["bot_events"]:
         scopes |= EVENT_SCOPES[event]
-    if MANIFEST["features"].get("slash_commands"):
-        scopes.add("commands")
+    if MANIFEST["features"].get("slash_commands") or MANIFEST["features"].get("shortcuts"):
+        scopes.add("commands")  # slash commands and shortcuts both need it
     return scopes
 
 
