@@ -195,7 +195,13 @@ class Approvals:
         *,
         members: GroupMembers,
         oncall: OnCallMembers = _nobody,
+        run_limit: timedelta = timedelta(minutes=10),
+        start_grace: timedelta = timedelta(minutes=2),
     ) -> None:
+        # A run that started longer than `run_limit` ago, or an approved request not started
+        # within `start_grace`, was cut short by a dead process (see `fail_interrupted`).
+        self.run_limit = run_limit
+        self.start_grace = start_grace
         self.oncall = oncall
         self.incidents = incidents
         self.pool = incidents.pool
@@ -332,9 +338,7 @@ class Approvals:
     async def run(self, pending_id: int) -> PendingAction:
         """Carry out an approved request, once: only the approved -> running step may start it."""
         async with self.pool.acquire() as conn:
-            if not await actions_sql.transition(
-                conn, pending_id, from_status="approved", to_status="running"
-            ):
+            if not await actions_sql.start_run(conn, pending_id, now=self.incidents.clock()):
                 raise Conflict("This request is not waiting to run.")
         pending = await self.get(pending_id)
         spec = REMEDIATIONS[pending.action]
@@ -380,6 +384,47 @@ class Approvals:
                 conn, incident_id=pending.incident_id, timeline_id=pending.entry_id,
                 version=f"{pending.status}{len(pending.approvals)}",
             )  # fmt: skip
+
+    async def fail_interrupted(self) -> int:
+        """Requests a dead process left behind: approved but never started, or running for
+        longer than any run takes. Marked failed, never re-run (exactly once means at most
+        once here: whether a cut-short run changed anything is for a person to check)."""
+        now = self.incidents.clock()
+        results = {
+            "approved": {
+                "ok": False,
+                "summary": "not run: the bot stopped before starting it, so nothing was done;"
+                " request it again if it is still needed",
+                "verification": "not run",
+            },
+            "running": {
+                "ok": False,
+                "summary": "interrupted: the bot stopped while it ran, so its effect is unknown;"
+                " check the target before requesting it again",
+                "verification": "not verified",
+            },
+        }
+        async with self.pool.acquire() as conn, conn.transaction():
+            stale = await actions_sql.claim_interrupted(
+                conn,
+                approved_before=now - self.start_grace,
+                running_before=now - self.run_limit,
+                results=results,
+                limit=100,
+            )
+            for pending, was in stale:
+                result = results[was]
+                await timeline.record(
+                    conn, incident_id=pending.incident_id, kind=Kind.REMEDIATION_RESULT,
+                    actor="icbot", occurred_at=now,
+                    text=f":x: {pending.label}: {result['summary']}.",
+                    data={"pending_id": pending.id, "interrupted": was, **result},
+                )  # fmt: skip
+                await self._refresh_card(conn, pending)
+        if stale:
+            self.incidents.on_change()
+            log.warning("remediation.interrupted", ids=[p.id for p, _ in stale])
+        return len(stale)
 
     async def expire_due(self) -> int:
         """Mark requests past their expiry as expired (any replica; each once)."""

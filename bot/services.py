@@ -200,6 +200,8 @@ async def open_services(
             remediator,
             members=group_members,
             oncall=oncall_members,
+            # The longest a run may take: the action, its verification, and slack for both.
+            run_limit=timedelta(seconds=settings.verify_timeout_seconds + 300),
         )
         prompter = Prompter(
             pool,
@@ -208,7 +210,7 @@ async def open_services(
             on_change=changed,
             poll_interval=settings.timer_poll_seconds,
             pagerduty=pager is not None,
-            sweepers=[approvals.expire_due],
+            sweepers=[approvals.expire_due, approvals.fail_interrupted],
         )
         probes = Probes(actuator=actuator, kube=kube, lag=lag)
         alert_intake = None

@@ -321,3 +321,51 @@ async def test_members_of_a_slack_user_group_may_approve(
         assert "Only <!subteam^S0SRE> may decide" in bot.replies_to("dana")[-1]
         await bot.post_signed(_click(bot, "kim", ApprovalAction.APPROVE, pending))
         assert (await bot.fetch("SELECT status FROM pending_actions"))[0]["status"] == "succeeded"
+
+
+async def test_a_run_cut_short_by_a_dead_process_is_failed_and_never_rerun(
+    rbot: Bot, kube: tuple[FakeKubernetes, Path]
+) -> None:
+    """Approved but never started, or running far too long: the process that owned it died.
+    The sweeper marks both failed, says so in the thread, and runs nothing."""
+    fake, _ = kube
+    first = int(await _request_rollback(rbot))
+    copy = """INSERT INTO pending_actions (incident_id, action, label, params, preview,
+                  requested_by, requested_at, expires_at, required, approvers, entry_id)
+              SELECT incident_id, action, label, params, preview, requested_by, requested_at,
+                  expires_at, required, approvers, entry_id
+              FROM pending_actions WHERE id = $1 RETURNING id"""
+    async with rbot.services.pool.acquire() as conn:
+        cut_short = await conn.fetchval(copy, first)
+        busy = await conn.fetchval(copy, first)
+        # Left by a process that died right after the approving click...
+        await conn.execute(
+            "UPDATE pending_actions SET status = 'approved', approvals = '[\"U1\"]',"
+            " decided_at = now() - interval '3 minutes' WHERE id = $1",
+            first,
+        )
+        # ... by one that died 20 minutes into a run; and a run going on now, left alone.
+        await conn.execute(
+            "UPDATE pending_actions SET status = 'running',"
+            " started_at = now() - interval '20 minutes' WHERE id = $1",
+            cut_short,
+        )
+        await conn.execute(
+            "UPDATE pending_actions SET status = 'running', started_at = now() WHERE id = $1",
+            busy,
+        )
+    assert await rbot.services.approvals.fail_interrupted() == 2
+    assert await rbot.services.approvals.fail_interrupted() == 0  # each once
+    rows = {r["id"]: r for r in await rbot.fetch("SELECT id, status, result FROM pending_actions")}
+    assert rows[first]["status"] == "failed"
+    assert "nothing was done" in rows[first]["result"]["summary"]
+    assert rows[cut_short]["status"] == "failed"
+    assert "effect is unknown" in rows[cut_short]["result"]["summary"]
+    assert rows[busy]["status"] == "running"
+    await rbot.settle()
+    thread = "\n".join(rbot.thread_texts(1))
+    assert "not run: the bot stopped before starting it" in thread
+    assert "interrupted: the bot stopped while it ran" in thread
+    image = fake.deployment(NS, DEPLOY)["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "payments:1.4.2"  # nothing was rolled back
+    assert (await rbot.services.incidents.verify(1)).ok

@@ -146,6 +146,54 @@ async def transition(
     return bool(done)
 
 
+async def start_run(conn: Conn, action_id: int, *, now: datetime) -> bool:
+    """approved -> running, once: the one step that may start a remediation."""
+    started = await conn.fetchval(
+        """UPDATE pending_actions SET status = 'running', started_at = $2
+           WHERE id = $1 AND status = 'approved' RETURNING true""",
+        action_id,
+        now,
+    )
+    return bool(started)
+
+
+async def claim_interrupted(
+    conn: Conn,
+    *,
+    approved_before: datetime,
+    running_before: datetime,
+    results: dict[str, dict[str, Any]],
+    limit: int,
+) -> list[tuple[PendingAction, str]]:
+    """Fail requests whose process died: approved but never started, or running too long.
+
+    Returns each with the status it was found in; `results[status]` becomes its result.
+    """
+    rows = await conn.fetch(
+        f"""WITH stale AS (
+                SELECT id, status AS was FROM pending_actions
+                WHERE (status = 'approved' AND decided_at <= $1)
+                   OR (status = 'running' AND started_at <= $2)
+                ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED)
+            UPDATE pending_actions p
+            SET status = 'failed',
+                result = CASE WHEN stale.was = 'running' THEN $4::jsonb ELSE $3::jsonb END
+            FROM stale WHERE p.id = stale.id
+            RETURNING {", ".join(f"p.{c.strip()}" for c in _COLUMNS.split(","))}, stale.was""",
+        approved_before,
+        running_before,
+        results["approved"],
+        results["running"],
+        limit,
+    )
+    out = []
+    for row in rows:
+        data = dict(row)
+        was = str(data.pop("was"))
+        out.append((PendingAction(**data), was))
+    return out
+
+
 async def claim_expired(conn: Conn, *, now: datetime, limit: int) -> list[PendingAction]:
     rows = await conn.fetch(
         f"""UPDATE pending_actions SET status = 'expired', decided_at = $1
