@@ -101,6 +101,33 @@ def _error(exc: Exception) -> str:
     return type(exc).__name__
 
 
+RETRY_DELAYS = (0.5, 2.0, 5.0)  # seconds between attempts of one event's capture
+
+
+async def retrying(
+    what: str, work: Callable[[], Awaitable[object]], *, delays: tuple[float, ...] = RETRY_DELAYS
+) -> None:
+    """Run one event's scribe work, again after a failure (a database blip, Slack slow).
+
+    Slack does not deliver an event again once it got its 200, so giving up at the first error
+    would lose a timeline entry. The scribe's work is idempotent (a capture, pin or redaction
+    done twice is done once), so trying again is safe. A UserError is an answer, not a failure:
+    it is raised at once. After the last attempt the failure is logged with an error id.
+    """
+    for attempt in range(len(delays) + 1):
+        try:
+            await work()
+            return
+        except UserError:
+            raise
+        except Exception:
+            if attempt == len(delays):
+                log.exception(f"scribe.{what}_failed", error_id=uuid.uuid4().hex[:12])
+                return
+            log.warning(f"scribe.{what}_retrying", attempt=attempt + 1, exc_info=True)
+            await asyncio.sleep(delays[attempt])
+
+
 class ScribeHandlers:
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -113,26 +140,23 @@ class ScribeHandlers:
         channel = str(event.get("channel") or "")
         bot_user_id = context.bot_user_id
         async with self.services.inflight.track():
-            try:
-                if subtype in SPOKEN:
-                    message = chat_message(event, channel=channel, bot_user_id=bot_user_id)
-                    await self.scribe.message_posted(message)
-                elif subtype == "message_changed" and isinstance(event.get("message"), dict):
-                    message = chat_message(
-                        event["message"], channel=channel, bot_user_id=bot_user_id
-                    )
-                    await self.scribe.message_edited(message)
-                elif subtype == "message_deleted" and event.get("deleted_ts"):
-                    previous = event.get("previous_message") or {}
-                    await self.scribe.message_deleted(
+            if subtype in SPOKEN:
+                message = chat_message(event, channel=channel, bot_user_id=bot_user_id)
+                await retrying("capture", lambda: self.scribe.message_posted(message))
+            elif subtype == "message_changed" and isinstance(event.get("message"), dict):
+                edited = chat_message(event["message"], channel=channel, bot_user_id=bot_user_id)
+                await retrying("edit", lambda: self.scribe.message_edited(edited))
+            elif subtype == "message_deleted" and event.get("deleted_ts"):
+                previous = event.get("previous_message") or {}
+                await retrying(
+                    "redact",
+                    lambda: self.scribe.message_deleted(
                         channel=channel,
                         ts=str(event["deleted_ts"]),
                         thread_ts=previous.get("thread_ts"),
                         author=previous.get("user"),
-                    )
-            except Exception:
-                error_id = uuid.uuid4().hex[:12]
-                log.exception("scribe.message_failed", error_id=error_id, subtype=subtype)
+                    ),
+                )
 
     async def reaction_added(self, ack: Ack, event: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
@@ -142,12 +166,9 @@ class ScribeHandlers:
         user, channel, ts = str(event.get("user")), str(item.get("channel")), str(item.get("ts"))
         async with self.services.inflight.track():
             try:
-                await self.scribe.pin(channel=channel, ts=ts, by=user)
+                await retrying("pin", lambda: self.scribe.pin(channel=channel, ts=ts, by=user))
             except UserError as exc:
                 await self._tell(client, channel=channel, user=user, text=str(exc))
-            except Exception:
-                error_id = uuid.uuid4().hex[:12]
-                log.exception("scribe.pin_failed", error_id=error_id)
 
     async def reaction_removed(self, ack: Ack, event: dict[str, Any]) -> None:
         await ack()
@@ -155,15 +176,14 @@ class ScribeHandlers:
         if event.get("reaction") != PIN_REACTION or item.get("type") != "message":
             return
         async with self.services.inflight.track():
-            try:
-                await self.scribe.unpin(
+            await retrying(
+                "unpin",
+                lambda: self.scribe.unpin(
                     channel=str(item.get("channel")),
                     ts=str(item.get("ts")),
                     by=str(event.get("user")),
-                )
-            except Exception:
-                error_id = uuid.uuid4().hex[:12]
-                log.exception("scribe.unpin_failed", error_id=error_id)
+                ),
+            )
 
     # -- the message shortcut ----------------------------------------------------------------
 

@@ -604,3 +604,44 @@ async def test_ic_postmortem_answers_the_asker_with_the_draft(bot: Bot) -> None:
     assert draft.startswith("# Incident Post-Mortem: INC-1 Payments failing\n")
     assert len(bot_posts(bot)) == posts_before  # nothing posted in the thread
     assert [e.via for e in bot.slack.ephemerals][-1] == "response_url"
+
+
+# -- a failed capture is tried again ----------------------------------------------------------
+
+
+async def test_scribe_work_that_fails_is_tried_again_until_it_lands() -> None:
+    from commands.scribe import retrying
+
+    calls: list[int] = []
+
+    async def flaky() -> None:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError("database went away")
+
+    await retrying("capture", flaky, delays=(0.0, 0.0, 0.0))
+    assert len(calls) == 3
+
+    calls.clear()
+
+    async def down() -> None:
+        calls.append(1)
+        raise ConnectionError("still down")
+
+    await retrying("capture", down, delays=(0.0, 0.0))  # logged, not raised: the ack is sent
+    assert len(calls) == 3
+
+
+async def test_a_user_error_in_scribe_work_is_an_answer_and_not_retried() -> None:
+    from bot.errors import UsageError
+    from commands.scribe import retrying
+
+    calls: list[int] = []
+
+    async def refused() -> None:
+        calls.append(1)
+        raise UsageError("That message is in another incident.")
+
+    with pytest.raises(UsageError):
+        await retrying("pin", refused, delays=(0.0, 0.0))
+    assert calls == [1]
