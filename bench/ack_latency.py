@@ -340,8 +340,13 @@ async def serve(app: web.Application) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-def build_bare_app(*, token: str, base_url: str, signing_secret: str) -> web.Application:
-    """A Bolt app that only acks `/ic`, verifying signatures itself (Bolt's default)."""
+def build_bare_app(
+    *, token: str, base_url: str, signing_secret: str, process_before_response: bool = False
+) -> web.Application:
+    """A Bolt app that only acks `/ic`, verifying signatures itself (Bolt's default).
+
+    `process_before_response=True` (the `bare-pbr` reference phase, `--reference`) answers when
+    the listener returns instead of polling for the ack every 10 ms, as icbot does."""
     from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
     from slack_bolt.async_app import AsyncAck, AsyncApp
     from slack_sdk.web.async_client import AsyncWebClient
@@ -350,6 +355,7 @@ def build_bare_app(*, token: str, base_url: str, signing_secret: str) -> web.App
         client=AsyncWebClient(token=token, base_url=base_url),
         request_verification_enabled=True,
         signing_secret=signing_secret,
+        process_before_response=process_before_response,
     )
 
     @bolt.command("/ic")
@@ -471,6 +477,7 @@ async def bench(args: argparse.Namespace) -> None:
     from bot import logs
     from bot.app import build_slack_app
     from bot.outbox import ChannelPacer
+    from bot.runtime import freeze_startup_objects
     from bot.sandbox.slack_requests import SlackRequests
     from bot.services import open_services
     from bot.settings import Settings
@@ -529,6 +536,23 @@ async def bench(args: argparse.Namespace) -> None:
                     )
                 )
             )
+            # As `icbot serve` does once it is up (bot/runtime.py): start-up objects out of
+            # the garbage collector's way.
+            freeze_startup_objects()
+            reference_url = (
+                await stack.enter_async_context(
+                    serve(
+                        build_bare_app(
+                            token=slack.token,
+                            base_url=slack.url,
+                            signing_secret=signing_secret,
+                            process_before_response=True,
+                        )
+                    )
+                )
+                if args.reference
+                else None
+            )
             signer = SlackRequests(signing_secret)
 
             async def send(text: str) -> None:
@@ -584,10 +608,13 @@ async def bench(args: argparse.Namespace) -> None:
             postmaster = int(pidfile.read_text().split()[0]) if pidfile.exists() else None
             cpu = CpuUse(postmaster=postmaster, fake_slack=fake.proc.pid)
             busiest_other = 0.0
-            results: dict[str, list[LoadResult]] = {"bare": [], "icbot": []}
+            results: dict[str, list[LoadResult]] = {"bare": [], "icbot": [], "bare-pbr": []}
             rows: list[Row] = []
+            phases = [("bare", bare_url), ("icbot", icbot_url)]
+            if reference_url is not None:
+                phases.append(("bare-pbr", reference_url))
             for n in range(1, args.rounds + 1):
-                for name, url in (("bare", bare_url), ("icbot", icbot_url)):
+                for name, url in phases:
                     plan = LoadPlan(
                         url=url,
                         signing_secret=signing_secret,
@@ -621,11 +648,19 @@ async def bench(args: argparse.Namespace) -> None:
                     )
             bare = Row.of("bare (all)", results["bare"])
             icbot = Row.of("icbot (all)", results["icbot"])
+            reference = (
+                [Row.of("bare-pbr (all)", results["bare-pbr"])] if results["bare-pbr"] else []
+            )
             print()
-            print(render([*rows, bare, icbot]))
+            print(render([*rows, bare, icbot, *reference]))
             print()
             for line in verdict(bare, icbot):
                 print(line)
+            if reference:
+                print(
+                    f"reference: icbot p99 / bare-pbr p99 = {icbot.p99 / reference[0].p99:.2f}x"
+                    " (a bare app with process_before_response=True; not the issue's target)"
+                )
             if busiest_other > OTHER_LOAD_WARN:
                 print(
                     f"WARNING: other processes used up to {busiest_other:.2f} cores during a"
@@ -660,6 +695,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=10.0, help="measured seconds per phase")
     p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds per phase")
     p.add_argument("--rounds", type=int, default=2, help="bare+icbot rounds (default 2)")
+    p.add_argument(
+        "--reference",
+        action="store_true",
+        help="also run a bare app with process_before_response=True (bare-pbr) each round",
+    )
     p.add_argument(
         "--incidents",
         type=int,

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.kwargs_injection.async_args import AsyncArgs
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
@@ -85,38 +89,90 @@ def _respond_over_shared_session(
     return middleware
 
 
+ACK_WAIT = 3.0  # Slack gives up on an answer after 3 seconds
+
+
+class _SignallingAck:
+    """The request's `ack`, which also says when it has been called."""
+
+    def __init__(self, ack: AsyncAck, called: asyncio.Event) -> None:
+        self._ack = ack
+        self._called = called
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> BoltResponse:
+        try:
+            return await self._ack(*args, **kwargs)
+        finally:
+            self._called.set()
+
+
+def _acks_first(
+    services: Services, listener: Callable[..., Coroutine[Any, Any, None]]
+) -> Callable[[AsyncArgs], Awaitable[None]]:
+    """Run `listener` in a task of its own and return as soon as it has called `ack()`.
+
+    The app runs with `process_before_response=True`, so Bolt answers Slack when this returns:
+    right after the ack, while the work after it goes on in the task (counted by `inflight`
+    for graceful shutdown, the shell and tests). Bolt's default instead runs the listener in a
+    task and looks for the ack every 10 ms, a floor under every answer that grows with the
+    event loop's load (bench/README.md). The listener gets the arguments it names, as Bolt
+    would give them; a listener that never acks is answered after ACK_WAIT by Bolt's rules.
+    """
+    names = list(inspect.signature(listener).parameters)
+    label = getattr(listener, "__qualname__", "listener")
+
+    async def run(args: AsyncArgs) -> None:
+        called = asyncio.Event()
+        ack = _SignallingAck(args.ack, called)
+        kwargs = {name: ack if name == "ack" else getattr(args, name) for name in names}
+        task = services.inflight.spawn(listener(**kwargs), name=label)
+        acked = asyncio.ensure_future(called.wait())
+        try:
+            await asyncio.wait({task, acked}, timeout=ACK_WAIT, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            acked.cancel()
+
+    return run
+
+
 def build_slack_app(services: Services) -> AsyncApp:
     # Requests are verified once, at the HTTP edge (bot/web.py); the shell feeds the app directly.
     app = AsyncApp(
         client=services.client,
         request_verification_enabled=False,
         raise_error_for_unhandled_request=False,
-        process_before_response=False,
+        process_before_response=True,  # and every listener acks first: see _acks_first
     )
+
+    def first(
+        listener: Callable[..., Coroutine[Any, Any, None]],
+    ) -> Callable[[AsyncArgs], Awaitable[None]]:
+        return _acks_first(services, listener)
+
     app.middleware(_dedupe_events(services))
     app.middleware(_respond_over_shared_session(services))
     ic = IcHandlers(services)
-    app.command("/ic")(ic.command)
-    app.action(re.compile(rf"^{re.escape(IcAction.PICK_INCIDENT.value)}:"))(ic.pick_incident)
+    app.command("/ic")(first(ic.command))
+    app.action(re.compile(rf"^{re.escape(IcAction.PICK_INCIDENT.value)}:"))(first(ic.pick_incident))
     diagnose = DiagnoseHandlers(services)
-    app.command("/diagnose")(diagnose.command)
+    app.command("/diagnose")(first(diagnose.command))
     app.action(re.compile(rf"^{re.escape(RemediationAction.REQUEST.value)}:"))(
-        diagnose.remediation_clicked
+        first(diagnose.remediation_clicked)
     )
     approvals = ApprovalHandlers(services)
-    app.command("/rollback")(approvals.rollback)
-    app.action(ApprovalAction.APPROVE.value)(approvals.approve)
-    app.action(ApprovalAction.DENY.value)(approvals.deny)
+    app.command("/rollback")(first(approvals.rollback))
+    app.action(ApprovalAction.APPROVE.value)(first(approvals.approve))
+    app.action(ApprovalAction.DENY.value)(first(approvals.deny))
     prompts = PromptHandlers(services)
-    app.action(PromptAction.POST_UPDATE.value)(prompts.post_update_clicked)
-    app.view(ViewId.STATUS_UPDATE.value)(prompts.status_submitted)
-    app.action(ChecklistAction.TICK.value)(prompts.checklist_ticked)
+    app.action(PromptAction.POST_UPDATE.value)(first(prompts.post_update_clicked))
+    app.view(ViewId.STATUS_UPDATE.value)(first(prompts.status_submitted))
+    app.action(ChecklistAction.TICK.value)(first(prompts.checklist_ticked))
     mentions = MentionHandlers()
-    app.event("app_mention")(mentions.app_mention)
+    app.event("app_mention")(first(mentions.app_mention))
     scribe = ScribeHandlers(services)
-    app.event("message")(scribe.message)
-    app.event("reaction_added")(scribe.reaction_added)
-    app.event("reaction_removed")(scribe.reaction_removed)
-    app.message_shortcut(ShortcutId.ADD_TO_TIMELINE.value)(scribe.add_to_timeline)
-    app.view(ViewId.ADD_TO_TIMELINE.value)(scribe.add_to_timeline_submitted)
+    app.event("message")(first(scribe.message))
+    app.event("reaction_added")(first(scribe.reaction_added))
+    app.event("reaction_removed")(first(scribe.reaction_removed))
+    app.message_shortcut(ShortcutId.ADD_TO_TIMELINE.value)(first(scribe.add_to_timeline))
+    app.view(ViewId.ADD_TO_TIMELINE.value)(first(scribe.add_to_timeline_submitted))
     return app

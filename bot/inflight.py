@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
+from typing import Any
+
+from bot.logs import get_logger
+
+log = get_logger(__name__)
 
 
 class Inflight:
@@ -12,6 +17,24 @@ class Inflight:
         self._count = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._tasks: set[asyncio.Task[Any]] = set()  # strong references while they run
+
+    def spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
+        """Run `work` in a task of its own, counted from this moment (not from its first step)."""
+        self._count += 1
+        self._idle.clear()
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        self._count -= 1
+        if self._count == 0:
+            self._idle.set()
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("listener.failed", listener=task.get_name(), exc_info=exc)
 
     @asynccontextmanager
     async def track(self) -> AsyncIterator[None]:
