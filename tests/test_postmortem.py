@@ -579,3 +579,30 @@ async def test_a_draft_waits_for_the_incidents_thread(bot: Bot) -> None:
     await bot.settle()
     await bot.command("postmortem", user="dana")
     assert len(bot.posted_files(1)) == 1
+
+
+async def test_with_two_open_incidents_the_chosen_ones_thread_gets_the_draft_once(
+    bot: Bot,
+) -> None:
+    await bot.command("declare First sev2", user="dana")
+    await bot.command("declare Second sev3", user="dana")
+    await bot.command("postmortem", user="dana")
+    assert bot.slack.files == {}  # asked which one first
+    question = bot.slack.ephemerals[-1]
+    [second] = [
+        e for b in question.blocks if b["type"] == "actions" for e in b["elements"]
+        if e["text"]["text"] == "INC-2 Second"
+    ]  # fmt: skip
+    dana = bot.user("dana")
+    click = bot.requests.block_action(
+        action_id=second["action_id"], value=second["value"], label=second["text"]["text"],
+        block_id="b1", user_id=dana, user_name="dana", channel_id=bot.channel,
+        channel_name="waqiti-incidents",
+        response_url=bot.slack.new_response_url(channel=bot.channel, user=dana),
+    )  # fmt: skip
+    await bot.post_signed(click)
+    await bot.post_signed(click)  # the same click delivered again
+    assert bot.posted_files(1) == []
+    [posted] = bot.posted_files(2)
+    assert posted.text.startswith("# Incident Post-Mortem: INC-2 Second\n")
+    assert posted.content == (await _draft_now(bot, 2)).encode("utf-8")
