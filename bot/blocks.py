@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bot.errors import Choice
+from bot.errors import Choice, IntegrationError
 from bot.history import (
     ON_TIME_GRACE_PERCENT,
     Gap,
@@ -86,6 +87,7 @@ ENTRY_EMOJI = {
     "action_item": ":dart:",
     "alert_firing": ":bell:",
     "alert_resolved": ":white_check_mark:",
+    "postmortem_posted": ":page_facing_up:",
 }
 # Block Kit limits (https://api.slack.com/reference/block-kit/blocks)
 SECTION_TEXT_MAX = 3000
@@ -205,6 +207,7 @@ DIGEST_GROUPS = {
     "action_item": "action item",
     "alert_firing": "alert",
     "alert_resolved": "alert",
+    "postmortem_posted": "post-mortem draft",
 }
 DIGEST_LINES = 15  # the newest lines shown; `/ic timeline` has them all
 DIGEST_LINE_MAX = 180
@@ -603,22 +606,70 @@ def confirmation(text: str) -> Message:
     return Message(text=text, blocks=[_mrkdwn(text)])
 
 
-def markdown_document(title: str, markdown: str) -> Message:
-    """A Markdown document (the post-mortem draft) to copy: code blocks of whole lines."""
-    limit = SECTION_TEXT_MAX - 8  # room for the ``` fences
-    chunks: list[str] = []
-    chunk = ""
-    for line in markdown.rstrip("\n").split("\n"):
-        line = line if len(line) <= limit else line[: limit - 1] + "…"
-        if chunk and len(chunk) + 1 + len(line) > limit:
-            chunks.append(chunk)
-            chunk = ""
-        chunk = f"{chunk}\n{line}" if chunk else line
-    if chunk:
-        chunks.append(chunk)
-    blocks = [_mrkdwn(f"*{title}* (Markdown; copy it into the post-mortem document):")]
-    blocks += [_mrkdwn(f"```{c}```") for c in chunks[: MAX_BLOCKS - 1]]
-    return Message(text=markdown, blocks=blocks)
+PREVIEW_LINES = 9  # of the post-mortem draft, to its requester: the title and the figures
+PREVIEW_LINE_MAX = 200
+
+
+def postmortem_posted(
+    *,
+    ref: str,
+    filename: str,
+    permalink: str,
+    draft: str,
+    figures_line: str,
+    entries: int,
+    repeated: bool,
+) -> Message:
+    """To whoever asked: where the draft file is, the figures, and the top of the draft."""
+    lines = draft.rstrip("\n").split("\n")
+    link = f"<{permalink}|{filename}>" if permalink else f"`{filename}`"
+    if repeated:
+        head = (
+            f":page_facing_up: This request already posted the post-mortem draft of *{ref}*"
+            f" in its thread as {link}; it was not posted again."
+            f" `/ic postmortem {ref}` posts a fresh one."
+        )
+    else:
+        head = (
+            f":page_facing_up: Posted the post-mortem draft of *{ref}* in its thread as {link}"
+            f" ({len(lines)} lines, from {entries} timeline entries)."
+            f" `icbot postmortem {ref}` prints the same Markdown."
+        )
+    shown = [
+        line if len(line) <= PREVIEW_LINE_MAX else line[: PREVIEW_LINE_MAX - 1] + "…"
+        for line in lines[:PREVIEW_LINES]
+    ]
+    rest = len(lines) - len(shown)
+    preview = "\n".join(shown)
+    blocks = [
+        _mrkdwn(head),
+        _context(figures_line),
+        _mrkdwn(f"```{preview}```"),
+    ]
+    if rest > 0:
+        blocks.append(_context(f"…and {rest} more lines in the file."))
+    said = "already posted, not again" if repeated else "posted in its thread"
+    return Message(text=f"Post-mortem draft of {ref} {said}: {filename}", blocks=blocks)
+
+
+def postmortem_not_posted(ref: str, error: IntegrationError) -> Message:
+    """The upload failed: nothing was posted or recorded; say why and what to do."""
+    if error.retry_after is not None:
+        why = (
+            f"Slack is rate limiting file uploads; try `/ic postmortem {ref}` again in"
+            f" {max(1, math.ceil(error.retry_after))} s."
+        )
+    elif "missing_scope" in str(error) or "not_allowed_token_type" in str(error):
+        why = (
+            f"Slack refused the upload ({error}): the app needs the files:write scope;"
+            " reinstall it from manifest.yml."
+        )
+    else:
+        why = f"Slack refused the upload ({error}); try `/ic postmortem {ref}` again shortly."
+    return confirmation(
+        f":warning: The post-mortem draft of *{ref}* was not posted, and nothing was"
+        f" recorded. {why}"
+    )
 
 
 def _chunked(lines: Sequence[str]) -> list[Block]:

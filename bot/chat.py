@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class SharedFile:
+    """A file the bot shared: its id, name, title and where people open it."""
+
+    id: str
+    name: str
+    title: str
+    permalink: str
 
 
 class Chat(Protocol):
@@ -29,3 +40,17 @@ class Chat(Protocol):
         ...
 
     async def resolve_channel(self, name_or_id: str) -> str: ...
+
+    async def share_file(
+        self,
+        *,
+        channel: str,
+        thread_ts: str | None,
+        filename: str,
+        title: str,
+        content: str,
+        comment: str,
+    ) -> SharedFile:
+        """Upload `content` (UTF-8) as a file and share it in `channel` (in `thread_ts`'s
+        thread), `comment` being the message that carries it. Raises IntegrationError."""
+        ...

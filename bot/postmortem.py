@@ -1,10 +1,14 @@
 """The post-mortem draft: the runbook's "Post-Mortem Template" filled from an incident's timeline.
 
 `render(incident, entries)` is a pure function: no clock, no I/O, so the same timeline always
-gives the same bytes (`icbot postmortem INC-n` and `/ic postmortem` print the same draft).
-Times and figures come from the hash-chained entries, not from the incident row, so the draft
-says what `icbot audit verify` can vouch for. What the timeline cannot know is left as the
+gives the same bytes (`icbot postmortem INC-n` prints the draft `/ic postmortem` posts as a
+file). Times and figures come from the hash-chained entries, not from the incident row, so the
+draft says what `icbot audit verify` can vouch for. What the timeline cannot know is left as the
 template's own placeholders, for people to fill in.
+
+Posting a draft is itself recorded (`Kind.POSTMORTEM_POSTED`), but a draft leaves those entries
+out (`NOT_IN_DRAFT`): posting it does not change it, so the file in the thread and
+`icbot postmortem` agree until the incident's timeline itself moves on.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ ROOT_CAUSE = re.compile(r"^\s*root cause\s*:\s*", re.I)
 RESOLUTION = re.compile(r"^\s*resolution\s*:\s*", re.I)
 LEADING_EMOJI = re.compile(r"^(:[a-z0-9_+-]+:\s*)+")
 MAX_LINE = 300  # characters of a quoted text on one timeline line
+
+# Entries about the draft itself, which the draft does not count or show.
+NOT_IN_DRAFT = frozenset({Kind.POSTMORTEM_POSTED})
 
 # The template's placeholders, kept where the timeline has nothing to say.
 SUMMARY = "[Brief description of what happened]"
@@ -50,20 +57,51 @@ class Pin:
     deleted: bool
 
 
-def render(incident: Incident, entries: Sequence[TimelineEntry]) -> str:
-    """The draft in Markdown, ending with a newline."""
-    ordered = sorted(entries, key=lambda e: e.seq)
+@dataclass(frozen=True)
+class Figures:
+    """The draft's headline figures, as its fields show them."""
+
+    severity: str  # "SEV1 (declared as SEV2)"
+    duration: str  # "14:00 - 15:11 UTC (1h 11m)"
+    acknowledge: str  # time to acknowledge: "4m", or "not yet"
+    mitigate: str
+    resolve: str
+    entries: int  # timeline entries the draft is built from
+
+    def line(self) -> str:
+        return (
+            f"{self.severity} · time to acknowledge {self.acknowledge} · to mitigate"
+            f" {self.mitigate} · to resolve {self.resolve}"
+        )
+
+
+@dataclass(frozen=True)
+class _Moments:
+    declared: TimelineEntry | None
+    start: datetime
+    ack: TimelineEntry | None
+    mitigated: TimelineEntry | None
+    resolved: TimelineEntry | None
+    figures: Figures
+
+
+def draft_entries(entries: Sequence[TimelineEntry]) -> list[TimelineEntry]:
+    """The entries a draft is built from, in timeline order (`NOT_IN_DRAFT` left out)."""
+    return sorted((e for e in entries if e.kind not in NOT_IN_DRAFT), key=lambda e: e.seq)
+
+
+def figures(incident: Incident, entries: Sequence[TimelineEntry]) -> Figures:
+    """The figures `render` puts at the top of the draft of the same entries."""
+    return _moments(incident, draft_entries(entries)).figures
+
+
+def _moments(incident: Incident, ordered: Sequence[TimelineEntry]) -> _Moments:
     declared = _first(ordered, Kind.DECLARED)
     start = declared.occurred_at if declared else incident.declared_at
     ack = _acknowledged(ordered)
     mitigated = _mitigated(ordered)
     resolved = _resolved(ordered)
     severity, first_severity = _severity(incident, ordered)
-    events = _events(ordered, declared=declared, ack=ack, mitigated=mitigated)
-    with_dates = any(e.at.astimezone(UTC).date() != start.astimezone(UTC).date() for e in events)
-
-    def when(moment: datetime) -> str:
-        return _time(moment, with_date=with_dates)
 
     def after(entry: TimelineEntry | None) -> str:
         if entry is None:
@@ -82,16 +120,38 @@ def render(incident: Incident, entries: Sequence[TimelineEntry]) -> str:
         )
     else:
         span = f"{_time(start, with_date=False)} UTC - ongoing (not resolved)"
-    summary = _summary(resolved)
+    shown = Figures(
+        severity=sev,
+        duration=span,
+        acknowledge=after(ack),
+        mitigate=after(mitigated),
+        resolve=after(resolved),
+        entries=len(ordered),
+    )
+    return _Moments(declared, start, ack, mitigated, resolved, shown)
+
+
+def render(incident: Incident, entries: Sequence[TimelineEntry]) -> str:
+    """The draft in Markdown, ending with a newline."""
+    ordered = draft_entries(entries)
+    m = _moments(incident, ordered)
+    start, f = m.start, m.figures
+    events = _events(ordered, declared=m.declared, ack=m.ack, mitigated=m.mitigated)
+    with_dates = any(e.at.astimezone(UTC).date() != start.astimezone(UTC).date() for e in events)
+
+    def when(moment: datetime) -> str:
+        return _time(moment, with_date=with_dates)
+
+    summary = _summary(m.resolved)
     lines = [
         f"# Incident Post-Mortem: {incident.ref} {incident.title}",
         "",
         f"**Date**: {start.astimezone(UTC).date().isoformat()}",
-        f"**Severity**: {sev}",
-        f"**Duration**: {span}",
-        f"**Time to acknowledge**: {after(ack)}",
-        f"**Time to mitigate**: {after(mitigated)}",
-        f"**Time to resolve**: {after(resolved)}",
+        f"**Severity**: {f.severity}",
+        f"**Duration**: {f.duration}",
+        f"**Time to acknowledge**: {f.acknowledge}",
+        f"**Time to mitigate**: {f.mitigate}",
+        f"**Time to resolve**: {f.resolve}",
         f"**Impact**: {IMPACT}",
         "",
         "## Summary",
@@ -124,7 +184,7 @@ def render(incident: Incident, entries: Sequence[TimelineEntry]) -> str:
         "[How to prevent this in future]",
         "",
         "---",
-        f"_Draft generated by icbot from the timeline of {incident.ref} ({len(ordered)} entries);"
+        f"_Draft generated by icbot from the timeline of {incident.ref} ({f.entries} entries);"
         f" `icbot audit verify {incident.ref}` checks that timeline._",
     ]
     return "\n".join(lines) + "\n"

@@ -55,8 +55,9 @@ EMOJI = {
     ":information_source:": "💡", ":raised_hand:": "✋", ":x:": "❌", ":hourglass:": "⌛",
     ":grey_question:": "❔", ":pager:": "📟", ":gear:": "⚙️", ":no_entry:": "⛔",
     ":hourglass_flowing_sand:": "⏳", ":speech_balloon:": "💬", ":pushpin:": "📌",
-    ":no_entry_sign:": "🚫",
+    ":no_entry_sign:": "🚫", ":page_facing_up:": "📄",
 }  # fmt: skip
+FILE_LINES = 60  # of a file shared in a thread, shown in the terminal; the rest is counted
 SHELL_HELP = """Type Slack commands as you would in #{channel}:
   /ic declare Payments failing sev2    /ic assign @dana scribe    /ic status Mitigating
   /ic help lists every /ic command. Buttons are numbered: type the number or the label.
@@ -501,6 +502,12 @@ class Shell:
             if (message.metadata or {}).get("event_type") == Metadata.DIGEST:
                 self._show_digest(message)
                 return
+            if message.files:
+                if message.text or message.blocks:
+                    for line in self._render_own(message.blocks, message.text, message=message):
+                        self.print(f"  ↳ {line}")
+                self._show_files(message, prefix="  ↳ ")
+                return
             lines = self._render_own(message.blocks, message.text, message=message)
             contexts = [b for b in message.blocks if b.get("type") == "context"]
             if len(lines) == 2 and len(contexts) == 1:  # an entry and its time: one line
@@ -520,6 +527,22 @@ class Shell:
         for line in lines:
             self.print(f"  │ {line}")
         self.print("  └" + "─" * min(width + 2, 78))
+        self._show_files(message, prefix="  ")
+
+    def _show_files(self, message: Message, *, prefix: str) -> None:
+        """Files shared with a message: name and title, then the text itself (mentions as
+        @names), at most FILE_LINES lines of it."""
+        for shared in message.files:
+            upload = self.slack.files.get(str(shared.get("id")))
+            text = upload.text if upload is not None else ""
+            lines = text.rstrip("\n").split("\n") if text else []
+            name, title = str(shared.get("name") or ""), str(shared.get("title") or "")
+            about = f" · {title}" if title and title != name else ""
+            self.print(f"{prefix}┌ 📄 {name}{about} ({len(lines)} lines)")
+            for line in lines[:FILE_LINES]:
+                self.print(f"{prefix}│ {self._names(line)}".rstrip())
+            more = len(lines) - FILE_LINES
+            self.print(f"{prefix}└ … {more} more lines not shown" if more > 0 else f"{prefix}└")
 
     def _show_digest(self, message: Message) -> None:
         """The digest is edited in place as chatter comes in: print only its lines not yet seen."""
@@ -632,9 +655,13 @@ class Shell:
                     await self.services.outbox.drain()
                     self.flush()
 
-    def _plain(self, text: str) -> str:
+    def _names(self, text: str) -> str:
+        """`<@U…>` and `<#C…>` as the @name and #channel a reader knows; nothing else changed."""
         text = USER_REF.sub(lambda m: "@" + (self.slack.user_name(m.group(1)) or m.group(1)), text)
-        text = CHANNEL_REF.sub(lambda m: "#" + (m.group(2) or self._channel_name(m.group(1))), text)
+        return CHANNEL_REF.sub(lambda m: "#" + (m.group(2) or self._channel_name(m.group(1))), text)
+
+    def _plain(self, text: str) -> str:
+        text = self._names(text)
         text = LINK_REF.sub(lambda m: f"{m.group(2)} ({m.group(1)})", text)
         for code, emoji in EMOJI.items():
             text = text.replace(code, emoji)

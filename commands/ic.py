@@ -8,8 +8,9 @@ from typing import Any
 
 from slack_bolt.context.ack.async_ack import AsyncAck
 
-from bot import blocks, handover, history, postmortem
-from bot.errors import UsageError
+from bot import blocks, handover, history
+from bot.drafts import Drafts
+from bot.errors import IntegrationError, UsageError
 from bot.logs import get_logger
 from bot.scribe import Scribe
 from bot.services import Services
@@ -40,6 +41,7 @@ class IcHandlers:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.scribe = Scribe(services.incidents, SlackMessages(services.client))
+        self.drafts = Drafts(services.incidents, services.chat)
 
     async def command(self, ack: AsyncAck, command: dict[str, Any], respond: Respond) -> None:
         text = str(command.get("text") or "")
@@ -50,15 +52,20 @@ class IcHandlers:
             return
         await ack()
         user = str(command["user_id"])
+        # One per invocation; the same request delivered again carries the same one.
+        request = str(command.get("trigger_id") or "") or None
         async with self.services.inflight.track():
             await run_reporting(
-                respond, lambda: self.execute(parsed, user=user), command=f"/ic {text}"
+                respond,
+                lambda: self.execute(parsed, user=user, request=request),
+                command=f"/ic {text}",
             )
 
     async def pick_incident(self, ack: AsyncAck, body: dict[str, Any], respond: Respond) -> None:
         """A click on a "Which incident?" button: run the original command on that incident."""
         await ack()
         user = str(body["user"]["id"])
+        request = str(body.get("trigger_id") or "") or None
         action = (body.get("actions") or [{}])[0]
         async with self.services.inflight.track():
 
@@ -75,11 +82,15 @@ class IcHandlers:
                 if isinstance(parsed, parsing.Declare | ListIncidents | Help | parsing.OnCall):
                     raise UsageError("That command does not take an incident.")
                 chosen: IcCommand = dataclasses.replace(parsed, incident=number)
-                return await self.execute(chosen, user=user)
+                return await self.execute(chosen, user=user, request=request)
 
             await run_reporting(respond, work, command="/ic (choice)", replace_original=True)
 
-    async def execute(self, parsed: IcCommand, *, user: str) -> blocks.Message:
+    async def execute(
+        self, parsed: IcCommand, *, user: str, request: str | None = None
+    ) -> blocks.Message:
+        """Run one command for `user`; `request` is the Slack request's id (its trigger_id),
+        so work that must not happen twice can recognise a retry."""
         s = self.services
         incidents = s.incidents
         match parsed:
@@ -141,9 +152,20 @@ class IcHandlers:
                     f"Action item added to *{change.incident.ref}*; the post-mortem lists it."
                 )
             case Postmortem(incident=ref):
-                incident, entries = await incidents.timeline(ref)
-                return blocks.markdown_document(
-                    f"Post-mortem draft for {incident.ref}", postmortem.render(incident, entries)
+                incident = await incidents.get(ref)
+                try:
+                    posted = await self.drafts.post(incident.id, actor=user, request=request)
+                except IntegrationError as exc:
+                    log.warning("postmortem.not_posted", incident=incident.ref, error=str(exc))
+                    return blocks.postmortem_not_posted(incident.ref, exc)
+                return blocks.postmortem_posted(
+                    ref=posted.incident.ref,
+                    filename=posted.filename,
+                    permalink=posted.permalink,
+                    draft=posted.draft,
+                    figures_line=posted.figures.line(),
+                    entries=posted.figures.entries,
+                    repeated=posted.repeated,
                 )
             case parsing.OnCall():
                 if s.pager is None:

@@ -25,7 +25,7 @@ from bot.app import build_slack_app
 from bot.ids import Metadata
 from bot.outbox import ChannelPacer
 from bot.sandbox.pagerduty import FakePagerDuty
-from bot.sandbox.slack_api import FakeSlack
+from bot.sandbox.slack_api import FakeSlack, UploadedFile
 from bot.sandbox.slack_requests import SignedRequest, SlackRequests
 from bot.services import Services, open_services
 from bot.settings import Settings
@@ -253,6 +253,15 @@ class Bot:
     def thread_texts(self, number: int = 1) -> list[str]:
         """Each thread message's words as a reader sees them: its blocks' text, or its text."""
         return [shown_text(m) for m in self.thread(number)]
+
+    def posted_files(self, number: int = 1) -> list[UploadedFile]:
+        """The files the bot shared in incident `number`'s thread, oldest first, with their bytes."""
+        return [
+            self.slack.files[f["id"]]
+            for m in self.thread(number)
+            if m.user == self.slack.bot_user_id
+            for f in m.files
+        ]
 
     def digests(self, number: int = 1) -> list[Any]:
         """The thread's digest messages (chatter folded into one message, edited in place)."""

@@ -2,10 +2,14 @@
 
 Unit tests feed `bot.postmortem.render` hand-made timelines; the golden test scripts an incident
 through the real app on a controlled clock (`UPDATE_GOLDEN=1 pytest …` rewrites the file).
+`/ic postmortem` posts the draft as a Markdown file in the incident's thread: the tests at the
+end drive that through the real app and the Slack stand-in's files_upload_v2 endpoints.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import os
 import random
 import subprocess
@@ -14,12 +18,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bot import blocks
 from bot.models import Incident, Status, TimelineEntry
-from bot.postmortem import render
+from bot.postmortem import figures, render
 from bot.sandbox.slack_api import FakeSlack
 from bot.timeline import Kind
-from tests.conftest import Bot, running_bot
+from tests.conftest import Bot, running_bot, shown_text
 from tests.test_scribe import delete, edit, pin, say, unpin
 
 GOLDEN = Path(__file__).parent / "golden" / "postmortem_inc1.md"
@@ -282,18 +288,52 @@ def test_an_incident_across_midnight_dates_its_times() -> None:
     assert "- 2040-03-07 00:20 - Resolved by <@U0DANA>" in draft
 
 
-def test_a_long_draft_is_split_into_code_blocks_of_whole_lines_within_slacks_limits() -> None:
+def test_a_posted_draft_entry_changes_no_draft() -> None:
+    s = Script()
+    s.declared()
+    s.add(5, Kind.STATUS, "U0DANA", "x", text="Mitigated: rolled back", stage="mitigated")
+    before = render(incident(), s.entries)
+    s.add(6, Kind.POSTMORTEM_POSTED, "U0ERIN", "posted", name="postmortem-INC-7.md", upto=2)
+    assert render(incident(), s.entries) == before
+    assert "(2 entries)" in before
+    assert figures(incident(), s.entries).entries == 2
+
+
+def test_the_figures_line_says_what_the_drafts_fields_say() -> None:
+    s = Script()
+    s.declared("sev3")
+    s.add(2, Kind.SEVERITY, "U0DANA", "x", **{"from": "sev3", "to": "sev2"})
+    s.add(4, Kind.ROLE, "U0DANA", "x", role="scribe", user="U0ERIN", previous=None)
+    draft = render(incident(), s.entries)
+    shown = figures(incident(), s.entries)
+    assert shown.line() == (
+        "SEV2 (declared as SEV3) · time to acknowledge 4m · to mitigate not yet"
+        " · to resolve not yet"
+    )
+    assert (shown.severity, shown.duration) == (
+        _field(draft, "Severity"),
+        _field(draft, "Duration"),
+    )
+    assert shown.acknowledge == _field(draft, "Time to acknowledge")
+
+
+def test_the_requester_sees_a_short_preview_of_a_long_draft_within_slacks_limits() -> None:
     s = Script()
     s.declared()
     for n in range(60):
-        s.add(n + 1, Kind.NOTE, "U0ERIN", "x", text=f"Root cause: part {n} " + "x" * 150)
+        s.add(n + 1, Kind.NOTE, "U0ERIN", "x", text=f"Root cause: part {n} " + "x" * 250)
     draft = render(incident(), s.entries)
-    message = blocks.markdown_document("Post-mortem draft for INC-7", draft)
-    assert message.text == draft
-    sections = [b["text"]["text"] for b in message.blocks[1:]]
-    assert len(sections) > 1 and all(len(t) <= 3000 for t in sections)
-    assert all(t.startswith("```") and t.endswith("```") for t in sections)
-    assert "\n".join(t.strip("`") for t in sections) + "\n" == draft
+    message = blocks.postmortem_posted(
+        ref="INC-7", filename="postmortem-INC-7.md", permalink="https://f/1", draft=draft,
+        figures_line=figures(incident(), s.entries).line(), entries=61, repeated=False,
+    )  # fmt: skip
+    shown = shown_text(message)
+    assert "<https://f/1|postmortem-INC-7.md>" in shown
+    assert "# Incident Post-Mortem: INC-7 Card payments failing" in shown
+    assert "part 0" not in shown and "## Action Items" not in shown  # a preview, not the draft
+    assert f"…and {draft.count(chr(10)) - blocks.PREVIEW_LINES} more lines in the file." in shown
+    assert len(message.blocks) <= 4 and all(len(b.get("text", {}).get("text", "")) <= 3000
+                                            for b in message.blocks)  # fmt: skip
 
 
 # -- a scripted incident through the real app, against the golden file -------------------------
@@ -354,15 +394,19 @@ async def test_scripted_incident_postmortem_matches_the_golden_file(dsn: str) ->
     async with FakeSlack(clock=T0.timestamp) as slack, running_bot(dsn, slack) as bot:
         await scripted_incident(bot)
         await bot.command("postmortem INC-1", user="erin")
-        draft = bot.last_reply("erin")
+        [posted] = bot.posted_files(1)
+        assert posted.content is not None
+        draft = posted.content.decode("utf-8")
         if os.environ.get("UPDATE_GOLDEN"):
             GOLDEN.parent.mkdir(exist_ok=True)
             GOLDEN.write_text(draft, encoding="utf-8")
         assert draft == GOLDEN.read_text(encoding="utf-8")
-        # The CLI prints the same bytes, and the chain behind them verifies.
+        # The CLI prints the same bytes (posting the draft, recorded since, changed none of
+        # it), and the chain behind them verifies.
+        assert (await bot.kinds())[-1] == Kind.POSTMORTEM_POSTED
         printed = _icbot(["postmortem", "INC-1"], dsn)
         assert printed.returncode == 0, printed.stderr
-        assert printed.stdout == draft
+        assert printed.stdout.encode("utf-8") == posted.content
         assert (await bot.services.incidents.verify(1)).ok
 
 
@@ -370,3 +414,195 @@ async def test_postmortem_cli_reports_an_unknown_incident(bot: Bot, dsn: str) ->
     result = _icbot(["postmortem", "INC-9"], dsn)
     assert result.returncode == 2
     assert "INC-9 does not exist" in result.stderr
+
+
+# -- `/ic postmortem` posts the draft as a file in the incident's thread --------------------------
+
+
+async def _draft_now(bot: Bot, number: int = 1) -> str:
+    incident, entries = await bot.services.incidents.timeline(number)
+    return render(incident, entries)
+
+
+async def _posted_entries(bot: Bot) -> list[Any]:
+    return await bot.fetch(
+        "SELECT * FROM timeline WHERE kind = $1 ORDER BY seq", Kind.POSTMORTEM_POSTED
+    )
+
+
+async def _an_incident(bot: Bot) -> None:
+    erin = bot.user("erin")
+    await bot.command("declare Card payments failing sev2", user="dana")
+    await bot.command(f"assign <@{erin}|erin> scribe", user="dana")
+    await bot.command("status Mitigated: rolled back", user="dana")
+
+
+async def test_the_draft_is_uploaded_as_a_markdown_file_into_the_incidents_thread(bot: Bot) -> None:
+    await _an_incident(bot)
+    expected = await _draft_now(bot)
+    await bot.command("postmortem INC-1", user="erin")
+    [message] = [m for m in bot.thread(1) if m.files]
+    [file] = message.files
+    assert message.thread_ts == bot.card(1).ts and message.user == bot.slack.bot_user_id
+    assert (file["name"], file["title"]) == ("postmortem-INC-1.md", "INC-1 post-mortem draft")
+    assert file["filetype"] == "markdown"
+    [posted] = bot.posted_files(1)
+    assert posted.content == expected.encode("utf-8")  # render(...) of the timeline, byte for byte
+    # The message carrying it says who asked, and the figures.
+    erin = bot.slack.user_id("erin")
+    shown = figures(*(await bot.services.incidents.timeline(1)))
+    assert f"asked for by <@{erin}>" in message.text
+    assert shown.line() in message.text and "time to mitigate" not in message.text.lower()[:5]
+    # Uploaded through files_upload_v2's three steps, into the thread.
+    steps = [c.method for c in bot.slack.calls if c.method.startswith("files.") or
+             c.method == "upload_url"]  # fmt: skip
+    assert steps == ["files.getUploadURLExternal", "upload_url", "files.completeUploadExternal"]
+    done = bot.slack.calls_to("files.completeUploadExternal")[0].args
+    assert (done["channel_id"], done["thread_ts"]) == (bot.channel, bot.card(1).ts)
+
+
+async def test_the_requester_is_told_where_the_draft_is_with_a_short_preview(bot: Bot) -> None:
+    await _an_incident(bot)
+    await bot.command("postmortem", user="erin")
+    [file] = [f for m in bot.thread(1) for f in m.files]
+    erin = bot.slack.user_id("erin")
+    [told] = [e for e in bot.slack.ephemerals if e.user == erin and "post-mortem" in shown_text(e)]
+    text = shown_text(told)
+    assert told.via == "response_url"
+    assert f"<{file['permalink']}|postmortem-INC-1.md>" in text
+    assert "# Incident Post-Mortem: INC-1 Card payments failing" in text
+    assert "**Time to mitigate**: " in text  # the figures are in the preview
+    assert "## Action Items" not in text and "## Timeline" not in text  # not the whole draft
+
+
+async def test_posting_is_recorded_as_chatter_in_the_digest_and_changes_no_draft(bot: Bot) -> None:
+    await _an_incident(bot)
+    before = await _draft_now(bot)
+    await bot.command("postmortem", user="erin")
+    [entry] = await _posted_entries(bot)
+    [posted] = bot.posted_files(1)
+    assert entry["data"]["file"] == posted.id and entry["data"]["name"] == "postmortem-INC-1.md"
+    assert entry["data"]["sha256"] == hashlib.sha256(before.encode()).hexdigest()
+    assert await _draft_now(bot) == before  # the new entry is not in the draft
+    # A line of the thread's digest, not a reply of its own.
+    assert "posted the post-mortem draft" in shown_text(bot.digests(1)[-1])
+    replies = [shown_text(m) for m in bot.thread(1) if m not in bot.digests(1) and not m.files]
+    assert not any("posted the post-mortem draft" in text for text in replies)
+    assert (await bot.services.incidents.verify(1)).ok
+
+
+async def test_the_posted_draft_can_be_rebuilt_from_the_timeline_alone(bot: Bot) -> None:
+    await _an_incident(bot)
+    await bot.command("postmortem", user="erin")
+    await bot.command("note Root cause: the pool was halved", user="erin")  # the timeline moves on
+    incident, entries = await bot.services.incidents.timeline(1)
+    [entry] = [e for e in entries if e.kind == Kind.POSTMORTEM_POSTED]
+    rebuilt = render(incident, [e for e in entries if e.seq <= entry.data["upto"]])
+    [posted] = bot.posted_files(1)
+    assert rebuilt.encode("utf-8") == posted.content
+    assert render(incident, entries) != rebuilt
+
+
+async def test_asking_again_posts_a_fresh_draft_as_the_timeline_grows(bot: Bot) -> None:
+    await _an_incident(bot)
+    await bot.command("postmortem", user="erin")
+    await bot.command("note Root cause: the pool was halved", user="erin")
+    await bot.command("postmortem", user="dana")
+    first, second = bot.posted_files(1)
+    assert first.id != second.id
+    assert "the pool was halved" in second.text and "the pool was halved" not in first.text
+    assert "(3 entries)" in first.text and "(4 entries)" in second.text  # posts not counted
+    assert len(await _posted_entries(bot)) == 2
+
+
+async def test_a_retry_of_the_same_request_posts_the_draft_once(bot: Bot) -> None:
+    await _an_incident(bot)
+    request = bot.command_request("postmortem", user="erin")
+    await bot.post_signed(request)
+    await bot.post(request, headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "timeout"})
+    await bot.settle()
+    assert len(bot.posted_files(1)) == 1
+    assert len(await _posted_entries(bot)) == 1
+    erin = bot.slack.user_id("erin")
+    first, again = [shown_text(e) for e in bot.slack.ephemerals if e.user == erin][-2:]
+    assert "Posted the post-mortem draft of *INC-1*" in first
+    assert "This request already posted the post-mortem draft of *INC-1*" in again
+    assert "postmortem-INC-1.md" in again and "not posted again" in again
+
+
+async def test_a_retry_arriving_while_the_first_still_uploads_posts_nothing(bot: Bot) -> None:
+    await _an_incident(bot)
+    bot.slack.latency["files.completeUploadExternal"] = 0.5  # the first is mid-upload
+    request = bot.command_request("postmortem", user="erin")
+    await asyncio.gather(bot.post(request), bot.post(request))
+    await bot.settle()
+    assert len(bot.posted_files(1)) == 1
+    assert len(bot.slack.calls_to("files.getUploadURLExternal")) == 1
+    assert len(await _posted_entries(bot)) == 1
+
+
+@pytest.mark.parametrize(
+    ("step", "fault", "told"),
+    [
+        ("files.getUploadURLExternal", {"status": 429, "retry_after": 7},
+         "Slack is rate limiting file uploads; try `/ic postmortem INC-1` again in 7 s."),
+        ("upload_url", {"status": 500}, "Slack refused the upload (slack: uploading"
+         " postmortem-INC-1.md failed with HTTP 500)"),
+        ("files.completeUploadExternal", {"status": 200, "error": "channel_not_found"},
+         "Slack refused the upload (slack: files.completeUploadExternal: channel_not_found)"),
+        ("files.getUploadURLExternal", {"status": 200, "error": "missing_scope"},
+         "the app needs the files:write scope"),
+    ],
+)  # fmt: skip
+async def test_a_failed_upload_tells_the_requester_and_records_nothing(
+    bot: Bot, step: str, fault: dict[str, Any], told: str
+) -> None:
+    await _an_incident(bot)
+    kinds = await bot.kinds()
+    bot.slack.fail(step, **fault)
+    await bot.command("postmortem", user="erin")
+    reply = bot.last_reply("erin")
+    assert reply.startswith(":warning: The post-mortem draft of *INC-1* was not posted")
+    assert "nothing was recorded" in reply and told in reply
+    assert bot.posted_files(1) == [] and not any(m.files for m in bot.thread(1))
+    assert await bot.kinds() == kinds  # no entry, so no digest line either
+    # Asking again once Slack is back posts it.
+    await bot.command("postmortem", user="erin")
+    assert len(bot.posted_files(1)) == 1
+
+
+async def test_a_draft_waits_for_the_incidents_thread(bot: Bot) -> None:
+    await bot.command("declare Card payments failing sev2", user="dana", drain=False)
+    await bot.command("postmortem", user="dana", drain=False)  # the card is not posted yet
+    assert "its thread has no place for the draft; try again in a moment" in bot.last_reply("dana")
+    assert bot.slack.files == {}
+    await bot.settle()
+    await bot.command("postmortem", user="dana")
+    assert len(bot.posted_files(1)) == 1
+
+
+async def test_with_two_open_incidents_the_chosen_ones_thread_gets_the_draft_once(
+    bot: Bot,
+) -> None:
+    await bot.command("declare First sev2", user="dana")
+    await bot.command("declare Second sev3", user="dana")
+    await bot.command("postmortem", user="dana")
+    assert bot.slack.files == {}  # asked which one first
+    question = bot.slack.ephemerals[-1]
+    [second] = [
+        e for b in question.blocks if b["type"] == "actions" for e in b["elements"]
+        if e["text"]["text"] == "INC-2 Second"
+    ]  # fmt: skip
+    dana = bot.user("dana")
+    click = bot.requests.block_action(
+        action_id=second["action_id"], value=second["value"], label=second["text"]["text"],
+        block_id="b1", user_id=dana, user_name="dana", channel_id=bot.channel,
+        channel_name="waqiti-incidents",
+        response_url=bot.slack.new_response_url(channel=bot.channel, user=dana),
+    )  # fmt: skip
+    await bot.post_signed(click)
+    await bot.post_signed(click)  # the same click delivered again
+    assert bot.posted_files(1) == []
+    [posted] = bot.posted_files(2)
+    assert posted.text.startswith("# Incident Post-Mortem: INC-2 Second\n")
+    assert posted.content == (await _draft_now(bot, 2)).encode("utf-8")

@@ -596,13 +596,12 @@ async def test_ic_action_records_an_action_item_with_its_owner(bot: Bot) -> None
     assert len(await entries(bot, "action_item")) == 2
 
 
-async def test_ic_postmortem_answers_the_asker_with_the_draft(bot: Bot) -> None:
+async def test_ic_postmortem_posts_the_draft_in_the_thread_and_tells_the_asker(bot: Bot) -> None:
     await bot.command("declare Payments failing sev2", user="dana")
-    posts_before = len(bot_posts(bot))
     await bot.command("postmortem", user="dana")
-    draft = bot.last_reply("dana")
-    assert draft.startswith("# Incident Post-Mortem: INC-1 Payments failing\n")
-    assert len(bot_posts(bot)) == posts_before  # nothing posted in the thread
+    [posted] = bot.posted_files(1)
+    assert posted.text.startswith("# Incident Post-Mortem: INC-1 Payments failing\n")
+    assert "postmortem-INC-1.md" in bot.last_reply("dana")
     assert [e.via for e in bot.slack.ephemerals][-1] == "response_url"
 
 

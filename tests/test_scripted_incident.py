@@ -77,18 +77,23 @@ class ScriptedStdin(io.StringIO):
 
 
 def _draft(out: str) -> list[str]:
-    """The post-mortem draft as the shell printed it (the ephemeral reply's lines)."""
-    start = out.index("(only you) Post-mortem draft for INC-1")
+    """The post-mortem draft as the shell printed it: the Markdown file the bot shared in the
+    incident's thread, every line of it (the shell names people, `@sam` for `<@U…>`)."""
+    [start] = [m.start() for m in re.finditer(r"  ↳ ┌ 📄 postmortem-INC-1\.md · ", out)]
+    head, *body = out[start:].splitlines()
+    size = int(re.findall(r"\((\d+) lines\)$", head)[0])
     lines = []
-    for line in out[start:].splitlines()[1:]:
-        if not line.startswith(" " * 11):
+    for line in body:
+        if not line.startswith("  ↳ │"):
+            assert line == "  ↳ └", f"the shell cut the draft: {line}"
             break
-        lines.append(line[11:].strip("`"))
+        lines.append(line.removeprefix("  ↳ │").removeprefix(" "))
+    assert len(lines) == size
     return lines
 
 
 def _field(draft: list[str], name: str) -> str:
-    [line] = [x for x in draft if x.startswith(f"*{name}*: ")]
+    [line] = [x for x in draft if x.startswith(f"**{name}**: ")]
     return line.split(": ", 1)[1]
 
 

@@ -128,3 +128,24 @@ def test_people_say_pin_unpin_and_use_the_shortcut_from_the_shell(dsn: str) -> N
     timeline = out[out.index("Timeline of INC-1") :]
     assert timeline.count("pinned a message") == 2 and "no longer a key event" in timeline
     assert "Traceback" not in result.stderr
+
+
+def test_a_file_the_bot_shares_shows_in_the_thread_with_its_text_capped_at_60_lines(
+    dsn: str,
+) -> None:
+    notes = "".join(f"/ic note Root cause: finding {n}\n" for n in range(1, 26))
+    script = f"/ic declare Payments failing sev2\n/ic assign @dana scribe\n{notes}/ic postmortem\n"
+    result = _run(script, {"DATABASE_URL": dsn})
+    assert result.returncode == 0, result.stderr
+    out = result.stdout[result.stdout.index("@sam> /ic postmortem") :]
+    lines = out.splitlines()
+    [head] = [n for n, line in enumerate(lines) if "┌ 📄 postmortem-INC-1.md" in line]
+    assert lines[head - 1].startswith("  ↳ 📄 Post-mortem draft of INC-1, asked for by @sam.")
+    assert lines[head].endswith("postmortem-INC-1.md · INC-1 post-mortem draft (67 lines)")
+    shown = lines[head + 1 : head + 61]
+    assert all(line.startswith("  ↳ │") for line in shown)
+    assert shown[0] == "  ↳ │ # Incident Post-Mortem: INC-1 Payments failing"
+    assert any("Declared by @sam as SEV2" in line for line in shown)  # <@U…> shown as @sam
+    assert "  ↳ │ **Severity**: SEV2" in shown  # the Markdown as it is
+    assert lines[head + 61] == "  ↳ └ … 7 more lines not shown"
+    assert "(only you) 📄 Posted the post-mortem draft of INC-1 in its thread" in out

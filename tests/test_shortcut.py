@@ -182,7 +182,7 @@ async def test_a_submission_makes_a_message_in_any_channel_a_key_event_of_the_ch
     told = [e for e in bot.slack.ephemerals if e.user == dana]
     assert told[-1].channel == channel and "Added to *INC-1*'s timeline" in told[-1].text
     await bot.command("postmortem", user="dana")
-    assert "Key event, pinned by" in bot.last_reply("dana")
+    assert "Key event, pinned by" in bot.posted_files(1)[-1].text
     # Its deletion in that channel drops its words, as for a thread message.
     await delete(bot, msg)
     assert await bot.fetch("SELECT seq FROM timeline WHERE data::text LIKE '%13:55%'") == []

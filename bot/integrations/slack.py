@@ -6,9 +6,10 @@ import re
 from typing import Any
 
 import aiohttp
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.chat import SharedFile
 from bot.errors import ConfigError, IntegrationError
 
 CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
@@ -19,6 +20,7 @@ PERMANENT = {
     "message_not_found", "cant_update_message", "invalid_arguments", "not_in_channel",
 }  # fmt: skip
 HISTORY_LOOKBACK = 200
+UPLOAD_STATUS = re.compile(r"status: (\d+)")
 
 
 def _wrap(exc: Exception, method: str) -> IntegrationError:
@@ -103,6 +105,44 @@ class SlackChat:
             ):
                 return str(message["ts"])
         return None
+
+    async def share_file(
+        self,
+        *,
+        channel: str,
+        thread_ts: str | None,
+        filename: str,
+        title: str,
+        content: str,
+        comment: str,
+    ) -> SharedFile:
+        """slack_sdk's files_upload_v2: files.getUploadURLExternal, the bytes POSTed to the URL
+        it gives, then files.completeUploadExternal shares the file with `comment`."""
+        try:
+            response = await self.client.files_upload_v2(
+                channel=channel,
+                thread_ts=thread_ts,
+                filename=filename,
+                title=title,
+                content=content,
+                initial_comment=comment,
+            )
+        except SlackRequestError as exc:  # the upload URL did not answer 200
+            status = UPLOAD_STATUS.search(str(exc))
+            why = f"HTTP {status.group(1)}" if status else type(exc).__name__
+            raise IntegrationError("slack", f"uploading {filename} failed with {why}") from exc
+        except SlackApiError as exc:
+            method = str(exc.response.api_url).rsplit("/", 1)[-1] or "files.upload_v2"
+            raise _wrap(exc, method) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _wrap(exc, "files.upload_v2") from exc
+        file = response.get("file") or {}
+        return SharedFile(
+            id=str(file.get("id") or ""),
+            name=str(file.get("name") or filename),
+            title=str(file.get("title") or title),
+            permalink=str(file.get("permalink") or ""),
+        )
 
     async def resolve_channel(self, name_or_id: str) -> str:
         name = name_or_id.lstrip("#")

@@ -12,9 +12,17 @@ The token comes from ``Authorization: Bearer ...`` or a ``token`` parameter and 
 recorded or logged.
 
 Everything the bot did is kept for assertions: :attr:`FakeSlack.calls`, :attr:`FakeSlack.messages`
-(per channel, in post order, roots and replies), :attr:`FakeSlack.ephemerals` and
-:attr:`FakeSlack.pins`. Listeners in :attr:`FakeSlack.on_change` are called with ``(kind, obj)``
-for every ``"post"``, ``"update"``, ``"ephemeral"``, ``"delete"`` and ``"reaction"``.
+(per channel, in post order, roots and replies), :attr:`FakeSlack.ephemerals`,
+:attr:`FakeSlack.pins` and :attr:`FakeSlack.files` (uploads, with their bytes). Listeners in
+:attr:`FakeSlack.on_change` are called with ``(kind, obj)`` for every ``"post"``, ``"update"``,
+``"ephemeral"``, ``"delete"`` and ``"reaction"``.
+
+Files arrive as slack_sdk's ``files_upload_v2`` sends them: ``files.getUploadURLExternal``
+hands out a file id and an upload URL served by the stand-in itself (``/upload/v1/<ticket>``,
+which takes the raw bytes or a multipart form and answers ``OK - <size>`` as Slack's file
+service does), then ``files.completeUploadExternal`` shares them: a message from the bot with
+a ``files`` list (and the ``initial_comment`` as its text) in the channel or in ``thread_ts``'s
+thread. Until then a file is private and in no channel.
 
 What people do goes the other way, as Slack's Events API delivers it: after
 :meth:`FakeSlack.deliver_events_to`, :meth:`FakeSlack.user_says` and :meth:`FakeSlack.user_reacts`
@@ -31,6 +39,7 @@ import binascii
 import hmac
 import json
 import logging
+import mimetypes
 import re
 import secrets
 import time
@@ -39,14 +48,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from aiohttp import web
 
 from bot.sandbox.loopback import StandIn, serve_on_loopback
 from bot.sandbox.slack_requests import SignedRequest, SlackRequests
 
-__all__ = ["Call", "Ephemeral", "FakeSlack", "Message"]
+__all__ = ["Call", "Ephemeral", "FakeSlack", "Message", "UploadedFile"]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +99,7 @@ class Message:
     attachments: list[dict[str, Any]] = field(default_factory=list)
     edited_ts: str | None = None
     client_msg_id: str | None = None  # set on messages people post from a Slack client
+    files: list[dict[str, Any]] = field(default_factory=list)  # file objects shared with it
 
     @property
     def is_root(self) -> bool:
@@ -109,6 +119,26 @@ class Ephemeral:
     replace_original: bool = False
     delete_original: bool = False
     response_type: str = "ephemeral"
+
+
+@dataclass
+class UploadedFile:
+    """A file as the stand-in holds it: from ``files.getUploadURLExternal`` on."""
+
+    id: str
+    name: str
+    length: int  # what the uploader declared
+    created: int
+    ticket: str
+    alt_txt: str | None = None
+    content: bytes | None = None  # None until the bytes reach the upload URL
+    title: str | None = None
+    completed: bool = False  # files.completeUploadExternal took it (it can only once)
+    shared_in: list[tuple[str, str]] = field(default_factory=list)  # (channel, message ts)
+
+    @property
+    def text(self) -> str:
+        return (self.content or b"").decode("utf-8", errors="replace")
 
 
 class _SlackError(Exception):
@@ -185,6 +215,8 @@ class FakeSlack(StandIn):
         self.usergroups: dict[str, list[str]] = {}  # S… -> user ids
         self.views: dict[str, dict[str, Any]] = {}  # view id -> the view as Slack holds it
         self.opened_views: list[dict[str, Any]] = []  # views.open/push in call order
+        self.files: dict[str, UploadedFile] = {}  # file id -> the upload, in upload order
+        self._next_file = 1
         # (host, port) each response_url post came from: how many connections the bot opened
         self.response_url_peers: list[tuple[str, int]] = []
         self._next_view = 1
@@ -236,6 +268,8 @@ class FakeSlack(StandIn):
             "views.open": self._views_open,
             "views.update": self._views_update,
             "views.push": self._views_push,
+            "files.getUploadURLExternal": self._files_get_upload_url_external,
+            "files.completeUploadExternal": self._files_complete_upload_external,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -247,6 +281,7 @@ class FakeSlack(StandIn):
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/response/{token}", self._handle_response_url)
+        app.router.add_post("/upload/v1/{ticket}", self._handle_upload)
         self._runner, self._port = await serve_on_loopback(app)
 
     async def stop(self) -> None:
@@ -352,7 +387,8 @@ class FakeSlack(StandIn):
         error: str | None = None,
         times: int = 1,
     ) -> None:
-        """Make the next ``times`` calls to ``method`` fail (``"response_url"`` works too).
+        """Make the next ``times`` calls to ``method`` fail (``"response_url"`` and
+        ``"upload_url"``, the POST of a file's bytes, work too).
 
         429 -> HTTP 429 + ``Retry-After`` + ``ratelimited``; 5xx -> that status with a small JSON
         body; 200 -> ``{"ok": false, "error": error}``.
@@ -603,6 +639,29 @@ class FakeSlack(StandIn):
             return self._respond(method, payload, 400, {"ok": False, "error": e.error})
         return self._respond(method, payload, 200, {"ok": True})
 
+    async def _handle_upload(self, request: web.Request) -> web.Response:
+        """A file's bytes, POSTed to the URL ``files.getUploadURLExternal`` gave: raw, or as the
+        first file of a multipart form. Slack's file service answers 200 ``OK - <size>``."""
+        method = "upload_url"
+        upload = next((f for f in self.files.values() if f.ticket == request.match_info["ticket"]),
+                      None)  # fmt: skip
+        if request.content_type.startswith("multipart/"):
+            form = await request.post()
+            parts = [v for v in form.values() if isinstance(v, web.FileField)]
+            data = parts[0].file.read() if parts else b""
+        else:
+            data = await request.read()
+        args: dict[str, Any] = {"file_id": upload.id if upload else None, "size": len(data)}
+        fault = self._take_fault(method)
+        if fault is not None:
+            return self._fault_response(method, args, fault)
+        if upload is None or upload.completed:
+            self.calls.append(Call(method, args, 404))
+            return web.Response(status=404, text="Not Found")
+        upload.content = data
+        self.calls.append(Call(method, args, 200))
+        return web.Response(status=200, text=f"OK - {len(data)}")
+
     def _apply_response_url(self, hook: _Hook, p: dict[str, Any]) -> None:
         replace = _flag(p, "replace_original")
         delete = _flag(p, "delete_original")
@@ -762,6 +821,10 @@ class FakeSlack(StandIn):
             out["blocks"] = msg.blocks
         if msg.attachments:
             out["attachments"] = msg.attachments
+        if msg.files:
+            out["files"] = msg.files
+            out["upload"] = False
+            out["display_as_bot"] = False
         return out
 
     def _thread_fields(self, msg: Message) -> dict[str, Any]:
@@ -1239,11 +1302,181 @@ class FakeSlack(StandIn):
         self._notify("view_update", view)
         return {"ok": True, "view": view}
 
+    # ------------------------------------------------------------------ files
+
+    def _files_get_upload_url_external(self, a: dict[str, Any]) -> dict[str, Any]:
+        filename = _opt_str(a.get("filename"))
+        if not filename:
+            raise _SlackError("invalid_arguments", detail="missing required field: filename")
+        raw = a.get("length")
+        if raw is None or raw == "":
+            raise _SlackError("invalid_arguments", detail="missing required field: length")
+        try:
+            length = int(raw)
+        except (TypeError, ValueError) as e:
+            raise _SlackError(
+                "invalid_arguments", detail="length must be an integer [json-pointer:/length]"
+            ) from e
+        if length < 0:
+            raise _SlackError("invalid_arguments", detail="length must be >= 0")
+        alt_txt = _opt_str(a.get("alt_txt"))
+        if alt_txt is not None and len(alt_txt) > MAX_ALT_TXT:
+            raise _SlackError("alt_txt_too_large")
+        file_id = f"F{self._next_file:010d}"
+        self._next_file += 1
+        upload = UploadedFile(
+            id=file_id,
+            name=filename,
+            length=length,
+            created=int(self._clock()),
+            ticket=secrets.token_urlsafe(18),
+            alt_txt=alt_txt,
+        )
+        self.files[file_id] = upload
+        return {"ok": True, "upload_url": f"{self.root}/upload/v1/{upload.ticket}",
+                "file_id": file_id}  # fmt: skip
+
+    def _files_complete_upload_external(self, a: dict[str, Any]) -> dict[str, Any]:
+        wanted = _file_list(a.get("files"))
+        uploads: list[tuple[UploadedFile, str | None]] = []
+        for item in wanted:
+            upload = self.files.get(str(item["id"]))
+            # Unknown, never uploaded, or already completed (it can be completed only once).
+            if upload is None or upload.content is None or upload.completed:
+                raise _SlackError("file_not_found")
+            uploads.append((upload, _opt_str(item.get("title"))))
+        targets = self._share_targets(a)
+        thread_ts = _opt_str(a.get("thread_ts"))
+        if thread_ts and len(targets) != 1:
+            raise _SlackError(
+                "invalid_arguments", detail="thread_ts needs exactly one channel to share in"
+            )
+        comment = _opt_str(a.get("initial_comment")) or ""
+        if len(comment) > MAX_TEXT_CHARS:
+            raise _SlackError("msg_too_long")
+        blocks = [] if comment else _blocks(a)  # Slack ignores blocks given a comment
+        for upload, title in uploads:
+            upload.completed = True
+            upload.title = title or upload.title or upload.name
+        for channel in targets:
+            msg = self._add_bot_message(channel, comment, blocks, [], thread_ts)
+            for upload, _ in uploads:
+                upload.shared_in.append((channel, msg.ts))
+            msg.files = [self._render_file(upload) for upload, _ in uploads]
+            self._notify("post", msg)
+        return {"ok": True, "files": [self._render_file(upload) for upload, _ in uploads]}
+
+    def _share_targets(self, a: dict[str, Any]) -> list[str]:
+        """Where completeUploadExternal shares: ``channel_id``, else ``channels`` (comma-separated);
+        none keeps the file private."""
+        channel_id = _opt_str(a.get("channel_id"))
+        if channel_id:
+            if not _SHARE_CHANNEL.fullmatch(channel_id):
+                raise _SlackError(
+                    "invalid_arguments",
+                    detail=f"input must match regex pattern: {_SHARE_CHANNEL.pattern}"
+                    " [json-pointer:/channel_id]",
+                )
+            targets = [channel_id]
+        else:
+            targets = [c.strip() for c in (_opt_str(a.get("channels")) or "").split(",")]
+            targets = [c for c in targets if c]
+        if len(targets) > MAX_SHARE_CHANNELS:
+            raise _SlackError("channels_limit_exceeded")
+        for channel in targets:
+            if channel not in self._channels:
+                raise _SlackError("channel_not_found")
+        return targets
+
+    def _render_file(self, upload: UploadedFile) -> dict[str, Any]:
+        """A file object as files.completeUploadExternal and messages' ``files`` carry it."""
+        name = quote(upload.name)
+        owner = self.bot_user_id
+        filetype, pretty_type = _FILE_TYPES.get(
+            upload.name.rsplit(".", 1)[-1].lower() if "." in upload.name else "",
+            ("binary", "Binary"),
+        )
+        public: dict[str, list[dict[str, Any]]] = {}
+        private: dict[str, list[dict[str, Any]]] = {}
+        for channel, ts in upload.shared_in:
+            msg = self.find(channel, ts)
+            ch = self._channels[channel]
+            share: dict[str, Any] = {
+                "ts": ts,
+                "channel_name": ch.name,
+                "team_id": self.team_id,
+                "share_user_id": owner,
+            }
+            if msg is not None and not msg.is_root:
+                share["thread_ts"] = msg.thread_ts
+            (private if ch.im_user else public).setdefault(channel, []).append(share)
+        shares: dict[str, Any] = {}
+        if public:
+            shares["public"] = public
+        if private:
+            shares["private"] = private
+        out: dict[str, Any] = {
+            "id": upload.id,
+            "created": upload.created,
+            "timestamp": upload.created,
+            "name": upload.name,
+            "title": upload.title or upload.name,
+            "mimetype": mimetypes.guess_type(upload.name)[0] or "application/octet-stream",
+            "filetype": filetype,
+            "pretty_type": pretty_type,
+            "user": owner,
+            "user_team": self.team_id,
+            "editable": filetype != "binary",
+            "size": len(upload.content or b""),
+            "mode": "snippet" if filetype != "binary" else "hosted",
+            "is_external": False,
+            "external_type": "",
+            "is_public": bool(public),
+            "public_url_shared": False,
+            "display_as_bot": False,
+            "username": "",
+            "url_private": f"https://files.slack.com/files-pri/{self.team_id}-{upload.id}/{name}",
+            "url_private_download": (
+                f"https://files.slack.com/files-pri/{self.team_id}-{upload.id}/download/{name}"
+            ),
+            "permalink": f"https://{DOMAIN}.slack.com/files/{owner}/{upload.id}/{name}",
+            "permalink_public": f"https://slack-files.com/{self.team_id}-{upload.id}-{upload.ticket[:10]}",
+            "comments_count": 0,
+            "is_starred": False,
+            "shares": shares,
+            "channels": [c for c, _ in upload.shared_in if not self._channels[c].im_user],
+            "groups": [],
+            "ims": [c for c, _ in upload.shared_in if self._channels[c].im_user],
+            "has_more_shares": False,
+            "has_rich_preview": False,
+            "file_access": "visible",
+        }
+        if filetype != "binary":
+            lines = upload.text.splitlines()
+            out["edit_link"] = f"{out['permalink']}/edit"
+            out["preview"] = "\n".join(lines[:FILE_PREVIEW_LINES])
+            out["lines"] = len(lines)
+            out["lines_more"] = max(0, len(lines) - FILE_PREVIEW_LINES)
+            out["preview_is_truncated"] = len(lines) > FILE_PREVIEW_LINES
+        if upload.alt_txt is not None:
+            out["alt_txt"] = upload.alt_txt
+        return out
+
 
 # ---------------------------------------------------------------------- argument parsing
 
 
 MAX_PRIVATE_METADATA = 3000
+MAX_ALT_TXT = 1000
+MAX_SHARE_CHANNELS = 100
+FILE_PREVIEW_LINES = 5
+# completeUploadExternal's channel_id, as Slack checks it (a user id is refused: use the D… id).
+_SHARE_CHANNEL = re.compile(r"^[CGDZ][A-Z0-9]{8,}$")
+_FILE_TYPES = {  # extension -> (filetype, pretty_type)
+    "md": ("markdown", "Markdown (raw)"), "markdown": ("markdown", "Markdown (raw)"),
+    "txt": ("text", "Plain Text"), "json": ("javascript", "JSON"), "csv": ("csv", "CSV"),
+    "log": ("text", "Plain Text"), "yml": ("yaml", "YAML"), "yaml": ("yaml", "YAML"),
+}  # fmt: skip
 MAX_OPTIONS = 100
 MAX_OPTION_TEXT = 75
 MAX_OPTION_VALUE = 150
@@ -1332,6 +1565,29 @@ def _decode_json_fields(a: dict[str, Any]) -> None:
                 a[name] = json.loads(value)
             except ValueError as e:
                 raise _SlackError(errors[name]) from e
+
+
+def _file_list(value: Any) -> list[dict[str, Any]]:
+    """completeUploadExternal's ``files``: a JSON array (a string in forms) of id and title."""
+    if value is None or value == "":
+        raise _SlackError("invalid_arguments", detail="missing required field: files")
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as e:
+            raise _SlackError(
+                "invalid_arguments", detail="files must be a JSON array [json-pointer:/files]"
+            ) from e
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(f, dict) and _opt_str(f.get("id")) for f in value)
+    ):
+        raise _SlackError(
+            "invalid_arguments",
+            detail="files must be an array of objects with an id [json-pointer:/files]",
+        )
+    return value
 
 
 def _blocks(a: dict[str, Any]) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,11 @@ class SlackRequests:
     api_app_id: str = "A0ICBOT01"
     bot_user_id: str = "UBOT00001"  # the installation events are delivered to (FakeSlack's)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def _trigger_id(self, n: int) -> str:
+        """Unique like Slack's (`13345224609.738474920.8088930838d88f008e0`), even across
+        shell sessions on one database: the bot tells a retried request by it."""
+        return f"{n}.{int(time.time())}.{secrets.token_hex(10)}"
 
     def sign(self, body: str, *, content_type: str, timestamp: int | None = None) -> SignedRequest:
         ts = str(int(time.time()) if timestamp is None else timestamp)
@@ -75,7 +81,7 @@ class SlackRequests:
             "api_app_id": self.api_app_id,
             "is_enterprise_install": "false",
             "response_url": response_url,
-            "trigger_id": f"{n}.{n}.trigger",
+            "trigger_id": self._trigger_id(n),
         }
         return self.sign(
             urlencode(form), content_type="application/x-www-form-urlencoded", timestamp=timestamp
@@ -115,7 +121,7 @@ class SlackRequests:
                 "channel_id": channel_id,
                 "is_ephemeral": message is None,
             },
-            "trigger_id": f"{n}.{n}.trigger",
+            "trigger_id": self._trigger_id(n),
             "team": {"id": self.team_id, "domain": "waqiti"},
             "channel": {"id": channel_id, "name": channel_name},
             "response_url": response_url,
@@ -184,7 +190,7 @@ class SlackRequests:
             },
             "api_app_id": self.api_app_id,
             "token": "unused-verification-token",
-            "trigger_id": f"{next(self._ids)}.trigger",
+            "trigger_id": self._trigger_id(next(self._ids)),
             "view": {**view, "state": {"values": state}},
             "response_urls": [],
             "is_enterprise_install": False,
@@ -219,7 +225,7 @@ class SlackRequests:
             "is_enterprise_install": False,
             "enterprise": None,
             "callback_id": callback_id,
-            "trigger_id": f"{n}.{n}.trigger",
+            "trigger_id": self._trigger_id(n),
             "message_ts": message["ts"],
             "message": message,
             "response_url": response_url,

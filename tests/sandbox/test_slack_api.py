@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
@@ -651,6 +651,163 @@ async def test_views_open_refuses_private_metadata_over_3000_characters(
     assert err.response["error"] == "invalid_arguments"
 
 
+# ---------------------------------------------------------------------- files
+
+DRAFT = "# Post-mortem\n\n- 14:00 - Declared — “SEV2”\n" + "".join(
+    f"- line {i}\n" for i in range(8)
+)
+
+
+async def _upload_ticket(client: AsyncWebClient, data: bytes, name: str = "pm.md") -> Any:
+    return await client.files_getUploadURLExternal(filename=name, length=len(data))
+
+
+async def test_files_upload_v2_shares_the_bytes_in_the_thread_as_a_message_with_files(
+    slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    root = await client.chat_postMessage(channel="waqiti-incidents", text="card")
+    cid, ts = root["channel"], root["ts"]
+    resp = await client.files_upload_v2(
+        channel=cid, thread_ts=ts, filename="postmortem-INC-7.md", title="INC-7 draft",
+        content=DRAFT, initial_comment="The draft, asked for by <@U0000000001>",
+    )  # fmt: skip
+    file = resp["file"]
+    assert [c.method for c in slack.calls[1:]] == [
+        "files.getUploadURLExternal", "upload_url", "files.completeUploadExternal"
+    ]  # fmt: skip
+    stored = slack.files[file["id"]]
+    assert stored.content == DRAFT.encode() and stored.length == len(DRAFT.encode())
+    assert (file["name"], file["title"], file["size"]) == (
+        "postmortem-INC-7.md", "INC-7 draft", len(DRAFT.encode())
+    )  # fmt: skip
+    assert (file["filetype"], file["lines"], file["lines_more"]) == ("markdown", 11, 6)
+    [shared] = slack.thread(cid, ts)
+    assert shared.user == slack.bot_user_id and shared.text.startswith("The draft, asked for")
+    assert [f["id"] for f in shared.files] == [file["id"]]
+    assert (
+        file["shares"]["public"][cid][0] | {"ts": shared.ts, "thread_ts": ts}
+        == (file["shares"]["public"][cid][0])
+    )
+    assert file["channels"] == [cid] and slack.roots(cid) == [slack.find(cid, ts)]
+    # Read back as Slack lists a thread: the reply carries the file object.
+    replies = await client.conversations_replies(channel=cid, ts=ts)
+    [head, reply] = replies["messages"]
+    assert head["reply_count"] == 1
+    assert reply["files"][0]["id"] == file["id"] and reply["thread_ts"] == ts
+    assert reply["upload"] is False and reply["display_as_bot"] is False
+
+
+async def test_the_upload_url_takes_raw_bytes_or_a_multipart_form_and_answers_ok_with_the_size(
+    slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    data = DRAFT.encode()
+    raw, form = await _upload_ticket(client, data), await _upload_ticket(client, data)
+    async with aiohttp.ClientSession() as session:
+        async with session.post(raw["upload_url"], data=data) as res:
+            assert (res.status, await res.text()) == (200, f"OK - {len(data)}")
+        multipart = aiohttp.FormData()
+        multipart.add_field("filename", data, filename="pm.md")
+        async with session.post(form["upload_url"], data=multipart) as res:
+            assert (res.status, await res.text()) == (200, f"OK - {len(data)}")
+        async with session.post(f"{slack.root}/upload/v1/no-such-ticket", data=data) as res:
+            assert res.status == 404
+    assert slack.files[raw["file_id"]].content == slack.files[form["file_id"]].content == data
+    assert raw["upload_url"].startswith(slack.root + "/upload/v1/")
+    assert raw["file_id"] != form["file_id"] and raw["file_id"].startswith("F")
+
+
+@pytest.mark.parametrize(
+    ("args", "detail"),
+    [
+        ({"length": 10}, "missing required field: filename"),
+        ({"filename": "pm.md"}, "missing required field: length"),
+        ({"filename": "pm.md", "length": "ten"}, "length must be an integer"),
+    ],
+)
+async def test_get_upload_url_without_filename_or_with_a_bad_length_is_invalid_arguments(
+    args: dict[str, Any], detail: str, slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    err = await _error_of(client.api_call("files.getUploadURLExternal", params=args))
+    assert err.response["error"] == "invalid_arguments"
+    assert detail in err.response["response_metadata"]["messages"][0]
+    assert slack.files == {}
+
+
+async def test_completing_an_unknown_unsent_or_completed_file_is_file_not_found(
+    slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    cid = slack.channel_id("waqiti-incidents")
+    unknown = await _error_of(
+        client.files_completeUploadExternal(files=[{"id": "F0000009999"}], channel_id=cid)
+    )
+    assert unknown.response["error"] == "file_not_found"
+    ticket = await _upload_ticket(client, b"# x\n")
+    unsent = await _error_of(
+        client.files_completeUploadExternal(files=[{"id": ticket["file_id"]}], channel_id=cid)
+    )
+    assert unsent.response["error"] == "file_not_found"  # its bytes never reached the URL
+    done = await client.files_upload_v2(channel=cid, filename="a.md", content="# a\n")
+    again = await _error_of(
+        client.files_completeUploadExternal(files=[{"id": done["file"]["id"]}], channel_id=cid)
+    )
+    assert again.response["error"] == "file_not_found"  # completed once, never twice
+    assert len(slack.roots(cid)) == 1
+
+
+async def test_completing_into_a_missing_channel_or_without_files_is_refused_and_shares_nothing(
+    slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    ticket = await _upload_ticket(client, b"# x\n")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(ticket["upload_url"], data=b"# x\n"),
+    ):
+        pass
+    files = [{"id": ticket["file_id"], "title": "x"}]
+    missing = await _error_of(
+        client.files_completeUploadExternal(files=files, channel_id="C0000009999")
+    )
+    assert missing.response["error"] == "channel_not_found"
+    user = await _error_of(
+        client.files_completeUploadExternal(files=files, channel_id=slack.add_user("dana"))
+    )
+    assert user.response["error"] == "invalid_arguments"  # a user id: Slack wants the D… id
+    assert "[json-pointer:/channel_id]" in user.response["response_metadata"]["messages"][0]
+    for bad in ("", "[]", "not json", json.dumps([{"title": "no id"}])):
+        err = await _error_of(client.api_call("files.completeUploadExternal", data={"files": bad}))
+        assert err.response["error"] == "invalid_arguments", bad
+    assert all(not msgs for msgs in slack.messages.values())
+    assert slack.files[ticket["file_id"]].completed is False  # still completable
+
+
+async def test_completing_without_a_channel_keeps_the_file_private(
+    slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    resp = await client.files_upload_v2(filename="notes.md", content="# private\n")
+    assert resp["file"]["channels"] == [] and resp["file"]["shares"] == {}
+    assert resp["file"]["is_public"] is False
+    assert all(not msgs for msgs in slack.messages.values())
+    assert slack.files[resp["file"]["id"]].completed
+
+
+async def test_forced_failures_of_each_upload_step_share_nothing(
+    slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    cid = slack.channel_id("waqiti-incidents")
+    slack.fail("files.getUploadURLExternal", status=429, retry_after=3)
+    err = await _error_of(client.files_upload_v2(channel=cid, filename="a.md", content="# a\n"))
+    assert (err.response.status_code, err.response.headers["Retry-After"]) == (429, "3")
+    slack.fail("upload_url", status=500)
+    with pytest.raises(SlackRequestError, match="status: 500"):
+        await client.files_upload_v2(channel=cid, filename="a.md", content="# a\n")
+    slack.fail("files.completeUploadExternal", status=200, error="file_uploads_disabled")
+    err = await _error_of(client.files_upload_v2(channel=cid, filename="a.md", content="# a\n"))
+    assert err.response["error"] == "file_uploads_disabled"
+    assert slack.messages[cid] == []
+    assert [f.completed for f in slack.files.values()] == [False, False]
+    assert [c.status for c in slack.calls_to("upload_url")] == [500, 200]
+
+
 # ---------------------------------------------------------------------- failure injection
 
 
@@ -706,6 +863,8 @@ async def test_wait_for_returns_when_true_and_raises_timeout_error(slack: FakeSl
 # ---------------------------------------------------------------------- shapes vs Slack's samples
 
 OPAQUE = {"blocks", "attachments", "event_payload"}  # caller-supplied content, echoed verbatim
+# Objects keyed by a channel id (a file's shares): every value has the shape of any sample value.
+BY_CHANNEL = {"public", "private"}
 
 
 def _merge(a: Any, b: Any) -> Any:
@@ -765,6 +924,11 @@ def _reference_shape(method: str) -> Any:
     for source in ("chat.postMessage", "chat.update"):
         message = json.loads((SAMPLES / f"{source}.json").read_text())["message"]
         shape["messages"] = _merge(shape["messages"], [message])
+    # A message that shares a file, as the Java SDK saw one (a message shortcut's payload).
+    shortcut = (
+        SAMPLES.parent / "app-backend" / "interactive-components" / "MessageShortcutPayload.json"
+    )
+    shape["messages"] = _merge(shape["messages"], [json.loads(shortcut.read_text())["message"]])
     return shape
 
 
@@ -776,11 +940,16 @@ def _unknown_keys(actual: Any, shape: Any, path: str = "") -> list[str]:
         for key, value in actual.items():
             if key not in shape:
                 missing.append(f"{path}.{key}")
+            elif key in BY_CHANNEL and isinstance(value, dict) and isinstance(shape[key], dict):
+                any_channel = _merge([], list(shape[key].values()))[0]
+                for channel, shares in value.items():
+                    missing += _unknown_keys(shares, any_channel, f"{path}.{key}.{channel}")
             elif key not in OPAQUE:
                 missing += _unknown_keys(value, shape[key], f"{path}.{key}")
         return missing
     if isinstance(actual, list) and isinstance(shape, list) and shape:
-        item_shape = _merge([], shape)[0] if len(shape) > 1 else shape[0]
+        merged = _merge([], shape) if len(shape) > 1 else shape
+        item_shape = merged[0] if merged else None  # a list of scalars: nothing to check
         return [
             k for i, x in enumerate(actual) for k in _unknown_keys(x, item_shape, f"{path}[{i}]")
         ]
@@ -799,6 +968,17 @@ async def _exercise(method: str, slack: FakeSlack, client: AsyncWebClient) -> li
     slack.post_user_message(cid, "alice", "on it", thread_ts=ts)
     update = await client.chat_update(channel=cid, ts=ts, text="SEV1 (edited)", blocks=[SECTION])
     await client.reactions_add(channel=cid, timestamp=ts, name="eyes")
+    # A file shared in the thread, step by step, keeping each step's answer.
+    ticket = await _upload_ticket(client, DRAFT.encode())
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(ticket["upload_url"], data=DRAFT.encode()),
+    ):
+        pass
+    completed = await client.files_completeUploadExternal(
+        files=[{"id": ticket["file_id"], "title": "draft"}], channel_id=cid, thread_ts=ts,
+        initial_comment="the draft",
+    )  # fmt: skip
     calls: dict[str, Callable[[], Awaitable[Any]]] = {
         "auth.test": client.auth_test,
         "chat.postEphemeral": lambda: client.chat_postEphemeral(
@@ -818,6 +998,10 @@ async def _exercise(method: str, slack: FakeSlack, client: AsyncWebClient) -> li
         return [root.data, reply.data]  # type: ignore[list-item]
     if method == "chat.update":
         return [update.data]  # type: ignore[list-item]
+    if method == "files.getUploadURLExternal":
+        return [ticket.data]
+    if method == "files.completeUploadExternal":
+        return [completed.data]
     resp = await calls[method]()
     return [resp.data]
 
@@ -835,6 +1019,8 @@ async def _exercise(method: str, slack: FakeSlack, client: AsyncWebClient) -> li
         "conversations.info",
         "users.info",
         "auth.test",
+        "files.getUploadURLExternal",
+        "files.completeUploadExternal",
     ],
 )
 async def test_response_keys_appear_in_slack_sample_shape(
@@ -844,3 +1030,43 @@ async def test_response_keys_appear_in_slack_sample_shape(
     for body in await _exercise(method, slack, client):
         assert body["ok"] is True
         assert _unknown_keys(body, shape) == [], f"{method} returned keys Slack never sends"
+
+
+@needs_specs
+async def test_file_answers_carry_the_keys_slack_s_samples_show(
+    slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    """Not only no key Slack never sends: the keys a client reads are there, typed as Slack's."""
+    [ticket] = await _exercise("files.getUploadURLExternal", slack, client)
+    [completed] = await _exercise("files.completeUploadExternal", slack, client)
+    sample_url = json.loads((SAMPLES / "files.getUploadURLExternal.json").read_text())
+    sample_done = json.loads((SAMPLES / "files.completeUploadExternal.json").read_text())
+    for key in ("upload_url", "file_id"):
+        assert type(ticket[key]) is type(sample_url[key]), key
+    [sample_file] = sample_done["files"]
+    [file] = completed["files"]
+    wanted = {
+        "id",
+        "title",
+        "name",
+        "created",
+        "timestamp",
+        "mimetype",
+        "filetype",
+        "user",
+        "size",
+        "url_private",
+        "permalink",
+        "shares",
+        "channels",
+        "lines",
+        "preview",
+    }
+    assert wanted <= file.keys()
+    for key in wanted:
+        assert type(file[key]) is type(sample_file[key]), key
+    [(channel, [share])] = file["shares"]["public"].items()
+    [sample_share] = list(sample_file["shares"]["public"].values())[:1]
+    assert {"ts", "thread_ts", "channel_name", "team_id", "share_user_id"} <= share.keys()
+    assert all(type(v) is type(sample_share[0][k]) for k, v in share.items())
+    assert channel == slack.channel_id("waqiti-incidents")

@@ -1,0 +1,144 @@
+"""The post-mortem draft, posted into its incident's thread as a Markdown file. No Slack here.
+
+`Drafts.post` renders the draft from the timeline (`bot.postmortem.render`), shares it through
+the `Chat` capability as `postmortem-INC-n.md` in the incident's thread, and records that
+(`Kind.POSTMORTEM_POSTED`, a line of the thread's digest) in the same transaction: an upload
+that fails records nothing. Drafts leave those entries out, so posting one changes no draft:
+the file holds the bytes `icbot postmortem INC-n` prints, and the entry's `upto` (the last
+entry the draft was built from) rebuilds it from the timeline alone later.
+
+Asking again posts a fresh draft (drafts evolve with the timeline), but one request is posted
+once: the entry keeps a digest of the request's id (Slack's `trigger_id`) and a transaction
+lock on it makes a retry of that request, even one arriving while the first still uploads,
+wait and then find the entry instead of posting again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from bot import timeline
+from bot.chat import Chat
+from bot.errors import Conflict, NotFound
+from bot.incidents import Incidents
+from bot.models import Incident, TimelineEntry, incident_ref, who
+from bot.postmortem import Figures, figures, render
+from bot.store import incidents as incidents_sql
+from bot.store import timeline as timeline_sql
+from bot.timeline import Kind
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A draft in the incident's thread: the one just posted, or (`repeated`) the one this
+    same request posted before, rebuilt from the timeline."""
+
+    incident: Incident
+    entry: TimelineEntry  # the POSTMORTEM_POSTED entry
+    draft: str  # the file's content
+    figures: Figures
+    repeated: bool
+
+    @property
+    def filename(self) -> str:
+        return str(self.entry.data.get("name") or filename(self.incident))
+
+    @property
+    def permalink(self) -> str:
+        return str(self.entry.data.get("permalink") or "")
+
+
+def filename(incident: Incident) -> str:
+    return f"postmortem-{incident.ref}.md"
+
+
+def title(incident: Incident) -> str:
+    return f"{incident.ref} post-mortem draft"
+
+
+def comment(incident: Incident, *, actor: str, shown: Figures) -> str:
+    """The message that carries the file in the thread: who asked, and the figures."""
+    return (
+        f":page_facing_up: Post-mortem draft of *{incident.ref}*, asked for by {who(actor)}."
+        f" {shown.line()}. Built from {shown.entries} timeline entries;"
+        f" `/ic postmortem {incident.ref}` posts a fresh one as the timeline grows."
+    )
+
+
+def request_key(request: str) -> str:
+    """What the timeline keeps of a request's id (a trigger_id is a short-lived credential)."""
+    return hashlib.sha256(request.encode()).hexdigest()[:32]
+
+
+class Drafts:
+    def __init__(self, incidents: Incidents, chat: Chat) -> None:
+        self.incidents = incidents
+        self.chat = chat
+        self.pool = incidents.pool
+        self.clock = incidents.clock
+
+    async def post(self, incident_id: int, *, actor: str, request: str | None) -> Posted:
+        """Post the draft of the incident in its thread; `request` names the Slack request
+        (None: no retry protection). Raises IntegrationError when Slack fails (nothing is
+        recorded then), Conflict while the incident has no thread yet."""
+        key = request_key(request) if request else None
+        async with self.pool.acquire() as conn, conn.transaction():
+            if key is not None:
+                await timeline_sql.lock_request(conn, key)
+            incident = await incidents_sql.get(conn, incident_id)
+            if incident is None:
+                raise NotFound(f"{incident_ref(incident_id)} does not exist.")
+            entries = await timeline_sql.entries(conn, incident.id)
+            if key is not None:
+                done = await timeline_sql.for_request(
+                    conn, incident.id, kind=Kind.POSTMORTEM_POSTED, request=key
+                )
+                if done is not None:
+                    upto = int(done.data.get("upto") or 0)
+                    built = [e for e in entries if e.seq <= upto]
+                    return Posted(
+                        incident, done, render(incident, built), figures(incident, built), True
+                    )
+            if incident.thread_ts is None:
+                raise Conflict(
+                    f"{incident.ref}'s card is not in <#{incident.channel_id}> yet, so its"
+                    " thread has no place for the draft; try again in a moment."
+                )
+            draft = render(incident, entries)
+            shown = figures(incident, entries)
+            shared = await self.chat.share_file(
+                channel=incident.channel_id,
+                thread_ts=incident.thread_ts,
+                filename=filename(incident),
+                title=title(incident),
+                content=draft,
+                comment=comment(incident, actor=actor, shown=shown),
+            )
+            lines = draft.count("\n")
+            data: dict[str, Any] = {
+                "file": shared.id,
+                "name": shared.name,
+                "title": shared.title,
+                "permalink": shared.permalink,
+                "sha256": hashlib.sha256(draft.encode()).hexdigest(),
+                "lines": lines,
+                "entries": shown.entries,
+                "upto": max((e.seq for e in entries), default=0),
+                "request": key,
+            }
+            entry = await timeline.record(
+                conn,
+                incident_id=incident.id,
+                kind=Kind.POSTMORTEM_POSTED,
+                actor=actor,
+                occurred_at=self.clock(),
+                text=(
+                    f"{who(actor)} posted the post-mortem draft in the thread: {shared.name}"
+                    f" ({lines} lines, from {shown.entries} timeline entries)."
+                ),
+                data=data,
+            )
+        self.incidents.on_change()
+        return Posted(incident, entry, draft, shown, False)
