@@ -60,7 +60,7 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 SLASH_COMMANDS = ("/ic", "/diagnose", "/rollback")
 # `/ic` subcommands that get their own label value; tests/ship checks that every subcommand of
-# commands/parsing.USAGE is here (postmortem is in the contract, not parsed yet).
+# commands/parsing.USAGE is here.
 IC_SUBCOMMANDS = frozenset(
     {
         "declare", "assign", "handover", "sev", "status", "note", "resolve", "timeline",

@@ -4,7 +4,7 @@ Each entry stores the SHA-256 of its canonical content and `sha256(prev_hash + c
 so editing or removing any entry breaks the chain (`verify`). The incident row keeps the
 count and head hash too, so a removed last entry is caught as well. Every entry is queued in
 the outbox in the same transaction, to be shown in the incident's thread: key events as a
-reply each, chatter (`FOLDED`) as a line of the thread's digest (see `bot/digest.py`).
+reply each, chatter (`FOLDED`) as a line of the thread's digest (`Outbox._digest`).
 
 Redaction (`redact(...)`, for a Slack message deleted after it was captured) blanks an entry's
 text and data but keeps its hashes; a new entry records what was blanked (seq, kind, actor,
