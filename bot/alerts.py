@@ -70,7 +70,9 @@ from bot.models import Clock, utcnow
 from bot.policy import SeverityPolicy
 from bot.store import Conn
 from bot.store import alerts as alerts_sql
+from bot.store import incidents as incidents_sql
 from bot.store import outbox as outbox_sql
+from bot.store import timeline as timeline_sql
 from bot.store.alerts import GroupRow
 from bot.timeline import Kind
 from bot.worker import Worker
@@ -231,6 +233,11 @@ def parse_alert(value: bytes | None) -> Alert:
         fingerprint=_text(obj, "fingerprint", limit=200),
         status=status,
     )
+
+
+def _rank(severity: str) -> int:
+    """sev1 -> 1 (the most severe) ... sev4 -> 4."""
+    return int(severity.removeprefix("sev"))
 
 
 def map_severity(word: str, policy: SeverityPolicy) -> str:
@@ -746,6 +753,31 @@ class AlertIntake(Worker):
                 cards.append(watch)
         return [_incident_id(new) for new in planner.new_incidents], planner.outcomes, cards
 
+    async def _raise_severity(
+        self, conn: Conn, incident_id: int, effect: _Effect, *, now: datetime
+    ) -> None:
+        """A more severe alert joining an open incident raises its severity, unless a person
+        chose the severity (declared it, or changed it): theirs stands, and the alert's entry
+        in the thread already says how severe the alert is."""
+        worst = min(effect.fired, key=lambda f: _rank(map_severity(f[1].severity, self.policy)))
+        wanted = map_severity(worst[1].severity, self.policy)
+        incident = await incidents_sql.get(conn, incident_id)
+        if incident is None or incident.is_resolved:
+            return
+        if _rank(wanted) >= _rank(incident.severity):
+            return
+        # Who chose the severity it has: the last change, or else whoever declared it.
+        chosen = await timeline_sql.last_of_kind(
+            conn, incident_id, Kind.SEVERITY
+        ) or await timeline_sql.last_of_kind(conn, incident_id, Kind.DECLARED)
+        if chosen is not None and chosen.actor != ACTOR:
+            return
+        await self.incidents.change_severity_in(
+            conn, incident, wanted, actor=ACTOR,
+            because=f"by alert {_named(worst[0])} (severity {_plain(worst[1].severity)})",
+            now=now,
+        )  # fmt: skip
+
     async def _record(
         self, conn: Conn, incident_id: int, effect: _Effect, *, now: datetime
     ) -> _CardWatch | None:
@@ -769,6 +801,7 @@ class AlertIntake(Worker):
                 data={"alerts": [_alert_data(g) for g, _, _ in effect.fired[:50]],
                       "count": len(effect.fired)},
             )  # fmt: skip
+            await self._raise_severity(conn, incident_id, effect, now=now)
         if effect.resolved:
             if len(effect.resolved) == 1:
                 group = effect.resolved[0]

@@ -308,32 +308,43 @@ class Incidents:
             incident = await self._target(conn, ref, allow_resolved=False)
             if incident.severity == severity:
                 raise Conflict(f"{incident.ref} is already {severity.upper()}.")
-            await self._bump(conn, incident.id, now=now, severity=severity)
-            level = self.policy.level(severity)
-            await prompts.plan_after_severity_change(conn, incident, level, now=now)
-            entry = await timeline.record(
-                conn,
-                incident_id=incident.id,
-                kind=Kind.SEVERITY,
-                actor=actor,
-                occurred_at=now,
-                text=(
-                    f"Severity {incident.severity.upper()} → {severity.upper()} ({level.name})"
-                    f" by <@{actor}>."
-                ),
-                data={"from": incident.severity, "to": severity},
-            )
-            await self._mirror(
-                conn,
-                incident.id,
-                pager.PagerKind.UPDATE,
-                key=f"entry{entry.seq}",
-                urgency=level.pagerduty_urgency,
-                priority=f"P{severity.removeprefix('sev')}",
+            entry = await self.change_severity_in(
+                conn, incident, severity, actor=actor, because=f"by <@{actor}>", now=now
             )
             incident = await self._reload(conn, incident.id)
         self.on_change()
         return Change(incident, entry)
+
+    async def change_severity_in(
+        self, conn: Conn, incident: Incident, severity: str, *, actor: str, because: str,
+        now: datetime,
+    ) -> TimelineEntry:  # fmt: skip
+        """Within the caller's transaction (the incident row locked or about to be): the new
+        severity, its prompt cadence, the timeline entry and the PagerDuty urgency/priority."""
+        await self._bump(conn, incident.id, now=now, severity=severity)
+        level = self.policy.level(severity)
+        await prompts.plan_after_severity_change(conn, incident, level, now=now)
+        entry = await timeline.record(
+            conn,
+            incident_id=incident.id,
+            kind=Kind.SEVERITY,
+            actor=actor,
+            occurred_at=now,
+            text=(
+                f"Severity {incident.severity.upper()} → {severity.upper()} ({level.name})"
+                f" {because}."
+            ),
+            data={"from": incident.severity, "to": severity},
+        )
+        await self._mirror(
+            conn,
+            incident.id,
+            pager.PagerKind.UPDATE,
+            key=f"entry{entry.seq}",
+            urgency=level.pagerduty_urgency,
+            priority=f"P{severity.removeprefix('sev')}",
+        )
+        return entry
 
     async def post_status(self, *, ref: int | None, text: str, actor: str) -> Change:
         text = _checked_text(text, what="status update")

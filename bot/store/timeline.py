@@ -122,6 +122,16 @@ async def of_kinds(conn: Conn, incident_id: int, kinds: Sequence[str]) -> list[T
     return [entry(r) for r in rows]
 
 
+async def last_of_kind(conn: Conn, incident_id: int, kind: str) -> TimelineEntry | None:
+    row = await conn.fetchrow(
+        f"SELECT {COLUMNS} FROM timeline WHERE incident_id = $1 AND kind = $2"
+        " ORDER BY seq DESC LIMIT 1",
+        incident_id,
+        kind,
+    )
+    return entry(row) if row else None
+
+
 async def get(conn: Conn, entry_id: int) -> TimelineEntry | None:
     row = await conn.fetchrow(f"SELECT {COLUMNS} FROM timeline WHERE id = $1", entry_id)
     return entry(row) if row else None

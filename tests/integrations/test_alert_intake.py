@@ -861,3 +861,41 @@ async def test_after_the_broker_lost_its_log_new_alerts_are_not_skipped_as_store
     assert [(r["title"].split(":")[0], r["alert_count"]) for r in found] == [
         ("payments", 20), ("ledger", 5),
     ]  # fmt: skip
+
+
+async def test_a_more_severe_alert_raises_the_severity_the_alerts_chose(
+    pool: asyncpg.Pool, incidents: Incidents
+) -> None:
+    source = ListSource()
+    intake = make_intake(pool, incidents, source)
+    source.add(alert("ledger", "fp-1", severity="warning"))
+    await run_all(intake)
+    source.add(alert("ledger", "fp-2", name="LedgerDown", severity="critical"))
+    source.add(alert("ledger", "fp-3", name="Slow", severity="warning"))  # less severe: no change
+    await run_all(intake)
+    [incident] = await rows(pool, "SELECT id, severity FROM incidents")
+    assert incident["severity"] == "sev1"
+    changes = await rows(
+        pool, "SELECT actor, text, data FROM timeline WHERE kind = 'severity_changed'"
+    )
+    assert [(c["actor"], c["data"]) for c in changes] == [
+        ("alerts", {"from": "sev3", "to": "sev1"})
+    ]
+    assert "by alert *LedgerDown* on `ledger` (severity critical)" in changes[0]["text"]
+    assert (await incidents.verify(incident["id"])).ok
+
+
+async def test_an_alert_never_overrides_a_severity_a_person_chose(
+    pool: asyncpg.Pool, incidents: Incidents
+) -> None:
+    source = ListSource()
+    intake = make_intake(pool, incidents, source)
+    source.add(alert("ledger", "fp-1", severity="warning"))
+    await run_all(intake)
+    [incident] = await rows(pool, "SELECT id FROM incidents")
+    await incidents.set_severity(ref=incident["id"], severity="sev4", actor="U0DANA")
+    source.add(alert("ledger", "fp-2", name="LedgerDown", severity="critical"))
+    await run_all(intake)
+    [after] = await rows(pool, "SELECT severity FROM incidents")
+    assert after["severity"] == "sev4"
+    assert (await kinds(pool, incident["id"]))[-1] == "alert_firing"
