@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.models import IC, STANDARD_ROLES, Incident, TimelineEntry
+from bot.models import IC, STANDARD_ROLES, Incident, TimelineEntry, who
 from bot.scribe import ScribeKind
 from bot.store.actions import PendingAction
 from bot.timeline import Kind
@@ -78,6 +78,22 @@ def compact(text: str, limit: int = MAX_ITEM) -> str:
     return cut.rstrip() + "…"
 
 
+# People's own words (which a deletion in Slack must be able to take back) are not copied into
+# the briefing: it is stored in a hash-chained entry and posted as a reply nobody re-renders.
+# The briefing names the message instead; its words stay in the thread and the timeline only.
+WORDLESS = {
+    ScribeKind.MESSAGE: "wrote in the thread",
+    ScribeKind.MESSAGE_EDITED: "edited a message in the thread",
+}
+
+
+def _line(entry: TimelineEntry) -> str:
+    said = WORDLESS.get(entry.kind)
+    if said is not None:
+        return f"{who(entry.actor)} {said} (#{entry.seq})"
+    return compact(entry.text)
+
+
 def _seconds(delta: timedelta) -> int:
     return int(delta.total_seconds())
 
@@ -122,7 +138,7 @@ def briefing(
                 "seq": e.seq,
                 "kind": e.kind,
                 "ago_s": _seconds(now - e.occurred_at),
-                "text": compact(e.text),
+                "text": _line(e),
             }
             for e in ranked[:MAX_RECENT]
         ],

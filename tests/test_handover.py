@@ -209,7 +209,10 @@ async def test_the_briefing_puts_the_most_relevant_first_and_counts_the_rest(bot
     assert "declared INC-1" in listed[0]
     assert "Severity SEV2 → SEV1" in listed[1]
     assert "ledger is fine" in listed[2]
-    assert [line.rsplit(" ", 1)[1] for line in listed[3:12]] == [f"{i:02d}" for i in range(1, 10)]
+    # People's messages are named, not quoted (their words stay in the thread): oldest first.
+    kim = bot.user("kim")
+    assert [line.rsplit(" ", 1)[1] for line in listed[3:12]] == [f"(#{i})" for i in range(2, 11)]
+    assert all(f"<@{kim}> wrote in the thread" in line for line in listed[3:12])
     assert listed[12] == "…and 4 more (`/ic timeline INC-1`)"
 
 
@@ -246,3 +249,21 @@ async def test_the_briefing_keeps_long_texts_within_slacks_limits(bot: Bot) -> N
     assert len(notes) == 11  # the status update, then ten of the notes
     assert all(line.endswith("…") and len(line) < 200 for line in notes)
     assert "> Mitigating: word" in shown(post)
+
+
+async def test_the_briefing_names_peoples_messages_without_copying_their_words(bot: Bot) -> None:
+    """A briefing is a hash-chained entry and a reply nobody edits later: a message deleted in
+    Slack after the handover must not live on in it, so it never holds people's words."""
+    from tests.test_scribe import delete, say
+
+    await bot.command("declare Payments failing sev2", user="dana")
+    msg = await say(bot, "erin", "the db password is hunter2")
+    await bot.command("handover <@U0KIM|kim>", user="dana")
+    await delete(bot, msg)
+    await bot.settle()
+    [entry] = await bot.fetch("SELECT text, data FROM timeline WHERE kind = 'handover'")
+    assert "hunter2" not in str(entry["data"]) and "hunter2" not in entry["text"]
+    recent = entry["data"]["summary"]["recent"]
+    assert any("wrote in the thread" in line["text"] for line in recent)
+    assert all("hunter2" not in text for text in bot.thread_texts(1))
+    assert (await bot.services.incidents.verify(1)).ok
