@@ -54,3 +54,7 @@ class Chat(Protocol):
         """Upload `content` (UTF-8) as a file and share it in `channel` (in `thread_ts`'s
         thread), `comment` being the message that carries it. Raises IntegrationError."""
         ...
+
+    async def delete_file(self, file_id: str) -> None:
+        """Delete a file the bot shared (gone already is fine). Raises IntegrationError."""
+        ...

@@ -225,6 +225,10 @@ class Outbox(LeasedQueue):
         await self._ready(item)
 
     async def _send(self, item: OutboxItem) -> str | None:
+        if item.kind == "file_delete":
+            await self._ready(item)
+            await self.chat.delete_file(str(item.payload["file"]))
+            return None
         async with self.pool.acquire() as conn:
             incident = await incidents_sql.get(conn, item.incident_id)
             entry = await timeline_sql.get(conn, item.timeline_id) if item.timeline_id else None

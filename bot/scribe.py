@@ -28,6 +28,8 @@ from bot.logs import get_logger
 from bot.models import Incident, TimelineEntry, incident_ref, who
 from bot.store import Conn
 from bot.store import captures as captures_sql
+from bot.store import outbox as outbox_sql
+from bot.store import timeline as timeline_sql
 
 log = get_logger(__name__)
 
@@ -199,15 +201,38 @@ class Scribe:
             if not targets:
                 return None
             seqs = ", ".join(f"#{t.seq}" for t in targets)
+            # Post-mortem drafts built since its first version may quote it: they go too.
+            drafts = [
+                d for d in await timeline_sql.of_kinds(
+                    conn, capture.incident_id, [timeline.Kind.POSTMORTEM_POSTED]
+                )
+                if d.data.get("file")
+                and int(d.data.get("upto") or 0) >= min(t.seq for t in targets)
+            ]  # fmt: skip
+            which = "drafts that could quote it were" if len(drafts) > 1 else (
+                "draft that could quote it was"
+            )  # fmt: skip
+            removed = (
+                f" {len(drafts)} post-mortem {which} removed from the thread;"
+                " `/ic postmortem` posts a fresh one."
+                if drafts
+                else ""
+            )
             entry = await timeline.redact(
                 conn, incident_id=capture.incident_id, targets=targets,
                 kind=ScribeKind.MESSAGE_DELETED, actor=BOT, occurred_at=now,
                 text=(
                     f"A message by {who(capture.author)} was deleted in Slack; its text was"
-                    f" removed from the timeline ({seqs})."
+                    f" removed from the timeline ({seqs}).{removed}"
                 ),
-                data={"ts": ts, "author": capture.author}, announce=True,
+                data={"ts": ts, "author": capture.author,
+                      "drafts_removed": [str(d.data["file"]) for d in drafts]},
+                announce=True,
             )  # fmt: skip
+            for draft in drafts:
+                await outbox_sql.enqueue_file_delete(
+                    conn, incident_id=capture.incident_id, file_id=str(draft.data["file"])
+                )
         log.info("scribe.redacted", incident=capture.incident_id, ts=ts, entries=len(targets))
         return entry
 

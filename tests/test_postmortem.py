@@ -606,3 +606,29 @@ async def test_with_two_open_incidents_the_chosen_ones_thread_gets_the_draft_onc
     [posted] = bot.posted_files(2)
     assert posted.text.startswith("# Incident Post-Mortem: INC-2 Second\n")
     assert posted.content == (await _draft_now(bot, 2)).encode("utf-8")
+
+
+async def test_a_deleted_message_takes_the_drafts_that_could_quote_it_out_of_the_thread(
+    bot: Bot,
+) -> None:
+    from tests.test_scribe import delete, pin, say
+
+    await _an_incident(bot)
+    early = await _draft_now(bot)
+    await bot.command("postmortem", user="erin")  # before the message: it stays
+    msg = await say(bot, "erin", "root cause: the db password hunter2 expired")
+    await pin(bot, msg, by="dana")
+    await bot.command("postmortem", user="erin")  # quotes the pinned message
+    before, quoting = bot.posted_files(1)
+    assert b"hunter2" in quoting.content and b"hunter2" not in before.content
+    await delete(bot, msg)
+    await bot.settle()
+    assert quoting.deleted and quoting.content == b""
+    assert not before.deleted and before.content == early.encode()
+    [carrier] = [m for m in bot.thread(1) if any(f["id"] == quoting.id for f in m.files)]
+    assert carrier.files == [{"id": quoting.id, "mode": "tombstone"}]
+    [note] = await bot.fetch("SELECT text, data FROM timeline WHERE kind = 'message_deleted'")
+    assert "1 post-mortem draft that could quote it was removed" in note["text"]
+    assert note["data"]["drafts_removed"] == [quoting.id]
+    assert all("hunter2" not in text for text in bot.thread_texts(1))
+    assert (await bot.services.incidents.verify(1)).ok

@@ -106,6 +106,14 @@ class SlackChat:
                 return str(message["ts"])
         return None
 
+    async def delete_file(self, file_id: str) -> None:
+        try:
+            await self._call("files.delete", file=file_id)
+        except IntegrationError as exc:
+            if str(exc).endswith(("file_not_found", "file_deleted")):
+                return  # gone already: what we wanted
+            raise
+
     async def share_file(
         self,
         *,

@@ -134,6 +134,7 @@ class UploadedFile:
     content: bytes | None = None  # None until the bytes reach the upload URL
     title: str | None = None
     completed: bool = False  # files.completeUploadExternal took it (it can only once)
+    deleted: bool = False  # files.delete: its bytes are gone, its messages show a tombstone
     shared_in: list[tuple[str, str]] = field(default_factory=list)  # (channel, message ts)
 
     @property
@@ -270,6 +271,7 @@ class FakeSlack(StandIn):
             "views.push": self._views_push,
             "files.getUploadURLExternal": self._files_get_upload_url_external,
             "files.completeUploadExternal": self._files_complete_upload_external,
+            "files.delete": self._files_delete,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -1365,6 +1367,26 @@ class FakeSlack(StandIn):
             msg.files = [self._render_file(upload) for upload, _ in uploads]
             self._notify("post", msg)
         return {"ok": True, "files": [self._render_file(upload) for upload, _ in uploads]}
+
+    def _files_delete(self, a: dict[str, Any]) -> dict[str, Any]:
+        """Delete a file: its bytes go, and the messages that shared it keep a tombstone
+        (``{"id": ..., "mode": "tombstone"}``) in their ``files``, as Slack shows them."""
+        upload = self.files.get(_opt_str(a.get("file")) or "")
+        if upload is None or not upload.completed:
+            raise _SlackError("file_not_found")
+        if upload.deleted:
+            raise _SlackError("file_deleted")
+        upload.deleted, upload.content = True, b""
+        for channel, ts in upload.shared_in:
+            msg = self.find(channel, ts)
+            if msg is None:
+                continue
+            msg.files = [
+                {"id": upload.id, "mode": "tombstone"} if f.get("id") == upload.id else f
+                for f in msg.files
+            ]
+            self._notify("update", msg)
+        return {"ok": True}
 
     def _share_targets(self, a: dict[str, Any]) -> list[str]:
         """Where completeUploadExternal shares: ``channel_id``, else ``channels`` (comma-separated);

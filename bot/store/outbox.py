@@ -56,6 +56,17 @@ async def enqueue_refresh(conn: Conn, *, incident_id: int, timeline_id: int, ver
     )
 
 
+async def enqueue_file_delete(conn: Conn, *, incident_id: int, file_id: str) -> None:
+    """Delete a file the bot shared in the incident's thread (a draft quoting deleted words)."""
+    await conn.execute(
+        """INSERT INTO outbox (incident_id, kind, dedupe_key, payload)
+           VALUES ($1, 'file_delete', $2, $3) ON CONFLICT (dedupe_key) DO NOTHING""",
+        incident_id,
+        f"inc{incident_id}:filedel:{file_id}",
+        {"file": file_id},
+    )
+
+
 async def posted_ts(conn: Conn, timeline_id: int) -> str | None:
     ts: str | None = await conn.fetchval(
         "SELECT posted_ts FROM outbox WHERE timeline_id = $1 AND kind = 'reply'"

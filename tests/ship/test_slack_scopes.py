@@ -46,6 +46,7 @@ METHOD_SCOPES: dict[str, set[str]] = {
     "views.push": set(),
     "files.getUploadURLExternal": {"files:write"},
     "files.completeUploadExternal": {"files:write"},
+    "files.delete": {"files:write"},
     # Socket Mode: the app-level token's connections:write, set on the app's Basic Information
     # page, not a bot scope.
     "apps.connections.open": set(),
