@@ -131,6 +131,8 @@ def _acks_first(
             await asyncio.wait({task, acked}, timeout=ACK_WAIT, return_when=asyncio.FIRST_COMPLETED)
         finally:
             acked.cancel()
+        if task.done() and not called.is_set():
+            task.result()  # it failed before its ack: Bolt's error handler answers (500)
 
     return run
 

@@ -355,15 +355,20 @@ class Approvals:
         metrics.remediation_run(pending.action, ok=ok, seconds=time.monotonic() - started)
         result = {"ok": ok, "summary": summary, "verification": verification}
         async with self.pool.acquire() as conn, conn.transaction():
-            await actions_sql.transition(
+            late = not await actions_sql.transition(
                 conn, pending_id, from_status="running", to_status=status, result=result
             )
+            if late:
+                # The sweeper took this run for one a dead process left (it ran past the run
+                # limit): the real outcome replaces its guess, and the thread says so.
+                await actions_sql.finish_interrupted(conn, pending_id, status=status, result=result)
             mark = ":white_check_mark:" if ok else ":x:"
+            after = " (it finished after it had been reported interrupted)" if late else ""
             await timeline.record(
                 conn, incident_id=pending.incident_id, kind=Kind.REMEDIATION_RESULT,
                 actor="icbot", occurred_at=self.incidents.clock(),
-                text=f"{mark} {pending.label}: {summary}. Verification: {verification}",
-                data={"pending_id": pending_id, **result},
+                text=f"{mark} {pending.label}: {summary}. Verification: {verification}{after}",
+                data={"pending_id": pending_id, **result, **({"late": True} if late else {})},
             )  # fmt: skip
             latest = await actions_sql.get(conn, pending_id)
             assert latest is not None
@@ -402,6 +407,7 @@ class Approvals:
                 "summary": "interrupted: the bot stopped while it ran, so its effect is unknown;"
                 " check the target before requesting it again",
                 "verification": "not verified",
+                "interrupted": True,
             },
         }
         async with self.pool.acquire() as conn, conn.transaction():

@@ -20,8 +20,8 @@ class Inflight:
         self._tasks: set[asyncio.Task[Any]] = set()  # strong references while they run
 
     def spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
-        """Run `work` in a task of its own, counted from this moment (not from its first step)."""
-        self._count += 1
+        """Run `work` in a task of its own, waited for by `idle()` from this moment (not from
+        its first step). `count` is the work inside `track()` only, so it is not counted twice."""
         self._idle.clear()
         task = asyncio.create_task(work, name=name)
         self._tasks.add(task)
@@ -30,9 +30,7 @@ class Inflight:
 
     def _finished(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        self._count -= 1
-        if self._count == 0:
-            self._idle.set()
+        self._settle()
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("listener.failed", listener=task.get_name(), exc_info=exc)
 
@@ -44,8 +42,11 @@ class Inflight:
             yield
         finally:
             self._count -= 1
-            if self._count == 0:
-                self._idle.set()
+            self._settle()
+
+    def _settle(self) -> None:
+        if self._count == 0 and not self._tasks:
+            self._idle.set()
 
     @property
     def count(self) -> int:

@@ -369,3 +369,40 @@ async def test_a_run_cut_short_by_a_dead_process_is_failed_and_never_rerun(
     image = fake.deployment(NS, DEPLOY)["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "payments:1.4.2"  # nothing was rolled back
     assert (await rbot.services.incidents.verify(1)).ok
+
+
+async def test_a_run_that_outlives_the_sweepers_limit_still_reports_its_real_outcome(
+    rbot: Bot, kube: tuple[FakeKubernetes, Path]
+) -> None:
+    """The sweeper cannot tell a very slow run from a dead one: when the run does finish, its
+    real outcome replaces the sweeper's 'interrupted', and the thread says what happened."""
+    from datetime import timedelta
+
+    fake, _ = kube
+    pending = int(await _request_rollback(rbot))
+    async with rbot.services.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE pending_actions SET status = 'approved', approvals = '[\"U1\"]',"
+            " decided_at = now() WHERE id = $1",
+            pending,
+        )
+    approvals = rbot.services.approvals
+    approvals.run_limit = timedelta(0)  # every run is "too long" from its first moment
+    run = asyncio.create_task(approvals.run(pending))
+    for _ in range(2000):  # until the run has started (approved -> running)
+        [row] = await rbot.fetch("SELECT status FROM pending_actions WHERE id = $1", pending)
+        if row["status"] != "approved":
+            break
+        await asyncio.sleep(0.005)
+    assert await approvals.fail_interrupted() == 1  # taken for a run a dead process left
+    final = await run
+    assert final.status == "succeeded"
+    [row] = await rbot.fetch("SELECT status, result FROM pending_actions WHERE id = $1", pending)
+    assert row["status"] == "succeeded" and row["result"]["ok"] is True
+    results = await rbot.fetch(
+        "SELECT text FROM timeline WHERE kind = 'remediation_result' ORDER BY seq"
+    )
+    assert "interrupted" in results[0]["text"]
+    assert "finished after it had been reported interrupted" in results[1]["text"]
+    image = fake.deployment(NS, DEPLOY)["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "payments:1.4.1"

@@ -157,6 +157,21 @@ async def start_run(conn: Conn, action_id: int, *, now: datetime) -> bool:
     return bool(started)
 
 
+async def finish_interrupted(
+    conn: Conn, action_id: int, *, status: str, result: dict[str, Any]
+) -> bool:
+    """A run the sweeper marked interrupted did finish: record its real outcome."""
+    done = await conn.fetchval(
+        """UPDATE pending_actions SET status = $2, result = $3::jsonb
+           WHERE id = $1 AND status = 'failed' AND (result ->> 'interrupted')::boolean
+           RETURNING true""",
+        action_id,
+        status,
+        result,
+    )
+    return bool(done)
+
+
 async def claim_interrupted(
     conn: Conn,
     *,
