@@ -33,6 +33,10 @@ class Chat(Protocol):
         self, *, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]
     ) -> None: ...
 
+    async def delete(self, *, channel: str, ts: str) -> None:
+        """Delete a message the bot posted (gone already is fine). Raises IntegrationError."""
+        ...
+
     async def find_posted(
         self, *, channel: str, thread_ts: str | None, event_type: str, key: str
     ) -> str | None:

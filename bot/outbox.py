@@ -37,6 +37,7 @@ from bot.worker import Worker
 log = get_logger(__name__)
 
 LEASE = timedelta(seconds=30)
+GONE = ("message_not_found", "cant_update_message")  # a message deleted in Slack
 MAX_PERMANENT_FAILURES = 5
 MAX_BACKOFF = 60.0
 
@@ -300,10 +301,16 @@ class Outbox(LeasedQueue):
         self, item: OutboxItem, incident: Incident, *, first: int, before: int | None,
         ts: str | None,
     ) -> str:  # fmt: skip
-        """Post or edit the digest message of the segment starting at entry `first`."""
+        """Post or edit the digest message of the segment starting at entry `first`.
+
+        `before=None`: the open segment, up to the next key event still to be posted; else an
+        older segment's fixed range (re-rendered after a redaction).
+        """
         assert incident.thread_ts is not None
         channel = incident.channel_id
-        async with self.pool.acquire() as conn:
+        current = before is None
+        # One snapshot: a key event committed between the two reads must not be overtaken.
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
             if before is None:
                 before = await digests_sql.next_reply_seq(conn, incident.id, after=first)
             entries = await digests_sql.entries(
@@ -316,6 +323,22 @@ class Outbox(LeasedQueue):
                 channel=channel, thread_ts=incident.thread_ts, event_type=Metadata.DIGEST, key=key
             )
         await self._paced(item, channel)
+        if ts is not None:
+            try:
+                await self.chat.update(
+                    channel=channel, ts=ts, text=message.text, blocks=message.blocks
+                )
+            except IntegrationError as exc:
+                if not str(exc).endswith(GONE):
+                    raise
+                # Someone deleted the digest in Slack: its words went with it. The open
+                # segment starts a new message; an older one has nothing left to show.
+                log.info("outbox.digest_gone", item=item.dedupe_key, ts=ts)
+                async with self.pool.acquire() as conn:
+                    await digests_sql.forget(conn, incident.id, first)
+                if not current:
+                    return ts
+                ts = None
         if ts is None:
             ts = await self.chat.post(
                 channel=channel,
@@ -324,14 +347,19 @@ class Outbox(LeasedQueue):
                 blocks=message.blocks,
                 metadata={"event_type": Metadata.DIGEST, "event_payload": {"key": key}},
             )
-        else:
-            await self.chat.update(channel=channel, ts=ts, text=message.text, blocks=message.blocks)
         async with self.pool.acquire() as conn:
-            await digests_sql.save(
+            kept = await digests_sql.save(
                 conn, incident_id=incident.id, first_seq=first,
                 last_seq=max([first, *(e.seq for e in entries)]), ts=ts,
             )  # fmt: skip
-        return ts
+        if kept != ts:
+            # Another worker posted this segment first (our lease ran out mid-post): keep
+            # theirs, up to date, and take ours away so no copy is left that nobody edits.
+            await self.chat.delete(channel=channel, ts=ts)
+            await self.chat.update(
+                channel=channel, ts=kept, text=message.text, blocks=message.blocks
+            )
+        return kept
 
     async def _render(self, entry: TimelineEntry) -> blocks.Message:
         """An entry as a thread reply; an approval card shows its request's state now."""

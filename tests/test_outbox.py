@@ -137,3 +137,24 @@ async def test_two_workers_never_post_the_same_item(bot: Bot) -> None:
     assert len(texts) == 7 and len(set(texts)) == 7
     assert [t.split(": ")[-1] for t in texts[1:]] == [f"n{n}" for n in range(6)]
     assert timedelta(seconds=10) < LEASE
+
+
+async def test_a_landed_post_is_found_again_in_a_thread_longer_than_one_page(bot: Bot) -> None:
+    """Replies come oldest first, 200 a page: the lookup after a crash reads on."""
+    await bot.command("declare Payments failing sev2")
+    for i in range(450):
+        bot.slack.post_user_message("waqiti-incidents", "erin", f"chatter {i}",
+                                    thread_ts=bot.card(1).ts)  # fmt: skip
+    await bot.command("note after the chatter", drain=False)
+    await bot.services.inflight.idle()
+    outbox = bot.services.outbox
+    async with bot.services.pool.acquire() as conn:
+        [item] = await outbox_sql.claim(conn, now=bot.services.clock(), lease=LEASE, limit=5)
+    await outbox._send(item)  # the post reaches Slack; the process dies before `complete`
+    async with bot.services.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE outbox SET claimed_until = now() - interval '1 second' WHERE id = $1", item.id
+        )
+    await outbox.drain()
+    notes = [m for m in bot.thread(1) if "after the chatter" in m.text]
+    assert len(notes) == 1

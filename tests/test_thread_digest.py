@@ -102,3 +102,41 @@ async def test_a_digest_that_reached_slack_before_a_crash_is_not_posted_twice(bo
     await outbox.drain()
     assert len(bot.digests(1)) == 1
     assert "Check the retry budget" in shown_text(bot.digests(1)[0])
+
+
+async def test_a_digest_deleted_in_slack_is_posted_anew_without_stalling_the_thread(
+    bot: Bot,
+) -> None:
+    await bot.command("declare Payments failing sev2", user="dana")
+    await say(bot, "erin", "first observation")
+    [gone] = bot.digests(1)
+    bot.slack.messages[bot.channel].remove(gone)  # someone deleted it in Slack
+    await say(bot, "erin", "second observation")
+    await bot.command("status Investigating", user="dana")
+    [digest] = bot.digests(1)
+    assert digest.ts != gone.ts
+    assert "second observation" in shown_text(digest)
+    assert bot_thread_posts(bot) == ["reply", "digest", "reply"]
+    failed = await bot.fetch(
+        "SELECT count(*) AS n FROM outbox WHERE failed OR last_error IS NOT NULL"
+    )
+    assert failed[0]["n"] == 0  # no retries: the update's message_not_found started a new one
+
+
+async def test_two_workers_posting_one_digest_leave_one_message(bot: Bot) -> None:
+    """A worker whose lease ran out mid-post and the one that took over both post the new
+    digest: the first one saved stays (up to date), the other copy is deleted."""
+    await bot.command("declare Payments failing sev2", user="dana")
+    await bot.settle()
+    await bot.command("action Check the retry budget", user="dana", drain=False)
+    await bot.services.inflight.idle()
+    outbox = bot.services.outbox
+    async with bot.services.pool.acquire() as conn:
+        [item] = await outbox_sql.claim(conn, now=bot.services.clock(), lease=LEASE, limit=5)
+    incident = await bot.services.incidents.get(1)
+    [entry] = await bot.fetch("SELECT seq FROM timeline WHERE kind = 'action_item'")
+    first = await outbox._show_digest(item, incident, first=entry["seq"], before=None, ts=None)
+    second = await outbox._show_digest(item, incident, first=entry["seq"], before=None, ts=None)
+    assert first == second
+    [digest] = bot.digests(1)
+    assert digest.ts == first and "Check the retry budget" in shown_text(digest)

@@ -20,6 +20,7 @@ PERMANENT = {
     "message_not_found", "cant_update_message", "invalid_arguments", "not_in_channel",
 }  # fmt: skip
 HISTORY_LOOKBACK = 200
+THREAD_PAGES = 25  # 5,000 replies
 UPLOAD_STATUS = re.compile(r"status: (\d+)")
 
 
@@ -34,6 +35,18 @@ def _wrap(exc: Exception, method: str) -> IntegrationError:
             return IntegrationError("slack", f"{method} failed with HTTP {status}")
         return IntegrationError("slack", f"{method}: {error}", permanent=error in PERMANENT)
     return IntegrationError("slack", f"{method}: {type(exc).__name__}")
+
+
+def _with_key(data: dict[str, Any], event_type: str, key: str) -> str | None:
+    """The ts of the message in a history page that carries this metadata key, if any."""
+    for message in data.get("messages", []):
+        meta = message.get("metadata") or {}
+        if (
+            meta.get("event_type") == event_type
+            and (meta.get("event_payload") or {}).get("key") == key
+        ):
+            return str(message["ts"])
+    return None
 
 
 class SlackChat:
@@ -82,29 +95,38 @@ class SlackChat:
     async def find_posted(
         self, *, channel: str, thread_ts: str | None, event_type: str, key: str
     ) -> str | None:
-        if thread_ts:
-            data = await self._call(
-                "conversations.replies",
-                channel=channel,
-                ts=thread_ts,
-                include_all_metadata=True,
-                limit=HISTORY_LOOKBACK,
-            )
-        else:
+        if not thread_ts:  # the channel's history comes newest first: the last page will do
             data = await self._call(
                 "conversations.history",
                 channel=channel,
                 include_all_metadata=True,
                 limit=HISTORY_LOOKBACK,
             )
-        for message in data.get("messages", []):
-            meta = message.get("metadata") or {}
-            if (
-                meta.get("event_type") == event_type
-                and (meta.get("event_payload") or {}).get("key") == key
-            ):
-                return str(message["ts"])
+            return _with_key(data, event_type, key)
+        # A thread's replies come oldest first, and a busy incident's thread (where the digest
+        # lives) runs past one page: read on, up to THREAD_PAGES pages.
+        cursor = None
+        for _ in range(THREAD_PAGES):
+            data = await self._call(
+                "conversations.replies",
+                channel=channel,
+                ts=thread_ts,
+                include_all_metadata=True,
+                limit=HISTORY_LOOKBACK,
+                **({"cursor": cursor} if cursor else {}),
+            )
+            found = _with_key(data, event_type, key)
+            cursor = (data.get("response_metadata") or {}).get("next_cursor")
+            if found is not None or not cursor:
+                return found
         return None
+
+    async def delete(self, *, channel: str, ts: str) -> None:
+        try:
+            await self._call("chat.delete", channel=channel, ts=ts)
+        except IntegrationError as exc:
+            if not str(exc).endswith("message_not_found"):
+                raise
 
     async def delete_file(self, file_id: str) -> None:
         try:

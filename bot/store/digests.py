@@ -43,17 +43,29 @@ async def covering(conn: Conn, incident_id: int, seqs: list[int]) -> list[Segmen
     return [Segment(**dict(r)) for r in rows]
 
 
-async def save(conn: Conn, *, incident_id: int, first_seq: int, last_seq: int, ts: str) -> None:
-    """Remember a segment's message, or how far it now reaches (never backwards)."""
-    await conn.execute(
+async def save(conn: Conn, *, incident_id: int, first_seq: int, last_seq: int, ts: str) -> str:
+    """Remember a segment's message, or how far it now reaches (never backwards). Returns the
+    segment's message: the first one saved, if another worker posted one before us."""
+    kept: str = await conn.fetchval(
         """INSERT INTO thread_digests (incident_id, first_seq, last_seq, ts)
            VALUES ($1, $2, $3, $4)
            ON CONFLICT (incident_id, first_seq) DO UPDATE
-           SET last_seq = GREATEST(thread_digests.last_seq, EXCLUDED.last_seq), ts = EXCLUDED.ts""",
+           SET last_seq = GREATEST(thread_digests.last_seq, EXCLUDED.last_seq)
+           RETURNING ts""",
         incident_id,
         first_seq,
         last_seq,
         ts,
+    )
+    return kept
+
+
+async def forget(conn: Conn, incident_id: int, first_seq: int) -> None:
+    """The segment's message is gone from Slack (someone deleted it)."""
+    await conn.execute(
+        "DELETE FROM thread_digests WHERE incident_id = $1 AND first_seq = $2",
+        incident_id,
+        first_seq,
     )
 
 
