@@ -36,6 +36,7 @@ from bot.models import (
     who,
 )
 from bot.policy import SeverityPolicy
+from bot.text import compact
 from bot.timefmt import clock_time, human_duration, stamp
 from bot.timeline import Kind
 
@@ -225,9 +226,7 @@ def thread_digest(entries: Sequence[TimelineEntry]) -> Message:
     if len(entries) > len(shown):
         lines.append(f"_… {len(entries) - len(shown)} earlier; `/ic timeline` shows them_")
     for entry in shown:
-        text = " ".join(entry.text.split())
-        if len(text) > DIGEST_LINE_MAX:
-            text = text[: DIGEST_LINE_MAX - 1] + "…"
+        text = compact(entry.text, DIGEST_LINE_MAX)
         emoji = ENTRY_EMOJI.get(entry.kind, ":small_blue_diamond:")
         lines.append(f"`{clock_time(entry.occurred_at)}` {emoji} {text}")
     body = "\n".join(lines)

@@ -25,6 +25,7 @@ from bot.errors import Conflict, NotFound
 from bot.incidents import Incidents
 from bot.models import Incident, TimelineEntry, incident_ref, who
 from bot.postmortem import Figures, figures, render
+from bot.store import digests as digests_sql
 from bot.store import incidents as incidents_sql
 from bot.store import timeline as timeline_sql
 from bot.timeline import Kind
@@ -116,6 +117,8 @@ class Drafts:
                 content=draft,
                 comment=comment(incident, actor=actor, shown=shown),
             )
+            # The file is below the open digest now: later chatter starts a new one under it.
+            await digests_sql.close(conn, incident.id)
             lines = draft.count("\n")
             data: dict[str, Any] = {
                 "file": shared.id,

@@ -15,6 +15,7 @@ from typing import Any
 from bot.models import IC, STANDARD_ROLES, Incident, TimelineEntry, who
 from bot.scribe import ScribeKind
 from bot.store.actions import PendingAction
+from bot.text import compact
 from bot.timeline import Kind
 
 WINDOW = timedelta(minutes=30)
@@ -66,18 +67,6 @@ def roles_to_name(incident: Incident) -> str:
     return ", ".join(shown)
 
 
-def compact(text: str, limit: int = MAX_ITEM) -> str:
-    """One line of at most `limit` characters, never cut inside a `<…>` link or mention."""
-    flat = " ".join(text.split())
-    if len(flat) <= limit:
-        return flat
-    cut = flat[: limit - 1]
-    opened, closed = cut.rfind("<"), cut.rfind(">")
-    if opened > closed:
-        cut = cut[:opened]
-    return cut.rstrip() + "…"
-
-
 # People's own words (which a deletion in Slack must be able to take back) are not copied into
 # the briefing: it is stored in a hash-chained entry and posted as a reply nobody re-renders.
 # The briefing names the message instead; its words stay in the thread and the timeline only.
@@ -91,7 +80,7 @@ def _line(entry: TimelineEntry) -> str:
     said = WORDLESS.get(entry.kind)
     if said is not None:
         return f"{who(entry.actor)} {said} (#{entry.seq})"
-    return compact(entry.text)
+    return compact(entry.text, MAX_ITEM)
 
 
 def _seconds(delta: timedelta) -> int:
@@ -146,7 +135,7 @@ def briefing(
         "actions": [
             {
                 "seq": e.seq,
-                "text": compact(str(e.data.get("text") or e.text)),
+                "text": compact(str(e.data.get("text") or e.text), MAX_ITEM),
                 "owner": e.data.get("owner"),
             }
             for e in items[:MAX_ACTIONS]
@@ -155,7 +144,7 @@ def briefing(
         "approvals": [
             {
                 "id": p.id,
-                "label": compact(p.label),
+                "label": compact(p.label, MAX_ITEM),
                 "action": p.action,
                 "requested_by": p.requested_by,
                 "approvals": len(p.approvals),

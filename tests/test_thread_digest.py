@@ -140,3 +140,15 @@ async def test_two_workers_posting_one_digest_leave_one_message(bot: Bot) -> Non
     assert first == second
     [digest] = bot.digests(1)
     assert digest.ts == first and "Check the retry budget" in shown_text(digest)
+
+
+async def test_chatter_after_a_posted_draft_goes_below_it(bot: Bot) -> None:
+    await bot.command("declare Payments failing sev2", user="dana")
+    await say(bot, "erin", "before the draft")
+    await bot.command("postmortem", user="dana")
+    await say(bot, "erin", "after the draft")
+    mine = [m for m in bot.thread(1) if m.user == bot.slack.bot_user_id]
+    kinds = ["file" if m.files else "digest" if m in bot.digests(1) else "reply" for m in mine]
+    assert kinds == ["reply", "digest", "file", "digest"]
+    first, second = bot.digests(1)
+    assert "before the draft" in shown_text(first) and "after the draft" in shown_text(second)
