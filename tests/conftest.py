@@ -43,11 +43,22 @@ _db_names = itertools.count(1)
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[Any]:
+    """One PostgreSQL for this test session, in a directory of its own that goes with it.
+
+    Its data is thrown away at the end, so durability is switched off (no fsync, asynchronous
+    commits, no full-page writes): tests get the same SQL semantics, and the per-test
+    CREATE DATABASE ... TEMPLATE and every commit stop waiting on the disk.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pgserver
 
-        server = pgserver.get_server(Path(f"/tmp/icbot-test-pg-{os.getuid()}"), cleanup_mode="stop")
+        server = pgserver.get_server(
+            Path(f"/tmp/icbot-test-pg-{os.getuid()}-{os.getpid()}"), cleanup_mode="delete"
+        )
+    for setting in ("fsync = off", "synchronous_commit = off", "full_page_writes = off"):
+        server.psql(f"ALTER SYSTEM SET {setting};")
+    server.psql("SELECT pg_reload_conf();")
     yield server
     server.cleanup()
 
@@ -65,23 +76,7 @@ async def pg_template(pg_server: Any) -> AsyncIterator[str]:
         await db.migrate(conn)
     finally:
         await conn.close()
-    yield TEMPLATE
-    await _drop_session_databases(pg_server)
-
-
-async def _drop_session_databases(pg_server: Any) -> None:
-    """Leave the shared server as we found it: this session's databases go."""
-    admin = await asyncpg.connect(pg_server.get_uri())
-    try:
-        names = await admin.fetch(
-            "SELECT datname FROM pg_database WHERE datname LIKE $1 OR datname = $2",
-            f"icbot_test_{os.getpid()}_%",
-            TEMPLATE,
-        )
-        for row in names:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    yield TEMPLATE  # the session's server, databases and all, is deleted after the session
 
 
 async def _fresh_database(pg_server: Any, template: str | None) -> str:
