@@ -376,8 +376,11 @@ class Outbox(LeasedQueue):
         """Edit an already posted reply in place (the approval card after a decision)."""
         async with self.pool.acquire() as conn:
             ts = await outbox_sql.posted_ts(conn, entry.id)
+            later = await outbox_sql.later_refresh(conn, item)
         if ts is None:
             return None  # never posted (gave up): nothing to edit
+        if later:
+            return ts  # a later refresh of this reply renders the state as it is then
         message = await self._render(entry)
         await self._paced(item, incident.channel_id)
         await self.chat.update(

@@ -158,3 +158,20 @@ async def test_a_landed_post_is_found_again_in_a_thread_longer_than_one_page(bot
     await outbox.drain()
     notes = [m for m in bot.thread(1) if "after the chatter" in m.text]
     assert len(notes) == 1
+
+
+async def test_refreshes_of_one_reply_queued_together_edit_it_once(bot: Bot) -> None:
+    """Each refresh renders the reply's state when it is sent, so only the last one is needed."""
+    await bot.command("declare Payments failing sev2")
+    [declared] = await bot.fetch("SELECT id FROM timeline WHERE seq = 1")
+    async with bot.services.pool.acquire() as conn:
+        for version in ("approved1", "running1", "succeeded1"):
+            await outbox_sql.enqueue_refresh(
+                conn, incident_id=1, timeline_id=declared["id"], version=version
+            )
+    await bot.services.outbox.drain()
+    reply_ts = bot.thread(1)[0].ts
+    edits = [c for c in bot.slack.calls_to("chat.update") if c.args.get("ts") == reply_ts]
+    assert len(edits) == 1
+    pending = await bot.fetch("SELECT count(*) AS n FROM outbox WHERE done_at IS NULL")
+    assert pending[0]["n"] == 0

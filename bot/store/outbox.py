@@ -67,6 +67,19 @@ async def enqueue_file_delete(conn: Conn, *, incident_id: int, file_id: str) -> 
     )
 
 
+async def later_refresh(conn: Conn, item: OutboxItem) -> bool:
+    """Is another refresh of the same reply queued after this one (so this one can be skipped)?"""
+    found = await conn.fetchval(
+        """SELECT true FROM outbox
+           WHERE incident_id = $1 AND kind = 'refresh' AND timeline_id = $2 AND id > $3
+             AND done_at IS NULL LIMIT 1""",
+        item.incident_id,
+        item.timeline_id,
+        item.id,
+    )
+    return bool(found)
+
+
 async def posted_ts(conn: Conn, timeline_id: int) -> str | None:
     ts: str | None = await conn.fetchval(
         "SELECT posted_ts FROM outbox WHERE timeline_id = $1 AND kind = 'reply'"
