@@ -7,7 +7,6 @@ import asyncio
 import collections
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import aiohttp
 
 from bot.outbox import ChannelPacer, Outbox
 from bot.policy import load_severity_policy
+from bot.sandbox.child import free_port
 from bot.sandbox.slack_api import FakeSlack
 from bot.sandbox.slack_requests import SlackRequests
 from bot.services import open_services
@@ -25,14 +25,8 @@ PROMPT_KINDS = ("status_prompt", "prompt_escalated")
 RUN_SECONDS = 9.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _start(env: dict[str, str]) -> tuple[asyncio.subprocess.Process, str]:
-    port = _free_port()
+    port = free_port("127.0.0.1")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "serve",
         env={**env, "PORT": str(port)},

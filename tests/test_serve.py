@@ -6,26 +6,20 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 
 import aiohttp
 
+from bot.sandbox.child import free_port
 from bot.sandbox.slack_api import FakeSlack
 from bot.sandbox.slack_requests import SlackRequests
 from tests.conftest import SIGNING_SECRET
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_serve_answers_slack_posts_the_card_and_stops_on_sigterm(
     dsn: str, slack: FakeSlack
 ) -> None:
-    port = _free_port()
+    port = free_port("127.0.0.1")
     env = {
         **os.environ,
         "DATABASE_URL": dsn,

@@ -22,18 +22,13 @@ from pydantic import SecretStr
 
 from bot.errors import ConfigError, IntegrationError
 from bot.integrations.vault import RotationResult, VaultSecrets
+from bot.sandbox.child import free_port
 from bot.sandbox.vault_server import BaoNotFound, OpenBaoDevServer, find_bao
 from bot.settings import Settings
 
 
 def _path(prefix: str = "app") -> str:
     return f"{prefix}/{uuid.uuid4().hex[:10]}"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _texts(exc: BaseException) -> str:
@@ -329,7 +324,7 @@ async def test_approle_with_a_wrong_secret_id_is_a_permanent_error(
 
 
 async def test_server_down_fails_fast_with_an_integration_error() -> None:
-    addr = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    addr = f"http://127.0.0.1:{free_port('127.0.0.1')}"  # nothing listens there
     async with VaultSecrets(addr, token="t-down", timeout=1, attempts=3, backoff=0.05) as client:
         started = time.monotonic()
         with pytest.raises(IntegrationError, match="cannot reach Vault") as caught:
