@@ -313,8 +313,8 @@ class Outbox(LeasedQueue):
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
             if before is None:
                 before = await digests_sql.next_reply_seq(conn, incident.id, after=first)
-            entries = await digests_sql.entries(
-                conn, incident.id, kinds=timeline.FOLDED, first=first, before=before
+            entries = await timeline_sql.of_kinds(
+                conn, incident.id, timeline.FOLDED, first=first, before=before
             )
         message = blocks.thread_digest(entries)
         key = f"inc{incident.id}:digest{first}"

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.models import TimelineEntry
 from bot.store import Conn
-from bot.store import timeline as timeline_sql
 
 
 @dataclass(frozen=True)
@@ -87,20 +85,3 @@ async def next_reply_seq(conn: Conn, incident_id: int, after: int) -> int | None
         after,
     )
     return seq
-
-
-async def entries(
-    conn: Conn, incident_id: int, *, kinds: frozenset[str], first: int, before: int | None
-) -> list[TimelineEntry]:
-    """The folded entries of a segment: `first` <= seq < `before` (no bound if None)."""
-    rows = await conn.fetch(
-        f"""SELECT {timeline_sql.COLUMNS} FROM timeline
-            WHERE incident_id = $1 AND kind = ANY($2::text[]) AND seq >= $3
-              AND ($4::int IS NULL OR seq < $4)
-            ORDER BY seq""",
-        incident_id,
-        sorted(kinds),
-        first,
-        before,
-    )
-    return [timeline_sql.entry(r) for r in rows]

@@ -111,13 +111,22 @@ async def since(conn: Conn, incident_id: int, *, at: datetime) -> list[TimelineE
     return [entry(r) for r in rows]
 
 
-async def of_kinds(conn: Conn, incident_id: int, kinds: Sequence[str]) -> list[TimelineEntry]:
-    """The incident's entries of the given kinds, in order."""
+async def of_kinds(
+    conn: Conn,
+    incident_id: int,
+    kinds: Sequence[str] | frozenset[str],
+    *,
+    first: int = 1,
+    before: int | None = None,
+) -> list[TimelineEntry]:
+    """The incident's entries of the given kinds, in order; `first` <= seq < `before`."""
     rows = await conn.fetch(
         f"SELECT {COLUMNS} FROM timeline WHERE incident_id = $1 AND kind = ANY($2::text[])"
-        " ORDER BY seq",
+        " AND seq >= $3 AND ($4::int IS NULL OR seq < $4) ORDER BY seq",
         incident_id,
-        list(kinds),
+        sorted(kinds),
+        first,
+        before,
     )
     return [entry(r) for r in rows]
 
