@@ -372,10 +372,13 @@ class Approvals:
         """Carry out an approved request, once: only the approved -> running step may start it,
         only while no other run holds its target, and only if the target is still as the
         preview showed it."""
-        async with self.pool.acquire() as conn:
-            started = await actions_sql.start_run(conn, pending_id, now=self.incidents.clock())
-        if not started:
-            return await self._not_started(pending_id)
+        for _ in range(3):  # the run holding the target may end between two looks
+            async with self.pool.acquire() as conn:
+                if await actions_sql.start_run(conn, pending_id, now=self.incidents.clock()):
+                    break
+            await self._not_started(pending_id)
+        else:
+            raise Conflict("This request could not start; ask for it again.")
         pending = await self.get(pending_id)
         spec = REMEDIATIONS[pending.action]
         params = spec.params.model_validate(pending.params)
@@ -444,17 +447,17 @@ class Approvals:
         log.info("remediation.finished", pending_id=pending_id, status=latest.status)
         return latest
 
-    async def _not_started(self, pending_id: int) -> PendingAction:
+    async def _not_started(self, pending_id: int) -> None:
         """start_run said no: not waiting to run, or another run holds the target. The latter
         ends this request (never queued behind the other: the state it was approved against
-        will not be the state after that run)."""
+        will not be the state after that run). Returns if neither is so any more (try again)."""
         pending = await self.get(pending_id)
         if pending.status != "approved" or pending.target is None:
             raise Conflict("This request is not waiting to run.")
         async with self.pool.acquire() as conn:
             other = await actions_sql.running_on(conn, pending.target)
         if other is None:
-            raise Conflict("This request could not start; ask for it again.")
+            return
         summary = (
             f"not run: request #{other.id} ({other.label}) is running on {pending.target};"
             " nothing was done; ask again once it has finished"
