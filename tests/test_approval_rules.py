@@ -382,6 +382,30 @@ async def test_a_run_whose_process_died_is_reported_within_about_a_minute(
     assert ":x: Failed" in card and "by <@U9>" not in card  # no approver named as the cause
 
 
+async def test_a_long_run_keeps_its_heartbeat_and_is_not_taken_for_dead(
+    rbot: Bot, kube: Kube
+) -> None:
+    from datetime import timedelta
+
+    fake, _ = kube
+    approvals = rbot.services.approvals
+    approvals.lease = timedelta(seconds=1)  # beats every 0.25 s; dead after 1 s without one
+    pending = await _request_rollback(rbot)
+    fake.fail("deployments", verb="patch", status=None, delay=3.0)  # a slow rollback
+    click = asyncio.create_task(
+        rbot.post_signed(_click(rbot, "dana", ApprovalAction.APPROVE, pending))
+    )
+    for _ in range(1000):
+        if await _status(rbot, pending) == "running":
+            break
+        await asyncio.sleep(0.01)
+    for _ in range(5):  # 2.5 s of a 3 s write: longer than the lease, alive all along
+        await asyncio.sleep(0.5)
+        assert await approvals.fail_interrupted() == 0
+    await click
+    assert await _status(rbot, pending) == "succeeded"
+
+
 # -- every click gets an answer ---------------------------------------------------------------
 
 
