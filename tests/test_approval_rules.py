@@ -289,6 +289,22 @@ async def test_the_namespace_defaults_to_kube_namespace_then_the_kubeconfig_cont
             assert f"`{shown}`" in bot.last_reply("alice"), settings
 
 
+def test_the_default_namespace_is_chosen_as_kubectl_chooses_it(kube: Kube, tmp_path: Path) -> None:
+    from bot.integrations.kubernetes import default_namespace
+
+    fake, _ = kube
+    config = fake.write_kubeconfig(tmp_path / "config", namespace="staging")
+    no_context_ns = fake.write_kubeconfig(tmp_path / "bare", namespace="")
+    pod = tmp_path / "serviceaccount-namespace"
+    pod.write_text("icbot\n")
+    missing = tmp_path / "missing"
+    assert default_namespace("waqiti", config, service_account=pod) == "waqiti"
+    assert default_namespace(None, config, service_account=pod) == "staging"
+    assert default_namespace(None, no_context_ns, service_account=missing) == "default"
+    assert default_namespace(None, None, service_account=pod) == "icbot"  # in a pod
+    assert default_namespace("", None, service_account=missing) == "default"
+
+
 def test_the_deploy_manifests_set_kube_namespace_to_waqiti() -> None:
     import yaml
 
