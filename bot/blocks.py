@@ -434,6 +434,8 @@ STATUS_LINE = {
     "failed": ":x: Failed",
     "denied": ":no_entry: Denied",
     "expired": ":alarm_clock: Expired",
+    "cancelled": ":no_entry_sign: Cancelled",
+    "changed": ":warning: Not run: the target changed since this was requested",
 }
 
 
@@ -445,12 +447,11 @@ def approval_card(entry: TimelineEntry, pending: Any) -> Message:
     )
     who = ", ".join(f"<@{u}>" for u in pending.approvals) or "nobody yet"
     status = STATUS_LINE.get(pending.status, pending.status)
-    if pending.decided_by and pending.status in (
-        "denied",
-        "approved",
-        "running",
-        "succeeded",
-        "failed",
+    result = pending.result or {}
+    if (
+        pending.decided_by
+        and pending.status in ("denied", "approved", "running", "succeeded", "failed")
+        and not result.get("interrupted")  # the bot's restart did that, not the approver
     ):
         status += f" (by <@{pending.decided_by}>)"
     context = (
@@ -461,12 +462,11 @@ def approval_card(entry: TimelineEntry, pending: Any) -> Message:
         _mrkdwn(head + "\n" + "\n".join(f"> {line}" for line in lines)),
         _mrkdwn(f"*{status}*"),
     ]
-    result = pending.result or {}
     if result:
-        out.append(
-            _mrkdwn(f"{result.get('summary')}\n_Verification:_ {result.get('verification')}")
-        )
+        out.append(_approval_result(result))
     out.append(_context(context))
+    if pending.status == "changed" or result.get("busy"):
+        out.append(_request_again(pending.id))
     if pending.status == "pending":
         out.append(
             {
@@ -492,6 +492,48 @@ def approval_card(entry: TimelineEntry, pending: Any) -> Message:
         )
     text = f"{pending.label}: {STATUS_LINE.get(pending.status, pending.status)}"
     return Message(text=text, blocks=out)
+
+
+def _approval_result(result: dict[str, Any]) -> Block:
+    summary = str(result.get("summary"))[:2500]
+    verification = result.get("verification")
+    if verification is None:
+        return _mrkdwn(summary)
+    return _mrkdwn(f"{summary}\n_Verification:_ {str(verification)[:400]}")
+
+
+def _request_again(pending_id: int) -> Block:
+    """A request that could not run as approved: ask afresh, with a fresh preview."""
+    return {
+        "type": "actions",
+        "block_id": f"again:{pending_id}",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": ApprovalAction.REQUEST_AGAIN,
+                "text": {"type": "plain_text", "text": "Request again"},
+                "value": str(pending_id),
+            }
+        ],
+    }
+
+
+def choose_incident_by_id(question: str, choices: Sequence[Choice], *, choice_id: int) -> Message:
+    """ "Which incident?" for a command kept server-side (row `choice_id`): each button carries
+    only the incident and that id, so a command of any length fits a button's 2,000 characters."""
+    buttons = [
+        {
+            "type": "button",
+            "action_id": f"{IcAction.PICK_INCIDENT}:{c.value}",
+            "text": {"type": "plain_text", "text": c.label[:75], "emoji": True},
+            "value": json.dumps({"incident": int(c.value), "choice": choice_id}),
+        }
+        for c in choices[:25]
+    ]
+    blocks: list[Block] = [_mrkdwn(question)]
+    for start in range(0, len(buttons), 5):
+        blocks.append({"type": "actions", "elements": buttons[start : start + 5]})
+    return Message(text=question, blocks=blocks)
 
 
 def playbook_list(playbooks: Sequence[Any]) -> Message:

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     pagerduty_webhook_secret: SecretStr | None = None
 
     kubeconfig: Path | None = None
+    # Namespace of /rollback (and other commands) when none is named; unset: the kubeconfig
+    # context's namespace (in a pod: the service account's), else "default".
+    kube_namespace: str | None = None
     kafka_bootstrap_servers: str | None = None
     # Kafka in and out (issue 12), both off unless named. Alert intake: a consumer group (one per
     # deployment) on KAFKA_ALERT_TOPICS (comma-separated); unreadable alerts go to

@@ -58,12 +58,13 @@ async def reply(respond: Respond, message: blocks.Message, **extra: Any) -> None
 
 async def run_reporting(
     respond: Respond,
-    work: Callable[[], Awaitable[blocks.Message]],
+    work: Callable[[], Awaitable[blocks.Message | None]],
     *,
     command: str,
     replace_original: bool = False,
 ) -> None:
-    """Run a command's work after the ack and tell the user how it went, whatever happens."""
+    """Run a command's work after the ack and tell the user how it went, whatever happens
+    (work returning None has nothing to say)."""
     extra: dict[str, Any] = {"response_type": "ephemeral"}
     if replace_original:
         extra["replace_original"] = True
@@ -82,4 +83,5 @@ async def run_reporting(
         error_id = uuid.uuid4().hex[:12]
         log.exception("command.failed", error_id=error_id, command=command.split(" ", 1)[0])
         message = blocks.confirmation(blocks.error_text(error_id))
-    await reply(respond, message, **extra)
+    if message is not None:
+        await reply(respond, message, **extra)

@@ -15,6 +15,10 @@ from bot.logs import get_logger
 from bot.scribe import Scribe
 from bot.services import Services
 from commands import parsing
+from commands.approvals import ApprovalHandlers
+from commands.choices import asking_which, original_command
+from commands.diagnose import DiagnoseHandlers
+from commands.diagnose import parse as parse_diagnose
 from commands.edge import Respond, run_reporting
 from commands.parsing import (
     USAGE,
@@ -54,12 +58,12 @@ class IcHandlers:
         user = str(command["user_id"])
         # One per invocation; the same request delivered again carries the same one.
         request = str(command.get("trigger_id") or "") or None
+        work = asking_which(
+            self.services, lambda: self.execute(parsed, user=user, request=request), user=user,
+            command=f"/ic {text}",
+        )  # fmt: skip
         async with self.services.inflight.track():
-            await run_reporting(
-                respond,
-                lambda: self.execute(parsed, user=user, request=request),
-                command=f"/ic {text}",
-            )
+            await run_reporting(respond, work, command=f"/ic {text}")
 
     async def pick_incident(self, ack: AsyncAck, body: dict[str, Any], respond: Respond) -> None:
         """A click on a "Which incident?" button: run the original command on that incident."""
@@ -73,18 +77,41 @@ class IcHandlers:
                 try:
                     choice = json.loads(action.get("value") or "")
                     number = int(choice["incident"])
-                    original = str(choice["command"]).removeprefix("/ic").strip()
+                    if "choice" in choice:
+                        command = await original_command(
+                            self.services, int(choice["choice"]), user=user
+                        )
+                    else:  # a button from before commands were kept server-side
+                        command = str(choice["command"])
+                    if command is None:
+                        raise KeyError("choice")
                 except (ValueError, KeyError, TypeError) as exc:
                     raise UsageError(
                         "That button is no longer valid; run the command again."
                     ) from exc
-                parsed = parsing.parse_ic(original)
-                if isinstance(parsed, parsing.Declare | ListIncidents | Help | parsing.OnCall):
-                    raise UsageError("That command does not take an incident.")
-                chosen: IcCommand = dataclasses.replace(parsed, incident=number)
-                return await self.execute(chosen, user=user, request=request)
+                return await self.run_chosen(command, number, user=user, request=request)
 
             await run_reporting(respond, work, command="/ic (choice)", replace_original=True)
+
+    async def run_chosen(
+        self, command: str, number: int, *, user: str, request: str | None
+    ) -> blocks.Message:
+        """Run the command a "Which incident?" question was asked for, on incident `number`."""
+        name, _, text = command.strip().partition(" ")
+        if name == "/rollback":
+            return await ApprovalHandlers(self.services).rollback_work(
+                text, user=user, incident=number
+            )
+        if name == "/diagnose":
+            diagnose = DiagnoseHandlers(self.services)
+            playbook_name, _ = parse_diagnose(text)
+            playbook = self.services.diagnoser.playbook(playbook_name or "")
+            return await diagnose.run(playbook, number, user=user)
+        parsed = parsing.parse_ic(text if name == "/ic" else command.strip())
+        if isinstance(parsed, parsing.Declare | ListIncidents | Help | parsing.OnCall):
+            raise UsageError("That command does not take an incident.")
+        chosen: IcCommand = dataclasses.replace(parsed, incident=number)
+        return await self.execute(chosen, user=user, request=request)
 
     async def execute(
         self, parsed: IcCommand, *, user: str, request: str | None = None
