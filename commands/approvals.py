@@ -13,7 +13,7 @@ from bot.logs import get_logger
 from bot.remediation.registry import DeploymentTarget
 from bot.services import Services
 from commands.edge import Respond, reply, run_reporting
-from commands.parsing import INCIDENT, MAX_COMMAND
+from commands.parsing import INCIDENT, MAX_COMMAND, refuse_control_characters
 
 log = get_logger(__name__)
 
@@ -27,6 +27,7 @@ def parse_rollback(text: str) -> tuple[str, int | None, str, int | None, bool]:
     """(deployment, revision, namespace, incident, history?) or UsageError."""
     if len(text) > MAX_COMMAND:
         raise UsageError(ROLLBACK_USAGE)
+    refuse_control_characters(text)
     words = text.split()
     namespace, revision, incident, history = "waqiti", None, None, False
     rest: list[str] = []
@@ -44,7 +45,7 @@ def parse_rollback(text: str) -> tuple[str, int | None, str, int | None, bool]:
             history = True
         elif INCIDENT.match(word):
             incident = int(INCIDENT.match(word).group(1))  # type: ignore[union-attr]
-        elif word.isdigit() and rest:
+        elif word.isascii() and word.isdigit() and rest:  # `int("²")` fails though "²".isdigit()
             revision = int(word)
         else:
             rest.append(word)
