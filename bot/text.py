@@ -77,6 +77,15 @@ def control_character(text: str) -> str | None:
     return None
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """`text` with what PostgreSQL cannot store (NUL, lone surrogates) shown as U+FFFD: for
+    text no usage line can answer, such as a message people post in an incident's thread."""
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
 def compact(text: str, limit: int) -> str:
     """One line of at most `limit` characters, never cut inside a `<…>` link or mention."""
     flat = " ".join(text.split())

@@ -126,3 +126,14 @@ async def test_any_text_for_any_command_gets_a_usage_line_or_success_never_an_er
     await bot.settle()
     assert status == 200
     assert not any(WENT_WRONG in r for r in bot.replies_to("alice")[before:]), (slash, text)
+
+
+async def test_a_captured_message_holding_a_nul_is_recorded_not_lost(bot: Bot) -> None:
+    """No usage line can answer a message people post in the thread: what cannot be stored
+    (a NUL, a lone surrogate) is recorded as U+FFFD and the rest as it was said."""
+    from tests.test_scribe import say
+
+    await bot.command("declare Payments failing sev2")
+    await say(bot, "erin", "look \x00 here \ud800 now")
+    rows = await bot.fetch("SELECT data FROM timeline WHERE kind = 'message'")
+    assert [r["data"]["text"] for r in rows] == ["look \ufffd here \ufffd now"]
