@@ -305,3 +305,20 @@ def test_postmortem_markdown_shows_outside_text_inert() -> None:
     ]
     draft = postmortem.render(incident, entries)
     assert not BROADCAST.search(draft) and not MASKED_EVIL.search(draft)
+
+
+def test_an_approval_card_shows_kubernetes_values_inert() -> None:
+    """The preview and outcome of a remediation quote Kubernetes (images, rollout messages)."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    pending = SimpleNamespace(
+        id=1, requested_by="U0ALICE", label="Roll back", action="kubernetes.rollback",
+        preview={"lines": [f"image payments:{EVIL}"]}, approvals=[], required=1,
+        status="failed", decided_by="U0BOB", expires_at=datetime(2026, 1, 1, tzinfo=UTC),
+        result={"summary": f"rollout stuck: {EVIL}", "verification": EVIL},
+    )  # fmt: skip
+    message = blocks.approval_card(_entry(Kind.APPROVAL_REQUESTED, "requested"), pending)
+    rendered = message.text + json.dumps(message.blocks)
+    assert not BROADCAST.search(rendered) and not MASKED_EVIL.search(rendered)
+    assert "payments:@channel" in rendered
