@@ -35,6 +35,7 @@ from bot.store import incidents as incidents_sql
 from bot.store import outbox as outbox_sql
 from bot.store import timeline as timeline_sql
 from bot.store import timers as timers_sql
+from bot.text import control_character
 from bot.timefmt import human_duration
 from bot.timeline import Kind, Verification
 
@@ -646,4 +647,7 @@ def _checked_text(text: str | None, *, what: str) -> str:
         raise UsageError(f"The {what} is empty.")
     if len(cleaned) > MAX_TEXT:
         raise UsageError(f"The {what} is {len(cleaned)} characters; keep it under {MAX_TEXT}.")
+    found = control_character(cleaned)
+    if found is not None:
+        raise UsageError(f"The {what} holds a control character ({found}); remove it.")
     return cleaned

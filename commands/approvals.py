@@ -15,7 +15,7 @@ from bot.remediation.registry import DeploymentTarget
 from bot.services import Services
 from commands.choices import asking_which
 from commands.edge import Respond, run_reporting
-from commands.parsing import INCIDENT, MAX_COMMAND
+from commands.parsing import INCIDENT, MAX_COMMAND, refuse_control_characters
 
 log = get_logger(__name__)
 
@@ -29,6 +29,7 @@ def parse_rollback(text: str) -> tuple[str, int | None, str | None, int | None, 
     """(deployment, revision, namespace or None, incident, history?) or UsageError."""
     if len(text) > MAX_COMMAND:
         raise UsageError(ROLLBACK_USAGE)
+    refuse_control_characters(text)
     words = text.split()
     namespace: str | None = None
     revision, incident, history = None, None, False
@@ -47,7 +48,7 @@ def parse_rollback(text: str) -> tuple[str, int | None, str | None, int | None, 
             history = True
         elif INCIDENT.match(word):
             incident = int(INCIDENT.match(word).group(1))  # type: ignore[union-attr]
-        elif word.isdigit() and rest:
+        elif word.isascii() and word.isdigit() and rest:  # `int("²")` fails though "²".isdigit()
             revision = int(word)
         else:
             rest.append(word)
