@@ -12,7 +12,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_TOKEN = re.compile(r"<([^<>\s][^<>]*)>")
+# Slack's own `<…>` forms only: a mention, channel or special mention, or a URL with a scheme;
+# any other `<` (typed text such as `<script>`) stays text.
+_TOKEN = re.compile(
+    r"<([@#!][^<>\s|]*(?:\|[^<>]*)?|[A-Za-z][A-Za-z0-9+.-]*:[^<>\s|]+(?:\|[^<>]*)?)>"
+)
 _ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))
 _EMOJI = re.compile(r":[a-z0-9_+-]+:")
 # The few emoji the bot itself writes, as characters; other `:codes:` are left as typed.
