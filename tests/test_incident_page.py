@@ -207,3 +207,34 @@ async def test_the_stylesheet_is_served_from_the_package(bot: Bot) -> None:
     status, headers, css = await get(bot, f"{bot.base}/incidents/static/page.css")
     assert status == 200 and headers["Content-Type"].startswith("text/css")
     assert "li.entry" in css
+
+
+def posted_link(text: str, suffix: str = "") -> str:
+    """The page link in a message the bot posted (as minted: PUBLIC_URL's default base)."""
+    found = re.findall(
+        r"http://localhost:3000(/incidents/INC-\d+" + re.escape(suffix) + r"\?t=[^\s>|]+)", text
+    )
+    assert found, f"no incident-page link in {text!r}"
+    return found[-1]
+
+
+async def test_ic_timeline_and_resolve_replies_carry_a_link_that_opens_the_page(bot: Bot) -> None:
+    await bot.command(f"declare {TITLE} sev2")
+    await bot.command("timeline")
+    path = posted_link(bot.last_reply())
+    assert path.startswith("/incidents/INC-1?t=")
+    status, _, html = await get(bot, bot.base + path)
+    assert status == 200 and TITLE in html
+    await bot.command("resolve fixed")
+    path = posted_link(bot.last_reply())
+    status, _, html = await get(bot, bot.base + path)
+    assert status == 200 and "resolved after" in html
+
+
+async def test_the_postmortem_post_links_the_incident_picture(bot: Bot) -> None:
+    await scripted(bot)
+    await bot.command("postmortem")
+    [post] = [t for t in bot.thread_texts() if "Post-mortem draft of *INC-1*" in t]
+    status, headers, picture = await get(bot, bot.base + posted_link(post, ".svg"))
+    assert status == 200 and headers["Content-Type"].startswith("image/svg+xml")
+    assert picture.count('class="tick"') == 2

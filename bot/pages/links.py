@@ -55,16 +55,23 @@ def page_key(*, web_link_secret: str | None, signing_secret: str | None) -> byte
 
 
 def local_key(data_dir: Path) -> bytes:
-    """The laptop's key, created (0600) beside the embedded database on first use."""
+    """The laptop's key, created (0600) beside the embedded database on first use. Made
+    whole in a file of its own and then linked into place, so two processes starting at
+    once agree on one key."""
     path = data_dir / LOCAL_KEY_FILE
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(secrets.token_bytes(32))
-        raw = path.read_bytes()
+        fresh = data_dir / f".{LOCAL_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(secrets.token_bytes(32))
+            os.link(fresh, path)
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+        finally:
+            fresh.unlink(missing_ok=True)
+    raw = path.read_bytes()
     if len(raw) < 32:
         raise ValueError(f"{path} is not a page key (remove it to make a new one)")
     return raw[:32]
