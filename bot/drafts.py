@@ -67,7 +67,7 @@ def comment(incident: Incident, *, actor: str, shown: Figures, picture: str | No
         f":page_facing_up: Post-mortem draft of *{incident.ref}*, asked for by {who(actor)}."
         f" {shown.line()}. Built from {shown.entries} timeline entries;"
         f" `/ic postmortem {incident.ref}` posts a fresh one as the timeline grows."
-        + (f"\nTimeline picture: <{picture}>" if picture else "")
+        + (f" Timeline picture: <{picture}>" if picture else "")
     )
 
 

@@ -19,27 +19,18 @@ _TOKEN = re.compile(
 )
 _ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))
 _EMOJI = re.compile(r":[a-z0-9_+-]+:")
-# The few emoji the bot itself writes, as characters; other `:codes:` are left as typed.
-EMOJI = {
-    ":rotating_light:": "🚨",
-    ":white_check_mark:": "✅",
-    ":x:": "❌",
-    ":loudspeaker:": "📢",
-    ":memo:": "📝",
-    ":warning:": "⚠️",
-    ":page_facing_up:": "📄",
-    ":pushpin:": "📌",
-    ":gear:": "⚙️",
-    ":stethoscope:": "🩺",
-    ":pager:": "📟",
-    ":alarm_clock:": "⏰",
-    ":no_entry:": "⛔",
-    ":handshake:": "🤝",
-    ":bust_in_silhouette:": "👤",
-    ":large_green_circle:": "🟢",
-    ":large_yellow_circle:": "🟡",
-    ":red_circle:": "🔴",
-}
+# The emoji codes the bot itself writes: a mark that any font has, or nothing (a browser
+# without an emoji font would show boxes); other `:codes:` are left as typed.
+EMOJI = {":white_check_mark:": "✓", ":x:": "✗", ":warning:": "⚠", ":heavy_check_mark:": "✓"}
+BOT_EMOJI = frozenset(
+    {
+        ":rotating_light:", ":loudspeaker:", ":memo:", ":page_facing_up:", ":pushpin:", ":gear:",
+        ":stethoscope:", ":pager:", ":alarm_clock:", ":no_entry:", ":handshake:", ":link:",
+        ":bust_in_silhouette:", ":large_green_circle:", ":large_yellow_circle:", ":red_circle:",
+        ":chart_with_upwards_trend:", ":telephone_receiver:", ":clipboard:", ":bell:", ":dart:",
+        ":ballot_box_with_check:", ":leftwards_arrow_with_hook:", ":speech_balloon:",
+    }
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -51,7 +42,12 @@ class Segment:
 def _unescape(text: str) -> str:
     for entity, char in _ENTITIES:
         text = text.replace(entity, char)
-    return _EMOJI.sub(lambda m: EMOJI.get(m.group(0), m.group(0)), text)
+    return _EMOJI.sub(_emoji, text)
+
+
+def _emoji(match: re.Match[str]) -> str:
+    code = match.group(0)
+    return EMOJI.get(code, "" if code in BOT_EMOJI else code)
 
 
 def _token(inner: str) -> Segment:
