@@ -6,8 +6,12 @@ stand-in, the app on 127.0.0.1. Links are minted with the bot's own key (`bot.pa
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import re
+import subprocess
+import sys
 from typing import Any
 
 import structlog
@@ -238,3 +242,27 @@ async def test_the_postmortem_post_links_the_incident_picture(bot: Bot) -> None:
     status, headers, picture = await get(bot, bot.base + posted_link(post, ".svg"))
     assert status == 200 and headers["Content-Type"].startswith("image/svg+xml")
     assert picture.count('class="tick"') == 2
+
+
+def icbot_web(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "web", *args],
+        env={**os.environ, "LOG_FORMAT": "console", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_icbot_web_refuses_a_bad_incident_reference() -> None:
+    result = icbot_web("--link", "INC-x", DATABASE_URL="postgresql://unused/none")
+    assert result.returncode == 2
+    assert "'INC-x' is not an incident reference" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_icbot_web_on_a_database_without_tables_says_what_to_do(empty_dsn: str) -> None:
+    result = await asyncio.to_thread(icbot_web, "--port", "1", DATABASE_URL=empty_dsn)
+    assert result.returncode == 2
+    assert "run `icbot shell` or `icbot migrate` first" in result.stderr
+    assert "Traceback" not in result.stderr
