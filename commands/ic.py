@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from typing import Any
 
@@ -12,7 +13,7 @@ from bot import blocks, handover, history
 from bot.drafts import Drafts
 from bot.errors import IntegrationError, UsageError
 from bot.logs import get_logger
-from bot.pages.links import linker
+from bot.pages.links import Linker, linker
 from bot.scribe import Scribe
 from bot.services import Services
 from commands import parsing
@@ -42,12 +43,16 @@ class IcHandlers:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.scribe = Scribe(services.incidents, SlackMessages(services.client))
-        self.links = linker(services.settings)
         self.drafts = Drafts(
             services.incidents,
             services.chat,
             picture_link=lambda i: self.links.url(i.id, now=services.clock(), suffix=".svg"),
         )
+
+    @functools.cached_property
+    def links(self) -> Linker:
+        """The incident-page links (made on first use: without secrets, that writes a key)."""
+        return linker(self.services.settings)
 
     def page_link(self, message: blocks.Message, incident_id: int) -> blocks.Message:
         url = self.links.url(incident_id, now=self.services.clock())
