@@ -709,6 +709,16 @@ def postmortem_posted(
     return Message(text=f"Post-mortem draft of {ref} {said}: {filename}", blocks=blocks)
 
 
+def with_page_link(message: Message, url: str) -> Message:
+    """`message` with the incident page's link under its first block (the link shows its
+    target; the token in it opens that incident's page only, until it expires)."""
+    line = _context(f":link: Incident page (timeline, picture, exports): <{url}>")
+    shown = [*message.blocks[:1], line, *message.blocks[1:]]
+    if len(shown) > MAX_BLOCKS:
+        del shown[-2]  # a timeline chunk goes; the last block says entries were cut
+    return Message(text=f"{message.text}\nIncident page: {url}", blocks=shown)
+
+
 def postmortem_not_posted(ref: str, error: IntegrationError) -> Message:
     """The upload failed: nothing was posted or recorded; say why and what to do."""
     if error.retry_after is not None:

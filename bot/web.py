@@ -20,6 +20,7 @@ from bot import metrics as telemetry
 from bot.errors import UserError
 from bot.integrations.pagerduty import verify_signature
 from bot.logs import get_logger
+from bot.pages import routes as pages
 from bot.services import Services
 from bot.store import db
 
@@ -177,4 +178,6 @@ def build_web_app(services: Services, bolt: AsyncApp, *, signing_secret: str) ->
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    s = services
+    pages.add_routes(app, pages.site(s.settings, pool=s.pool, policy=s.policy, clock=s.clock))
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from typing import Any
 
@@ -12,6 +13,7 @@ from bot import blocks, handover, history
 from bot.drafts import Drafts
 from bot.errors import IntegrationError, UsageError
 from bot.logs import get_logger
+from bot.pages.links import Linker, linker
 from bot.scribe import Scribe
 from bot.services import Services
 from commands import parsing
@@ -45,7 +47,20 @@ class IcHandlers:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.scribe = Scribe(services.incidents, SlackMessages(services.client))
-        self.drafts = Drafts(services.incidents, services.chat)
+        self.drafts = Drafts(
+            services.incidents,
+            services.chat,
+            picture_link=lambda i: self.links.url(i.id, now=services.clock(), suffix=".svg"),
+        )
+
+    @functools.cached_property
+    def links(self) -> Linker:
+        """The incident-page links (made on first use: without secrets, that writes a key)."""
+        return linker(self.services.settings)
+
+    def page_link(self, message: blocks.Message, incident_id: int) -> blocks.Message:
+        url = self.links.url(incident_id, now=self.services.clock())
+        return blocks.with_page_link(message, url)
 
     async def command(self, ack: AsyncAck, command: dict[str, Any], respond: Respond) -> None:
         text = str(command.get("text") or "")
@@ -131,7 +146,8 @@ class IcHandlers:
             case Timeline(incident=ref):
                 incident, entries = await incidents.timeline(ref)
                 figures = history.incident_figures(incident, entries, s.policy, now=s.clock())
-                return blocks.timeline_listing(incident, entries, figures)
+                listing = blocks.timeline_listing(incident, entries, figures)
+                return self.page_link(listing, incident.id)
             case Declare(title=title, severity=severity):
                 change = await incidents.declare(title=title, severity=severity, actor=user)
                 i = change.incident
@@ -203,8 +219,9 @@ class IcHandlers:
                 return blocks.confirmation(f"Paging {who} on *{change.incident.ref}*.")
             case Resolve(incident=ref, summary=summary):
                 change = await incidents.resolve(ref=ref, summary=summary, actor=user)
-                return blocks.confirmation(
+                done = blocks.confirmation(
                     f":white_check_mark: *{change.incident.ref}* resolved."
                     " Notes can still be added with `/ic note`."
                 )
+                return self.page_link(done, change.incident.id)
         raise UsageError(parsing.usage())
