@@ -26,6 +26,7 @@ from bot.ids import (
     RemediationAction,
     ViewId,
 )
+from bot.logs import get_logger
 from bot.models import (
     STANDARD_ROLES,
     Incident,
@@ -41,6 +42,7 @@ from bot.timefmt import clock_time, human_duration, stamp
 from bot.timeline import Kind
 
 Block = dict[str, Any]
+log = get_logger(__name__)
 
 STATUS_EMOJI = {
     Status.INVESTIGATING: ":mag:",
@@ -90,21 +92,264 @@ ENTRY_EMOJI = {
     "alert_resolved": ":white_check_mark:",
     "postmortem_posted": ":page_facing_up:",
 }
-# Block Kit limits (https://api.slack.com/reference/block-kit/blocks)
-SECTION_TEXT_MAX = 3000
-MAX_BLOCKS = 50
+# Slack's limits (https://docs.slack.dev/reference/block-kit/blocks and chat.postMessage)
+TEXT_MAX = 40_000  # a message's `text`
+MAX_BLOCKS = 50  # in a message
+MODAL_BLOCKS_MAX = 100
+SECTION_TEXT_MAX = 3000  # also any other text object
+HEADER_MAX = 150
+FIELDS_MAX = 10
+FIELD_TEXT_MAX = 2000
+ACTIONS_MAX = 25  # elements of an actions block
+CONTEXT_MAX = 10  # elements of a context block
+BUTTON_TEXT_MAX = 75
+BUTTON_VALUE_MAX = 2000
+ID_MAX = 255  # action_id, block_id
+OPTION_TEXT_MAX = 75  # an option's text (checkboxes, selects)
+CHOICES_MAX = 10  # options of a checkbox group
+MODAL_TEXT_MAX = 24  # a modal's title, submit and close
 HISTORY_ROWS = 50  # incidents listed by `/ic list --all`; the figures cover them all
 
 
 @dataclass(frozen=True)
 class Message:
+    """What the bot sends: fallback `text` and `blocks`, fitted to Slack's limits on creation
+    (see `fit`), so every message the bot builds is one Slack accepts."""
+
     text: str  # notification / fallback text
     blocks: list[Block]
 
+    def __post_init__(self) -> None:
+        text, blocks = fit(self.text, self.blocks)
+        object.__setattr__(self, "text", text)
+        object.__setattr__(self, "blocks", blocks)
+
+
+# -- Slack's limits, enforced in one place ---------------------------------------------------
+#
+# Renderers lay long content out themselves (the timeline in pages, checklists in groups,
+# listings counted "and N more"); `fit` is the step every Message and modal passes through.
+# What it can split it splits (a long section into several, more than 10 fields or 25 buttons
+# into more blocks, more than 10 checkboxes into more groups); what it has to shorten (a
+# label, a header, the fallback text) ends in "…" and is logged, never cut silently.
+
+
+def _cut(text: str, limit: int, *, what: str) -> str:
+    """`text` in at most `limit` characters, ending in "…" when shortened (and logged)."""
+    if len(text) <= limit:
+        return text
+    log.warning("blocks.shortened", what=what, length=len(text), limit=limit)
+    cut = text[: limit - 1]
+    opened, closed = cut.rfind("<"), cut.rfind(">")
+    if opened > closed and opened > 0:  # never leave half a <link> or <@mention>
+        cut = cut[:opened]
+    return cut.rstrip() + "…"
+
+
+def split_text(text: str, limit: int = SECTION_TEXT_MAX) -> list[str]:
+    """`text` as consecutive pieces of at most `limit` characters: cut at a line break, else at
+    a space (which is dropped), never inside a `<…>` link or mention. Nothing else is lost."""
+    pieces: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        window = rest[: limit + 1]
+        cut = window.rfind("\n", 1)
+        if cut < limit // 2:
+            cut = window.rfind(" ", 1)
+        if cut < limit // 2:
+            cut = limit
+        opened, closed = rest[:cut].rfind("<"), rest[:cut].rfind(">")
+        if opened > closed and opened > 0:
+            cut = opened
+        if rest[:cut].strip():
+            pieces.append(rest[:cut])
+        rest = rest[cut + 1 :] if rest[cut] in " \n" else rest[cut:]
+    if rest.strip() or not pieces:
+        pieces.append(rest)
+    return pieces
+
+
+def _fit_text_object(obj: Any, limit: int, *, what: str) -> Any:
+    if isinstance(obj, dict) and isinstance(obj.get("text"), str):
+        return {**obj, "text": _cut(obj["text"], limit, what=what)}
+    return obj
+
+
+def _fit_id(value: Any, *, what: str) -> Any:
+    return _cut(value, ID_MAX, what=what) if isinstance(value, str) else value
+
+
+def _fit_element(element: Any) -> Any:
+    if not isinstance(element, dict):
+        return element
+    out = dict(element)
+    if "action_id" in out:
+        out["action_id"] = _fit_id(out["action_id"], what="action_id")
+    if out.get("type") == "button":
+        out["text"] = _fit_text_object(out.get("text"), BUTTON_TEXT_MAX, what="button text")
+        if isinstance(out.get("value"), str) and len(out["value"]) > BUTTON_VALUE_MAX:
+            out["value"] = _cut(out["value"], BUTTON_VALUE_MAX, what="button value")
+    for key in ("options", "initial_options"):
+        if isinstance(out.get(key), list):
+            out[key] = [
+                {**o, "text": _fit_text_object(o.get("text"), OPTION_TEXT_MAX, what="option")}
+                if isinstance(o, dict)
+                else o
+                for o in out[key]
+            ]
+    if isinstance(out.get("initial_option"), dict):
+        o = out["initial_option"]
+        out["initial_option"] = {
+            **o,
+            "text": _fit_text_object(o.get("text"), OPTION_TEXT_MAX, what="option"),
+        }
+    return out
+
+
+def _fit_section(block: Block) -> list[Block]:
+    text = block.get("text")
+    fields = block.get("fields")
+    parts: list[str] = []
+    if isinstance(text, dict) and isinstance(text.get("text"), str):
+        parts = split_text(text["text"])
+    out: list[Block] = []
+    for n, part in enumerate(parts):
+        piece: Block = {"type": "section", "text": {**text, "text": part}} if text else {}
+        if n == 0:
+            piece = {**block, "text": piece["text"]}
+            piece.pop("fields", None)
+        out.append(piece)
+    if isinstance(fields, list) and fields:
+        fitted = [_fit_text_object(f, FIELD_TEXT_MAX, what="field") for f in fields]
+        groups = [fitted[i : i + FIELDS_MAX] for i in range(0, len(fitted), FIELDS_MAX)]
+        if out:
+            out[-1]["fields"] = groups.pop(0)
+        else:  # the block_id (and accessory) stay on the first
+            out.append({**block, "fields": groups.pop(0)})
+        out += [{"type": "section", "fields": g} for g in groups]
+    return out or [block]
+
+
+def _fit_block(block: Block) -> list[Block]:
+    """One block as one or more blocks within Slack's limits."""
+    if not isinstance(block, dict):
+        return [block]
+    block = dict(block)
+    if "block_id" in block:
+        block["block_id"] = _fit_id(block["block_id"], what="block_id")
+    kind = block.get("type")
+    if kind == "section":
+        if isinstance(block.get("accessory"), dict):
+            block["accessory"] = _fit_element(block["accessory"])
+        return _fit_section(block)
+    if kind == "header":
+        text = block.get("text")
+        if isinstance(text, dict) and len(str(text.get("text") or "")) > HEADER_MAX:
+            full = str(text["text"])
+            short = {**block, "text": _fit_text_object(text, HEADER_MAX, what="header")}
+            return [short, *_fit_section(_mrkdwn_block(f"*{full}*"))]
+        return [block]
+    if kind == "context":
+        elements = [
+            _fit_text_object(e, SECTION_TEXT_MAX, what="context")
+            for e in block.get("elements") or []
+        ]
+        groups = [elements[i : i + CONTEXT_MAX] for i in range(0, len(elements), CONTEXT_MAX)]
+        return [
+            {**block, "elements": g} if n == 0 else {"type": "context", "elements": g}
+            for n, g in enumerate(groups or [[]])
+        ]
+    if kind == "actions":
+        return _fit_actions(block)
+    if kind == "input" and isinstance(block.get("element"), dict):
+        block["element"] = _fit_element(block["element"])
+    return [block]
+
+
+def _fit_actions(block: Block) -> list[Block]:
+    """At most 25 elements a block, at most 10 options a checkbox group: more go into further
+    actions blocks. A further row's block_id is the first's with `:<index of its first
+    element>`; each part of a split checkbox group's, with `:<index of its first option>`
+    (as `checklist_blocks` names its groups)."""
+    block_id = block.get("block_id")
+    rows: list[tuple[int | None, list[Any]]] = []  # (block_id suffix, elements)
+    row: list[Any] = []
+    start = 0
+    for n, element in enumerate(_fit_element(e) for e in block.get("elements") or []):
+        options = element.get("options") if isinstance(element, dict) else None
+        checkboxes = isinstance(element, dict) and element.get("type") == "checkboxes"
+        if checkboxes and isinstance(options, list) and len(options) > CHOICES_MAX:
+            if row:
+                rows.append((start or None, row))
+            row, start = [], n + 1
+            for at in range(0, len(options), CHOICES_MAX):
+                rows.append((at, [{**element, "options": options[at : at + CHOICES_MAX]}]))
+            continue
+        if len(row) == ACTIONS_MAX:
+            rows.append((start or None, row))
+            row, start = [], n
+        row.append(element)
+    if row or not rows:
+        rows.append((start or None, row))
+    out: list[Block] = []
+    for suffix, elements in rows:
+        piece: Block = {**block, "elements": elements}
+        if suffix is not None:
+            if isinstance(block_id, str):
+                piece["block_id"] = _fit_id(f"{block_id}:{suffix}", what="block_id")
+            else:
+                piece.pop("block_id", None)
+        out.append(piece)
+    return out
+
+
+def _mrkdwn_block(text: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _unique_block_ids(blocks: list[Block]) -> list[Block]:
+    seen: set[str] = set()
+    out = []
+    for block in blocks:
+        block_id = block.get("block_id") if isinstance(block, dict) else None
+        if isinstance(block_id, str):
+            if block_id in seen:
+                log.warning("blocks.duplicate_block_id", block_id=block_id)
+                block = {**block}
+                block.pop("block_id")
+            else:
+                seen.add(block_id)
+        out.append(block)
+    return out
+
+
+def fit_blocks(blocks: Sequence[Block], *, limit: int = MAX_BLOCKS) -> list[Block]:
+    """Blocks within Slack's limits: split where they can be, shortened visibly where not."""
+    out = _unique_block_ids([piece for block in blocks for piece in _fit_block(block)])
+    if len(out) > limit:
+        log.warning("blocks.too_many", blocks=len(out), limit=limit)
+        more = len(out) - (limit - 1)
+        out = [*out[: limit - 1], _context(f"… {more} more blocks did not fit in one message.")]
+    return out
+
+
+def fit(text: str, blocks: Sequence[Block]) -> tuple[str, list[Block]]:
+    """A message's fallback text and blocks within Slack's limits."""
+    return _cut(text, TEXT_MAX, what="text"), fit_blocks(blocks)
+
+
+def fit_modal(view: dict[str, Any]) -> dict[str, Any]:
+    """A modal within Slack's limits: title, submit and close ≤ 24 characters, ≤ 100 blocks."""
+    out = dict(view)
+    for key in ("title", "submit", "close"):
+        if isinstance(out.get(key), dict):
+            out[key] = _fit_text_object(out[key], MODAL_TEXT_MAX, what=f"modal {key}")
+    out["blocks"] = fit_blocks(out.get("blocks") or [], limit=MODAL_BLOCKS_MAX)
+    return out
+
 
 def _mrkdwn(text: str) -> Block:
-    if len(text) > SECTION_TEXT_MAX:
-        text = text[: SECTION_TEXT_MAX - 1] + "…"
+    """A section of `text`; longer than Slack takes, `fit` splits it into several."""
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
@@ -423,7 +668,7 @@ def diagnosis_blocks(
         blocks.append(_mrkdwn("*Remediations* (each needs an approval):"))
         for start in range(0, len(buttons), 5):
             blocks.append({"type": "actions", "elements": buttons[start : start + 5]})
-    return blocks[:MAX_BLOCKS]
+    return blocks
 
 
 STATUS_LINE = {
@@ -501,6 +746,11 @@ def playbook_list(playbooks: Sequence[Any]) -> Message:
     return Message(text=text, blocks=[_mrkdwn(text)])
 
 
+# The "Post update" form's fields and the most each takes: together, composed into one update
+# (`compose_status`), they stay within an update's 3000 characters.
+STATUS_FIELDS_MAX = {"status": 1000, "impact": 980, "next": 980}
+
+
 def status_modal(incident: Incident) -> dict[str, Any]:
     """The "Post update" modal: current status (required), impact, next steps."""
 
@@ -514,12 +764,12 @@ def status_modal(incident: Incident) -> dict[str, Any]:
                 "type": "plain_text_input",
                 "action_id": "value",
                 "multiline": True,
-                "max_length": 1000,
+                "max_length": STATUS_FIELDS_MAX[block_id],
                 "placeholder": {"type": "plain_text", "text": placeholder},
             },
         }
 
-    return {
+    return fit_modal({
         "type": "modal",
         "callback_id": ViewId.STATUS_UPDATE,
         "private_metadata": str(incident.id),
@@ -532,11 +782,10 @@ def status_modal(incident: Incident) -> dict[str, Any]:
             field("impact", "Impact", "Card payments failing for ~8% of users", optional=True),
             field("next", "Next steps", "Watch the error rate for 15 minutes", optional=True),
         ],
-    }
+    })  # fmt: skip
 
 
 KEY_EVENT_FIELD = "incident"  # the block_id and action_id of the shortcut form's select
-OPTION_TEXT_MAX = 75  # a select option's text (Block Kit)
 QUOTE_MAX = 280  # characters of the message quoted in the form
 
 
@@ -573,7 +822,7 @@ def key_event_modal(
     }
     if selected is not None:
         element["initial_option"] = _incident_option(selected)
-    return {
+    return fit_modal({
         "type": "modal",
         "callback_id": ViewId.ADD_TO_TIMELINE,
         "private_metadata": json.dumps({"channel": channel, "ts": ts}),
@@ -589,7 +838,7 @@ def key_event_modal(
                 "element": element,
             },
         ],
-    }
+    })  # fmt: skip
 
 
 def compose_status(status: str, impact: str | None, next_steps: str | None) -> str:

@@ -9,13 +9,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import blocks
 from bot.errors import UserError
+from bot.incidents import MAX_TEXT
 from bot.logs import get_logger
 from bot.services import Services
 from commands.edge import Respond, reply, run_reporting
 
 log = get_logger(__name__)
-
-MAX_FIELD = 1000
 
 
 def _value(view: dict[str, Any], block_id: str) -> str:
@@ -54,13 +53,22 @@ class PromptHandlers:
     async def status_submitted(
         self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient
     ) -> None:
-        status, impact, next_steps = (_value(view, k) for k in ("status", "impact", "next"))
+        values = {k: _value(view, k) for k in blocks.STATUS_FIELDS_MAX}
+        status, impact, next_steps = values["status"], values["impact"], values["next"]
         errors = {}
         if not status:
             errors["status"] = "Say what the status is."
-        for key, text in (("status", status), ("impact", impact), ("next", next_steps)):
-            if len(text) > MAX_FIELD:
-                errors[key] = f"Keep it under {MAX_FIELD} characters."
+        for key, text in values.items():
+            if len(text) > blocks.STATUS_FIELDS_MAX[key]:
+                errors[key] = f"Keep it under {blocks.STATUS_FIELDS_MAX[key]} characters."
+        composed = len(blocks.compose_status(status, impact, next_steps))
+        if not errors and composed > MAX_TEXT:
+            # Checked here, while the form is open: nothing typed is lost.
+            longest = max(values, key=lambda k: len(values[k]))
+            errors[longest] = (
+                f"The update comes to {composed} characters; an update takes at most"
+                f" {MAX_TEXT}. Shorten this by {composed - MAX_TEXT}."
+            )
         try:
             incident_id = int(view.get("private_metadata") or "")
         except ValueError:
