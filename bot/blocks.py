@@ -1153,6 +1153,15 @@ def help_text(usage_lines: Sequence[str]) -> Message:
     return Message(text=text, blocks=[_mrkdwn(text)])
 
 
+def refused_reply(error: str) -> Message:
+    """Slack refused a reply: say so in a few words (text only, nothing that could be refused)."""
+    text = (
+        f":warning: That reply could not be shown: Slack refused it (`{error[:60]}`)."
+        " It is logged for the bot's owners; `/ic timeline` and the incident thread still work."
+    )
+    return Message(text=text, blocks=[])
+
+
 def error_text(error_id: str) -> str:
     return (
         f":warning: Something went wrong on my side (error id `{error_id}`)."
