@@ -436,7 +436,7 @@ def timeline_reply(entry: TimelineEntry) -> Message:
         )
     elif entry.kind == Kind.CHECKLIST:
         items = [str(item) for item in entry.data.get("items", [])]
-        blocks.append(_checkboxes(f"checklist:{entry.data.get('reminder')}", items))
+        blocks += checklist_blocks(f"checklist:{entry.data.get('reminder')}", items)
     return Message(text=entry.text, blocks=blocks)
 
 
@@ -602,21 +602,50 @@ BAND_EMOJI = {
 }
 
 
-def _checkboxes(block_id: str, items: Sequence[str]) -> Block:
-    return {
-        "type": "actions",
-        "block_id": block_id,
-        "elements": [
+def checklist_blocks(block_id: str, items: Sequence[str]) -> list[Block]:
+    """A tickable checklist with every step in full. Steps that fit an option's text (75) are
+    the boxes' labels; otherwise the steps are listed numbered above and each box is labelled
+    with its number and the step's start. More than 10 steps make several groups, block_id
+    `<block_id>:<index of the group's first step>`; option values are the steps' indexes."""
+    steps = [str(item) for item in items]
+    numbered = any(len(step) > OPTION_TEXT_MAX for step in steps)
+    out: list[Block] = []
+    if numbered:
+        out.append(_mrkdwn("\n".join(f"*{n}.* {step}" for n, step in enumerate(steps, 1))))
+    grouped = len(steps) > CHOICES_MAX
+    for start in range(0, len(steps), CHOICES_MAX):
+        options = [
             {
-                "type": "checkboxes",
-                "action_id": ChecklistAction.TICK,
-                "options": [
-                    {"text": {"type": "plain_text", "text": item[:75]}, "value": str(i)}
-                    for i, item in enumerate(items[:10])
+                "text": {
+                    "type": "plain_text",
+                    "text": compact(f"{i + 1}. {steps[i]}", OPTION_TEXT_MAX)
+                    if numbered
+                    else steps[i],
+                },
+                "value": str(i),
+            }
+            for i in range(start, min(start + CHOICES_MAX, len(steps)))
+        ]
+        out.append(
+            {
+                "type": "actions",
+                "block_id": f"{block_id}:{start}" if grouped else block_id,
+                "elements": [
+                    {"type": "checkboxes", "action_id": ChecklistAction.TICK, "options": options}
                 ],
             }
-        ],
-    }
+        )
+    return out
+
+
+def checklist_group(block_id: str) -> tuple[int, range | None]:
+    """The reminder id and the steps a checklist group covers, from its block_id (None: all
+    steps, a checklist of one group). Raises ValueError for a block_id that is not one."""
+    reminder, _, start = block_id.removeprefix("checklist:").partition(":")
+    if not start:
+        return int(reminder), None
+    first = int(start)
+    return int(reminder), range(first, first + CHOICES_MAX)
 
 
 def diagnosis_blocks(
@@ -646,7 +675,7 @@ def diagnosis_blocks(
     if steps:
         blocks.append(_mrkdwn("*Manual steps* (tick as you go; ticks are recorded):"))
         if data.get("reminder") is not None:
-            blocks.append(_checkboxes(f"checklist:{data['reminder']}", steps))
+            blocks += checklist_blocks(f"checklist:{data['reminder']}", steps)
         else:
             blocks.append(_mrkdwn("\n".join(f"• {s}" for s in steps)))
     escalation = [str(s) for s in data.get("escalation") or []]

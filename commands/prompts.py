@@ -105,12 +105,12 @@ class PromptHandlers:
 
             async def work() -> blocks.Message:
                 try:
-                    reminder_id = int(block_id.removeprefix("checklist:"))
+                    reminder_id, among = blocks.checklist_group(block_id)
                     ticked = [int(o["value"]) for o in action.get("selected_options") or []]
                 except (ValueError, KeyError, TypeError) as exc:
                     raise UserError("That checklist could not be read.") from exc
                 change = await self.services.incidents.tick_checklist(
-                    reminder_id=reminder_id, ticked=ticked, actor=user
+                    reminder_id=reminder_id, ticked=ticked, actor=user, among=among
                 )
                 if change is None:
                     return blocks.confirmation("Already recorded.")
