@@ -965,27 +965,86 @@ def _chunked(lines: Sequence[str]) -> list[Block]:
     return blocks
 
 
+TIMELINE_PAGE_ENTRIES = 50  # at most, on one page of `/ic timeline`
+TIMELINE_PAGE_CHARS = 12_000  # of entries on one page (at least one entry, however long)
+
+
+def _timeline_line(entry: TimelineEntry) -> str:
+    return f"{clock_time(entry.occurred_at)}  {ENTRY_EMOJI.get(entry.kind, '•')} {entry.text}"
+
+
+def timeline_pages(entries: Sequence[TimelineEntry]) -> list[range]:
+    """The timeline in pages, page 1 the newest: each a range of indexes into `entries` (oldest
+    first), of whole entries, at most TIMELINE_PAGE_ENTRIES and TIMELINE_PAGE_CHARS."""
+    sizes = [len(_timeline_line(e)) + 1 for e in entries]
+    pages: list[range] = []
+    end = len(entries)
+    while end > 0:
+        start, size = end - 1, sizes[end - 1]
+        while (
+            start > 0
+            and end - start < TIMELINE_PAGE_ENTRIES
+            and size + sizes[start - 1] <= TIMELINE_PAGE_CHARS
+        ):
+            start -= 1
+            size += sizes[start]
+        pages.append(range(start, end))
+        end = start
+    return pages or [range(0, 0)]
+
+
+def _page_button(label: str, action: IcAction, *, incident: Incident, page: int) -> Block:
+    return {
+        "type": "button",
+        "action_id": action,
+        "text": {"type": "plain_text", "text": label},
+        "value": json.dumps({"incident": incident.id, "page": page}),
+    }
+
+
 def timeline_listing(
     incident: Incident,
     entries: Sequence[TimelineEntry],
     figures: IncidentFigures | None = None,
+    *,
+    page: int = 1,
 ) -> Message:
-    lines = [
-        f"{clock_time(e.occurred_at)}  {ENTRY_EMOJI.get(e.kind, '•')} {e.text}" for e in entries
-    ]
+    """One page of the timeline (page 1: the newest entries), oldest first within the page,
+    every entry in full, with *Show older* / *Show newer* buttons between pages."""
+    pages = timeline_pages(entries)
+    page = min(max(page, 1), len(pages))
+    shown = [entries[i] for i in pages[page - 1]]
+    lines = [_timeline_line(e) for e in shown]
     title = f"*Timeline of {incident.ref}: {incident.title}* ({len(entries)} entries)"
+    if len(pages) > 1:
+        title += f" · page {page} of {len(pages)}: #{shown[0].seq} to #{shown[-1].seq}"
     blocks: list[Block] = [_mrkdwn(title)]
-    summary = incident_summary(figures) if figures is not None else ""
+    summary = incident_summary(figures) if figures is not None and page == 1 else ""
     if summary:
         blocks.append(_mrkdwn(summary))
     blocks += _chunked(lines)
-    if len(blocks) > MAX_BLOCKS:
-        blocks = [
-            *blocks[: MAX_BLOCKS - 1],
-            _context("… older entries cut; `icbot audit verify` has them all"),
-        ]
+    if len(pages) > 1:
+        older = (
+            f"`/ic timeline {incident.ref} --page {page + 1}` shows older entries"
+            if page < len(pages)
+            else "These are the oldest entries"
+        )
+        blocks.append(_context(f"Newest first, a page at a time · {older}"))
+        buttons = []
+        if page < len(pages):
+            buttons.append(
+                _page_button("Show older", IcAction.SHOW_OLDER, incident=incident, page=page + 1)
+            )
+        if page > 1:
+            buttons.append(
+                _page_button("Show newer", IcAction.SHOW_NEWER, incident=incident, page=page - 1)
+            )
+        blocks.append({"type": "actions", "block_id": "timeline_pages", "elements": buttons})
     head = f"{title}\n{summary}" if summary else title
-    return Message(text=head + "\n" + "\n".join(lines), blocks=blocks)
+    text = head + "\n" + "\n".join(lines)
+    if len(text) > TEXT_MAX:  # the blocks show it all; the notification needs only the head
+        text = head
+    return Message(text=text, blocks=blocks)
 
 
 def incident_summary(figures: IncidentFigures) -> str:
