@@ -386,8 +386,8 @@ def incident_card(incident: Incident, policy: SeverityPolicy, *, now: datetime) 
     if others:
         fields.append("*Other roles*\n" + ", ".join(others))
     blocks: list[Block] = [
-        {"type": "header", "text": {"type": "plain_text", "text": header[:150], "emoji": True}},
-        {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields[:10]]},
+        {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
     ]
     if incident.last_status:
         when = clock_time(incident.last_status_at) if incident.last_status_at else ""
@@ -687,12 +687,12 @@ def diagnosis_blocks(
             {
                 "type": "button",
                 "action_id": f"{RemediationAction.REQUEST}:{i}",
-                "text": {"type": "plain_text", "text": str(r["label"])[:75]},
+                "text": {"type": "plain_text", "text": str(r["label"])},
                 "value": json.dumps(
                     {"playbook": data.get("playbook"), "index": i, "incident": incident_id}
                 ),
             }
-            for i, r in enumerate(remedies[:25])
+            for i, r in enumerate(remedies)
         ]
         blocks.append(_mrkdwn("*Remediations* (each needs an approval):"))
         for start in range(0, len(buttons), 5):
@@ -802,7 +802,7 @@ def status_modal(incident: Incident) -> dict[str, Any]:
         "type": "modal",
         "callback_id": ViewId.STATUS_UPDATE,
         "private_metadata": str(incident.id),
-        "title": {"type": "plain_text", "text": f"Update {incident.ref}"[:24]},
+        "title": {"type": "plain_text", "text": f"Update {incident.ref}"},
         "submit": {"type": "plain_text", "text": "Post update"},
         "close": {"type": "plain_text", "text": "Cancel"},
         "blocks": [
