@@ -84,6 +84,7 @@ class Call:
     method: str
     args: dict[str, Any]
     status: int
+    error: str | None = None  # Slack's error when it was refused (`ok: false`)
 
 
 @dataclass
@@ -600,8 +601,9 @@ class FakeSlack(StandIn):
         body: dict[str, Any],
         headers: dict[str, str] | None = None,
     ) -> web.Response:
-        self.calls.append(Call(method, args, status))
-        log.debug("fake slack %s -> %s %s", method, status, body.get("error", "ok"))
+        error = None if body.get("ok", True) else str(body.get("error"))
+        self.calls.append(Call(method, args, status, error))
+        log.debug("fake slack %s -> %s %s", method, status, error or "ok")
         return web.json_response(body, status=status, headers=headers)
 
     def _take_fault(self, method: str) -> _Fault | None:
