@@ -474,10 +474,7 @@ def thread_digest(entries: Sequence[TimelineEntry]) -> Message:
         text = compact(entry.text, DIGEST_LINE_MAX)
         emoji = ENTRY_EMOJI.get(entry.kind, ":small_blue_diamond:")
         lines.append(f"`{clock_time(entry.occurred_at)}` {emoji} {text}")
-    body = "\n".join(lines)
-    while len(body) > SECTION_TEXT_MAX and len(lines) > 1:
-        lines.pop(0)
-        body = "\n".join(lines)
+    body = "\n".join(lines)  # over 3,000 characters, fit splits it into two sections
     blocks: list[Block] = [
         _context(f":card_index_dividers: *Timeline digest* · {summary or 'nothing yet'}"),
         _mrkdwn(body or "_nothing to show_"),
@@ -1201,7 +1198,7 @@ def incident_list(incidents: Sequence[Incident], *, now: datetime) -> Message:
             f" · IC {_person(i.commander)}"
         )
     text = "\n".join(lines)
-    return Message(text=text, blocks=_chunked(lines)[:MAX_BLOCKS])
+    return Message(text=text, blocks=_chunked(lines))
 
 
 def oncall_list(oncalls: Sequence[OnCall]) -> Message:

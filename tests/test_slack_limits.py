@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.blocks import Message, fit_modal, status_modal
+from bot.blocks import Message, fit_modal, status_modal, thread_digest
 from bot.ids import ChecklistAction
+from bot.models import TimelineEntry
 from bot.sandbox.actuator import FakeActuator
 from bot.sandbox.block_kit import message_problems, view_problems
 from bot.sandbox.kubernetes import FakeKubernetes
@@ -318,3 +320,19 @@ def test_modals_fit_their_title_submit_and_close() -> None:
     })  # fmt: skip
     assert view_problems(view) == []
     assert view["title"]["text"].endswith("…") and len(view["title"]["text"]) == 24
+
+
+def _entry(seq: int, text: str) -> TimelineEntry:
+    return TimelineEntry(
+        id=seq, incident_id=1, seq=seq, kind="message", actor="U1", text=text, data={},
+        occurred_at=datetime(2026, 1, 1, tzinfo=UTC), content_hash="", prev_hash="", hash="",
+    )  # fmt: skip
+
+
+def test_the_digest_shows_its_newest_lines_all_even_when_they_pass_one_section() -> None:
+    entries = [_entry(n, f"line-{n:02d} " + "m" * 200) for n in range(1, 21)]
+    message = thread_digest(entries)
+    assert message_problems(message.blocks) == []
+    shown = shown_text(message)
+    assert "5 earlier" in shown
+    assert re.findall(r"line-(\d\d)", shown) == [f"{n:02d}" for n in range(6, 21)]
