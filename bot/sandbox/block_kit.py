@@ -6,7 +6,8 @@ fields, header ≤ 150, ≤ 25 actions elements, ≤ 10 context elements, button
 ≤ 2,000, option text ≤ 75 and value ≤ 150, view title/submit/close ≤ 24, …). On top come the
 documented limits the models do not check: ≤ 50 blocks in a message (100 in a view), a field's
 text ≤ 2,000, ≤ 10 checkbox or radio options, a text object's text not empty, a block type
-Slack knows, block_ids unique in the payload and action_ids unique in their block.
+Slack knows, no property Slack does not know (what the models' round trip drops), block_ids
+unique in the payload and action_ids unique in their block.
 
 Each problem is reported as Slack reports it: a message ending in the JSON pointer of the part
 (`must be at most 3000 characters [json-pointer:/blocks/3/text/text]`).
@@ -34,16 +35,36 @@ def _at(pointer: str, why: str) -> str:
 
 
 def _model_problem(block: dict[str, Any], pointer: str) -> str | None:
-    """slack_sdk's own validation of one block (parsed, then serialised: every validator runs)."""
+    """slack_sdk's own validation of one block (parsed, then serialised: every validator runs),
+    and no property the models do not know (they drop it; Slack refuses it)."""
     try:
         parsed = Block.parse(block)
         if parsed is None:
             return _at(f"{pointer}/type", f"unknown block type {block.get('type')!r}")
-        parsed.to_dict()
+        kept = parsed.to_dict()
     except SlackObjectFormationError as exc:
         return _at(pointer, str(exc))
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         return _at(pointer, f"malformed block ({type(exc).__name__}: {exc})")
+    return _unknown_property(block, kept, pointer)
+
+
+def _unknown_property(given: Any, kept: Any, pointer: str) -> str | None:
+    """The first property of `given` that slack_sdk's round trip dropped (not an empty one)."""
+    if isinstance(given, dict) and isinstance(kept, dict):
+        for key, value in given.items():
+            if key not in kept:
+                if value is None or value == [] or value == {} or value == "":
+                    continue
+                return _at(f"{pointer}/{key}", f"invalid additional property: {key}")
+            found = _unknown_property(value, kept[key], f"{pointer}/{key}")
+            if found is not None:
+                return found
+    elif isinstance(given, list) and isinstance(kept, list) and len(given) == len(kept):
+        for i, (a, b) in enumerate(zip(given, kept, strict=True)):
+            found = _unknown_property(a, b, f"{pointer}/{i}")
+            if found is not None:
+                return found
     return None
 
 

@@ -228,6 +228,8 @@ REFUSED_BLOCKS = {
                             "/blocks/0/elements/1/action_id"),
     "unknown-type": ([{"type": "sectoin", "text": _text("mrkdwn", 3)}], "/blocks/0/type"),
     "empty-text": ([{"type": "section", "text": _text("mrkdwn", 0)}], "/blocks/0/text/text"),
+    "unknown-property": ([{"type": "actions", "elements": [_button(colour="red")]}],
+                         "/blocks/0/elements/0/colour"),
 }  # fmt: skip
 
 
