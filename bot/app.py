@@ -156,6 +156,8 @@ def build_slack_app(services: Services) -> AsyncApp:
     ic = IcHandlers(services)
     app.command("/ic")(first(ic.command))
     app.action(re.compile(rf"^{re.escape(IcAction.PICK_INCIDENT.value)}:"))(first(ic.pick_incident))
+    app.action(IcAction.SHOW_OLDER.value)(first(ic.timeline_page))
+    app.action(IcAction.SHOW_NEWER.value)(first(ic.timeline_page))
     diagnose = DiagnoseHandlers(services)
     app.command("/diagnose")(first(diagnose.command))
     app.action(re.compile(rf"^{re.escape(RemediationAction.REQUEST.value)}:"))(

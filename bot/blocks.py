@@ -26,6 +26,7 @@ from bot.ids import (
     RemediationAction,
     ViewId,
 )
+from bot.logs import get_logger
 from bot.models import (
     STANDARD_ROLES,
     Incident,
@@ -41,6 +42,7 @@ from bot.timefmt import clock_time, human_duration, stamp
 from bot.timeline import Kind
 
 Block = dict[str, Any]
+log = get_logger(__name__)
 
 STATUS_EMOJI = {
     Status.INVESTIGATING: ":mag:",
@@ -90,9 +92,22 @@ ENTRY_EMOJI = {
     "alert_resolved": ":white_check_mark:",
     "postmortem_posted": ":page_facing_up:",
 }
-# Block Kit limits (https://api.slack.com/reference/block-kit/blocks)
-SECTION_TEXT_MAX = 3000
-MAX_BLOCKS = 50
+# Slack's limits (https://docs.slack.dev/reference/block-kit/blocks and chat.postMessage)
+TEXT_MAX = 40_000  # a message's `text`
+MAX_BLOCKS = 50  # in a message
+MODAL_BLOCKS_MAX = 100
+SECTION_TEXT_MAX = 3000  # also any other text object
+HEADER_MAX = 150
+FIELDS_MAX = 10
+FIELD_TEXT_MAX = 2000
+ACTIONS_MAX = 25  # elements of an actions block
+CONTEXT_MAX = 10  # elements of a context block
+BUTTON_TEXT_MAX = 75
+BUTTON_VALUE_MAX = 2000
+ID_MAX = 255  # action_id, block_id
+OPTION_TEXT_MAX = 75  # an option's text (checkboxes, selects)
+CHOICES_MAX = 10  # options of a checkbox group
+MODAL_TEXT_MAX = 24  # a modal's title, submit and close
 HISTORY_ROWS = 50  # incidents listed by `/ic list --all`; the figures cover them all
 # Entries whose text is the bot's own words, posted as written: their mentions (a status
 # prompt's `<!channel>` when nobody is commander, escalation contacts' `<!subteam^…>`) must
@@ -103,13 +118,243 @@ BOT_VOICE = frozenset({Kind.PROMPT, Kind.PROMPT_ESCALATED, Kind.ESCALATED, Kind.
 
 @dataclass(frozen=True)
 class Message:
+    """What the bot sends: fallback `text` and `blocks`, fitted to Slack's limits on creation
+    (see `fit`), so every message the bot builds is one Slack accepts."""
+
     text: str  # notification / fallback text
     blocks: list[Block]
 
+    def __post_init__(self) -> None:
+        text, blocks = fit(self.text, self.blocks)
+        object.__setattr__(self, "text", text)
+        object.__setattr__(self, "blocks", blocks)
+
+
+# -- Slack's limits, enforced in one place ---------------------------------------------------
+#
+# Renderers lay long content out themselves (the timeline in pages, checklists in groups,
+# listings counted "and N more"); `fit` is the step every Message and modal passes through.
+# What it can split it splits (a long section into several, more than 10 fields or 25 buttons
+# into more blocks, more than 10 checkboxes into more groups); what it has to shorten (a
+# label, a header, the fallback text) ends in "…" and is logged, never cut silently.
+
+
+def _cut(text: str, limit: int, *, what: str) -> str:
+    """`text` in at most `limit` characters, ending in "…" when shortened (and logged)."""
+    if len(text) <= limit:
+        return text
+    log.warning("blocks.shortened", what=what, length=len(text), limit=limit)
+    cut = text[: limit - 1]
+    opened, closed = cut.rfind("<"), cut.rfind(">")
+    if opened > closed and opened > 0:  # never leave half a <link> or <@mention>
+        cut = cut[:opened]
+    return cut.rstrip() + "…"
+
+
+def split_text(text: str, limit: int = SECTION_TEXT_MAX) -> list[str]:
+    """`text` as consecutive pieces of at most `limit` characters: cut at a line break, else at
+    a space (which is dropped), never inside a `<…>` link or mention. Nothing else is lost."""
+    pieces: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        window = rest[: limit + 1]
+        cut = window.rfind("\n", 1)
+        if cut < limit // 2:
+            cut = window.rfind(" ", 1)
+        if cut < limit // 2:
+            cut = limit
+        opened, closed = rest[:cut].rfind("<"), rest[:cut].rfind(">")
+        if opened > closed and opened > 0:
+            cut = opened
+        if rest[:cut].strip():
+            pieces.append(rest[:cut])
+        rest = rest[cut + 1 :] if rest[cut] in " \n" else rest[cut:]
+    if rest.strip() or not pieces:
+        pieces.append(rest)
+    return pieces
+
+
+def _fit_text_object(obj: Any, limit: int, *, what: str) -> Any:
+    if isinstance(obj, dict) and isinstance(obj.get("text"), str):
+        return {**obj, "text": _cut(obj["text"], limit, what=what)}
+    return obj
+
+
+def _fit_id(value: Any, *, what: str) -> Any:
+    return _cut(value, ID_MAX, what=what) if isinstance(value, str) else value
+
+
+def _fit_element(element: Any) -> Any:
+    if not isinstance(element, dict):
+        return element
+    out = dict(element)
+    if "action_id" in out:
+        out["action_id"] = _fit_id(out["action_id"], what="action_id")
+    if out.get("type") == "button":
+        out["text"] = _fit_text_object(out.get("text"), BUTTON_TEXT_MAX, what="button text")
+        if isinstance(out.get("value"), str) and len(out["value"]) > BUTTON_VALUE_MAX:
+            out["value"] = _cut(out["value"], BUTTON_VALUE_MAX, what="button value")
+    for key in ("options", "initial_options"):
+        if isinstance(out.get(key), list):
+            out[key] = [
+                {**o, "text": _fit_text_object(o.get("text"), OPTION_TEXT_MAX, what="option")}
+                if isinstance(o, dict)
+                else o
+                for o in out[key]
+            ]
+    if isinstance(out.get("initial_option"), dict):
+        o = out["initial_option"]
+        out["initial_option"] = {
+            **o,
+            "text": _fit_text_object(o.get("text"), OPTION_TEXT_MAX, what="option"),
+        }
+    return out
+
+
+def _fit_section(block: Block) -> list[Block]:
+    text = block.get("text")
+    fields = block.get("fields")
+    parts: list[str] = []
+    if isinstance(text, dict) and isinstance(text.get("text"), str):
+        parts = split_text(text["text"])
+    out: list[Block] = []
+    for n, part in enumerate(parts):
+        piece: Block = {"type": "section", "text": {**text, "text": part}} if text else {}
+        if n == 0:
+            piece = {**block, "text": piece["text"]}
+            piece.pop("fields", None)
+        out.append(piece)
+    if isinstance(fields, list) and fields:
+        fitted = [_fit_text_object(f, FIELD_TEXT_MAX, what="field") for f in fields]
+        groups = [fitted[i : i + FIELDS_MAX] for i in range(0, len(fitted), FIELDS_MAX)]
+        if out:
+            out[-1]["fields"] = groups.pop(0)
+        else:  # the block_id (and accessory) stay on the first
+            out.append({**block, "fields": groups.pop(0)})
+        out += [{"type": "section", "fields": g} for g in groups]
+    return out or [block]
+
+
+def _fit_block(block: Block) -> list[Block]:
+    """One block as one or more blocks within Slack's limits."""
+    if not isinstance(block, dict):
+        return [block]
+    block = dict(block)
+    if "block_id" in block:
+        block["block_id"] = _fit_id(block["block_id"], what="block_id")
+    kind = block.get("type")
+    if kind == "section":
+        if isinstance(block.get("accessory"), dict):
+            block["accessory"] = _fit_element(block["accessory"])
+        return _fit_section(block)
+    if kind == "header":
+        text = block.get("text")
+        if isinstance(text, dict) and len(str(text.get("text") or "")) > HEADER_MAX:
+            full = str(text["text"])
+            short = {**block, "text": _fit_text_object(text, HEADER_MAX, what="header")}
+            return [short, *_fit_section(_mrkdwn_block(f"*{full}*"))]
+        return [block]
+    if kind == "context":
+        elements = [
+            _fit_text_object(e, SECTION_TEXT_MAX, what="context")
+            for e in block.get("elements") or []
+        ]
+        groups = [elements[i : i + CONTEXT_MAX] for i in range(0, len(elements), CONTEXT_MAX)]
+        return [
+            {**block, "elements": g} if n == 0 else {"type": "context", "elements": g}
+            for n, g in enumerate(groups or [[]])
+        ]
+    if kind == "actions":
+        return _fit_actions(block)
+    if kind == "input" and isinstance(block.get("element"), dict):
+        block["element"] = _fit_element(block["element"])
+    return [block]
+
+
+def _fit_actions(block: Block) -> list[Block]:
+    """At most 25 elements a block, at most 10 options a checkbox group: more go into further
+    actions blocks. A further row's block_id is the first's with `:<index of its first
+    element>`; each part of a split checkbox group's, with `:<index of its first option>`
+    (as `checklist_blocks` names its groups)."""
+    block_id = block.get("block_id")
+    rows: list[tuple[int | None, list[Any]]] = []  # (block_id suffix, elements)
+    row: list[Any] = []
+    start = 0
+    for n, element in enumerate(_fit_element(e) for e in block.get("elements") or []):
+        options = element.get("options") if isinstance(element, dict) else None
+        checkboxes = isinstance(element, dict) and element.get("type") == "checkboxes"
+        if checkboxes and isinstance(options, list) and len(options) > CHOICES_MAX:
+            if row:
+                rows.append((start or None, row))
+            row, start = [], n + 1
+            for at in range(0, len(options), CHOICES_MAX):
+                rows.append((at, [{**element, "options": options[at : at + CHOICES_MAX]}]))
+            continue
+        if len(row) == ACTIONS_MAX:
+            rows.append((start or None, row))
+            row, start = [], n
+        row.append(element)
+    if row or not rows:
+        rows.append((start or None, row))
+    out: list[Block] = []
+    for suffix, elements in rows:
+        piece: Block = {**block, "elements": elements}
+        if suffix is not None:
+            if isinstance(block_id, str):
+                piece["block_id"] = _fit_id(f"{block_id}:{suffix}", what="block_id")
+            else:
+                piece.pop("block_id", None)
+        out.append(piece)
+    return out
+
+
+def _mrkdwn_block(text: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _unique_block_ids(blocks: list[Block]) -> list[Block]:
+    seen: set[str] = set()
+    out = []
+    for block in blocks:
+        block_id = block.get("block_id") if isinstance(block, dict) else None
+        if isinstance(block_id, str):
+            if block_id in seen:
+                log.warning("blocks.duplicate_block_id", block_id=block_id)
+                block = {**block}
+                block.pop("block_id")
+            else:
+                seen.add(block_id)
+        out.append(block)
+    return out
+
+
+def fit_blocks(blocks: Sequence[Block], *, limit: int = MAX_BLOCKS) -> list[Block]:
+    """Blocks within Slack's limits: split where they can be, shortened visibly where not."""
+    out = _unique_block_ids([piece for block in blocks for piece in _fit_block(block)])
+    if len(out) > limit:
+        log.warning("blocks.too_many", blocks=len(out), limit=limit)
+        more = len(out) - (limit - 1)
+        out = [*out[: limit - 1], _context(f"… {more} more blocks did not fit in one message.")]
+    return out
+
+
+def fit(text: str, blocks: Sequence[Block]) -> tuple[str, list[Block]]:
+    """A message's fallback text and blocks within Slack's limits."""
+    return _cut(text, TEXT_MAX, what="text"), fit_blocks(blocks)
+
+
+def fit_modal(view: dict[str, Any]) -> dict[str, Any]:
+    """A modal within Slack's limits: title, submit and close ≤ 24 characters, ≤ 100 blocks."""
+    out = dict(view)
+    for key in ("title", "submit", "close"):
+        if isinstance(out.get(key), dict):
+            out[key] = _fit_text_object(out[key], MODAL_TEXT_MAX, what=f"modal {key}")
+    out["blocks"] = fit_blocks(out.get("blocks") or [], limit=MODAL_BLOCKS_MAX)
+    return out
+
 
 def _mrkdwn(text: str) -> Block:
-    if len(text) > SECTION_TEXT_MAX:
-        text = text[: SECTION_TEXT_MAX - 1] + "…"
+    """A section of `text`; longer than Slack takes, `fit` splits it into several."""
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
@@ -152,8 +397,8 @@ def incident_card(incident: Incident, policy: SeverityPolicy, *, now: datetime) 
     if others:
         fields.append("*Other roles*\n" + ", ".join(others))
     blocks: list[Block] = [
-        {"type": "header", "text": {"type": "plain_text", "text": header[:150], "emoji": True}},
-        {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields[:10]]},
+        {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
     ]
     if incident.last_status:
         when = clock_time(incident.last_status_at) if incident.last_status_at else ""
@@ -203,7 +448,7 @@ def timeline_reply(entry: TimelineEntry) -> Message:
         )
     elif entry.kind == Kind.CHECKLIST:
         items = [str(item) for item in entry.data.get("items", [])]
-        blocks.append(_checkboxes(f"checklist:{entry.data.get('reminder')}", items))
+        blocks += checklist_blocks(f"checklist:{entry.data.get('reminder')}", items)
     return Message(text=said, blocks=blocks)
 
 
@@ -241,10 +486,7 @@ def thread_digest(entries: Sequence[TimelineEntry]) -> Message:
         text = compact(inert(entry.text), DIGEST_LINE_MAX)
         emoji = ENTRY_EMOJI.get(entry.kind, ":small_blue_diamond:")
         lines.append(f"`{clock_time(entry.occurred_at)}` {emoji} {text}")
-    body = "\n".join(lines)
-    while len(body) > SECTION_TEXT_MAX and len(lines) > 1:
-        lines.pop(0)
-        body = "\n".join(lines)
+    body = "\n".join(lines)  # over 3,000 characters, fit splits it into two sections
     blocks: list[Block] = [
         _context(f":card_index_dividers: *Timeline digest* · {summary or 'nothing yet'}"),
         _mrkdwn(body or "_nothing to show_"),
@@ -373,21 +615,50 @@ BAND_EMOJI = {
 }
 
 
-def _checkboxes(block_id: str, items: Sequence[str]) -> Block:
-    return {
-        "type": "actions",
-        "block_id": block_id,
-        "elements": [
+def checklist_blocks(block_id: str, items: Sequence[str]) -> list[Block]:
+    """A tickable checklist with every step in full. Steps that fit an option's text (75) are
+    the boxes' labels; otherwise the steps are listed numbered above and each box is labelled
+    with its number and the step's start. More than 10 steps make several groups, block_id
+    `<block_id>:<index of the group's first step>`; option values are the steps' indexes."""
+    steps = [str(item) for item in items]
+    numbered = any(len(step) > OPTION_TEXT_MAX for step in steps)
+    out: list[Block] = []
+    if numbered:
+        out.append(_mrkdwn("\n".join(f"*{n}.* {step}" for n, step in enumerate(steps, 1))))
+    grouped = len(steps) > CHOICES_MAX
+    for start in range(0, len(steps), CHOICES_MAX):
+        options = [
             {
-                "type": "checkboxes",
-                "action_id": ChecklistAction.TICK,
-                "options": [
-                    {"text": {"type": "plain_text", "text": item[:75]}, "value": str(i)}
-                    for i, item in enumerate(items[:10])
+                "text": {
+                    "type": "plain_text",
+                    "text": compact(f"{i + 1}. {steps[i]}", OPTION_TEXT_MAX)
+                    if numbered
+                    else steps[i],
+                },
+                "value": str(i),
+            }
+            for i in range(start, min(start + CHOICES_MAX, len(steps)))
+        ]
+        out.append(
+            {
+                "type": "actions",
+                "block_id": f"{block_id}:{start}" if grouped else block_id,
+                "elements": [
+                    {"type": "checkboxes", "action_id": ChecklistAction.TICK, "options": options}
                 ],
             }
-        ],
-    }
+        )
+    return out
+
+
+def checklist_group(block_id: str) -> tuple[int, range | None]:
+    """The reminder id and the steps a checklist group covers, from its block_id (None: all
+    steps, a checklist of one group). Raises ValueError for a block_id that is not one."""
+    reminder, _, start = block_id.removeprefix("checklist:").partition(":")
+    if not start:
+        return int(reminder), None
+    first = int(start)
+    return int(reminder), range(first, first + CHOICES_MAX)
 
 
 def diagnosis_blocks(
@@ -417,7 +688,7 @@ def diagnosis_blocks(
     if steps:
         blocks.append(_mrkdwn("*Manual steps* (tick as you go; ticks are recorded):"))
         if data.get("reminder") is not None:
-            blocks.append(_checkboxes(f"checklist:{data['reminder']}", steps))
+            blocks += checklist_blocks(f"checklist:{data['reminder']}", steps)
         else:
             blocks.append(_mrkdwn("\n".join(f"• {s}" for s in steps)))
     escalation = [str(s) for s in data.get("escalation") or []]
@@ -429,17 +700,17 @@ def diagnosis_blocks(
             {
                 "type": "button",
                 "action_id": f"{RemediationAction.REQUEST}:{i}",
-                "text": {"type": "plain_text", "text": str(r["label"])[:75]},
+                "text": {"type": "plain_text", "text": str(r["label"])},
                 "value": json.dumps(
                     {"playbook": data.get("playbook"), "index": i, "incident": incident_id}
                 ),
             }
-            for i, r in enumerate(remedies[:25])
+            for i, r in enumerate(remedies)
         ]
         blocks.append(_mrkdwn("*Remediations* (each needs an approval):"))
         for start in range(0, len(buttons), 5):
             blocks.append({"type": "actions", "elements": buttons[start : start + 5]})
-    return blocks[:MAX_BLOCKS]
+    return blocks
 
 
 STATUS_LINE = {
@@ -559,6 +830,11 @@ def playbook_list(playbooks: Sequence[Any]) -> Message:
     return Message(text=text, blocks=[_mrkdwn(text)])
 
 
+# The "Post update" form's fields and the most each takes: together, composed into one update
+# (`compose_status`), they stay within an update's 3000 characters.
+STATUS_FIELDS_MAX = {"status": 1000, "impact": 980, "next": 980}
+
+
 def status_modal(incident: Incident) -> dict[str, Any]:
     """The "Post update" modal: current status (required), impact, next steps."""
 
@@ -572,16 +848,16 @@ def status_modal(incident: Incident) -> dict[str, Any]:
                 "type": "plain_text_input",
                 "action_id": "value",
                 "multiline": True,
-                "max_length": 1000,
+                "max_length": STATUS_FIELDS_MAX[block_id],
                 "placeholder": {"type": "plain_text", "text": placeholder},
             },
         }
 
-    return {
+    return fit_modal({
         "type": "modal",
         "callback_id": ViewId.STATUS_UPDATE,
         "private_metadata": str(incident.id),
-        "title": {"type": "plain_text", "text": f"Update {incident.ref}"[:24]},
+        "title": {"type": "plain_text", "text": f"Update {incident.ref}"},
         "submit": {"type": "plain_text", "text": "Post update"},
         "close": {"type": "plain_text", "text": "Cancel"},
         "blocks": [
@@ -590,11 +866,10 @@ def status_modal(incident: Incident) -> dict[str, Any]:
             field("impact", "Impact", "Card payments failing for ~8% of users", optional=True),
             field("next", "Next steps", "Watch the error rate for 15 minutes", optional=True),
         ],
-    }
+    })  # fmt: skip
 
 
 KEY_EVENT_FIELD = "incident"  # the block_id and action_id of the shortcut form's select
-OPTION_TEXT_MAX = 75  # a select option's text (Block Kit)
 QUOTE_MAX = 280  # characters of the message quoted in the form
 
 
@@ -631,7 +906,7 @@ def key_event_modal(
     }
     if selected is not None:
         element["initial_option"] = _incident_option(selected)
-    return {
+    return fit_modal({
         "type": "modal",
         "callback_id": ViewId.ADD_TO_TIMELINE,
         "private_metadata": json.dumps({"channel": channel, "ts": ts}),
@@ -647,7 +922,7 @@ def key_event_modal(
                 "element": element,
             },
         ],
-    }
+    })  # fmt: skip
 
 
 def compose_status(status: str, impact: str | None, next_steps: str | None) -> str:
@@ -755,28 +1030,87 @@ def _chunked(lines: Sequence[str]) -> list[Block]:
     return blocks
 
 
+TIMELINE_PAGE_ENTRIES = 50  # at most, on one page of `/ic timeline`
+TIMELINE_PAGE_CHARS = 12_000  # of entries on one page (at least one entry, however long)
+
+
+def _timeline_line(entry: TimelineEntry) -> str:
+    emoji = ENTRY_EMOJI.get(entry.kind, "•")
+    return f"{clock_time(entry.occurred_at)}  {emoji} {inert(entry.text)}"
+
+
+def timeline_pages(entries: Sequence[TimelineEntry]) -> list[range]:
+    """The timeline in pages, page 1 the newest: each a range of indexes into `entries` (oldest
+    first), of whole entries, at most TIMELINE_PAGE_ENTRIES and TIMELINE_PAGE_CHARS."""
+    sizes = [len(_timeline_line(e)) + 1 for e in entries]
+    pages: list[range] = []
+    end = len(entries)
+    while end > 0:
+        start, size = end - 1, sizes[end - 1]
+        while (
+            start > 0
+            and end - start < TIMELINE_PAGE_ENTRIES
+            and size + sizes[start - 1] <= TIMELINE_PAGE_CHARS
+        ):
+            start -= 1
+            size += sizes[start]
+        pages.append(range(start, end))
+        end = start
+    return pages or [range(0, 0)]
+
+
+def _page_button(label: str, action: IcAction, *, incident: Incident, page: int) -> Block:
+    return {
+        "type": "button",
+        "action_id": action,
+        "text": {"type": "plain_text", "text": label},
+        "value": json.dumps({"incident": incident.id, "page": page}),
+    }
+
+
 def timeline_listing(
     incident: Incident,
     entries: Sequence[TimelineEntry],
     figures: IncidentFigures | None = None,
+    *,
+    page: int = 1,
 ) -> Message:
-    lines = [
-        f"{clock_time(e.occurred_at)}  {ENTRY_EMOJI.get(e.kind, '•')} {inert(e.text)}"
-        for e in entries
-    ]
+    """One page of the timeline (page 1: the newest entries), oldest first within the page,
+    every entry in full, with *Show older* / *Show newer* buttons between pages."""
+    pages = timeline_pages(entries)
+    page = min(max(page, 1), len(pages))
+    shown = [entries[i] for i in pages[page - 1]]
+    lines = [_timeline_line(e) for e in shown]
     title = f"*Timeline of {incident.ref}: {inert(incident.title)}* ({len(entries)} entries)"
+    if len(pages) > 1:
+        title += f" · page {page} of {len(pages)}: #{shown[0].seq} to #{shown[-1].seq}"
     blocks: list[Block] = [_mrkdwn(title)]
-    summary = incident_summary(figures) if figures is not None else ""
+    summary = incident_summary(figures) if figures is not None and page == 1 else ""
     if summary:
         blocks.append(_mrkdwn(summary))
     blocks += _chunked(lines)
-    if len(blocks) > MAX_BLOCKS:
-        blocks = [
-            *blocks[: MAX_BLOCKS - 1],
-            _context("… older entries cut; `icbot audit verify` has them all"),
-        ]
+    if len(pages) > 1:
+        older = (
+            f"`/ic timeline {incident.ref} --page {page + 1}` shows older entries"
+            if page < len(pages)
+            else "These are the oldest entries"
+        )
+        blocks.append(_context(f"Newest first, a page at a time · {older}"))
+        buttons = []
+        if page < len(pages):
+            buttons.append(
+                _page_button("Show older", IcAction.SHOW_OLDER, incident=incident, page=page + 1)
+            )
+        if page > 1:
+            buttons.append(
+                _page_button("Show newer", IcAction.SHOW_NEWER, incident=incident, page=page - 1)
+            )
+        blocks.append({"type": "actions", "block_id": "timeline_pages", "elements": buttons})
     head = f"{title}\n{summary}" if summary else title
-    return Message(text=head + "\n" + "\n".join(lines), blocks=blocks)
+    text = head + "\n" + "\n".join(lines)
+    if len(text) > TEXT_MAX:  # the blocks show it all; the notification needs only the head
+        text = head
+    return Message(text=text, blocks=blocks)
 
 
 def incident_summary(figures: IncidentFigures) -> str:
@@ -934,7 +1268,7 @@ def incident_list(incidents: Sequence[Incident], *, now: datetime) -> Message:
             f" · IC {_person(i.commander)}"
         )
     text = "\n".join(lines)
-    return Message(text=text, blocks=_chunked(lines)[:MAX_BLOCKS])
+    return Message(text=text, blocks=_chunked(lines))
 
 
 def oncall_list(oncalls: Sequence[OnCall]) -> Message:
@@ -972,6 +1306,15 @@ def help_text(usage_lines: Sequence[str]) -> Message:
     lines += [f"• `{line}`" for line in usage_lines]
     text = "\n".join(lines)
     return Message(text=text, blocks=[_mrkdwn(text)])
+
+
+def refused_reply(error: str) -> Message:
+    """Slack refused a reply: say so in a few words (text only, nothing that could be refused)."""
+    text = (
+        f":warning: That reply could not be shown: Slack refused it (`{error[:60]}`)."
+        " It is logged for the bot's owners; `/ic timeline` and the incident thread still work."
+    )
+    return Message(text=text, blocks=[])
 
 
 def error_text(error_id: str) -> str:

@@ -196,11 +196,11 @@ class Diagnoser:
             if playbook.steps:
                 checklist_id = await timers_sql.add_checklist(
                     conn, incident_id=incident.id, key=f"diagnose:{playbook.name}",
-                    title=f"{playbook.title}: manual steps", items=playbook.steps[:10], now=now,
+                    title=f"{playbook.title}: manual steps", items=playbook.steps, now=now,
                 )  # fmt: skip
             data = {
                 **report.data(),
-                "steps": playbook.steps[:10],
+                "steps": playbook.steps,
                 "reminder": checklist_id,
                 "remediations": [
                     {"action": r.action, "label": r.label, "when": r.when}

@@ -8,6 +8,9 @@ from enum import StrEnum
 class IcAction(StrEnum):
     # "Which incident?" buttons; the value carries the incident number and the command text.
     PICK_INCIDENT = "ic_pick_incident"
+    # `/ic timeline`'s page buttons; value = {"incident": id, "page": n}
+    SHOW_OLDER = "ic_timeline_older"
+    SHOW_NEWER = "ic_timeline_newer"
 
 
 class PromptAction(StrEnum):

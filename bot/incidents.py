@@ -544,9 +544,11 @@ class Incidents:
         return Change(incident, entry)
 
     async def tick_checklist(
-        self, *, reminder_id: int, ticked: list[int], actor: str
+        self, *, reminder_id: int, ticked: list[int], actor: str, among: range | None = None
     ) -> Change | None:
-        """Record what changed on a post-incident checklist; None if nothing did (a repeat)."""
+        """Record what changed on a post-incident checklist; None if nothing did (a repeat).
+        `ticked` is what is ticked among the steps `among` (a group of a long checklist; None:
+        all steps); steps outside it keep their state."""
         now = self.clock()
         async with self.pool.acquire() as conn, conn.transaction():
             found = await timers_sql.lock_reminder(conn, reminder_id)
@@ -556,6 +558,9 @@ class Incidents:
             stage = self.policy.stage(found.stage)
             items = found.items if found.items is not None else list(stage.items if stage else [])
             now_ticked = sorted({i for i in ticked if 0 <= i < len(items)})
+            if among is not None:
+                kept = {i for i in before if i not in among}
+                now_ticked = sorted(kept | {i for i in now_ticked if i in among})
             added = [i for i in now_ticked if i not in before]
             removed = [i for i in before if i not in now_ticked]
             if not added and not removed:

@@ -67,7 +67,7 @@ class DiagnoseHandlers:
             )
         data = {
             **report.data(),
-            "steps": playbook.steps[:10],
+            "steps": playbook.steps,
             "remediations": [
                 {"action": r.action, "label": r.label, "when": r.when}
                 for r in playbook.remediations

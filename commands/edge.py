@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -49,9 +50,38 @@ class SessionRespond:
         )
 
 
-async def reply(respond: Respond, message: blocks.Message, **extra: Any) -> None:
+def _refusal(response: object) -> str | None:
+    """Slack's error if it refused a response_url post (anything but HTTP 200), else None."""
+    status = getattr(response, "status_code", 200)
+    if status == 200:
+        return None
+    body = str(getattr(response, "body", "") or "")
     try:
-        await respond(text=message.text, blocks=message.blocks, **extra)
+        error = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        error = None
+    return str(error or body[:200] or f"HTTP {status}")
+
+
+async def reply(respond: Respond, message: blocks.Message, **extra: Any) -> None:
+    """Send `message`; if Slack refuses it, log Slack's error and send a short text instead,
+    so the user is never left with nothing."""
+    try:
+        response = await respond(text=message.text, blocks=message.blocks, **extra)
+        error = _refusal(response)
+        if error is None:
+            return
+        log.warning(
+            "reply.refused",
+            error=error,
+            status=getattr(response, "status_code", None),
+            text_chars=len(message.text),
+            blocks=len(message.blocks),
+        )
+        fallback = blocks.refused_reply(error)
+        response = await respond(text=fallback.text, **extra)
+        if _refusal(response) is not None:
+            log.warning("reply.fallback_refused", error=_refusal(response))
     except Exception:
         log.exception("reply.failed")
 

@@ -128,6 +128,25 @@ class IcHandlers:
         chosen: IcCommand = dataclasses.replace(parsed, incident=number)
         return await self.execute(chosen, user=user, request=request)
 
+    async def timeline_page(self, ack: AsyncAck, body: dict[str, Any], respond: Respond) -> None:
+        """*Show older* / *Show newer* under `/ic timeline`: that page, in place of this one."""
+        await ack()
+        user = str(body["user"]["id"])
+        action = (body.get("actions") or [{}])[0]
+        async with self.services.inflight.track():
+
+            async def work() -> blocks.Message:
+                try:
+                    choice = json.loads(action.get("value") or "")
+                    wanted = Timeline(incident=int(choice["incident"]), page=int(choice["page"]))
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise UsageError(
+                        "That button is no longer valid; run `/ic timeline` again."
+                    ) from exc
+                return await self.execute(wanted, user=user)
+
+            await run_reporting(respond, work, command="/ic timeline", replace_original=True)
+
     async def execute(
         self, parsed: IcCommand, *, user: str, request: str | None = None
     ) -> blocks.Message:
@@ -143,10 +162,16 @@ class IcHandlers:
                 return blocks.incident_history(report, days=days)
             case ListIncidents():
                 return blocks.incident_list(await incidents.list_recent(), now=s.clock())
-            case Timeline(incident=ref):
+            case Timeline(incident=ref, page=page):
                 incident, entries = await incidents.timeline(ref)
+                pages = len(blocks.timeline_pages(entries))
+                if page > pages:
+                    raise UsageError(
+                        f"The timeline of {incident.ref} has {pages} page(s); there is no page"
+                        f" {page}. `/ic timeline {incident.ref}` shows the newest entries."
+                    )
                 figures = history.incident_figures(incident, entries, s.policy, now=s.clock())
-                listing = blocks.timeline_listing(incident, entries, figures)
+                listing = blocks.timeline_listing(incident, entries, figures, page=page)
                 return self.page_link(listing, incident.id)
             case Declare(title=title, severity=severity):
                 change = await incidents.declare(title=title, severity=severity, actor=user)

@@ -27,7 +27,7 @@ USAGE = {
     "note": "/ic note [INC-n] <text>",
     "action": "/ic action [INC-n] <text> [@owner]",
     "resolve": "/ic resolve [INC-n] [summary]",
-    "timeline": "/ic timeline [INC-n]",
+    "timeline": "/ic timeline [INC-n] [--page N]",
     "postmortem": "/ic postmortem [INC-n]",
     "oncall": "/ic oncall",
     "page": "/ic page [INC-n] <contact> [message]",
@@ -93,6 +93,7 @@ class Resolve:
 @dataclass(frozen=True)
 class Timeline:
     incident: int | None
+    page: int = 1  # 1: the newest entries
 
 
 @dataclass(frozen=True)
@@ -232,9 +233,7 @@ def parse_ic(text: str) -> IcCommand:
             raise UsageError(f"`{rest[0][:40]}` is not a contact name. " + usage("page"))
         return Page(incident=number, who=who, message=_rest(text, skipped + 1) or None)
     if sub == "timeline":
-        if rest:
-            raise UsageError(usage("timeline"))
-        return Timeline(incident=number)
+        return Timeline(incident=number, page=_page(rest))
     if sub == "action":
         return _action(number, _rest(text, skipped))
     if sub == "postmortem":
@@ -242,6 +241,22 @@ def parse_ic(text: str) -> IcCommand:
             raise UsageError(usage("postmortem"))
         return Postmortem(incident=number)
     raise UsageError(f"`/ic {words[0][:40]}` is not a command I know. {usage()}")
+
+
+MAX_PAGE = 10_000
+
+
+def _page(args: list[str]) -> int:
+    """`[--page N|--page=N]` of `/ic timeline` (1 when absent)."""
+    if not args:
+        return 1
+    flag, equals, value = DASHES.sub("--", args[0].lower()).partition("=")
+    if flag != "--page" or len(args) != (1 if equals else 2):
+        raise UsageError(usage("timeline"))
+    value = value if equals else args[1]
+    if not re.fullmatch(r"[0-9]{1,5}", value) or not 1 <= int(value) <= MAX_PAGE:
+        raise UsageError(f"`--page` takes a page number from 1. {usage('timeline')}")
+    return int(value)
 
 
 def _list(args: list[str]) -> ListIncidents:

@@ -9,14 +9,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import blocks
 from bot.errors import UserError
+from bot.incidents import MAX_TEXT
 from bot.logs import get_logger
 from bot.services import Services
 from bot.text import control_character
 from commands.edge import Respond, reply, run_reporting
 
 log = get_logger(__name__)
-
-MAX_FIELD = 1000
 
 
 def _value(view: dict[str, Any], block_id: str) -> str:
@@ -55,16 +54,25 @@ class PromptHandlers:
     async def status_submitted(
         self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient
     ) -> None:
-        status, impact, next_steps = (_value(view, k) for k in ("status", "impact", "next"))
+        values = {k: _value(view, k) for k in blocks.STATUS_FIELDS_MAX}
+        status, impact, next_steps = values["status"], values["impact"], values["next"]
         errors = {}
         if not status:
             errors["status"] = "Say what the status is."
-        for key, text in (("status", status), ("impact", impact), ("next", next_steps)):
-            if len(text) > MAX_FIELD:
-                errors[key] = f"Keep it under {MAX_FIELD} characters."
+        for key, text in values.items():
+            if len(text) > blocks.STATUS_FIELDS_MAX[key]:
+                errors[key] = f"Keep it under {blocks.STATUS_FIELDS_MAX[key]} characters."
             found = control_character(text)
             if found is not None:
                 errors[key] = f"Remove the control character ({found}); it cannot be recorded."
+        composed = len(blocks.compose_status(status, impact, next_steps))
+        if not errors and composed > MAX_TEXT:
+            # Checked here, while the form is open: nothing typed is lost.
+            longest = max(values, key=lambda k: len(values[k]))
+            errors[longest] = (
+                f"The update comes to {composed} characters; an update takes at most"
+                f" {MAX_TEXT}. Shorten this by {composed - MAX_TEXT}."
+            )
         try:
             incident_id = int(view.get("private_metadata") or "")
         except ValueError:
@@ -101,12 +109,12 @@ class PromptHandlers:
 
             async def work() -> blocks.Message:
                 try:
-                    reminder_id = int(block_id.removeprefix("checklist:"))
+                    reminder_id, among = blocks.checklist_group(block_id)
                     ticked = [int(o["value"]) for o in action.get("selected_options") or []]
                 except (ValueError, KeyError, TypeError) as exc:
                     raise UserError("That checklist could not be read.") from exc
                 change = await self.services.incidents.tick_checklist(
-                    reminder_id=reminder_id, ticked=ticked, actor=user
+                    reminder_id=reminder_id, ticked=ticked, actor=user, among=among
                 )
                 if change is None:
                     return blocks.confirmation("Already recorded.")

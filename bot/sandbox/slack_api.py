@@ -6,6 +6,12 @@ it and the bot runs unchanged. The wire format follows Slack's published shapes
 HTTP 200 with ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``, except injected
 faults (429 + ``Retry-After``, or 5xx).
 
+Every payload is checked as Slack checks it: ``text`` up to 40,000 characters (else
+``msg_too_long``) and ``blocks`` through slack_sdk's Block Kit models plus the documented
+limits (``bot.sandbox.block_kit``), else ``invalid_blocks`` with Slack's JSON pointer in
+``response_metadata.messages``; on chat methods, on response URLs (HTTP 400) and on views
+(``invalid_arguments``). So every scenario test is also a Block Kit test.
+
 Requests may arrive as JSON bodies, urlencoded forms (where ``blocks``/``metadata``/
 ``attachments`` are JSON strings) or query-string parameters; all three are merged (body wins).
 The token comes from ``Authorization: Bearer ...`` or a ``token`` parameter and is never
@@ -52,6 +58,7 @@ from urllib.parse import parse_qsl, quote
 
 from aiohttp import web
 
+from bot.sandbox.block_kit import message_problems, view_problems
 from bot.sandbox.loopback import StandIn, serve_on_loopback
 from bot.sandbox.slack_requests import SignedRequest, SlackRequests
 
@@ -60,9 +67,6 @@ __all__ = ["Call", "Ephemeral", "FakeSlack", "Message", "UploadedFile"]
 log = logging.getLogger(__name__)
 
 MAX_TEXT_CHARS = 40_000
-MAX_BLOCKS = 50
-MAX_SECTION_TEXT = 3_000
-MAX_HEADER_TEXT = 150
 DOMAIN = "example"
 _JSON_FIELDS = ("blocks", "attachments", "metadata")
 _MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
@@ -80,6 +84,7 @@ class Call:
     method: str
     args: dict[str, Any]
     status: int
+    error: str | None = None  # Slack's error when it was refused (`ok: false`)
 
 
 @dataclass
@@ -143,10 +148,13 @@ class UploadedFile:
 
 
 class _SlackError(Exception):
-    def __init__(self, error: str, *, detail: str | None = None) -> None:
+    def __init__(
+        self, error: str, *, detail: str | None = None, errors: list[str] | None = None
+    ) -> None:
         super().__init__(error)
         self.error = error
         self.detail = detail
+        self.errors = errors
 
 
 @dataclass
@@ -579,6 +587,8 @@ class FakeSlack(StandIn):
                 await asyncio.sleep(self.latency[method])
         except _SlackError as e:
             body = {"ok": False, "error": e.error}
+            if e.errors:
+                body["errors"] = e.errors
             if e.detail:
                 body["response_metadata"] = {"messages": [f"[ERROR] {e.detail}"]}
         return self._respond(method, args, 200, body)
@@ -591,8 +601,9 @@ class FakeSlack(StandIn):
         body: dict[str, Any],
         headers: dict[str, str] | None = None,
     ) -> web.Response:
-        self.calls.append(Call(method, args, status))
-        log.debug("fake slack %s -> %s %s", method, status, body.get("error", "ok"))
+        error = None if body.get("ok", True) else str(body.get("error"))
+        self.calls.append(Call(method, args, status, error))
+        log.debug("fake slack %s -> %s %s", method, status, error or "ok")
         return web.json_response(body, status=status, headers=headers)
 
     def _take_fault(self, method: str) -> _Fault | None:
@@ -638,7 +649,10 @@ class FakeSlack(StandIn):
             _decode_json_fields(payload)
             self._apply_response_url(hook, payload)
         except _SlackError as e:
-            return self._respond(method, payload, 400, {"ok": False, "error": e.error})
+            body: dict[str, Any] = {"ok": False, "error": e.error}
+            if e.errors:
+                body["errors"] = e.errors
+            return self._respond(method, payload, 400, body)
         return self._respond(method, payload, 200, {"ok": True})
 
     async def _handle_upload(self, request: web.Request) -> web.Response:
@@ -674,6 +688,7 @@ class FakeSlack(StandIn):
             if original is not None:
                 self._remove(original)
         else:
+            # Checked whatever the target: an ephemeral reply has Slack's limits too.
             text, blocks, attachments = self._content(p)
             if replace and original is not None:
                 original.text, original.blocks = text, blocks
@@ -1256,9 +1271,11 @@ class FakeSlack(StandIn):
         if not title or len(title) > 24:
             raise _SlackError("invalid_arguments", detail="title must be 1-24 characters")
         blocks = view.get("blocks") or []
-        if len(blocks) > 100:
-            raise _SlackError("invalid_blocks")
         _check_view(view)
+        problems = view_problems(view)
+        if problems:
+            log.info("fake slack refused a view: %s", "; ".join(problems))
+            raise _SlackError("invalid_arguments", detail=problems[0], errors=problems)
         if view_id is None:
             view_id = f"V{self._next_view:010d}"
             self._next_view += 1
@@ -1613,18 +1630,16 @@ def _file_list(value: Any) -> list[dict[str, Any]]:
 
 
 def _blocks(a: dict[str, Any]) -> list[dict[str, Any]]:
+    """The payload's blocks, refused (`invalid_blocks`, with Slack's pointer) unless they pass
+    slack_sdk's Block Kit models and the documented limits (see `bot.sandbox.block_kit`)."""
     value = a.get("blocks")
     if value is None:
         return []
-    if not isinstance(value, list) or len(value) > MAX_BLOCKS:
-        raise _SlackError("invalid_blocks")
-    for block in value:
-        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
-            raise _SlackError("invalid_blocks")
-        text = block.get("text")
-        limit = {"section": MAX_SECTION_TEXT, "header": MAX_HEADER_TEXT}.get(block["type"])
-        if limit is not None and isinstance(text, dict) and len(str(text.get("text", ""))) > limit:
-            raise _SlackError("invalid_blocks")
+    problems = message_problems(value)
+    if problems:
+        log.info("fake slack refused blocks: %s", "; ".join(problems))
+        raise _SlackError("invalid_blocks", detail=problems[0], errors=problems)
+    assert isinstance(value, list)
     return value
 
 

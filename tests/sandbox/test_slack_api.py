@@ -188,6 +188,108 @@ async def test_post_message_with_malformed_blocks_is_invalid_blocks(client: Asyn
     assert err.response["error"] == "invalid_blocks"
 
 
+def _text(kind: str, n: int) -> dict[str, Any]:
+    return {"type": kind, "text": "x" * n}
+
+
+def _button(**over: Any) -> dict[str, Any]:
+    return {"type": "button", "action_id": "a", "text": _text("plain_text", 5), "value": "v",
+            **over}  # fmt: skip
+
+
+def _boxes(options: int, text: int = 5) -> dict[str, Any]:
+    return {"type": "checkboxes", "action_id": "c", "options": [
+        {"text": _text("plain_text", text), "value": str(i)} for i in range(options)]}  # fmt: skip
+
+
+# What Slack refuses in a message's blocks, and the JSON pointer it names.
+REFUSED_BLOCKS = {
+    "51-blocks": ([SECTION] * 51, "/blocks"),
+    "section-text-3001": ([{"type": "section", "text": _text("mrkdwn", 3001)}], "/blocks/0"),
+    "header-151": ([{"type": "header", "text": _text("plain_text", 151)}], "/blocks/0"),
+    "11-fields": ([{"type": "section", "fields": [_text("mrkdwn", 3)] * 11}], "/blocks/0"),
+    "field-2001": ([{"type": "section", "fields": [_text("mrkdwn", 2001)]}], "/blocks/0/fields/0"),
+    "26-buttons": ([{"type": "actions", "elements": [
+        _button(action_id=f"a{i}") for i in range(26)]}], "/blocks/0"),
+    "11-context-elements": ([{"type": "context", "elements": [_text("mrkdwn", 3)] * 11}],
+                            "/blocks/0"),
+    "button-text-76": ([{"type": "actions", "elements": [
+        _button(text=_text("plain_text", 76))]}], "/blocks/0"),
+    "button-value-2001": ([{"type": "actions", "elements": [_button(value="v" * 2001)]}],
+                          "/blocks/0"),
+    "action-id-256": ([{"type": "actions", "elements": [_button(action_id="a" * 256)]}],
+                      "/blocks/0"),
+    "block-id-256": ([{**SECTION, "block_id": "b" * 256}], "/blocks/0"),
+    "11-checkboxes": ([{"type": "actions", "elements": [_boxes(11)]}], "/blocks/0/elements/0"),
+    "option-text-76": ([{"type": "actions", "elements": [_boxes(2, text=76)]}], "/blocks/0"),
+    "duplicate-block-id": ([{**SECTION, "block_id": "x"}, {**SECTION, "block_id": "x"}],
+                           "/blocks/1/block_id"),
+    "duplicate-action-id": ([{"type": "actions", "elements": [_button(), _button()]}],
+                            "/blocks/0/elements/1/action_id"),
+    "unknown-type": ([{"type": "sectoin", "text": _text("mrkdwn", 3)}], "/blocks/0/type"),
+    "empty-text": ([{"type": "section", "text": _text("mrkdwn", 0)}], "/blocks/0/text/text"),
+    "unknown-property": ([{"type": "actions", "elements": [_button(colour="red")]}],
+                         "/blocks/0/elements/0/colour"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("blocks", "pointer"), REFUSED_BLOCKS.values(), ids=REFUSED_BLOCKS)
+async def test_blocks_slack_would_refuse_are_invalid_blocks_with_a_json_pointer(
+    slack: FakeSlack, client: AsyncWebClient, blocks: list[dict[str, Any]], pointer: str
+) -> None:
+    err = await _error_of(client.chat_postMessage(channel="waqiti-incidents", text="t",
+                                                  blocks=blocks))  # fmt: skip
+    assert err.response["error"] == "invalid_blocks"
+    [message] = err.response["response_metadata"]["messages"]
+    assert f"[json-pointer:{pointer}" in message
+    assert slack.roots("waqiti-incidents") == []
+
+
+async def test_blocks_at_slacks_limits_are_accepted(
+    slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    blocks = [
+        {"type": "header", "text": _text("plain_text", 150)},
+        {"type": "section", "text": _text("mrkdwn", 3000), "fields": [_text("mrkdwn", 2000)] * 10},
+        {"type": "actions", "elements": [_button(action_id=f"{i}" * 255 if i < 10 else str(i),
+                                                 text=_text("plain_text", 75), value="v" * 2000)
+                                         for i in range(25)]},
+        {"type": "actions", "block_id": "b" * 255, "elements": [_boxes(10, text=75)]},
+        {"type": "context", "elements": [_text("mrkdwn", 3)] * 10},
+        *[SECTION] * 45,
+    ]  # fmt: skip
+    await client.chat_postMessage(channel="waqiti-incidents", text="x" * 40_000, blocks=blocks)
+    assert len(slack.roots("waqiti-incidents")[0].blocks) == 50
+
+
+async def test_update_and_ephemeral_refuse_what_post_refuses(
+    slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    bad = [{"type": "section", "text": _text("mrkdwn", 3001)}]
+    posted = await client.chat_postMessage(channel="waqiti-incidents", text="t")
+    err = await _error_of(client.chat_update(channel=posted["channel"], ts=posted["ts"],
+                                             text="t", blocks=bad))  # fmt: skip
+    assert err.response["error"] == "invalid_blocks"
+    assert slack.roots("waqiti-incidents")[0].blocks == []
+    alice = slack.add_user("alice")
+    err = await _error_of(client.chat_postEphemeral(channel="waqiti-incidents", user=alice,
+                                                    text="t", blocks=bad))  # fmt: skip
+    assert err.response["error"] == "invalid_blocks"
+    assert slack.ephemerals == []
+
+
+async def test_response_url_refuses_invalid_blocks_and_over_long_text_with_400(
+    slack: FakeSlack,
+) -> None:
+    alice = slack.add_user("alice")
+    hook = AsyncWebhookClient(slack.new_response_url(channel="waqiti-incidents", user=alice))
+    resp = await hook.send(text="t", blocks=[{"type": "header", "text": _text("plain_text", 151)}])
+    assert resp.status_code == 400 and json.loads(resp.body)["error"] == "invalid_blocks"
+    resp = await hook.send(text="x" * 40_001)
+    assert resp.status_code == 400 and json.loads(resp.body)["error"] == "msg_too_long"
+    assert slack.ephemerals == []
+
+
 async def test_post_message_in_thread_is_listed_by_conversations_replies(
     slack: FakeSlack, client: AsyncWebClient
 ) -> None:
@@ -649,6 +751,26 @@ async def test_views_open_refuses_private_metadata_over_3000_characters(
     view = {**_modal(), "private_metadata": "x" * 3001}
     err = await _error_of(client.views_open(trigger_id="1.1.trigger", view=view))
     assert err.response["error"] == "invalid_arguments"
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"title": {"type": "plain_text", "text": "x" * 25}}, "title"),
+        ({"submit": {"type": "plain_text", "text": "x" * 25}}, "submit"),
+        ({"close": {"type": "plain_text", "text": "x" * 25}}, "close"),
+        ({"blocks": [{"type": "section", "text": _text("mrkdwn", 3)}] * 101}, "blocks"),
+        ({"blocks": [{"type": "section", "text": _text("mrkdwn", 3001)}]}, "/view/blocks/0"),
+    ],
+    ids=["title-25", "submit-25", "close-25", "101-blocks", "section-3001"],
+)
+async def test_views_open_refuses_a_view_over_slacks_limits(
+    slack: FakeSlack, client: AsyncWebClient, change: dict[str, Any], why: str
+) -> None:
+    err = await _error_of(client.views_open(trigger_id="1.1.trigger", view={**_modal(), **change}))
+    assert err.response["error"] == "invalid_arguments"
+    assert why in err.response["response_metadata"]["messages"][0]
+    assert slack.opened_views == []
 
 
 # ---------------------------------------------------------------------- files
