@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from bot import history, pager, prompts, timeline
+from bot import history, once, pager, prompts, timeline
 from bot.errors import Ambiguous, Choice, Conflict, NotFound, UsageError
 from bot.history import HistoryReport
 from bot.models import (
@@ -169,6 +169,7 @@ class Incidents:
         sev = severity or self.policy.default
         level = self.policy.level(sev)
         now = self.clock()
+        await once.claim(conn)  # before the number is taken: a repeat burns none
         number = await incidents_sql.insert(
             conn,
             title=title,

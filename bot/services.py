@@ -14,6 +14,7 @@ import asyncpg
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import once
 from bot.alerts import AlertIntake, resume_positions
 from bot.approvals import Approvals, load_approvals
 from bot.diagnose import Diagnoser
@@ -203,6 +204,11 @@ async def open_services(
             # The longest a run may take: the action, its verification, and slack for both.
             run_limit=timedelta(seconds=settings.verify_timeout_seconds + 300),
         )
+
+        async def forget_old_requests() -> int:
+            await once.prune(pool, now=clock())
+            return 0  # a chore: nothing the timer loop must hurry back for
+
         prompter = Prompter(
             pool,
             policy,
@@ -210,7 +216,11 @@ async def open_services(
             on_change=changed,
             poll_interval=settings.timer_poll_seconds,
             pagerduty=pager is not None,
-            sweepers=[approvals.expire_due, approvals.fail_interrupted],
+            sweepers=[
+                approvals.expire_due,
+                approvals.fail_interrupted,
+                forget_old_requests,
+            ],
         )
         probes = Probes(actuator=actuator, kube=kube, lag=lag)
         alert_intake = None

@@ -52,12 +52,10 @@ class IcHandlers:
             return
         await ack()
         user = str(command["user_id"])
-        # One per invocation; the same request delivered again carries the same one.
-        request = str(command.get("trigger_id") or "") or None
         async with self.services.inflight.track():
             await run_reporting(
                 respond,
-                lambda: self.execute(parsed, user=user, request=request),
+                lambda: self.execute(parsed, user=user),
                 command=f"/ic {text}",
             )
 
@@ -65,7 +63,6 @@ class IcHandlers:
         """A click on a "Which incident?" button: run the original command on that incident."""
         await ack()
         user = str(body["user"]["id"])
-        request = str(body.get("trigger_id") or "") or None
         action = (body.get("actions") or [{}])[0]
         async with self.services.inflight.track():
 
@@ -82,15 +79,12 @@ class IcHandlers:
                 if isinstance(parsed, parsing.Declare | ListIncidents | Help | parsing.OnCall):
                     raise UsageError("That command does not take an incident.")
                 chosen: IcCommand = dataclasses.replace(parsed, incident=number)
-                return await self.execute(chosen, user=user, request=request)
+                return await self.execute(chosen, user=user)
 
             await run_reporting(respond, work, command="/ic (choice)", replace_original=True)
 
-    async def execute(
-        self, parsed: IcCommand, *, user: str, request: str | None = None
-    ) -> blocks.Message:
-        """Run one command for `user`; `request` is the Slack request's id (its trigger_id),
-        so work that must not happen twice can recognise a retry."""
+    async def execute(self, parsed: IcCommand, *, user: str) -> blocks.Message:
+        """Run one command for `user` (a repeat of its Slack request is dropped: bot.once)."""
         s = self.services
         incidents = s.incidents
         match parsed:
@@ -154,7 +148,7 @@ class IcHandlers:
             case Postmortem(incident=ref):
                 incident = await incidents.get(ref)
                 try:
-                    posted = await self.drafts.post(incident.id, actor=user, request=request)
+                    posted = await self.drafts.post(incident.id, actor=user)
                 except IntegrationError as exc:
                     log.warning("postmortem.not_posted", incident=incident.ref, error=str(exc))
                     return blocks.postmortem_not_posted(incident.ref, exc)
@@ -165,7 +159,6 @@ class IcHandlers:
                     draft=posted.draft,
                     figures_line=posted.figures.line(),
                     entries=posted.figures.entries,
-                    repeated=posted.repeated,
                 )
             case parsing.OnCall():
                 if s.pager is None:
