@@ -1,10 +1,11 @@
-"""Exactly once per Slack request. No Slack here: the edge names the request, this claims it.
+"""Exactly once per request from outside. No Slack here: the edge names the request, this
+claims it. Written for Slack; PagerDuty webhook events use it too (`bot.pager_events`).
 
 Slack may deliver one request more than once (retries, a replay within its 5-minute window, a
 double submit of a form). Each request has a key: a slash command's, button's or shortcut's
 `trigger_id`, a view submission's view id and hash (see `bot.app`). The edge opens a `scope`
 for it; everything the request then does runs inside that scope (a context variable, copied
-into the tasks it starts), and the request is claimed as a row of `slack_requests`, across
+into the tasks it starts), and the request is claimed as a row of `handled_requests`, across
 replicas:
 
 - **With the work, when the work is a database change.** `timeline.record` (every change
@@ -18,9 +19,10 @@ replicas:
   before the reply or the call to Slack, in a transaction of its own.
 
 A claim is made once per delivery (`owner`): the same delivery claiming again, in a later
-transaction of the same work, succeeds. Claims older than `WINDOW` no longer count and are
-pruned (`prune`). Events (`event_id`) are claimed first, before their listeners run
-(`claim_event`): their listeners are made idempotent instead (see `commands.scribe`).
+transaction of the same work, succeeds. Claims older than their window (`WINDOW` for Slack)
+no longer count and are pruned (`prune`). Events (`event_id`) are claimed first, before their
+listeners run (`claim_event`): their listeners are made idempotent instead (see
+`commands.scribe`).
 """
 
 from __future__ import annotations
@@ -39,15 +41,18 @@ from bot.errors import Repeated
 from bot.store import Conn
 from bot.store import requests as requests_sql
 
-WINDOW = timedelta(minutes=30)  # a repeat within this is dropped; older claims are pruned
+WINDOW = timedelta(minutes=30)  # a Slack repeat within this is dropped; older claims pruned
+PAGERDUTY_WINDOW = timedelta(hours=72)  # PagerDuty redelivers a webhook for up to 48 hours
 
 
 @dataclass(frozen=True)
 class Request:
-    """One delivery of a Slack request: its key, who claims (this delivery), when it came."""
+    """One delivery of a request: its key, when it came, how long a claim of it counts, and
+    who claims (this delivery)."""
 
     key: str
     at: datetime
+    window: timedelta = WINDOW
     owner: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
@@ -79,6 +84,10 @@ def event_key(event_id: str) -> str:
     return f"event:{event_id[:200]}"
 
 
+def pagerduty_key(event_id: str) -> str:
+    return f"pagerduty:{event_id[:200]}"
+
+
 def current() -> Request | None:
     found = _current.get()
     return found.request if found is not None else None
@@ -105,7 +114,7 @@ async def claim(conn: Conn) -> None:
     if not conn.is_in_transaction():
         raise RuntimeError("once.claim must run inside the transaction of the work")
     if not await requests_sql.claim(
-        conn, key=request.key, owner=request.owner, at=request.at, window=WINDOW
+        conn, key=request.key, owner=request.owner, at=request.at, window=request.window
     ):
         raise Repeated(request.key)
 
@@ -123,17 +132,17 @@ async def claim_first() -> None:
 async def seen(pool: asyncpg.Pool, request: Request) -> bool:
     """Whether `request` was already handled (claimed and committed): the cheap early check."""
     async with pool.acquire() as conn:
-        return await requests_sql.is_claimed(conn, key=request.key, at=request.at, window=WINDOW)
+        return await requests_sql.is_claimed(conn, key=request.key, at=request.at)
 
 
 async def claim_event(pool: asyncpg.Pool, request: Request) -> bool:
     """Claim an event before its listeners run; False if it was handled already."""
     async with pool.acquire() as conn:
         return await requests_sql.claim(
-            conn, key=request.key, owner=request.owner, at=request.at, window=WINDOW
+            conn, key=request.key, owner=request.owner, at=request.at, window=request.window
         )
 
 
 async def prune(pool: asyncpg.Pool, *, now: datetime) -> int:
     async with pool.acquire() as conn:
-        return await requests_sql.prune(conn, before=now - WINDOW)
+        return await requests_sql.prune(conn, now=now)

@@ -168,12 +168,12 @@ async def test_a_repeated_incident_choice_runs_the_command_once(bot: Bot) -> Non
 
 async def test_claims_older_than_the_window_are_pruned(bot: Bot) -> None:
     await bot.command("declare Payments failing sev2", user="dana")
-    [before] = await bot.fetch("SELECT count(*) AS n FROM slack_requests")
+    [before] = await bot.fetch("SELECT count(*) AS n FROM handled_requests")
     assert before["n"] >= 1
     assert await once.prune(bot.services.pool, now=bot.clock()) == 0
     bot.clock.advance(minutes=31)
     await bot.tick()  # the timer loop prunes as one of its chores
-    assert await bot.fetch("SELECT key FROM slack_requests") == []
+    assert await bot.fetch("SELECT key FROM handled_requests") == []
 
 
 @pytest.fixture
