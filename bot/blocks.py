@@ -149,7 +149,7 @@ def incident_card(incident: Incident, policy: SeverityPolicy, *, now: datetime) 
         blocks.append(_mrkdwn(f"*Latest update* ({when})\n{incident.last_status}"))
     if incident.summary:
         blocks.append(_mrkdwn(f"*Resolution*\n{incident.summary}"))
-    milestones = [f"Declared {stamp(incident.declared_at)} by <@{incident.declared_by}>"]
+    milestones = [f"Declared {stamp(incident.declared_at)} by {who(incident.declared_by)}"]
     for label, moment in (
         ("acknowledged", incident.acknowledged_at),
         ("mitigated", incident.mitigated_at),
