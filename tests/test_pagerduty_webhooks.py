@@ -279,3 +279,12 @@ async def test_an_acknowledgement_timed_before_the_declaration_counts_at_the_dec
     report = await pd_bot.services.incidents.history(days=1)
     assert [f.time_to_acknowledge for f in report.incidents] == [0.0]  # counted in MTTA
 
+
+async def test_a_pagerduty_400_on_create_is_not_retried(
+    pd_bot: Bot, pagerduty: FakePagerDuty
+) -> None:
+    pagerduty.fail("createIncident", status=400, times=5)
+    await pd_bot.command("declare Payments failing sev2")
+    assert len(pagerduty.calls_to("createIncident")) == 1
+    assert pagerduty.incidents == {}
+    assert any("PagerDuty refused to open an incident" in m for m in pd_bot.thread_texts(1))
