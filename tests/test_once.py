@@ -142,6 +142,13 @@ async def test_a_repeated_status_form_posts_one_update(bot: Bot) -> None:
         user_id=dana, user_name="dana",
     )  # fmt: skip
     await _twice(bot, submit, together=True)
+    # The same form submitted again (a double click: another trigger_id, the same view hash).
+    again = bot.requests.view_submission(
+        view, {"status": "Mitigating: rolled back", "impact": None, "next": None},
+        user_id=dana, user_name="dana",
+    )  # fmt: skip
+    assert again.body != submit.body
+    await bot.post_signed(again)
     rows = await bot.fetch("SELECT text FROM timeline WHERE kind = 'status_update'")
     assert len(rows) == 1
 
