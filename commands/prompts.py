@@ -43,6 +43,7 @@ class PromptHandlers:
                     trigger_id=body["trigger_id"], view=blocks.status_modal(incident)
                 )
             except UserError as exc:
+                await once.claim_first()  # an answer: a repeat of this click gets none
                 await reply(respond, blocks.confirmation(str(exc)), response_type="ephemeral")
             except Repeated:
                 raise
@@ -79,6 +80,7 @@ class PromptHandlers:
             try:
                 await self.services.incidents.post_status(ref=incident_id, text=text, actor=user)
             except UserError as exc:
+                await once.claim_first()  # an answer: a repeat of this form gets none
                 await self._tell(client, user, str(exc))
             except Repeated:
                 raise

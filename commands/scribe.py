@@ -277,17 +277,20 @@ class ScribeHandlers:
     async def _mark(self, target: KeyEvent, user: str) -> str:
         ref = incident_ref(target.incident_id)
         try:
-            entry = await self.scribe.mark_key_event(target, by=user)
-        except UserError as exc:
-            return f"Nothing was added: {exc}"
+            try:
+                entry = await self.scribe.mark_key_event(target, by=user)
+            except UserError as exc:
+                await once.claim_first()  # an answer: a repeat of this form gets none
+                return f"Nothing was added: {exc}"
+            if entry is None:
+                await once.claim_first()
+                return f":pushpin: That message is already a key event of *{ref}*."
         except Repeated:
             raise
         except Exception:
             error_id = uuid.uuid4().hex[:12]
             log.exception("scribe.shortcut_mark_failed", error_id=error_id)
             return blocks.error_text(error_id)
-        if entry is None:
-            return f":pushpin: That message is already a key event of *{ref}*."
         return f":pushpin: Added to *{ref}*'s timeline as a key event."
 
     async def _tell(self, client: AsyncWebClient, *, channel: str, user: str, text: str) -> None:

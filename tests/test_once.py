@@ -207,3 +207,19 @@ async def test_a_repeated_rollback_asks_for_approval_once(rbot: Bot, together: b
     rows: list[Any] = await rbot.fetch("SELECT id FROM pending_actions")
     assert len(rows) == 1
     assert len(await rbot.fetch("SELECT 1 FROM timeline WHERE kind = 'approval_requested'")) == 1
+
+
+async def test_a_repeated_shortcut_opens_one_form_and_its_submission_marks_once(bot: Bot) -> None:
+    from tests.test_shortcut import WAR_ROOM, shortcut
+
+    bot.slack.deliver_events_to(bot.requests, bot.post_signed)
+    await bot.command("declare Payments failing sev2", user="dana")
+    msg = await bot.slack.user_says(WAR_ROOM, "erin", "502s", thread_ts=bot.card(1).ts)
+    await _twice(bot, shortcut(bot, msg, by="dana"), together=True)
+    [view] = bot.slack.opened_views
+    submit = bot.requests.view_submission(
+        view, {"incident": "1"}, user_id=bot.user("dana"), user_name="dana"
+    )
+    await _twice(bot, submit, together=True)
+    assert len(await bot.fetch("SELECT 1 FROM timeline WHERE kind = 'pinned'")) == 1
+    assert len(bot.replies_to("dana")) == 2  # declared; added as a key event (once)
