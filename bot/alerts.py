@@ -246,16 +246,11 @@ def map_severity(word: str, policy: SeverityPolicy) -> str:
     return mapped if mapped is not None and mapped in policy.levels else policy.default
 
 
-def _plain(text: str) -> str:
-    """Outside text made inert in Slack mrkdwn (no `<!channel>`, links or mentions)."""
-    return text.replace("<", "\u2039").replace(">", "\u203a")  # single angle quotes
-
-
 def incident_title(alert: Alert) -> str:
     title = f"{alert.service}: {alert.alert_name}"
     if alert.summary != alert.alert_name:
         title += f" — {alert.summary}"
-    title = _plain(" ".join(title.split()))
+    title = " ".join(title.split())  # kept as the alert says; made inert when posted
     return title if len(title) <= TITLE_LIMIT else title[: TITLE_LIMIT - 1] + "…"
 
 
@@ -512,7 +507,7 @@ def _incident_id(ref: IncidentRef) -> int:
 
 
 def _named(group: _Group) -> str:
-    return f"*{_plain(group.row.alert_name)}* on `{_plain(group.row.service)}`"
+    return f"*{group.row.alert_name}* on `{group.row.service}`"
 
 
 def _listing(items: Sequence[str]) -> str:
@@ -774,7 +769,7 @@ class AlertIntake(Worker):
             return
         await self.incidents.change_severity_in(
             conn, incident, wanted, actor=ACTOR,
-            because=f"by alert {_named(worst[0])} (severity {_plain(worst[1].severity)})",
+            because=f"by alert {_named(worst[0])} (severity {worst[1].severity})",
             now=now,
         )  # fmt: skip
 
@@ -789,8 +784,8 @@ class AlertIntake(Worker):
                 word = alert.severity or "none"
                 text = (
                     f"Alert {_named(group)} is firing{' again' if again else ''}"
-                    f" ({_plain(alert.source)}, severity {_plain(word)} → {sev}):"
-                    f" {_plain(alert.summary)}"
+                    f" ({alert.source}, severity {word} → {sev}):"
+                    f" {alert.summary}"
                 )
             else:
                 names = [_named(g) + (" (again)" if again else "") for g, _, again in effect.fired]

@@ -212,6 +212,7 @@ def build_slack_app(services: Services) -> AsyncApp:
     app.command("/rollback")(first(approvals.rollback))
     app.action(ApprovalAction.APPROVE.value)(first(approvals.approve))
     app.action(ApprovalAction.DENY.value)(first(approvals.deny))
+    app.action(ApprovalAction.REQUEST_AGAIN.value)(first(approvals.request_again))
     prompts = PromptHandlers(services)
     app.action(PromptAction.POST_UPDATE.value)(first(prompts.post_update_clicked))
     app.view(ViewId.STATUS_UPDATE.value)(first(prompts.status_submitted))

@@ -9,10 +9,12 @@ in the hash-chained timeline.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +25,15 @@ from bot import metrics, timeline
 from bot.errors import ConfigError, Conflict, NotFound, UserError
 from bot.incidents import Incidents
 from bot.logs import get_logger
-from bot.models import Incident, normalise_role
+from bot.models import IC, Incident, normalise_role
 from bot.policy import Duration
 from bot.remediation import REMEDIATIONS
 from bot.remediation.runner import Remediator
 from bot.store import actions as actions_sql
+from bot.store import incidents as incidents_sql
 from bot.store import outbox as outbox_sql
 from bot.store.actions import PendingAction
+from bot.store.incidents import Grant
 from bot.timeline import Kind
 
 log = get_logger(__name__)
@@ -139,28 +143,50 @@ async def _nobody() -> set[str]:
     return set()
 
 
-async def may_approve(
+async def ineligible(
     approvers: list[str],
     user: str,
-    incident: Incident,
+    *,
+    grants: dict[str, Grant],
+    requested_at: datetime,
     members: GroupMembers,
     oncall: OnCallMembers = _nobody,
-) -> bool:
+) -> str | None:
+    """Why `user` may not decide a request made at `requested_at` (None: they may).
+
+    Group, user and on-call rules are checked now. A role rule (`incident_commander`,
+    `role:<name>`) is met only by someone who held the role when the request was made, still
+    holds it, and did not give it to themselves: a role taken after seeing the request, or
+    self-assigned, cannot open the gate (being incident commander since declaring counts).
+    """
+    reasons = []
     for rule in approvers:
         if rule == "anyone":
-            return True
-        if rule == "incident_commander" and incident.commander == user:
-            return True
-        if rule == "oncall" and user in await oncall():
-            return True
+            return None
+        if rule == "oncall":
+            if user in await oncall():
+                return None
+            continue
         kind, _, rest = rule.partition(":")
-        if kind == "role" and incident.roles.get(rest) == user:
-            return True
+        role = IC if rule == "incident_commander" else rest if kind == "role" else None
+        if role is not None:
+            grant = grants.get(role)
+            if grant is None or grant.user_id != user:
+                continue
+            if grant.self_given:
+                reasons.append(f"you assigned yourself {role}, and a role counts only when"
+                               " someone else gives it")  # fmt: skip
+            elif grant.assigned_at > requested_at:
+                reasons.append(f"you became {role} after this was requested")
+            else:
+                return None
+            continue
         if kind == "user" and rest == user:
-            return True
+            return None
         if kind == "group" and user in await members(rest):
-            return True
-    return False
+            return None
+    why = f"Only {describe(approvers)} may decide this request"
+    return f"{why}: {'; '.join(reasons)}." if reasons else f"{why}."
 
 
 def describe(approvers: list[str]) -> str:
@@ -195,13 +221,11 @@ class Approvals:
         *,
         members: GroupMembers,
         oncall: OnCallMembers = _nobody,
-        run_limit: timedelta = timedelta(minutes=10),
-        start_grace: timedelta = timedelta(minutes=2),
+        lease: timedelta = timedelta(seconds=60),
     ) -> None:
-        # A run that started longer than `run_limit` ago, or an approved request not started
-        # within `start_grace`, was cut short by a dead process (see `fail_interrupted`).
-        self.run_limit = run_limit
-        self.start_grace = start_grace
+        # A run whose heartbeat is older than `lease`, or an approved request not started
+        # within it, was left by a dead process (see `fail_interrupted`).
+        self.lease = lease
         self.oncall = oncall
         self.incidents = incidents
         self.pool = incidents.pool
@@ -221,6 +245,8 @@ class Approvals:
         spec = REMEDIATIONS.get(action)
         if spec is None:
             raise NotFound(f"There is no remediation `{action}`.")
+        if "namespace" in spec.params.model_fields and not params.get("namespace"):
+            params = {**params, "namespace": self.remediator.namespace}
         try:
             parsed = spec.params.model_validate(params)
         except ValidationError as exc:
@@ -237,12 +263,13 @@ class Approvals:
                 action=action,
                 label=label,
                 params=parsed.model_dump(mode="json"),
-                preview={"lines": preview.lines, **preview.data},
+                preview=preview.stored(),
                 requested_by=actor,
                 requested_at=now,
                 expires_at=now + timedelta(seconds=need.expires_after),
                 required=need.required,
                 approvers=need.approvers,
+                target=spec.target(parsed) if spec.target else None,
             )
             who = describe(need.approvers)
             entry = await timeline.record(
@@ -320,9 +347,12 @@ class Approvals:
             return "You asked for this; someone else has to approve (or deny) it."
         if user in pending.approvals:
             return "You already approved this; it needs another person."
-        if not await may_approve(pending.approvers, user, incident, self.members, self.oncall):
-            return f"Only {describe(pending.approvers)} may decide this request."
-        return None
+        async with self.pool.acquire() as conn:
+            grants = await incidents_sql.grants(conn, incident.id)
+        return await ineligible(
+            pending.approvers, user, grants=grants, requested_at=pending.requested_at,
+            members=self.members, oncall=self.oncall,
+        )  # fmt: skip
 
     @staticmethod
     def _why_not(pending: PendingAction, *, user: str, now: Any) -> str:
@@ -332,17 +362,49 @@ class Approvals:
             return "You already approved this; it needs another person."
         if pending.status == "pending":
             return "You asked for this; someone else has to approve (or deny) it."
+        if pending.status in ("cancelled", "changed"):
+            summary = (pending.result or {}).get("summary") or "it can no longer run"
+            return f"This request was {pending.status} ({summary}); nothing was done."
         by = f" by <@{pending.decided_by}>" if pending.decided_by else ""
         return f"This request was already {pending.status}{by}."
 
     async def run(self, pending_id: int) -> PendingAction:
-        """Carry out an approved request, once: only the approved -> running step may start it."""
-        async with self.pool.acquire() as conn:
-            if not await actions_sql.start_run(conn, pending_id, now=self.incidents.clock()):
-                raise Conflict("This request is not waiting to run.")
+        """Carry out an approved request, once: only the approved -> running step may start it,
+        only while no other run holds its target, and only if the target is still as the
+        preview showed it."""
+        for _ in range(3):  # the run holding the target may end between two looks
+            async with self.pool.acquire() as conn:
+                if await actions_sql.start_run(conn, pending_id, now=self.incidents.clock()):
+                    break
+            await self._not_started(pending_id)
+        else:
+            raise Conflict("This request could not start; ask for it again.")
         pending = await self.get(pending_id)
         spec = REMEDIATIONS[pending.action]
         params = spec.params.model_validate(pending.params)
+        beating = asyncio.create_task(self._heartbeat(pending_id), name=f"heartbeat-{pending_id}")
+        try:
+            return await self._run_started(pending, params)
+        finally:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
+
+    async def _run_started(self, pending: PendingAction, params: Any) -> PendingAction:
+        pending_id = pending.id
+        try:
+            changed = await self.remediator.changed(pending.action, params, pending.preview)
+        except Exception as exc:
+            log.exception("remediation.recheck_failed", pending_id=pending_id)
+            changed = f"it could not be read again before running ({exc})"
+        if changed is not None:
+            return await self._finish(
+                pending, status="changed",
+                result={"ok": False, "summary": changed, "verification": "not run",
+                        "changed": True},
+                text=f":warning: *{pending.label}* was not run: {changed}. Nothing was done;"
+                     " *Request again* asks for a fresh approval.",
+            )  # fmt: skip
         await self._note(pending, Kind.REMEDIATION_STARTED, f"Running *{pending.label}*…")
         started = time.monotonic()
         try:
@@ -354,28 +416,94 @@ class Approvals:
         status = "succeeded" if ok else "failed"
         metrics.remediation_run(pending.action, ok=ok, seconds=time.monotonic() - started)
         result = {"ok": ok, "summary": summary, "verification": verification}
+        mark = ":white_check_mark:" if ok else ":x:"
+        return await self._finish(
+            pending, status=status, result=result,
+            text=f"{mark} {pending.label}: {summary}. Verification: {verification}",
+        )  # fmt: skip
+
+    async def _finish(
+        self, pending: PendingAction, *, status: str, result: dict[str, Any], text: str
+    ) -> PendingAction:
+        pending_id = pending.id
         async with self.pool.acquire() as conn, conn.transaction():
             late = not await actions_sql.transition(
                 conn, pending_id, from_status="running", to_status=status, result=result
             )
             if late:
-                # The sweeper took this run for one a dead process left (it ran past the run
-                # limit): the real outcome replaces its guess, and the thread says so.
+                # The sweeper took this run for one a dead process left (its heartbeat
+                # stopped): the real outcome replaces its guess, and the thread says so.
                 await actions_sql.finish_interrupted(conn, pending_id, status=status, result=result)
-            mark = ":white_check_mark:" if ok else ":x:"
             after = " (it finished after it had been reported interrupted)" if late else ""
             await timeline.record(
                 conn, incident_id=pending.incident_id, kind=Kind.REMEDIATION_RESULT,
-                actor="icbot", occurred_at=self.incidents.clock(),
-                text=f"{mark} {pending.label}: {summary}. Verification: {verification}{after}",
+                actor="icbot", occurred_at=self.incidents.clock(), text=f"{text}{after}",
                 data={"pending_id": pending_id, **result, **({"late": True} if late else {})},
             )  # fmt: skip
             latest = await actions_sql.get(conn, pending_id)
             assert latest is not None
             await self._refresh_card(conn, latest)
         self.incidents.on_change()
-        log.info("remediation.finished", pending_id=pending_id, status=status)
+        log.info("remediation.finished", pending_id=pending_id, status=latest.status)
         return latest
+
+    async def _not_started(self, pending_id: int) -> None:
+        """start_run said no: not waiting to run, or another run holds the target. The latter
+        ends this request (never queued behind the other: the state it was approved against
+        will not be the state after that run). Returns if neither is so any more (try again)."""
+        pending = await self.get(pending_id)
+        if pending.status != "approved" or pending.target is None:
+            raise Conflict("This request is not waiting to run.")
+        async with self.pool.acquire() as conn:
+            other = await actions_sql.running_on(conn, pending.target)
+        if other is None:
+            return
+        summary = (
+            f"not run: request #{other.id} ({other.label}) is running on {pending.target};"
+            " nothing was done; ask again once it has finished"
+        )
+        result = {"ok": False, "summary": summary, "verification": "not run", "busy": other.id}
+        now = self.incidents.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
+            if not await actions_sql.transition(
+                conn, pending_id, from_status="approved", to_status="failed", result=result
+            ):
+                raise Conflict("This request is not waiting to run.")
+            await timeline.record(
+                conn, incident_id=pending.incident_id, kind=Kind.REMEDIATION_RESULT,
+                actor="icbot", occurred_at=now, text=f":x: {pending.label}: {summary}.",
+                data={"pending_id": pending_id, **result},
+            )  # fmt: skip
+            latest = await actions_sql.get(conn, pending_id)
+            assert latest is not None
+            await self._refresh_card(conn, latest)
+        self.incidents.on_change()
+        log.info("remediation.busy", pending_id=pending_id, running=other.id)
+        raise Conflict(f"*{pending.label}* was not run: {summary}.")
+
+    async def _heartbeat(self, pending_id: int) -> None:
+        """While the run lasts, tell other replicas this process is alive (see
+        `fail_interrupted`)."""
+        while True:
+            await asyncio.sleep(max(self.lease.total_seconds() / 4, 0.1))
+            try:
+                async with self.pool.acquire() as conn:
+                    if not await actions_sql.heartbeat(
+                        conn, pending_id, now=self.incidents.clock()
+                    ):
+                        return
+            except Exception:
+                log.warning("remediation.heartbeat_failed", pending_id=pending_id, exc_info=True)
+
+    async def request_again(self, pending_id: int, *, actor: str) -> PendingAction:
+        """A fresh request, with a fresh preview, for one that could not run as approved."""
+        old = await self.get(pending_id)
+        if old.status not in ("changed", "failed", "expired", "denied", "cancelled"):
+            raise Conflict("That request is still open; use its own buttons.")
+        return await self.propose(
+            ref=old.incident_id, action=old.action, params=old.params, label=old.label,
+            actor=actor,
+        )  # fmt: skip
 
     async def _note(self, pending: PendingAction, kind: str, text: str) -> None:
         await self.incidents.record_event(
@@ -391,9 +519,10 @@ class Approvals:
             )  # fmt: skip
 
     async def fail_interrupted(self) -> int:
-        """Requests a dead process left behind: approved but never started, or running for
-        longer than any run takes. Marked failed, never re-run (exactly once means at most
-        once here: whether a cut-short run changed anything is for a person to check)."""
+        """Requests a dead process left behind: approved but never started, or running with
+        no heartbeat for `lease` (about a minute). Marked failed, never re-run (exactly once
+        means at most once here: whether a cut-short run changed anything is for a person to
+        check)."""
         now = self.incidents.clock()
         results = {
             "approved": {
@@ -404,8 +533,7 @@ class Approvals:
             },
             "running": {
                 "ok": False,
-                "summary": "interrupted: the bot stopped while it ran, so its effect is unknown;"
-                " check the target before requesting it again",
+                "summary": "interrupted: the bot restarted; effect unknown, check before retrying",
                 "verification": "not verified",
                 "interrupted": True,
             },
@@ -413,8 +541,8 @@ class Approvals:
         async with self.pool.acquire() as conn, conn.transaction():
             stale = await actions_sql.claim_interrupted(
                 conn,
-                approved_before=now - self.start_grace,
-                running_before=now - self.run_limit,
+                approved_before=now - self.lease,
+                running_before=now - self.lease,
                 results=results,
                 limit=100,
             )

@@ -36,7 +36,7 @@ from bot.models import (
     who,
 )
 from bot.policy import SeverityPolicy
-from bot.text import compact
+from bot.text import compact, inert
 from bot.timefmt import clock_time, human_duration, stamp
 from bot.timeline import Kind
 
@@ -94,6 +94,11 @@ ENTRY_EMOJI = {
 SECTION_TEXT_MAX = 3000
 MAX_BLOCKS = 50
 HISTORY_ROWS = 50  # incidents listed by `/ic list --all`; the figures cover them all
+# Entries whose text is the bot's own words, posted as written: their mentions (a status
+# prompt's `<!channel>` when nobody is commander, escalation contacts' `<!subteam^…>`) must
+# ping, so whoever writes them passes the outside text inside (a title) through `inert`.
+# Every other entry's text is outside text, or holds some, and is made inert when posted.
+BOT_VOICE = frozenset({Kind.PROMPT, Kind.PROMPT_ESCALATED, Kind.ESCALATED, Kind.CHECKLIST})
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,11 @@ def _context(*texts: str) -> Block:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": t} for t in texts]}
 
 
+def _posted(entry: TimelineEntry) -> str:
+    """An entry's text as its own reply in the thread posts it."""
+    return entry.text if entry.kind in BOT_VOICE else inert(entry.text)
+
+
 def _person(user: str | None) -> str:
     return who(user) if user else "_unassigned_"
 
@@ -119,7 +129,8 @@ def _person(user: str | None) -> str:
 def incident_card(incident: Incident, policy: SeverityPolicy, *, now: datetime) -> Message:
     level = policy.level(incident.severity)
     sev = incident.severity.upper()
-    header = f"{incident.ref} · {sev} · {incident.title}"
+    title = inert(incident.title)
+    header = f"{incident.ref} · {sev} · {title}"
     status = incident.status
     end = incident.resolved_at or now
     fields = [
@@ -146,9 +157,9 @@ def incident_card(incident: Incident, policy: SeverityPolicy, *, now: datetime) 
     ]
     if incident.last_status:
         when = clock_time(incident.last_status_at) if incident.last_status_at else ""
-        blocks.append(_mrkdwn(f"*Latest update* ({when})\n{incident.last_status}"))
+        blocks.append(_mrkdwn(f"*Latest update* ({when})\n{inert(incident.last_status)}"))
     if incident.summary:
-        blocks.append(_mrkdwn(f"*Resolution*\n{incident.summary}"))
+        blocks.append(_mrkdwn(f"*Resolution*\n{inert(incident.summary)}"))
     milestones = [f"Declared {stamp(incident.declared_at)} by {who(incident.declared_by)}"]
     for label, moment in (
         ("acknowledged", incident.acknowledged_at),
@@ -161,7 +172,7 @@ def incident_card(incident: Incident, policy: SeverityPolicy, *, now: datetime) 
     blocks.append(
         _context(f"Timeline in this thread · `/ic status {incident.ref} <text>` to post an update")
     )
-    text = f"{incident.ref} [{sev}] {incident.title} — {status.value}"
+    text = f"{incident.ref} [{sev}] {title} — {status.value}"
     return Message(text=text, blocks=blocks)
 
 
@@ -169,8 +180,9 @@ def timeline_reply(entry: TimelineEntry) -> Message:
     if entry.kind == Kind.HANDOVER and isinstance(entry.data.get("summary"), dict):
         return handover_reply(entry)
     emoji = ENTRY_EMOJI.get(entry.kind, ":small_blue_diamond:")
+    said = _posted(entry)
     blocks: list[Block] = [
-        _mrkdwn(f"{emoji} {entry.text}"),
+        _mrkdwn(f"{emoji} {said}"),
         _context(f"{clock_time(entry.occurred_at)} · #{entry.seq}"),
     ]
     if entry.kind in (Kind.PROMPT, Kind.PROMPT_ESCALATED):
@@ -184,7 +196,7 @@ def timeline_reply(entry: TimelineEntry) -> Message:
         blocks.append({"type": "actions", "block_id": f"prompt:{entry.seq}", "elements": [button]})
     elif entry.kind == Kind.DIAGNOSIS:
         return Message(
-            text=entry.text,
+            text=said,
             blocks=diagnosis_blocks(
                 entry.data, when=entry.occurred_at, incident_id=entry.incident_id
             ),
@@ -192,7 +204,7 @@ def timeline_reply(entry: TimelineEntry) -> Message:
     elif entry.kind == Kind.CHECKLIST:
         items = [str(item) for item in entry.data.get("items", [])]
         blocks.append(_checkboxes(f"checklist:{entry.data.get('reminder')}", items))
-    return Message(text=entry.text, blocks=blocks)
+    return Message(text=said, blocks=blocks)
 
 
 # What the digest counts, by kind (the rest of the folded kinds count as "other events").
@@ -226,7 +238,7 @@ def thread_digest(entries: Sequence[TimelineEntry]) -> Message:
     if len(entries) > len(shown):
         lines.append(f"_… {len(entries) - len(shown)} earlier; `/ic timeline` shows them_")
     for entry in shown:
-        text = compact(entry.text, DIGEST_LINE_MAX)
+        text = compact(inert(entry.text), DIGEST_LINE_MAX)
         emoji = ENTRY_EMOJI.get(entry.kind, ":small_blue_diamond:")
         lines.append(f"`{clock_time(entry.occurred_at)}` {emoji} {text}")
     body = "\n".join(lines)
@@ -272,12 +284,14 @@ def handover_reply(entry: TimelineEntry) -> Message:
         status_text = str(s.get("status"))
     headline = (
         f"*Briefing for {_person(entry.data.get('user'))}:* {SEV_EMOJI.get(sev, '')}"
-        f" *{ref} · {sev.upper()} · {s.get('severity_name')}* · {s.get('title')}\n"
+        f" *{ref} · {sev.upper()} · {s.get('severity_name')}* · {inert(str(s.get('title')))}\n"
         f"*Status:* {status_text} · open for {human_duration(float(s.get('open_s') or 0))}"
     )
     last = s.get("last_status")
     if isinstance(last, dict):
-        update = f"*Last status update* ({_ago(last.get('ago_s'))}):\n> {last.get('text')}"
+        update = (
+            f"*Last status update* ({_ago(last.get('ago_s'))}):\n> {inert(str(last.get('text')))}"
+        )
     else:
         update = "*No status update yet.*"
     next_in = s.get("next_prompt_in_s")
@@ -292,11 +306,12 @@ def handover_reply(entry: TimelineEntry) -> Message:
     roles = " · ".join(f"{role}: {_person(user)}" for role, user in s.get("roles") or [])
     minutes = int(s.get("window_s") or 0) // 60
     recent = [
-        f"• `{_ago(e.get('ago_s'))}` {ENTRY_EMOJI.get(str(e.get('kind')), '•')} {e.get('text')}"
+        f"• `{_ago(e.get('ago_s'))}` {ENTRY_EMOJI.get(str(e.get('kind')), '•')}"
+        f" {inert(str(e.get('text')))}"
         for e in s.get("recent") or []
     ]
     out: list[Block] = [
-        _mrkdwn(f":handshake: {entry.text}"),
+        _mrkdwn(f":handshake: {inert(entry.text)}"),
         _mrkdwn(headline),
         _mrkdwn(update),
         _mrkdwn(f"*Roles:* {roles}"),
@@ -313,7 +328,8 @@ def handover_reply(entry: TimelineEntry) -> Message:
     else:
         out.append(_mrkdwn(f"*Last {minutes} minutes:* nothing was recorded."))
     actions = [
-        f"• {a.get('text')} — {who(str(a['owner'])) if a.get('owner') else 'no owner yet'}"
+        f"• {inert(str(a.get('text')))} —"
+        f" {who(str(a['owner'])) if a.get('owner') else 'no owner yet'}"
         for a in s.get("actions") or []
     ]
     if actions:
@@ -343,7 +359,7 @@ def handover_reply(entry: TimelineEntry) -> Message:
             )
         )
     out.append(_context(f"{clock_time(entry.occurred_at)} · #{entry.seq}"))
-    return Message(text=entry.text, blocks=out)
+    return Message(text=inert(entry.text), blocks=out)
 
 
 BAND_EMOJI = {
@@ -390,7 +406,7 @@ def diagnosis_blocks(
         threshold = f" _({f['threshold']})_" if f.get("threshold") else ""
         lines.append(
             f"{BAND_EMOJI.get(f['band'], '•')} {f['title']}:{value} {f['band']}{threshold}"
-            f"\n      {f['detail']}"
+            f"\n      {inert(str(f['detail']))}"
         )
     blocks: list[Block] = [_mrkdwn(head)]
     if lines:
@@ -434,23 +450,24 @@ STATUS_LINE = {
     "failed": ":x: Failed",
     "denied": ":no_entry: Denied",
     "expired": ":alarm_clock: Expired",
+    "cancelled": ":no_entry_sign: Cancelled",
+    "changed": ":warning: Not run: the target changed since this was requested",
 }
 
 
 def approval_card(entry: TimelineEntry, pending: Any) -> Message:
     """The approval request in the thread: what will happen, who decided, what came of it."""
-    lines = [str(line) for line in pending.preview.get("lines", [])]
+    lines = [inert(str(line)) for line in pending.preview.get("lines", [])]
     head = (
         f":raised_hand: <@{pending.requested_by}> requests *{pending.label}* (`{pending.action}`)"
     )
     who = ", ".join(f"<@{u}>" for u in pending.approvals) or "nobody yet"
     status = STATUS_LINE.get(pending.status, pending.status)
-    if pending.decided_by and pending.status in (
-        "denied",
-        "approved",
-        "running",
-        "succeeded",
-        "failed",
+    result = pending.result or {}
+    if (
+        pending.decided_by
+        and pending.status in ("denied", "approved", "running", "succeeded", "failed")
+        and not result.get("interrupted")  # the bot's restart did that, not the approver
     ):
         status += f" (by <@{pending.decided_by}>)"
     context = (
@@ -461,12 +478,11 @@ def approval_card(entry: TimelineEntry, pending: Any) -> Message:
         _mrkdwn(head + "\n" + "\n".join(f"> {line}" for line in lines)),
         _mrkdwn(f"*{status}*"),
     ]
-    result = pending.result or {}
     if result:
-        out.append(
-            _mrkdwn(f"{result.get('summary')}\n_Verification:_ {result.get('verification')}")
-        )
+        out.append(_approval_result(result))
     out.append(_context(context))
+    if pending.status == "changed" or result.get("busy"):
+        out.append(_request_again(pending.id))
     if pending.status == "pending":
         out.append(
             {
@@ -492,6 +508,48 @@ def approval_card(entry: TimelineEntry, pending: Any) -> Message:
         )
     text = f"{pending.label}: {STATUS_LINE.get(pending.status, pending.status)}"
     return Message(text=text, blocks=out)
+
+
+def _approval_result(result: dict[str, Any]) -> Block:
+    summary = inert(str(result.get("summary"))[:2500])
+    verification = result.get("verification")
+    if verification is None:
+        return _mrkdwn(summary)
+    return _mrkdwn(f"{summary}\n_Verification:_ {inert(str(verification)[:400])}")
+
+
+def _request_again(pending_id: int) -> Block:
+    """A request that could not run as approved: ask afresh, with a fresh preview."""
+    return {
+        "type": "actions",
+        "block_id": f"again:{pending_id}",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": ApprovalAction.REQUEST_AGAIN,
+                "text": {"type": "plain_text", "text": "Request again"},
+                "value": str(pending_id),
+            }
+        ],
+    }
+
+
+def choose_incident_by_id(question: str, choices: Sequence[Choice], *, choice_id: int) -> Message:
+    """ "Which incident?" for a command kept server-side (row `choice_id`): each button carries
+    only the incident and that id, so a command of any length fits a button's 2,000 characters."""
+    buttons = [
+        {
+            "type": "button",
+            "action_id": f"{IcAction.PICK_INCIDENT}:{c.value}",
+            "text": {"type": "plain_text", "text": c.label[:75], "emoji": True},
+            "value": json.dumps({"incident": int(c.value), "choice": choice_id}),
+        }
+        for c in choices[:25]
+    ]
+    blocks: list[Block] = [_mrkdwn(question)]
+    for start in range(0, len(buttons), 5):
+        blocks.append({"type": "actions", "elements": buttons[start : start + 5]})
+    return Message(text=question, blocks=blocks)
 
 
 def playbook_list(playbooks: Sequence[Any]) -> Message:
@@ -527,7 +585,7 @@ def status_modal(incident: Incident) -> dict[str, Any]:
         "submit": {"type": "plain_text", "text": "Post update"},
         "close": {"type": "plain_text", "text": "Cancel"},
         "blocks": [
-            _context(f"*{incident.ref}* · {incident.severity.upper()} · {incident.title}"),
+            _context(f"*{incident.ref}* · {incident.severity.upper()} · {inert(incident.title)}"),
             field("status", "Current status", "Mitigating: rolled back the deploy", optional=False),
             field("impact", "Impact", "Card payments failing for ~8% of users", optional=True),
             field("next", "Next steps", "Watch the error rate for 15 minutes", optional=True),
@@ -542,7 +600,7 @@ QUOTE_MAX = 280  # characters of the message quoted in the form
 
 def _incident_option(incident: Incident) -> Block:
     state = " (resolved)" if incident.is_resolved else ""
-    title = incident.title
+    title = inert(incident.title)
     room = OPTION_TEXT_MAX - len(f"{incident.ref}  {state}")
     if len(title) > room:
         title = title[: room - 1] + "…"
@@ -562,7 +620,7 @@ def key_event_modal(
     selected: Incident | None,
 ) -> dict[str, Any]:
     """The message shortcut's form: which incident the message becomes a key event of."""
-    quote = " ".join(text.split()) or "(no text)"
+    quote = " ".join(inert(text).split()) or "(no text)"
     if len(quote) > QUOTE_MAX:
         quote = quote[: QUOTE_MAX - 1] + "…"
     element: Block = {
@@ -644,6 +702,16 @@ def postmortem_posted(
     )
 
 
+def with_page_link(message: Message, url: str) -> Message:
+    """`message` with the incident page's link under its first block (the link shows its
+    target; the token in it opens that incident's page only, until it expires)."""
+    line = _context(f":link: Incident page (timeline, picture, exports): <{url}>")
+    shown = [*message.blocks[:1], line, *message.blocks[1:]]
+    if len(shown) > MAX_BLOCKS:
+        del shown[-2]  # a timeline chunk goes; the last block says entries were cut
+    return Message(text=f"{message.text}\nIncident page: {url}", blocks=shown)
+
+
 def postmortem_not_posted(ref: str, error: IntegrationError) -> Message:
     """The upload failed: nothing was posted or recorded; say why and what to do."""
     if error.retry_after is not None:
@@ -686,9 +754,10 @@ def timeline_listing(
     figures: IncidentFigures | None = None,
 ) -> Message:
     lines = [
-        f"{clock_time(e.occurred_at)}  {ENTRY_EMOJI.get(e.kind, '•')} {e.text}" for e in entries
+        f"{clock_time(e.occurred_at)}  {ENTRY_EMOJI.get(e.kind, '•')} {inert(e.text)}"
+        for e in entries
     ]
-    title = f"*Timeline of {incident.ref}: {incident.title}* ({len(entries)} entries)"
+    title = f"*Timeline of {incident.ref}: {inert(incident.title)}* ({len(entries)} entries)"
     blocks: list[Block] = [_mrkdwn(title)]
     summary = incident_summary(figures) if figures is not None else ""
     if summary:
@@ -802,7 +871,7 @@ def _history_row(f: IncidentFigures) -> str:
         state = f"{i.status.value}, open for {human_duration(f.open_seconds)}"
     updates = f" · updates {f.on_time}/{f.judged} on time" if f.judged else ""
     return (
-        f"{SEV_EMOJI.get(i.severity, '')} *{i.ref}* [{i.severity.upper()}] {i.title} —"
+        f"{SEV_EMOJI.get(i.severity, '')} *{i.ref}* [{i.severity.upper()}] {inert(i.title)} —"
         f" {stamp(i.declared_at)} · {state}{updates} · IC {_person(i.commander)}"
     )
 
@@ -853,7 +922,8 @@ def incident_list(incidents: Sequence[Incident], *, now: datetime) -> Message:
             else f"{i.status.value}, open for {human_duration((now - i.declared_at).total_seconds())}"  # noqa: E501
         )
         lines.append(
-            f"{SEV_EMOJI.get(i.severity, '')} *{i.ref}* [{i.severity.upper()}] {i.title} — {state}"
+            f"{SEV_EMOJI.get(i.severity, '')} *{i.ref}* [{i.severity.upper()}] {inert(i.title)}"
+            f" — {state}"
             f" · IC {_person(i.commander)}"
         )
     text = "\n".join(lines)
@@ -877,7 +947,7 @@ def choose_incident(question: str, choices: Sequence[Choice], *, command: str) -
         {
             "type": "button",
             "action_id": f"{IcAction.PICK_INCIDENT}:{c.value}",
-            "text": {"type": "plain_text", "text": c.label[:75], "emoji": True},
+            "text": {"type": "plain_text", "text": inert(c.label)[:75], "emoji": True},
             "value": json.dumps({"incident": int(c.value), "command": command})[:2000],
         }
         for c in choices[:25]

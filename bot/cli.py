@@ -233,6 +233,30 @@ async def _postmortem(settings: Settings, number: int) -> str:
         return render(incident, entries)
 
 
+@cli.command()
+def web(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(help="default: PORT (3000)")] = None,
+    link: Annotated[
+        list[str] | None, typer.Option("--link", help="Print a fresh page link for INC-n.")
+    ] = None,
+) -> None:
+    """Serve the read-only incident pages against the local (embedded) database."""
+    numbers = [_incident_number(ref) for ref in link or []]
+    settings = _settings()
+    logs.configure(settings.log_format or "console", settings.log_level)
+    from bot.pages.server import serve_pages
+
+    try:
+        asyncio.run(
+            serve_pages(
+                settings, host=host, port=port or settings.port, links_for=numbers, say=typer.echo
+            )
+        )
+    except (ValueError, ConfigError, OSError) as exc:
+        raise _fail(str(exc)) from None
+
+
 @playbooks_cli.command("validate")
 def playbooks_validate(
     directory: Annotated[

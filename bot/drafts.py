@@ -16,6 +16,7 @@ the first and then does nothing; an upload that fails rolls the claim back with 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,19 +58,28 @@ def title(incident: Incident) -> str:
     return f"{incident.ref} post-mortem draft"
 
 
-def comment(incident: Incident, *, actor: str, shown: Figures) -> str:
-    """The message that carries the file in the thread: who asked, and the figures."""
+def comment(incident: Incident, *, actor: str, shown: Figures, picture: str | None = None) -> str:
+    """The message that carries the file in the thread: who asked, the figures, and the
+    link to the incident's picture (its timeline as SVG) when there is one."""
     return (
         f":page_facing_up: Post-mortem draft of *{incident.ref}*, asked for by {who(actor)}."
         f" {shown.line()}. Built from {shown.entries} timeline entries;"
         f" `/ic postmortem {incident.ref}` posts a fresh one as the timeline grows."
+        + (f" Timeline picture: <{picture}>" if picture else "")
     )
 
 
 class Drafts:
-    def __init__(self, incidents: Incidents, chat: Chat) -> None:
+    def __init__(
+        self,
+        incidents: Incidents,
+        chat: Chat,
+        *,
+        picture_link: Callable[[Incident], str] | None = None,
+    ) -> None:
         self.incidents = incidents
         self.chat = chat
+        self.picture_link = picture_link  # the incident page's SVG, linked from the post
         self.pool = incidents.pool
         self.clock = incidents.clock
 
@@ -96,7 +106,12 @@ class Drafts:
                 filename=filename(incident),
                 title=title(incident),
                 content=draft,
-                comment=comment(incident, actor=actor, shown=shown),
+                comment=comment(
+                    incident,
+                    actor=actor,
+                    shown=shown,
+                    picture=self.picture_link(incident) if self.picture_link else None,
+                ),
             )
             # The file is below the open digest now: later chatter starts a new one under it.
             await digests_sql.close(conn, incident.id)

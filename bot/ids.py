@@ -26,6 +26,8 @@ class RemediationAction(StrEnum):
 class ApprovalAction(StrEnum):
     APPROVE = "approval_approve"  # value = pending action id
     DENY = "approval_deny"
+    # On a request that did not run because its target changed: value = pending action id.
+    REQUEST_AGAIN = "approval_request_again"
 
 
 class ShortcutId(StrEnum):

@@ -35,6 +35,7 @@ from bot.store import incidents as incidents_sql
 from bot.store import outbox as outbox_sql
 from bot.store import timeline as timeline_sql
 from bot.store import timers as timers_sql
+from bot.text import control_character
 from bot.timefmt import human_duration
 from bot.timeline import Kind, Verification
 
@@ -185,7 +186,7 @@ class Incidents:
         )
         if commander:
             await incidents_sql.set_role(
-                conn, number, role=IC, user_id=actor, assigned_by=actor, now=now
+                conn, number, role=IC, user_id=actor, assigned_by=actor, now=now, how="declared"
             )
         await outbox_sql.enqueue_card(conn, incident_id=number, version=1)
         await prompts.plan_after_declare(conn, number, level, now=now)
@@ -274,7 +275,9 @@ class Incidents:
             window = await timeline_sql.since(conn, incident.id, at=now - handover.WINDOW)
             items = await timeline_sql.of_kinds(conn, incident.id, handover.ACTION_ITEM_KINDS)
             pending = await actions_sql.pending_for(conn, incident.id, now=now)
-            previous = await self._give_role(conn, incident, role, user, actor=actor, now=now)
+            previous = await self._give_role(
+                conn, incident, role, user, actor=actor, now=now, how="handover"
+            )
             after = await self._reload(conn, incident.id)
             if previous == actor:
                 text = f"{who(actor)} handed {role} of {incident.ref} over to {who(user)}."
@@ -434,8 +437,24 @@ class Incidents:
                 fields["acknowledged_at"] = now
             await self._bump(conn, incident.id, now=now, **fields)
             await prompts.plan_after_resolve(conn, incident.id, self.policy, now=now)
+            # Requests end with their incident: no click counts after this, and reopening
+            # does not bring them back.
+            cancelled = await actions_sql.cancel_open(
+                conn, incident.id, now=now,
+                result={"ok": False, "summary": f"Cancelled: {incident.ref} was resolved"},
+            )  # fmt: skip
+            for request in cancelled:
+                if request.entry_id is not None:
+                    await outbox_sql.enqueue_refresh(
+                        conn, incident_id=incident.id, timeline_id=request.entry_id,
+                        version="cancelled",
+                    )  # fmt: skip
             duration = human_duration((now - incident.declared_at).total_seconds())
             tail = f" Summary: {summary}" if summary else ""
+            if cancelled:
+                tail += "\nCancelled pending requests: " + ", ".join(
+                    f"*{r.label}* (#{r.id})" for r in cancelled
+                )
             entry = await timeline.record(
                 conn,
                 incident_id=incident.id,
@@ -446,6 +465,7 @@ class Incidents:
                 data={
                     "summary": summary,
                     "duration_s": int((now - incident.declared_at).total_seconds()),
+                    **({"cancelled": [r.id for r in cancelled]} if cancelled else {}),
                 },
             )
             if mirror:
@@ -570,12 +590,13 @@ class Incidents:
     # -- helpers -----------------------------------------------------------------------------
 
     async def _give_role(
-        self, conn: Conn, incident: Incident, role: str, user: str, *, actor: str, now: datetime
-    ) -> str | None:
+        self, conn: Conn, incident: Incident, role: str, user: str, *, actor: str, now: datetime,
+        how: str = "assigned",
+    ) -> str | None:  # fmt: skip
         """Give `role` to `user` (a first role given also acknowledges the incident) and bump
         the card; returns who held the role before."""
         previous = await incidents_sql.set_role(
-            conn, incident.id, role=role, user_id=user, assigned_by=actor, now=now
+            conn, incident.id, role=role, user_id=user, assigned_by=actor, now=now, how=how
         )
         fields: dict[str, object] = {}
         if incident.acknowledged_at is None:
@@ -635,4 +656,7 @@ def _checked_text(text: str | None, *, what: str) -> str:
         raise UsageError(f"The {what} is empty.")
     if len(cleaned) > MAX_TEXT:
         raise UsageError(f"The {what} is {len(cleaned)} characters; keep it under {MAX_TEXT}.")
+    found = control_character(cleaned)
+    if found is not None:
+        raise UsageError(f"The {what} holds a control character ({found}); remove it.")
     return cleaned

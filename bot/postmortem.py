@@ -22,6 +22,7 @@ from typing import Any
 from bot.incidents import stage_of
 from bot.models import MITIGATED_STAGES, Incident, Status, TimelineEntry, who
 from bot.scribe import CONTENT_KINDS, ScribeKind
+from bot.text import inert
 from bot.timefmt import human_duration
 from bot.timeline import Kind
 
@@ -144,7 +145,7 @@ def render(incident: Incident, entries: Sequence[TimelineEntry]) -> str:
 
     summary = _summary(m.resolved)
     lines = [
-        f"# Incident Post-Mortem: {incident.ref} {incident.title}",
+        f"# Incident Post-Mortem: {incident.ref} {inert(incident.title)}",
         "",
         f"**Date**: {start.astimezone(UTC).date().isoformat()}",
         f"**Severity**: {f.severity}",
@@ -155,7 +156,7 @@ def render(incident: Incident, entries: Sequence[TimelineEntry]) -> str:
         f"**Impact**: {IMPACT}",
         "",
         "## Summary",
-        summary or SUMMARY,
+        inert(summary) if summary else SUMMARY,
         "",
         "## Timeline",
         "All times UTC.",
@@ -371,7 +372,7 @@ def _marked_notes(entries: Sequence[TimelineEntry], marker: re.Pattern[str]) -> 
         text = str(entry.data.get("text") or "")
         match = marker.match(text)
         if match and text[match.end() :].strip():
-            found.append(text[match.end() :].strip())
+            found.append(inert(text[match.end() :].strip()))
     if not found:
         return None
     if len(found) == 1:
@@ -394,8 +395,8 @@ def _action_items(entries: Sequence[TimelineEntry]) -> list[str]:
 
 
 def _line(text: str) -> str:
-    """One line of at most MAX_LINE characters."""
-    flat = " ".join(text.split())
+    """Outside text as one inert line of at most MAX_LINE characters."""
+    flat = " ".join(inert(text).split())
     return flat if len(flat) <= MAX_LINE else flat[: MAX_LINE - 1] + "…"
 
 

@@ -27,6 +27,7 @@ from bot.policy import SeverityLevel, SeverityPolicy
 from bot.store import Conn
 from bot.store import incidents as incidents_sql
 from bot.store import timers as timers_sql
+from bot.text import inert
 from bot.timefmt import human_duration
 from bot.timeline import Kind
 from bot.worker import Worker
@@ -224,7 +225,7 @@ class Prompter(Worker):
             next_at = now + cadence
         else:
             text = level.prompt.format(
-                who=who, ref=incident.ref, title=incident.title,
+                who=who, ref=incident.ref, title=inert(incident.title),
                 severity=incident.severity.upper(), since=since,
             )  # fmt: skip
             if unanswered == 2:
@@ -261,7 +262,7 @@ class Prompter(Worker):
             occurred_at=now,
             text=(
                 f"{incident.severity.upper()} policy escalates {when}: {names}, you are needed"
-                f" on {incident.ref} ({incident.title}). {how}"
+                f" on {incident.ref} ({inert(incident.title)}). {how}"
             ),
             data={"contacts": level.escalate_to, "policy": incident.severity},
         )

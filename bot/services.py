@@ -30,7 +30,7 @@ from bot.integrations.kafka_io import (
     KafkaEventSink,
     KafkaProducerClient,
 )
-from bot.integrations.kubernetes import KubeWriter
+from bot.integrations.kubernetes import KubeWriter, default_namespace
 from bot.integrations.pagerduty import PagerDutyAdapter
 from bot.integrations.slack import SlackChat
 from bot.integrations.vault import VaultSecrets
@@ -174,6 +174,7 @@ async def open_services(
             lag=lag,
             clock=clock,
             verify_timeout=settings.verify_timeout_seconds,
+            namespace=default_namespace(settings.kube_namespace, settings.kubeconfig),
         )
 
         async def group_members(group: str) -> set[str]:
@@ -201,8 +202,6 @@ async def open_services(
             remediator,
             members=group_members,
             oncall=oncall_members,
-            # The longest a run may take: the action, its verification, and slack for both.
-            run_limit=timedelta(seconds=settings.verify_timeout_seconds + 300),
         )
 
         async def forget_old_requests() -> int:

@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.policy import parse_duration
+
 BUNDLED_PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
 
 # Values copied from examples and docs that must never be used as real secrets.
@@ -45,6 +47,9 @@ class Settings(BaseSettings):
     pagerduty_webhook_secret: SecretStr | None = None
 
     kubeconfig: Path | None = None
+    # Namespace of /rollback (and other commands) when none is named; unset: the kubeconfig
+    # context's namespace (in a pod: the service account's), else "default".
+    kube_namespace: str | None = None
     kafka_bootstrap_servers: str | None = None
     # Kafka in and out (issue 12), both off unless named. Alert intake: a consumer group (one per
     # deployment) on KAFKA_ALERT_TOPICS (comma-separated); unreadable alerts go to
@@ -79,6 +84,16 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] | None = None
     log_level: str = "INFO"
     port: int = 3000
+    # The incident page (bot/pages): where people reach the bot (unset: http://localhost:PORT),
+    # the key of its links (unset: derived from SLACK_SIGNING_SECRET) and how long a link lasts.
+    public_url: str | None = None
+    web_link_secret: SecretStr | None = None
+    web_link_ttl: float = Field(default=7 * 24 * 3600.0, gt=0)  # seconds, or `7d`, `12h`
+
+    @field_validator("web_link_ttl", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) else value
 
     @field_validator(
         "slack_bot_token",
@@ -89,6 +104,7 @@ class Settings(BaseSettings):
         "vault_token",
         "vault_secret_id",
         "feature_flag_token",
+        "web_link_secret",
     )
     @classmethod
     def _refuse_placeholders(cls, value: SecretStr | None) -> SecretStr | None:
@@ -112,6 +128,11 @@ class Settings(BaseSettings):
     @property
     def kafka_alert_topic_list(self) -> list[str]:
         return [t.strip() for t in (self.kafka_alert_topics or "").split(",") if t.strip()]
+
+    @property
+    def page_base_url(self) -> str:
+        """PUBLIC_URL without a trailing slash; http://localhost:PORT when unset."""
+        return (self.public_url or f"http://localhost:{self.port}").rstrip("/")
 
     @property
     def pagerduty_enabled(self) -> bool:

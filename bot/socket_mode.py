@@ -39,6 +39,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import metrics, runtime
 from bot.errors import ConfigError
 from bot.logs import get_logger
+from bot.pages import routes as pages
 from bot.secrets import DEFAULT_INTERVAL, open_secrets
 from bot.services import Services
 from bot.settings import Settings
@@ -127,12 +128,15 @@ class IcbotSocketModeHandler(AsyncSocketModeHandler):
 
 
 def health_app(services: Services) -> web.Application:
-    """``/healthz``, ``/readyz``, ``/metrics`` of ``icbot serve``, without ``/slack/events``."""
+    """``/healthz``, ``/readyz``, ``/metrics`` and the incident pages of ``icbot serve``,
+    without ``/slack/events``."""
     app = web.Application(middlewares=[request_context])
     app[SERVICES] = services
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_route)
+    s = services
+    pages.add_routes(app, pages.site(s.settings, pool=s.pool, policy=s.policy, clock=s.clock))
     return app
 
 

@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
 from aiohttp import web
@@ -20,6 +20,7 @@ from bot import metrics as telemetry
 from bot.errors import UserError
 from bot.integrations.pagerduty import verify_signature
 from bot.logs import get_logger
+from bot.pages import routes as pages
 from bot.services import Services
 from bot.store import db
 
@@ -29,6 +30,33 @@ SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
 BOLT: web.AppKey[AsyncApp] = web.AppKey("bolt", AsyncApp)
 VERIFIER: web.AppKey[SignatureVerifier] = web.AppKey("verifier", SignatureVerifier)
 MAX_BODY = 1024 * 1024
+TIMESTAMP_DIGITS = 12  # seconds since 1970 fit in 10 digits until the year 2286
+
+
+def slack_rejection(
+    verifier: SignatureVerifier, raw: bytes, headers: Mapping[str, str]
+) -> str | None:
+    """Why this is not a correctly signed, fresh Slack request (None when it is one).
+
+    slack_sdk's verifier does the check; it is given only what it can check: a timestamp of
+    ASCII digits, an ASCII signature and a UTF-8 body (it raises on anything else, and Slack
+    sends nothing else), so a malformed request is refused like a forged one.
+    """
+    timestamp = headers.get("x-slack-request-timestamp") or ""
+    signature = headers.get("x-slack-signature") or ""
+    if not signature or not timestamp:
+        return "unsigned"
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= TIMESTAMP_DIGITS):
+        return "malformed timestamp"
+    if not signature.isascii():
+        return "malformed signature"
+    try:
+        body = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "body not UTF-8"
+    if not verifier.is_valid(body=body, timestamp=timestamp, signature=signature):
+        return "bad or stale signature"
+    return None
 
 
 @web.middleware
@@ -61,9 +89,10 @@ async def slack_events(request: web.Request) -> web.Response:
     raw = await request.read()
     verifier = request.app[VERIFIER]
     headers = {k.lower(): v for k, v in request.headers.items()}
-    if not verifier.is_valid_request(raw, headers):
+    rejected = slack_rejection(verifier, raw, headers)
+    if rejected is not None:
         _observe(started, "unverified", 401)
-        log.warning("slack.bad_signature")
+        log.warning("slack.bad_signature", reason=rejected)
         return web.json_response({"error": "invalid signature"}, status=401)
     try:
         body = raw.decode("utf-8")
@@ -149,4 +178,6 @@ def build_web_app(services: Services, bolt: AsyncApp, *, signing_secret: str) ->
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    s = services
+    pages.add_routes(app, pages.site(s.settings, pool=s.pool, policy=s.policy, clock=s.clock))
     return app

@@ -8,12 +8,14 @@ from pydantic import ValidationError
 from slack_bolt.context.ack.async_ack import AsyncAck
 
 from bot import blocks
+from bot.approvals import Decision
 from bot.errors import UsageError, UserError
 from bot.logs import get_logger
 from bot.remediation.registry import DeploymentTarget
 from bot.services import Services
-from commands.edge import Respond, reply, run_reporting
-from commands.parsing import INCIDENT, MAX_COMMAND
+from commands.choices import asking_which
+from commands.edge import Respond, run_reporting
+from commands.parsing import INCIDENT, MAX_COMMAND, refuse_control_characters
 
 log = get_logger(__name__)
 
@@ -23,12 +25,14 @@ ROLLBACK_USAGE = (
 )
 
 
-def parse_rollback(text: str) -> tuple[str, int | None, str, int | None, bool]:
-    """(deployment, revision, namespace, incident, history?) or UsageError."""
+def parse_rollback(text: str) -> tuple[str, int | None, str | None, int | None, bool]:
+    """(deployment, revision, namespace or None, incident, history?) or UsageError."""
     if len(text) > MAX_COMMAND:
         raise UsageError(ROLLBACK_USAGE)
+    refuse_control_characters(text)
     words = text.split()
-    namespace, revision, incident, history = "waqiti", None, None, False
+    namespace: str | None = None
+    revision, incident, history = None, None, False
     rest: list[str] = []
     i = 0
     while i < len(words):
@@ -44,7 +48,7 @@ def parse_rollback(text: str) -> tuple[str, int | None, str, int | None, bool]:
             history = True
         elif INCIDENT.match(word):
             incident = int(INCIDENT.match(word).group(1))  # type: ignore[union-attr]
-        elif word.isdigit() and rest:
+        elif word.isascii() and word.isdigit() and rest:  # `int("²")` fails though "²".isdigit()
             revision = int(word)
         else:
             rest.append(word)
@@ -52,6 +56,22 @@ def parse_rollback(text: str) -> tuple[str, int | None, str, int | None, bool]:
     if len(rest) != 1:
         raise UsageError(ROLLBACK_USAGE)
     return rest[0].removeprefix("deployment/"), revision, namespace, incident, history
+
+
+def _pending_id(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise UserError("That button is not valid.") from exc
+
+
+def _beside(respond: Respond) -> Respond:
+    """`respond`, answering ephemerally beside the card a button is on (never replacing it)."""
+
+    async def send(**kwargs: Any) -> Any:
+        return await respond(**{**kwargs, "replace_original": False})
+
+    return send
 
 
 class ApprovalHandlers:
@@ -71,47 +91,82 @@ class ApprovalHandlers:
         user = str(body["user"]["id"])
         value = str(((body.get("actions") or [{}])[0]).get("value") or "")
         approvals = self.services.approvals
+        beside = _beside(respond)
+        decided: list[Decision] = []
+
+        async def decide() -> blocks.Message:
+            decision = await approvals.decide(_pending_id(value), user=user, approve=approve)
+            decided.append(decision)
+            return blocks.confirmation(decision.message)
+
+        async def run() -> blocks.Message | None:
+            after = await approvals.run(decided[0].action.id)
+            if after.status == "changed":
+                summary = (after.result or {}).get("summary")
+                return blocks.confirmation(
+                    f":warning: Nothing was run: {summary}. *Request again* on the card asks"
+                    " for a fresh approval."
+                )
+            return None
+
         async with self.services.inflight.track():
-            try:
-                decision = await approvals.decide(int(value), user=user, approve=approve)
-            except (UserError, ValueError) as exc:
-                text = str(exc) if isinstance(exc, UserError) else "That button is not valid."
-                await reply(respond, blocks.confirmation(f":no_entry_sign: {text}"),
-                            response_type="ephemeral", replace_original=False)  # fmt: skip
-                return
-            await reply(respond, blocks.confirmation(decision.message),
-                        response_type="ephemeral", replace_original=False)  # fmt: skip
-            if decision.run:
-                await approvals.run(decision.action.id)
+            # Every click gets an answer, the database down included (an error id, as a
+            # command gets); the card the click came from is never replaced.
+            await run_reporting(beside, decide, command="approval")
+            if decided and decided[0].run:
+                await run_reporting(beside, run, command="approval (run)")
+
+    async def request_again(self, ack: AsyncAck, body: dict[str, Any], respond: Respond) -> None:
+        """ "Request again" on a request that did not run: a fresh request, fresh preview."""
+        await ack()
+        user = str(body["user"]["id"])
+        value = str(((body.get("actions") or [{}])[0]).get("value") or "")
+
+        async def work() -> blocks.Message:
+            pending = await self.services.approvals.request_again(_pending_id(value), actor=user)
+            return blocks.confirmation(
+                f"Asked for approval again in the incident thread (request #{pending.id}): "
+                + "; ".join(str(line) for line in pending.preview.get("lines", []))
+            )
+
+        async with self.services.inflight.track():
+            await run_reporting(_beside(respond), work, command="request again")
 
     async def rollback(self, ack: AsyncAck, command: dict[str, Any], respond: Respond) -> None:
+        text = str(command.get("text") or "")
         try:
-            deployment, revision, namespace, incident, history = parse_rollback(
-                str(command.get("text") or "")
-            )
+            parse_rollback(text)
         except UsageError as exc:
             await ack(response_type="ephemeral", text=str(exc))
             return
         await ack()
         user = str(command["user_id"])
-
-        async def work() -> blocks.Message:
-            if history:
-                return await self._history(namespace, deployment)
-            pending = await self.services.approvals.propose(
-                ref=incident,
-                action="rollback_deployment",
-                params={"namespace": namespace, "deployment": deployment, "revision": revision},
-                label=f"Roll back {deployment}",
-                actor=user,
-            )
-            return blocks.confirmation(
-                f"Asked for approval in the incident thread (request #{pending.id}): "
-                + "; ".join(str(line) for line in pending.preview.get("lines", []))
-            )
-
+        work = asking_which(
+            self.services, lambda: self.rollback_work(text, user=user), user=user,
+            command=f"/rollback {text}",
+        )  # fmt: skip
         async with self.services.inflight.track():
             await run_reporting(respond, work, command="/rollback")
+
+    async def rollback_work(
+        self, text: str, *, user: str, incident: int | None = None
+    ) -> blocks.Message:
+        """`/rollback <text>` for `user`; `incident` overrides one named in the text."""
+        deployment, revision, namespace, named, history = parse_rollback(text)
+        namespace = namespace or self.services.remediator.namespace
+        if history:
+            return await self._history(namespace, deployment)
+        pending = await self.services.approvals.propose(
+            ref=incident if incident is not None else named,
+            action="rollback_deployment",
+            params={"namespace": namespace, "deployment": deployment, "revision": revision},
+            label=f"Roll back {deployment}",
+            actor=user,
+        )
+        return blocks.confirmation(
+            f"Asked for approval in the incident thread (request #{pending.id}): "
+            + "; ".join(str(line) for line in pending.preview.get("lines", []))
+        )
 
     async def _history(self, namespace: str, deployment: str) -> blocks.Message:
         try:

@@ -12,6 +12,7 @@ from bot.errors import UserError
 from bot.playbooks import Playbook
 from bot.remediation.runner import NotAvailable
 from bot.services import Services
+from commands.choices import asking_which
 from commands.edge import Respond, run_reporting
 from commands.parsing import INCIDENT, MAX_COMMAND
 
@@ -49,12 +50,12 @@ class DiagnoseHandlers:
             return
         await ack()
         user = str(command["user_id"])
+        work = asking_which(
+            self.services, lambda: self.run(playbook, number, user=user), user=user,
+            command=f"/diagnose {text}",
+        )  # fmt: skip
         async with self.services.inflight.track():
-            await run_reporting(
-                respond,
-                lambda: self.run(playbook, number, user=user),
-                command=f"/diagnose {playbook.name}",
-            )
+            await run_reporting(respond, work, command=f"/diagnose {playbook.name}")
 
     async def run(self, playbook: Playbook, number: int | None, *, user: str) -> blocks.Message:
         diagnoser = self.services.diagnoser

@@ -58,12 +58,13 @@ async def reply(respond: Respond, message: blocks.Message, **extra: Any) -> None
 
 async def run_reporting(
     respond: Respond,
-    work: Callable[[], Awaitable[blocks.Message]],
+    work: Callable[[], Awaitable[blocks.Message | None]],
     *,
     command: str,
     replace_original: bool = False,
 ) -> None:
-    """Run a command's work after the ack and tell the user how it went, whatever happens.
+    """Run a command's work after the ack and tell the user how it went, whatever happens
+    (work returning None has nothing to say).
 
     Exactly once (bot.once): work that changed something claimed the request with its change;
     an answer (a result or a user error) claims it before it is sent, so a repeat of the
@@ -92,4 +93,5 @@ async def run_reporting(
         error_id = uuid.uuid4().hex[:12]
         log.exception("command.failed", error_id=error_id, command=command.split(" ", 1)[0])
         message = blocks.confirmation(blocks.error_text(error_id))
-    await reply(respond, message, **extra)
+    if message is not None:
+        await reply(respond, message, **extra)

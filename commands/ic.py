@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from typing import Any
 
@@ -12,9 +13,14 @@ from bot import blocks, handover, history
 from bot.drafts import Drafts
 from bot.errors import IntegrationError, UsageError
 from bot.logs import get_logger
+from bot.pages.links import Linker, linker
 from bot.scribe import Scribe
 from bot.services import Services
 from commands import parsing
+from commands.approvals import ApprovalHandlers
+from commands.choices import asking_which, original_command
+from commands.diagnose import DiagnoseHandlers
+from commands.diagnose import parse as parse_diagnose
 from commands.edge import Respond, run_reporting
 from commands.parsing import (
     USAGE,
@@ -41,7 +47,20 @@ class IcHandlers:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.scribe = Scribe(services.incidents, SlackMessages(services.client))
-        self.drafts = Drafts(services.incidents, services.chat)
+        self.drafts = Drafts(
+            services.incidents,
+            services.chat,
+            picture_link=lambda i: self.links.url(i.id, now=services.clock(), suffix=".svg"),
+        )
+
+    @functools.cached_property
+    def links(self) -> Linker:
+        """The incident-page links (made on first use: without secrets, that writes a key)."""
+        return linker(self.services.settings)
+
+    def page_link(self, message: blocks.Message, incident_id: int) -> blocks.Message:
+        url = self.links.url(incident_id, now=self.services.clock())
+        return blocks.with_page_link(message, url)
 
     async def command(self, ack: AsyncAck, command: dict[str, Any], respond: Respond) -> None:
         text = str(command.get("text") or "")
@@ -52,12 +71,12 @@ class IcHandlers:
             return
         await ack()
         user = str(command["user_id"])
+        work = asking_which(
+            self.services, lambda: self.execute(parsed, user=user), user=user,
+            command=f"/ic {text}",
+        )  # fmt: skip
         async with self.services.inflight.track():
-            await run_reporting(
-                respond,
-                lambda: self.execute(parsed, user=user),
-                command=f"/ic {text}",
-            )
+            await run_reporting(respond, work, command=f"/ic {text}")
 
     async def pick_incident(self, ack: AsyncAck, body: dict[str, Any], respond: Respond) -> None:
         """A click on a "Which incident?" button: run the original command on that incident."""
@@ -70,18 +89,39 @@ class IcHandlers:
                 try:
                     choice = json.loads(action.get("value") or "")
                     number = int(choice["incident"])
-                    original = str(choice["command"]).removeprefix("/ic").strip()
+                    if "choice" in choice:
+                        command = await original_command(
+                            self.services, int(choice["choice"]), user=user
+                        )
+                    else:  # a button from before commands were kept server-side
+                        command = str(choice["command"])
+                    if command is None:
+                        raise KeyError("choice")
                 except (ValueError, KeyError, TypeError) as exc:
                     raise UsageError(
                         "That button is no longer valid; run the command again."
                     ) from exc
-                parsed = parsing.parse_ic(original)
-                if isinstance(parsed, parsing.Declare | ListIncidents | Help | parsing.OnCall):
-                    raise UsageError("That command does not take an incident.")
-                chosen: IcCommand = dataclasses.replace(parsed, incident=number)
-                return await self.execute(chosen, user=user)
+                return await self.run_chosen(command, number, user=user)
 
             await run_reporting(respond, work, command="/ic (choice)", replace_original=True)
+
+    async def run_chosen(self, command: str, number: int, *, user: str) -> blocks.Message:
+        """Run the command a "Which incident?" question was asked for, on incident `number`."""
+        name, _, text = command.strip().partition(" ")
+        if name == "/rollback":
+            return await ApprovalHandlers(self.services).rollback_work(
+                text, user=user, incident=number
+            )
+        if name == "/diagnose":
+            diagnose = DiagnoseHandlers(self.services)
+            playbook_name, _ = parse_diagnose(text)
+            playbook = self.services.diagnoser.playbook(playbook_name or "")
+            return await diagnose.run(playbook, number, user=user)
+        parsed = parsing.parse_ic(text if name == "/ic" else command.strip())
+        if isinstance(parsed, parsing.Declare | ListIncidents | Help | parsing.OnCall):
+            raise UsageError("That command does not take an incident.")
+        chosen: IcCommand = dataclasses.replace(parsed, incident=number)
+        return await self.execute(chosen, user=user)
 
     async def execute(self, parsed: IcCommand, *, user: str) -> blocks.Message:
         """Run one command for `user` (a repeat of its Slack request is dropped: bot.once)."""
@@ -98,7 +138,8 @@ class IcHandlers:
             case Timeline(incident=ref):
                 incident, entries = await incidents.timeline(ref)
                 figures = history.incident_figures(incident, entries, s.policy, now=s.clock())
-                return blocks.timeline_listing(incident, entries, figures)
+                listing = blocks.timeline_listing(incident, entries, figures)
+                return self.page_link(listing, incident.id)
             case Declare(title=title, severity=severity):
                 change = await incidents.declare(title=title, severity=severity, actor=user)
                 i = change.incident
@@ -169,8 +210,9 @@ class IcHandlers:
                 return blocks.confirmation(f"Paging {who} on *{change.incident.ref}*.")
             case Resolve(incident=ref, summary=summary):
                 change = await incidents.resolve(ref=ref, summary=summary, actor=user)
-                return blocks.confirmation(
+                done = blocks.confirmation(
                     f":white_check_mark: *{change.incident.ref}* resolved."
                     " Notes can still be added with `/ic note`."
                 )
+                return self.page_link(done, change.incident.id)
         raise UsageError(parsing.usage())

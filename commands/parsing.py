@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 from bot.errors import UsageError
 from bot.models import normalise_role
+from bot.text import control_character
 
 SEVERITY = re.compile(r"^sev-?([1-4])$", re.I)
-INCIDENT = re.compile(r"^inc-?(\d{1,9})$", re.I)
+INCIDENT = re.compile(r"^inc-?([0-9]{1,9})$", re.I)  # ASCII digits: `int` refuses some others
 # Slack escapes mentions in slash commands as <@U123|name> (or <@U123> without the name).
 MENTION = re.compile(r"^<@([UW][A-Z0-9]{2,20})(?:\|[^>]*)?>$")
 MAX_COMMAND = 4000
@@ -165,9 +166,21 @@ def _rest(text: str, skip: int) -> str:
     return remainder.strip()
 
 
+def refuse_control_characters(text: str) -> None:
+    """A NUL or other control character cannot be stored (PostgreSQL refuses NUL in text)
+    and only garbles a message: say which, before anything is done."""
+    found = control_character(text)
+    if found is not None:
+        raise UsageError(
+            f"That text holds a control character ({found}), which I cannot record;"
+            " remove it and send it again."
+        )
+
+
 def parse_ic(text: str) -> IcCommand:
     if len(text) > MAX_COMMAND:
         raise UsageError(f"That command is {len(text)} characters; keep it under {MAX_COMMAND}.")
+    refuse_control_characters(text)
     words = text.split()
     if not words:
         return Help()

@@ -11,6 +11,7 @@ from bot import blocks, once
 from bot.errors import Repeated, UserError
 from bot.logs import get_logger
 from bot.services import Services
+from bot.text import control_character
 from commands.edge import Respond, reply, run_reporting
 
 log = get_logger(__name__)
@@ -65,6 +66,9 @@ class PromptHandlers:
         for key, text in (("status", status), ("impact", impact), ("next", next_steps)):
             if len(text) > MAX_FIELD:
                 errors[key] = f"Keep it under {MAX_FIELD} characters."
+            found = control_character(text)
+            if found is not None:
+                errors[key] = f"Remove the control character ({found}); it cannot be recorded."
         try:
             incident_id = int(view.get("private_metadata") or "")
         except ValueError:

@@ -32,6 +32,7 @@ from bot.logs import get_logger
 from bot.models import incident_ref
 from bot.scribe import PIN_REACTION, ChatMessage, KeyEvent, Scribe
 from bot.services import Services
+from bot.text import storable
 from commands.edge import Respond, reply
 
 log = get_logger(__name__)
@@ -60,7 +61,7 @@ def chat_message(message: dict[str, Any], *, channel: str, bot_user_id: str | No
         channel=channel,
         ts=str(message.get("ts") or ""),
         user=str(user) if user else None,
-        text=str(message.get("text") or ""),
+        text=storable(str(message.get("text") or "")),
         thread_ts=str(message["thread_ts"]) if message.get("thread_ts") else None,
         is_bot=is_bot,
         files=len(message.get("files") or []),

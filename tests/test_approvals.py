@@ -25,7 +25,7 @@ async def kube(tmp_path: Path) -> AsyncIterator[tuple[FakeKubernetes, Path]]:
             NS, DEPLOY, "payments:1.4.2", replicas=3, history=["payments:1.4.0", "payments:1.4.1"]
         )
         fake.set_image_behaviour("payments:1.4.2", crashloop=True)
-        yield fake, fake.write_kubeconfig(tmp_path / "kubeconfig")
+        yield fake, fake.write_kubeconfig(tmp_path / "kubeconfig", namespace=NS)
 
 
 def _policy(tmp_path: Path, approvals: str) -> Path:
@@ -165,9 +165,12 @@ async def test_wrong_role_is_refused_and_two_approver_rule_needs_two_people(
     async with running_bot(
         dsn, slack, kubeconfig=kube[1], playbooks_dir=policy, verify_timeout_seconds=10
     ) as bot:
-        pending = await _request_rollback(bot)
+        await bot.command("declare Payments failing sev1", user="alice")
+        # Roles count for a request only if held when it was made (and not self-assigned).
         await bot.command(f"assign <@{bot.user('dana')}|dana> scribe", user="alice")
         await bot.command(f"assign <@{bot.user('kim')}|kim> dba", user="alice")
+        await bot.post_signed(bot.command_request(DEPLOY, command="/rollback", user="alice"))
+        pending = str((await bot.fetch("SELECT id FROM pending_actions"))[0]["id"])
         await bot.post_signed(_click(bot, "erin", ApprovalAction.APPROVE, pending))
         assert "Only the scribe or the dba may decide" in bot.replies_to("erin")[-1]
         await bot.post_signed(_click(bot, "dana", ApprovalAction.APPROVE, pending))
@@ -360,12 +363,12 @@ async def test_a_run_cut_short_by_a_dead_process_is_failed_and_never_rerun(
     assert rows[first]["status"] == "failed"
     assert "nothing was done" in rows[first]["result"]["summary"]
     assert rows[cut_short]["status"] == "failed"
-    assert "effect is unknown" in rows[cut_short]["result"]["summary"]
+    assert "effect unknown" in rows[cut_short]["result"]["summary"]
     assert rows[busy]["status"] == "running"
     await rbot.settle()
     thread = "\n".join(rbot.thread_texts(1))
     assert "not run: the bot stopped before starting it" in thread
-    assert "interrupted: the bot stopped while it ran" in thread
+    assert "interrupted: the bot restarted; effect unknown, check before retrying" in thread
     image = fake.deployment(NS, DEPLOY)["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "payments:1.4.2"  # nothing was rolled back
     assert (await rbot.services.incidents.verify(1)).ok
@@ -387,7 +390,7 @@ async def test_a_run_that_outlives_the_sweepers_limit_still_reports_its_real_out
             pending,
         )
     approvals = rbot.services.approvals
-    approvals.run_limit = timedelta(0)  # every run is "too long" from its first moment
+    approvals.lease = timedelta(0)  # every heartbeat is too old from its first moment
     run = asyncio.create_task(approvals.run(pending))
     for _ in range(2000):  # until the run has started (approved -> running)
         [row] = await rbot.fetch("SELECT status FROM pending_actions WHERE id = $1", pending)

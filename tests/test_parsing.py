@@ -50,7 +50,12 @@ def test_any_sequence_of_command_words_parses_or_raises_usage_error(text: str) -
         assert "<" not in result.role and "@" not in result.role
 
 
-@given(st.text(min_size=1, max_size=100).filter(lambda t: t.strip()))
+# Any text without control characters (those are refused: tests/test_user_input.py).
+@given(
+    st.text(st.characters(exclude_categories=("Cc", "Cs")), min_size=1, max_size=100).filter(
+        lambda t: t.strip()
+    )
+)
 def test_status_text_is_kept_as_typed(body: str) -> None:
     result = parsing.parse_ic(f"status INC-3 {body}")
     assert isinstance(result, Status)

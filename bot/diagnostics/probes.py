@@ -33,6 +33,7 @@ class DeploymentInfo:
     available: int
     revision: str | None
     image: str | None
+    paused: bool = False  # `kubectl rollout pause`: no rollout happens until resumed
 
 
 class Actuator(Protocol):

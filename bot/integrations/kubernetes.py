@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Self
 
+import yaml
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -14,6 +15,33 @@ from bot.diagnostics.probes import DeploymentInfo, PodInfo
 from bot.errors import IntegrationError
 
 TIMEOUT = 10
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def default_namespace(
+    configured: str | None,
+    kubeconfig: Path | None,
+    *,
+    service_account: Path = SERVICE_ACCOUNT_NAMESPACE,
+) -> str:
+    """The namespace a command acts on when none is named, as kubectl decides it:
+    KUBE_NAMESPACE if set, else the current kubeconfig context's namespace (in a pod: the
+    service account's), else `default`."""
+    if configured and configured.strip():
+        return configured.strip()
+    found: str | None = None
+    if kubeconfig is not None:
+        try:
+            loaded = yaml.safe_load(kubeconfig.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            loaded = {}
+        current = loaded.get("current-context") if isinstance(loaded, dict) else None
+        for context in (loaded.get("contexts") or []) if isinstance(loaded, dict) else []:
+            if isinstance(context, dict) and context.get("name") == current:
+                found = (context.get("context") or {}).get("namespace")
+    elif service_account.is_file():
+        found = service_account.read_text(encoding="utf-8").strip()
+    return str(found) if found else "default"
 
 
 def _error(exc: Exception, what: str) -> IntegrationError:
@@ -82,6 +110,7 @@ class KubeClient:
             available=int(status.available_replicas or 0),
             revision=annotations.get("deployment.kubernetes.io/revision"),
             image=containers[0].image if containers else None,
+            paused=bool(d.spec.paused),
         )
 
     async def logs(self, namespace: str, pod: str, *, tail_lines: int) -> str:
@@ -151,7 +180,10 @@ class KubeWriter(KubeClient):
             owners = rs.metadata.owner_references or []
             if not any(o.controller and o.uid == deployment.metadata.uid for o in owners):
                 continue
-            number = int((rs.metadata.annotations or {}).get(REVISION, "0") or 0)
+            try:
+                number = int((rs.metadata.annotations or {}).get(REVISION, "0") or 0)
+            except ValueError:
+                continue  # an unreadable revision: kubectl skips the ReplicaSet too
             containers = rs.spec.template.spec.containers or []
             revisions.append(
                 Revision(

@@ -56,7 +56,7 @@ def verify_signature(body: bytes, header: str | None, secrets: list[str]) -> boo
     offered = [
         part.strip().removeprefix("v1=")
         for part in header.split(",")
-        if part.strip().startswith("v1=")
+        if part.strip().startswith("v1=") and part.isascii()  # compare_digest takes ASCII only
     ]
     for secret in secrets:
         expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()

@@ -114,8 +114,13 @@ def _safe_addr(addr: str) -> str:
     return f"{parts.scheme}://{host}{port}" if parts.scheme else "(no address)"
 
 
-def _clean_path(path: str) -> str:
+def _clean_path(path: str, mount: str | None = None) -> str:
+    """A path inside the mount. Written as the runbook and the `vault kv` CLI write it
+    (`secret/alerting/pagerduty` = mount `secret`, path `alerting/pagerduty`), the mount
+    prefix is taken off; a path without it (`alerting/pagerduty`) is already inside."""
     cleaned = path.strip().strip("/")
+    if mount and cleaned.startswith(f"{mount}/"):
+        cleaned = cleaned.removeprefix(f"{mount}/")
     if not cleaned or any(part in ("", ".", "..") for part in cleaned.split("/")):
         raise IntegrationError(SYSTEM, f"invalid secret path {path!r}", permanent=True)
     return cleaned
@@ -213,7 +218,7 @@ class VaultSecrets:
 
     async def read(self, path: str, key: str, *, version: int | None = None) -> SecretStr:
         """The value of ``key`` in the latest (or the given) version of ``path``."""
-        path = _clean_path(path)
+        path = _clean_path(path, self.mount_point)
         data, _ = await self._run(
             f"read {path}" + (f" version {version}" if version is not None else ""),
             partial(self._read_version, path, version),
@@ -226,18 +231,18 @@ class VaultSecrets:
 
     async def read_all(self, path: str) -> dict[str, SecretStr]:
         """Every key of the latest version of ``path`` (e.g. the bot's own secrets)."""
-        path = _clean_path(path)
+        path = _clean_path(path, self.mount_point)
         data, _ = await self._run(f"read {path}", partial(self._read_version, path, None))
         return {k: SecretStr(_as_text(v)) for k, v in data.items()}
 
     async def versions(self, path: str) -> list[int]:
         """Versions of ``path`` that can still be read (not deleted or destroyed), ascending."""
-        path = _clean_path(path)
+        path = _clean_path(path, self.mount_point)
         return await self._run(f"list versions of {path}", partial(self._versions, path))
 
     async def rotate(self, path: str, key: str, *, new_value: str | None = None) -> RotationResult:
         """Write a new version of ``path`` with ``key`` replaced; see the module docstring."""
-        path = _clean_path(path)
+        path = _clean_path(path, self.mount_point)
         if new_value is not None and not new_value:
             raise IntegrationError(SYSTEM, "the new value must not be empty", permanent=True)
         value = new_value if new_value is not None else secrets.token_urlsafe(32)

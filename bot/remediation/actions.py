@@ -30,11 +30,26 @@ from bot.remediation.runner import (
 )
 
 
+def _deployment(p: DeploymentTarget) -> str:
+    return f"deployment {p.namespace}/{p.deployment}"
+
+
+def _at(revision: Revision) -> tuple[dict[str, Any], str]:
+    """A deployment's state as a preview records it, and in words."""
+    return (
+        {"revision": revision.number, "image": revision.image},
+        f"revision {revision.number} (`{revision.image}`)",
+    )
+
+
 @remediation("rollback_deployment", RollbackParams, "Roll a Deployment back (kubectl rollout undo)")
 class RollbackDeployment:
+    target = staticmethod(_deployment)
+
     @staticmethod
     async def preview(p: RollbackParams, r: Remediator) -> Preview:
         history = await r.history(p)
+        await r.refuse_paused(p)
         current = history[0]
         target: Revision | None
         if p.revision is None:
@@ -60,6 +75,9 @@ class RollbackDeployment:
                 "current": {"revision": current.number, "image": current.image},
                 "target": {"revision": target.number, "image": target.image},
             },
+            subject=f"`{p.namespace}/{p.deployment}`",
+            state=_at(current)[0],
+            state_text=_at(current)[1],
         )
 
     @staticmethod
@@ -77,14 +95,20 @@ class RollbackDeployment:
 
 @remediation("restart_deployment", DeploymentTarget, "Rolling restart (kubectl rollout restart)")
 class RestartDeployment:
+    target = staticmethod(_deployment)
+
     @staticmethod
     async def preview(p: DeploymentTarget, r: Remediator) -> Preview:
         current = (await r.history(p))[0]
+        await r.refuse_paused(p)
         return Preview(
             lines=[
                 f"Rolling restart of `{p.namespace}/{p.deployment}`"
                 f" (revision {current.number}, `{current.image}`)"
-            ]
+            ],
+            subject=f"`{p.namespace}/{p.deployment}`",
+            state=_at(current)[0],
+            state_text=_at(current)[1],
         )
 
     @staticmethod
@@ -98,16 +122,26 @@ class RestartDeployment:
 
 @remediation("scale_deployment", ScaleParams, "Scale a Deployment (and show a consumer's lag)")
 class ScaleDeployment:
+    target = staticmethod(_deployment)
+
     @staticmethod
     async def preview(p: ScaleParams, r: Remediator) -> Preview:
         current = (await r.history(p))[0]
+        desired = (await r.kube_ops().deployment(p.namespace, p.deployment)).desired
         lines = [
-            f"Scale `{p.namespace}/{p.deployment}` (`{current.image}`) to {p.replicas} replicas"
+            f"Scale `{p.namespace}/{p.deployment}` (`{current.image}`) from {desired}"
+            f" to {p.replicas} replicas"
         ]
         lag = await r.group_lag(p.consumer_group)
         if lag is not None:
             lines.append(f"consumer group `{p.consumer_group}` lag now: {lag}")
-        return Preview(lines=lines, data={"replicas": p.replicas, "lag_before": lag})
+        return Preview(
+            lines=lines,
+            data={"replicas": p.replicas, "lag_before": lag},
+            subject=f"`{p.namespace}/{p.deployment}`",
+            state={"replicas": desired},
+            state_text=f"{desired} replicas",
+        )
 
     @staticmethod
     async def run(p: ScaleParams, preview: dict[str, Any], r: Remediator) -> Outcome:
@@ -124,6 +158,10 @@ class ScaleDeployment:
 @remediation("circuit_breaker", BreakerParams, "Transition a resilience4j circuit breaker")
 class CircuitBreaker:
     @staticmethod
+    def target(p: BreakerParams) -> str:
+        return f"circuit breaker {p.service}/{p.breaker}"
+
+    @staticmethod
     async def preview(p: BreakerParams, r: Remediator) -> Preview:
         state = await r.breaker_state(p)
         to = p.to or "CLOSED"
@@ -135,6 +173,9 @@ class CircuitBreaker:
         return Preview(
             lines=[f"Circuit breaker `{p.service}/{p.breaker}`: {state} → {to}"],
             data={"from": state, "to": to},
+            subject=f"Circuit breaker `{p.service}/{p.breaker}`",
+            state={"state": state},
+            state_text=state,
         )
 
     @staticmethod
@@ -149,6 +190,10 @@ class CircuitBreaker:
 @remediation("feature_flag", FlagParams, "Set a feature flag on the config service")
 class FeatureFlag:
     @staticmethod
+    def target(p: FlagParams) -> str:
+        return f"feature flag {p.flag}"
+
+    @staticmethod
     async def preview(p: FlagParams, r: Remediator) -> Preview:
         flag = await r.flag_value(p.flag)
         return Preview(
@@ -157,6 +202,9 @@ class FeatureFlag:
                 f" → {json.dumps(p.value)} (version {flag.get('version')})"
             ],
             data={"version": flag.get("version"), "from": flag.get("value")},
+            subject=f"Feature flag `{p.flag}`",
+            state={"version": flag.get("version"), "value": flag.get("value")},
+            state_text=f"{json.dumps(flag.get('value'))} (version {flag.get('version')})",
         )
 
     @staticmethod
@@ -178,6 +226,11 @@ class FeatureFlag:
 @remediation("rotate_secret", SecretParams, "Rotate a Vault KV v2 secret (old version kept)")
 class RotateSecret:
     @staticmethod
+    def target(p: SecretParams) -> str:
+        # `secret/alerting/x` (as the vault CLI writes it) and `alerting/x` are one secret.
+        return "secret " + p.path.strip("/").removeprefix("secret/")
+
+    @staticmethod
     async def preview(p: SecretParams, r: Remediator) -> Preview:
         versions = await r.vault_versions(p.path)
         return Preview(
@@ -186,6 +239,9 @@ class RotateSecret:
                 f" version {versions[-1]} stays readable for rollback. The value is never shown."
             ],
             data={"version": versions[-1]},
+            subject=f"`{p.path}`",
+            state={"version": versions[-1]},
+            state_text=f"version {versions[-1]}",
         )
 
     @staticmethod

@@ -58,24 +58,29 @@ class RemediationSpec:
     summary: str
     preview: PreviewFn | None = None
     run: RunFn | None = None
+    # What it changes ("deployment waqiti/payment-service"): one run per target at a time.
+    target: Callable[[Any], str] | None = None
 
 
 REMEDIATIONS: dict[str, RemediationSpec] = {}
 
 
 def remediation(name: str, params: type[P], summary: str) -> Callable[[type[Any]], type[Any]]:
-    """Register a remediation: a class with `preview(params, r)` and `run(params, preview, r)`.
+    """Register a remediation: a class with `preview(params, r)`, `run(params, preview, r)`
+    and `target(params)`.
 
     `preview` says exactly what will happen (and refuses unknown targets) before anyone
-    approves; `run` does it once and verifies the effect. `r` is the Remediator (the clients).
+    approves, and records the state it was shown against; `run` does it once and verifies the
+    effect; `target` names what it changes. `r` is the Remediator (the clients).
     """
 
     def register(cls: type[Any]) -> type[Any]:
         if name in REMEDIATIONS:
             raise ValueError(f"remediation {name!r} registered twice")
         REMEDIATIONS[name] = RemediationSpec(
-            name=name, params=params, summary=summary, preview=cls.preview, run=cls.run
-        )
+            name=name, params=params, summary=summary, preview=cls.preview, run=cls.run,
+            target=getattr(cls, "target", None),
+        )  # fmt: skip
         return cls
 
     return register

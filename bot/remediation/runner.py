@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from bot.diagnostics.probes import Lag
+from bot.diagnostics.probes import DeploymentInfo, Lag
 from bot.errors import IntegrationError, NotFound, UserError
 from bot.integrations.kubernetes import Revision
 from bot.models import Clock, utcnow
@@ -40,6 +40,8 @@ class KubeOps(Protocol):
     async def scale(self, namespace: str, name: str, replicas: int) -> None: ...
 
     async def rollout_status(self, namespace: str, name: str) -> tuple[bool, str]: ...
+
+    async def deployment(self, namespace: str, name: str) -> DeploymentInfo: ...
 
 
 class ActuatorOps(Protocol):
@@ -75,8 +77,21 @@ CONFIG_SERVICE = "config-service"
 
 @dataclass(frozen=True)
 class Preview:
+    """What will happen, and the state of the target it was shown against: `state` is read
+    again just before running, and if it differs nothing runs (approve what you saw)."""
+
     lines: list[str]
     data: dict[str, Any] = field(default_factory=dict)
+    subject: str = ""  # the target as people name it: "`waqiti/payment-service`"
+    state: dict[str, Any] = field(default_factory=dict)
+    state_text: str = ""  # the state in words: "revision 3 (`payments:1.4.2`)"
+
+    def stored(self) -> dict[str, Any]:
+        """As kept with the request (its `preview` column)."""
+        return {
+            "lines": self.lines, **self.data, "subject": self.subject, "state": self.state,
+            "state_text": self.state_text,
+        }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -102,7 +117,11 @@ class Remediator:
         clock: Clock = utcnow,
         verify_timeout: float = 120.0,
         poll: float = 0.5,
+        namespace: str = "default",
     ) -> None:
+        # Where a deployment is looked for when none is named: KUBE_NAMESPACE, else the
+        # kubeconfig context's namespace (as kubectl), else "default".
+        self.namespace = namespace
         self.kube = kube
         self.actuator = actuator
         self.flag_token = flag_token
@@ -136,6 +155,34 @@ class Remediator:
         if not history:
             raise UserError(f"`{p.deployment}` has no rollout history.")
         return history
+
+    async def refuse_paused(self, p: DeploymentTarget) -> None:
+        """kubectl refuses to restart or roll back a paused Deployment; so do we, up front."""
+        deployment = await self.kube_ops().deployment(p.namespace, p.deployment)
+        if deployment.paused:
+            raise UserError(
+                f"`{p.namespace}/{p.deployment}` is paused, so it would not roll out. Resume it"
+                f" first (`kubectl rollout resume deployment/{p.deployment} -n {p.namespace}`),"
+                " then ask again."
+            )
+
+    async def changed(self, action: str, params: BaseModel, shown: dict[str, Any]) -> str | None:
+        """Read the target again just before running: None if it is as the preview showed it,
+        else what changed, in words."""
+        if "state" not in shown:
+            return None  # a request made before previews recorded their state
+        preview_fn, _ = self._spec(action)
+        subject = str(shown.get("subject") or "The target")
+        try:
+            now: Preview = await preview_fn(params, self)
+        except UserError as exc:
+            return f"{subject} has changed: {exc}"
+        if now.state == shown["state"]:
+            return None
+        return (
+            f"{subject} has changed: now {now.state_text}, this request was for"
+            f" {shown.get('state_text')}"
+        )
 
     async def preview(self, action: str, params: BaseModel) -> Preview:
         """What the action will do, shown before anyone approves; refuses unknown targets."""

@@ -546,6 +546,19 @@ class FakeKubernetes(StandIn):
         target["image"] = image
         return copy.deepcopy(self._write_deployment(dep, new, dry_run=False))
 
+    def pause(self, namespace: str, name: str, *, paused: bool = True) -> dict[str, Any]:
+        """`kubectl rollout pause` (or `resume` with ``paused=False``)."""
+        dep = self._get("deployments", namespace, name)
+        new = copy.deepcopy(dep)
+        new["spec"]["paused"] = paused
+        return copy.deepcopy(self._write_deployment(dep, new, dry_run=False))
+
+    def annotate_replicaset(self, namespace: str, name: str, key: str, value: str) -> None:
+        """Set one annotation of a ReplicaSet (e.g. an unreadable revision number)."""
+        rs = copy.deepcopy(self._get("replicasets", namespace, name))
+        rs["metadata"].setdefault("annotations", {})[key] = value
+        self._commit("replicasets", rs)
+
     def set_image_behaviour(
         self,
         image: str,

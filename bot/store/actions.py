@@ -6,10 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+
 from bot.store import Conn
 
 _COLUMNS = """id, incident_id, action, label, params, preview, requested_by, requested_at,
-    expires_at, required, approvers, approvals, status, decided_by, decided_at, result, entry_id"""
+    expires_at, required, approvers, approvals, status, decided_by, decided_at, result, entry_id,
+    target"""
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class PendingAction:
     decided_at: datetime | None
     result: dict[str, Any] | None
     entry_id: int | None
+    target: str | None  # what it changes: one run per target at a time
 
 
 def _row(row: Any) -> PendingAction:
@@ -50,11 +54,12 @@ async def insert(
     expires_at: datetime,
     required: int,
     approvers: list[str],
+    target: str | None = None,
 ) -> PendingAction:
     row = await conn.fetchrow(
         f"""INSERT INTO pending_actions (incident_id, action, label, params, preview, requested_by,
-                requested_at, expires_at, required, approvers)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {_COLUMNS}""",
+                requested_at, expires_at, required, approvers, target)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {_COLUMNS}""",
         incident_id,
         action,
         label,
@@ -65,6 +70,7 @@ async def insert(
         expires_at,
         required,
         approvers,
+        target,
     )
     return _row(row)
 
@@ -147,14 +153,57 @@ async def transition(
 
 
 async def start_run(conn: Conn, action_id: int, *, now: datetime) -> bool:
-    """approved -> running, once: the one step that may start a remediation."""
-    started = await conn.fetchval(
-        """UPDATE pending_actions SET status = 'running', started_at = $2
-           WHERE id = $1 AND status = 'approved' RETURNING true""",
+    """approved -> running, once: the one step that may start a remediation. False if it is
+    not waiting to run, or if another run holds its target (the partial unique index
+    `pending_actions_one_run_per_target` decides races between replicas)."""
+    try:
+        async with conn.transaction():
+            started = await conn.fetchval(
+                """UPDATE pending_actions SET status = 'running', started_at = $2,
+                       heartbeat_at = $2
+                   WHERE id = $1 AND status = 'approved' RETURNING true""",
+                action_id,
+                now,
+            )
+    except asyncpg.UniqueViolationError:
+        return False
+    return bool(started)
+
+
+async def running_on(conn: Conn, target: str) -> PendingAction | None:
+    """The run that holds `target` now, if any."""
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM pending_actions WHERE target = $1 AND status = 'running'",
+        target,
+    )
+    return _row(row) if row else None
+
+
+async def heartbeat(conn: Conn, action_id: int, *, now: datetime) -> bool:
+    """The running process is alive; False once the run is no longer running."""
+    beat = await conn.fetchval(
+        """UPDATE pending_actions SET heartbeat_at = $2
+           WHERE id = $1 AND status = 'running' RETURNING true""",
         action_id,
         now,
     )
-    return bool(started)
+    return bool(beat)
+
+
+async def cancel_open(
+    conn: Conn, incident_id: int, *, now: datetime, result: dict[str, Any]
+) -> list[PendingAction]:
+    """End the incident's requests that have not started (its resolution): no click counts
+    after this, and reopening the incident does not bring them back."""
+    rows = await conn.fetch(
+        f"""UPDATE pending_actions SET status = 'cancelled', decided_at = $2, result = $3::jsonb
+            WHERE incident_id = $1 AND status IN ('pending', 'approved')
+            RETURNING {_COLUMNS}""",
+        incident_id,
+        now,
+        result,
+    )
+    return [_row(r) for r in rows]
 
 
 async def finish_interrupted(
@@ -180,7 +229,8 @@ async def claim_interrupted(
     results: dict[str, dict[str, Any]],
     limit: int,
 ) -> list[tuple[PendingAction, str]]:
-    """Fail requests whose process died: approved but never started, or running too long.
+    """Fail requests whose process died: approved but never started, or running with no
+    heartbeat since `running_before`.
 
     Returns each with the status it was found in; `results[status]` becomes its result.
     """
@@ -188,7 +238,7 @@ async def claim_interrupted(
         f"""WITH stale AS (
                 SELECT id, status AS was FROM pending_actions
                 WHERE (status = 'approved' AND decided_at <= $1)
-                   OR (status = 'running' AND started_at <= $2)
+                   OR (status = 'running' AND coalesce(heartbeat_at, started_at) <= $2)
                 ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED)
             UPDATE pending_actions p
             SET status = 'failed',

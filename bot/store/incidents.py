@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -125,26 +126,57 @@ async def set_role(
     user_id: str,
     assigned_by: str,
     now: datetime,
+    how: str = "assigned",
 ) -> str | None:
-    """Give `role` to `user_id`; returns who held it before (None if nobody)."""
+    """Give `role` to `user_id`; returns who held it before (None if nobody).
+
+    `how`: "declared" (the declarer becomes incident commander), "assigned" or "handover".
+    """
     previous: str | None = await conn.fetchval(
         "SELECT user_id FROM incident_roles WHERE incident_id = $1 AND role = $2",
         incident_id,
         role,
     )
     await conn.execute(
-        """INSERT INTO incident_roles (incident_id, role, user_id, assigned_by, assigned_at)
-           VALUES ($1, $2, $3, $4, $5)
+        """INSERT INTO incident_roles (incident_id, role, user_id, assigned_by, assigned_at, how)
+           VALUES ($1, $2, $3, $4, $5, $6)
            ON CONFLICT (incident_id, role) DO UPDATE
            SET user_id = EXCLUDED.user_id, assigned_by = EXCLUDED.assigned_by,
-               assigned_at = EXCLUDED.assigned_at""",
+               assigned_at = EXCLUDED.assigned_at, how = EXCLUDED.how""",
         incident_id,
         role,
         user_id,
         assigned_by,
         now,
+        how,
     )
     return previous
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Who holds a role, since when, and how they got it."""
+
+    user_id: str
+    assigned_by: str
+    assigned_at: datetime
+    how: str
+
+    @property
+    def self_given(self) -> bool:
+        """Given to themselves (`/ic assign @self`, a handover to oneself), not by declaring."""
+        return self.assigned_by == self.user_id and self.how != "declared"
+
+
+async def grants(conn: Conn, incident_id: int) -> dict[str, Grant]:
+    rows = await conn.fetch(
+        "SELECT role, user_id, assigned_by, assigned_at, how FROM incident_roles"
+        " WHERE incident_id = $1",
+        incident_id,
+    )
+    return {
+        r["role"]: Grant(r["user_id"], r["assigned_by"], r["assigned_at"], r["how"]) for r in rows
+    }
 
 
 async def set_thread(conn: Conn, incident_id: int, *, thread_ts: str) -> None:

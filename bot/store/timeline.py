@@ -146,3 +146,11 @@ async def entries_of_kinds(
     for row in rows:
         out[row["incident_id"]].append(entry(row))
     return out
+
+
+async def recorded_head(conn: Conn, incident_id: int) -> tuple[int, str] | None:
+    """(count, head hash) as the incident row records them, without locking (for readers)."""
+    row = await conn.fetchrow(
+        "SELECT timeline_count, timeline_head FROM incidents WHERE id = $1", incident_id
+    )
+    return None if row is None else (row["timeline_count"], row["timeline_head"])

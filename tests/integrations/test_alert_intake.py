@@ -28,6 +28,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bot import alerts as alerts_mod
+from bot import blocks
 from bot.alerts import (
     AlertIntake,
     BatchResult,
@@ -353,9 +354,17 @@ async def test_outside_text_cannot_ping_the_channel(
     await run_all(make_intake(pool, incidents, source))
     texts = [r["text"] for r in await rows(pool, "SELECT text FROM timeline")]
     titles = [r["title"] for r in await rows(pool, "SELECT title FROM incidents")]
-    for text in [*texts, *titles]:
-        assert "<" not in text and ">" not in text
-    assert "\u2039!channel\u203a wake up" in titles[0]
+    assert "<!channel> wake up" in titles[0]  # kept as the alert said it
+    incident, entries = await incidents.timeline(1)
+    posted = [
+        blocks.incident_card(incident, incidents.policy, now=incident.declared_at),
+        *[blocks.timeline_reply(e) for e in entries],
+    ]
+    for message in posted:
+        shown = message.text + json.dumps(message.blocks)
+        assert "<!channel>" not in shown and "|click>" not in shown
+    assert any("@channel wake up" in json.dumps(m.blocks) for m in posted)
+    assert texts
 
 
 async def test_a_redelivered_batch_after_a_crash_before_the_commit_changes_nothing(
