@@ -96,7 +96,11 @@ def _once_per_request(services: Services) -> Callable[..., Awaitable[BoltRespons
         if request.key.startswith("event:"):
             repeated = not await once.claim_event(services.pool, request)
         else:
-            repeated = await once.seen(services.pool, request)
+            try:
+                repeated = await once.seen(services.pool, request)
+            except Exception as exc:  # only a shortcut: the work's own claim still decides
+                log.warning("slack.repeat_check_failed", error=type(exc).__name__)
+                repeated = False
         if repeated:
             retry = req.headers.get("x-slack-retry-num", [None])[0]
             log.info("slack.request_repeated", key=request.key, retry=retry)

@@ -190,7 +190,7 @@ async def kube(tmp_path: Path) -> AsyncIterator[Path]:
             "waqiti", "payment-service", "payments:1.4.2", replicas=3,
             history=["payments:1.4.0", "payments:1.4.1"],
         )  # fmt: skip
-        yield fake.write_kubeconfig(tmp_path / "kubeconfig")
+        yield fake.write_kubeconfig(tmp_path / "kubeconfig", namespace="waqiti")
 
 
 @pytest.fixture
