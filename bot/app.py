@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -15,6 +17,8 @@ from slack_bolt.kwargs_injection.async_args import AsyncArgs
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
+from bot import once
+from bot.errors import Repeated
 from bot.ids import (
     ApprovalAction,
     ChecklistAction,
@@ -49,25 +53,60 @@ EVENTS = {
 SHORTCUTS = {ShortcutId.ADD_TO_TIMELINE.value: "message"}
 
 
-def _dedupe_events(services: Services) -> Callable[..., Awaitable[BoltResponse | None]]:
-    """Slack repeats Events API deliveries (retries, at-least-once): handle each event_id once."""
+def request_of(body: Any, *, at: datetime) -> once.Request | None:
+    """The Slack request a body is, for `bot.once`: an event by its `event_id`, a view
+    submission by its view id and hash (a double submit of one form is the same request), a
+    slash command, button or shortcut by its `trigger_id`. None: nothing to tell repeats by."""
+    if not isinstance(body, dict):
+        return None
+    kind = body.get("type")
+    if kind == "event_callback":
+        event_id = body.get("event_id")
+        return once.Request(once.event_key(event_id), at) if isinstance(event_id, str) else None
+    if kind == "view_submission":
+        view = body.get("view") or {}
+        view_id, view_hash = view.get("id"), view.get("hash")
+        if isinstance(view_id, str) and isinstance(view_hash, str) and view_id and view_hash:
+            return once.Request(once.view_key(view_id, view_hash), at)
+    if kind in (None, "block_actions", "view_submission", "shortcut", "message_action"):
+        trigger_id = body.get("trigger_id")
+        if isinstance(trigger_id, str) and trigger_id:
+            return once.Request(once.trigger_key(trigger_id), at)
+    return None
+
+
+ONCE = "icbot_request"  # the context key of the request's `once.Request`
+
+
+def _once_per_request(services: Services) -> Callable[..., Awaitable[BoltResponse | None]]:
+    """Slack repeats requests (retries, replays, double submits): do each one's work once.
+
+    A repeat of a request already handled is acknowledged here and goes no further. Otherwise
+    the request is put in the context, and its listener runs in its `once.scope` (see
+    _acks_first), so its work claims it (bot/once.py); a repeat arriving while the first still
+    runs finds that claim there. Events are claimed here, before their listeners run.
+    """
 
     async def middleware(
         req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[BoltResponse]]
     ) -> BoltResponse | None:
-        body: Any = req.body
-        event_id = body.get("event_id") if isinstance(body, dict) else None
-        if isinstance(event_id, str) and body.get("type") == "event_callback":
-            async with services.pool.acquire() as conn:
-                fresh = await conn.fetchval(
-                    "INSERT INTO slack_events (event_id) VALUES ($1)"
-                    " ON CONFLICT (event_id) DO NOTHING RETURNING true",
-                    event_id[:200],
-                )
-            if not fresh:
-                retry = req.headers.get("x-slack-retry-num", [None])[0]
-                log.info("slack.event_repeated", event_id=event_id, retry=retry)
-                return BoltResponse(status=200, body="")
+        request = request_of(req.body, at=services.clock())
+        if request is None:
+            return await next()
+        if request.key.startswith("event:"):
+            repeated = not await once.claim_event(services.pool, request)
+        else:
+            try:
+                repeated = await once.seen(services.pool, request)
+            except Exception as exc:  # only a shortcut: the work's own claim still decides
+                log.warning("slack.repeat_check_failed", error=type(exc).__name__)
+                repeated = False
+        if repeated:
+            retry = req.headers.get("x-slack-retry-num", [None])[0]
+            log.info("slack.request_repeated", key=request.key, retry=retry)
+            return BoltResponse(status=200, body="")
+        if not request.key.startswith("event:"):
+            req.context[ONCE] = request
         return await next()
 
     return middleware
@@ -106,6 +145,14 @@ class _SignallingAck:
             self._called.set()
 
 
+async def _dropping_repeats(work: Coroutine[Any, Any, None]) -> None:
+    """A listener's work that finds its request handled by another delivery just stops."""
+    try:
+        await work
+    except Repeated as exc:
+        log.info("slack.request_repeated", key=exc.key, while_running=True)
+
+
 def _acks_first(
     services: Services, listener: Callable[..., Coroutine[Any, Any, None]]
 ) -> Callable[[AsyncArgs], Awaitable[None]]:
@@ -125,7 +172,11 @@ def _acks_first(
         called = asyncio.Event()
         ack = _SignallingAck(args.ack, called)
         kwargs = {name: ack if name == "ack" else getattr(args, name) for name in names}
-        task = services.inflight.spawn(listener(**kwargs), name=label)
+        request = args.context.get(ONCE)
+        with contextlib.ExitStack() as stack:
+            if isinstance(request, once.Request):  # the task takes the scope with it
+                stack.enter_context(once.scope(request, pool=services.pool))
+            task = services.inflight.spawn(_dropping_repeats(listener(**kwargs)), name=label)
         acked = asyncio.ensure_future(called.wait())
         try:
             await asyncio.wait({task, acked}, timeout=ACK_WAIT, return_when=asyncio.FIRST_COMPLETED)
@@ -151,7 +202,7 @@ def build_slack_app(services: Services) -> AsyncApp:
     ) -> Callable[[AsyncArgs], Awaitable[None]]:
         return _acks_first(services, listener)
 
-    app.middleware(_dedupe_events(services))
+    app.middleware(_once_per_request(services))
     app.middleware(_respond_over_shared_session(services))
     ic = IcHandlers(services)
     app.command("/ic")(first(ic.command))

@@ -405,7 +405,7 @@ def incident_card(incident: Incident, policy: SeverityPolicy, *, now: datetime) 
         blocks.append(_mrkdwn(f"*Latest update* ({when})\n{inert(incident.last_status)}"))
     if incident.summary:
         blocks.append(_mrkdwn(f"*Resolution*\n{inert(incident.summary)}"))
-    milestones = [f"Declared {stamp(incident.declared_at)} by <@{incident.declared_by}>"]
+    milestones = [f"Declared {stamp(incident.declared_at)} by {who(incident.declared_by)}"]
     for label, moment in (
         ("acknowledged", incident.acknowledged_at),
         ("mitigated", incident.mitigated_at),
@@ -950,23 +950,15 @@ def postmortem_posted(
     draft: str,
     figures_line: str,
     entries: int,
-    repeated: bool,
 ) -> Message:
     """To whoever asked: where the draft file is, the figures, and the top of the draft."""
     lines = draft.rstrip("\n").split("\n")
     link = f"<{permalink}|{filename}>" if permalink else f"`{filename}`"
-    if repeated:
-        head = (
-            f":page_facing_up: This request already posted the post-mortem draft of *{ref}*"
-            f" in its thread as {link}; it was not posted again."
-            f" `/ic postmortem {ref}` posts a fresh one."
-        )
-    else:
-        head = (
-            f":page_facing_up: Posted the post-mortem draft of *{ref}* in its thread as {link}"
-            f" ({len(lines)} lines, from {entries} timeline entries)."
-            f" `icbot postmortem {ref}` prints the same Markdown."
-        )
+    head = (
+        f":page_facing_up: Posted the post-mortem draft of *{ref}* in its thread as {link}"
+        f" ({len(lines)} lines, from {entries} timeline entries)."
+        f" `icbot postmortem {ref}` prints the same Markdown."
+    )
     shown = [
         line if len(line) <= PREVIEW_LINE_MAX else line[: PREVIEW_LINE_MAX - 1] + "…"
         for line in lines[:PREVIEW_LINES]
@@ -980,8 +972,9 @@ def postmortem_posted(
     ]
     if rest > 0:
         blocks.append(_context(f"…and {rest} more lines in the file."))
-    said = "already posted, not again" if repeated else "posted in its thread"
-    return Message(text=f"Post-mortem draft of {ref} {said}: {filename}", blocks=blocks)
+    return Message(
+        text=f"Post-mortem draft of {ref} posted in its thread: {filename}", blocks=blocks
+    )
 
 
 def with_page_link(message: Message, url: str) -> Message:

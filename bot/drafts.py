@@ -8,9 +8,9 @@ the file holds the bytes `icbot postmortem INC-n` prints, and the entry's `upto`
 entry the draft was built from) rebuilds it from the timeline alone later.
 
 Asking again posts a fresh draft (drafts evolve with the timeline), but one request is posted
-once: the entry keeps a digest of the request's id (Slack's `trigger_id`) and a transaction
-lock on it makes a retry of that request, even one arriving while the first still uploads,
-wait and then find the entry instead of posting again.
+once: the Slack request is claimed (`bot.once`) at the top of the transaction, before the
+upload, so a retry of that request, even one arriving while the first still uploads, waits for
+the first and then does nothing; an upload that fails rolls the claim back with the rest.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot import timeline
+from bot import once, timeline
 from bot.chat import Chat
 from bot.errors import Conflict, NotFound
 from bot.incidents import Incidents
@@ -34,14 +34,12 @@ from bot.timeline import Kind
 
 @dataclass(frozen=True)
 class Posted:
-    """A draft in the incident's thread: the one just posted, or (`repeated`) the one this
-    same request posted before, rebuilt from the timeline."""
+    """A draft just posted in the incident's thread."""
 
     incident: Incident
     entry: TimelineEntry  # the POSTMORTEM_POSTED entry
     draft: str  # the file's content
     figures: Figures
-    repeated: bool
 
     @property
     def filename(self) -> str:
@@ -71,11 +69,6 @@ def comment(incident: Incident, *, actor: str, shown: Figures, picture: str | No
     )
 
 
-def request_key(request: str) -> str:
-    """What the timeline keeps of a request's id (a trigger_id is a short-lived credential)."""
-    return hashlib.sha256(request.encode()).hexdigest()[:32]
-
-
 class Drafts:
     def __init__(
         self,
@@ -90,28 +83,16 @@ class Drafts:
         self.pool = incidents.pool
         self.clock = incidents.clock
 
-    async def post(self, incident_id: int, *, actor: str, request: str | None) -> Posted:
-        """Post the draft of the incident in its thread; `request` names the Slack request
-        (None: no retry protection). Raises IntegrationError when Slack fails (nothing is
-        recorded then), Conflict while the incident has no thread yet."""
-        key = request_key(request) if request else None
+    async def post(self, incident_id: int, *, actor: str) -> Posted:
+        """Post the draft of the incident in its thread. Raises IntegrationError when Slack
+        fails (nothing is recorded then), Conflict while the incident has no thread yet,
+        Repeated for a repeat of a Slack request that posted it already (bot.once)."""
         async with self.pool.acquire() as conn, conn.transaction():
-            if key is not None:
-                await timeline_sql.lock_request(conn, key)
+            await once.claim(conn)  # before the upload: a repeat waits here, then stops
             incident = await incidents_sql.get(conn, incident_id)
             if incident is None:
                 raise NotFound(f"{incident_ref(incident_id)} does not exist.")
             entries = await timeline_sql.entries(conn, incident.id)
-            if key is not None:
-                done = await timeline_sql.for_request(
-                    conn, incident.id, kind=Kind.POSTMORTEM_POSTED, request=key
-                )
-                if done is not None:
-                    upto = int(done.data.get("upto") or 0)
-                    built = [e for e in entries if e.seq <= upto]
-                    return Posted(
-                        incident, done, render(incident, built), figures(incident, built), True
-                    )
             if incident.thread_ts is None:
                 raise Conflict(
                     f"{incident.ref}'s card is not in <#{incident.channel_id}> yet, so its"
@@ -144,7 +125,6 @@ class Drafts:
                 "lines": lines,
                 "entries": shown.entries,
                 "upto": max((e.seq for e in entries), default=0),
-                "request": key,
             }
             entry = await timeline.record(
                 conn,
@@ -159,4 +139,4 @@ class Drafts:
                 data=data,
             )
         self.incidents.on_change()
-        return Posted(incident, entry, draft, shown, False)
+        return Posted(incident, entry, draft, shown)

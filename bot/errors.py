@@ -6,6 +6,8 @@
     │   ├── NotFound         an incident, user or playbook that does not exist
     │   ├── Ambiguous        several incidents could be meant; carries the choices
     │   └── Conflict         the state forbids it (e.g. changing a resolved incident)
+    ├── Repeated             this Slack request was handled already (or is being handled) by
+    │                        another delivery of it: the edge answers nothing (bot.once)
     ├── IntegrationError     an outside system (Slack, PagerDuty, ...) failed; names which one
     │                        (each one raised is counted: icbot_integration_errors_total{service})
     └── ConfigError          a settings or policy file is invalid
@@ -51,6 +53,14 @@ class Ambiguous(UserError):
     def __init__(self, message: str, choices: Sequence[Choice]) -> None:
         super().__init__(message)
         self.choices = list(choices)
+
+
+class Repeated(IcbotError):
+    """Another delivery of the same Slack request has done (or is doing) its work."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"request {key} was handled already")
+        self.key = key
 
 
 class IntegrationError(IcbotError):

@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from bot import history, pager, prompts, timeline
+from bot import history, once, pager, prompts, timeline
 from bot.errors import Ambiguous, Choice, Conflict, NotFound, UsageError
 from bot.history import HistoryReport
 from bot.models import (
@@ -135,12 +135,15 @@ class Incidents:
         severity: str | None,
         actor: str,
         linked: PagerIncident | None = None,
+        commander: bool = True,
     ) -> Change:
-        """Open an incident. `linked`: it was triggered in PagerDuty, so adopt that one."""
+        """Open an incident. `linked`: it was triggered in PagerDuty, so adopt that one.
+        `commander`: the declarer becomes incident commander (see `declare_in`)."""
         async with self.pool.acquire() as conn, conn.transaction():
             change = await self.declare_in(
-                conn, title=title, severity=severity, actor=actor, linked=linked
-            )
+                conn, title=title, severity=severity, actor=actor, linked=linked,
+                commander=commander,
+            )  # fmt: skip
         self.on_change()
         return change
 
@@ -170,6 +173,7 @@ class Incidents:
         sev = severity or self.policy.default
         level = self.policy.level(sev)
         now = self.clock()
+        await once.claim(conn)  # before the number is taken: a repeat burns none
         number = await incidents_sql.insert(
             conn,
             title=title,
@@ -414,11 +418,14 @@ class Incidents:
         at: datetime | None = None,
     ) -> Change:
         """Resolve; `mirror=False` when the resolution came from PagerDuty itself, whose own
-        time (`at`) then stamps it, so resolve times (MTTR) are PagerDuty's when it resolved."""
+        time (`at`) then stamps it, so resolve times (MTTR) are PagerDuty's when it resolved;
+        never later than now, nor earlier than the declaration (PagerDuty may have resolved
+        it before its webhook declared it here)."""
         summary = _checked_text(summary, what="summary") if summary else None
         now = min(at, self.clock()) if at is not None else self.clock()
         async with self.pool.acquire() as conn, conn.transaction():
             incident = await self._target(conn, ref, allow_resolved=False)
+            now = max(now, incident.declared_at)
             fields: dict[str, object] = {
                 "status": Status.RESOLVED.value,
                 "resolved_at": now,
@@ -509,11 +516,13 @@ class Incidents:
         data: dict[str, Any],
         acknowledged_at: datetime | None = None,
     ) -> Change:
-        """An event from elsewhere (PagerDuty) into the timeline; an ack stamps the incident."""
+        """An event from elsewhere (PagerDuty) into the timeline; an ack stamps the incident,
+        at the declaration if it was acknowledged before (it still counts in MTTA)."""
         now = self.clock()
         async with self.pool.acquire() as conn, conn.transaction():
             incident = await self._target(conn, incident_id, allow_resolved=True)
             if acknowledged_at is not None and incident.acknowledged_at is None:
+                acknowledged_at = min(max(acknowledged_at, incident.declared_at), now)
                 await self._bump(conn, incident.id, now=now, acknowledged_at=acknowledged_at)
             entry = await timeline.record(
                 conn, incident_id=incident.id, kind=kind, actor=actor, occurred_at=now,

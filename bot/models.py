@@ -63,7 +63,12 @@ SYSTEM_ACTORS = {"pagerduty": "PagerDuty", "icbot": "icbot", "alerts": "Alerting
 
 
 def who(actor: str) -> str:
-    """How an actor is written in the timeline: a Slack mention, or the system's name."""
+    """How an actor is written in the timeline: a Slack mention, or the system's name, with
+    the person who acted there when known (`pagerduty:Ana Ruiz` is "PagerDuty (Ana Ruiz)")."""
+    system, _, person = actor.partition(":")
+    if person and system in SYSTEM_ACTORS:
+        inert = person.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        return f"{SYSTEM_ACTORS[system]} ({inert})"
     return SYSTEM_ACTORS.get(actor) or f"<@{actor}>"
 
 

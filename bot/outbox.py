@@ -87,6 +87,8 @@ class LeasedQueue(Worker):
 
     channel = ""
     name = "outbox"
+    # Attempts an item gets while the answer is a permanent failure (a refusal, not an outage).
+    permanent_attempts = MAX_PERMANENT_FAILURES
 
     def __init__(
         self,
@@ -163,7 +165,7 @@ class LeasedQueue(Worker):
         now = self.clock()
         await self._on_failure(item, exc)
         async with self.pool.acquire() as conn:
-            if exc.permanent and item.attempts >= MAX_PERMANENT_FAILURES:
+            if exc.permanent and item.attempts >= self.permanent_attempts:
                 log.error(f"{self.name}.gave_up", item=item.dedupe_key, error=str(exc))
                 await outbox_sql.give_up(conn, item.id, now=now, error=str(exc))
                 return

@@ -95,6 +95,8 @@ async def enqueue(
 class PagerQueue(LeasedQueue):
     channel = "pagerduty"
     name = "pager"
+    # PagerDuty's 4xx answers (but 429) refuse the request itself: asking again gets the same.
+    permanent_attempts = 1
 
     def __init__(
         self,
@@ -178,8 +180,28 @@ class PagerQueue(LeasedQueue):
 
     async def _on_failure(self, item: OutboxItem, exc: IntegrationError) -> None:
         if exc.permanent:
+            if item.kind == PagerKind.CREATE:
+                await self._refused(item.incident_id, exc)
             return
         await self._set_lagging(item.incident_id, lagging=True, reason=str(exc))
+
+    async def _refused(self, incident_id: int, exc: IntegrationError) -> None:
+        """PagerDuty refused to open the incident: say so in the thread, once."""
+        why = str(exc).removeprefix("pagerduty: ")
+        async with self.pool.acquire() as conn, conn.transaction():
+            await timeline.record(
+                conn,
+                incident_id=incident_id,
+                kind=Kind.PAGERDUTY,
+                actor="icbot",
+                occurred_at=self.clock(),
+                text=(
+                    f"PagerDuty refused to open an incident ({why}),"
+                    " so nobody was paged through PagerDuty: page by hand, or fix its settings."
+                ),
+                data={"refused": str(exc)},
+            )
+        self.on_change()
 
     async def _on_success(self, item: OutboxItem) -> None:
         await self._set_lagging(item.incident_id, lagging=False, reason="")

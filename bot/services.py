@@ -14,6 +14,7 @@ import asyncpg
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import once
 from bot.alerts import AlertIntake, resume_positions
 from bot.approvals import Approvals, load_approvals
 from bot.diagnose import Diagnoser
@@ -202,6 +203,11 @@ async def open_services(
             members=group_members,
             oncall=oncall_members,
         )
+
+        async def forget_old_requests() -> int:
+            await once.prune(pool, now=clock())
+            return 0  # a chore: nothing the timer loop must hurry back for
+
         prompter = Prompter(
             pool,
             policy,
@@ -209,7 +215,11 @@ async def open_services(
             on_change=changed,
             poll_interval=settings.timer_poll_seconds,
             pagerduty=pager is not None,
-            sweepers=[approvals.expire_due, approvals.fail_interrupted],
+            sweepers=[
+                approvals.expire_due,
+                approvals.fail_interrupted,
+                forget_old_requests,
+            ],
         )
         probes = Probes(actuator=actuator, kube=kube, lag=lag)
         alert_intake = None

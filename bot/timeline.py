@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from bot import once
 from bot.models import TimelineEntry
 from bot.store import Conn
 from bot.store import outbox as outbox_sql
@@ -144,6 +145,7 @@ async def record(
     """
     if not conn.is_in_transaction():
         raise RuntimeError("timeline.record must run inside the transaction of its change")
+    await once.claim(conn)  # the Slack request making this change, if any: exactly once
     payload = dict(data or {})
     # Round-trip through JSON so what is hashed equals what jsonb gives back.
     payload = json.loads(json.dumps(payload))

@@ -11,8 +11,8 @@ import aiohttp
 from slack_sdk.webhook import WebhookResponse
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot import blocks
-from bot.errors import Ambiguous, IntegrationError, UserError
+from bot import blocks, once
+from bot.errors import Ambiguous, IntegrationError, Repeated, UserError
 from bot.logs import get_logger
 
 log = get_logger(__name__)
@@ -94,16 +94,26 @@ async def run_reporting(
     replace_original: bool = False,
 ) -> None:
     """Run a command's work after the ack and tell the user how it went, whatever happens
-    (work returning None has nothing to say)."""
+    (work returning None has nothing to say).
+
+    Exactly once (bot.once): work that changed something claimed the request with its change;
+    an answer (a result or a user error) claims it before it is sent, so a repeat of the
+    request answers nothing. A failure (an outside system, a bug) claims nothing: Slack's
+    retry of the request runs it again.
+    """
     extra: dict[str, Any] = {"response_type": "ephemeral"}
     if replace_original:
         extra["replace_original"] = True
     try:
-        message = await work()
-    except Ambiguous as exc:
-        message = blocks.choose_incident(str(exc), exc.choices, command=command)
-    except UserError as exc:
-        message = blocks.confirmation(str(exc))
+        try:
+            message = await work()
+        except Ambiguous as exc:
+            message = blocks.choose_incident(str(exc), exc.choices, command=command)
+        except UserError as exc:
+            message = blocks.confirmation(str(exc))
+        await once.claim_first()
+    except Repeated:
+        raise
     except IntegrationError as exc:
         log.warning("command.integration_failed", system=exc.system, error=str(exc))
         message = blocks.confirmation(

@@ -71,10 +71,8 @@ class IcHandlers:
             return
         await ack()
         user = str(command["user_id"])
-        # One per invocation; the same request delivered again carries the same one.
-        request = str(command.get("trigger_id") or "") or None
         work = asking_which(
-            self.services, lambda: self.execute(parsed, user=user, request=request), user=user,
+            self.services, lambda: self.execute(parsed, user=user), user=user,
             command=f"/ic {text}",
         )  # fmt: skip
         async with self.services.inflight.track():
@@ -84,7 +82,6 @@ class IcHandlers:
         """A click on a "Which incident?" button: run the original command on that incident."""
         await ack()
         user = str(body["user"]["id"])
-        request = str(body.get("trigger_id") or "") or None
         action = (body.get("actions") or [{}])[0]
         async with self.services.inflight.track():
 
@@ -104,13 +101,11 @@ class IcHandlers:
                     raise UsageError(
                         "That button is no longer valid; run the command again."
                     ) from exc
-                return await self.run_chosen(command, number, user=user, request=request)
+                return await self.run_chosen(command, number, user=user)
 
             await run_reporting(respond, work, command="/ic (choice)", replace_original=True)
 
-    async def run_chosen(
-        self, command: str, number: int, *, user: str, request: str | None
-    ) -> blocks.Message:
+    async def run_chosen(self, command: str, number: int, *, user: str) -> blocks.Message:
         """Run the command a "Which incident?" question was asked for, on incident `number`."""
         name, _, text = command.strip().partition(" ")
         if name == "/rollback":
@@ -126,7 +121,7 @@ class IcHandlers:
         if isinstance(parsed, parsing.Declare | ListIncidents | Help | parsing.OnCall):
             raise UsageError("That command does not take an incident.")
         chosen: IcCommand = dataclasses.replace(parsed, incident=number)
-        return await self.execute(chosen, user=user, request=request)
+        return await self.execute(chosen, user=user)
 
     async def timeline_page(self, ack: AsyncAck, body: dict[str, Any], respond: Respond) -> None:
         """*Show older* / *Show newer* under `/ic timeline`: that page, in place of this one."""
@@ -147,11 +142,8 @@ class IcHandlers:
 
             await run_reporting(respond, work, command="/ic timeline", replace_original=True)
 
-    async def execute(
-        self, parsed: IcCommand, *, user: str, request: str | None = None
-    ) -> blocks.Message:
-        """Run one command for `user`; `request` is the Slack request's id (its trigger_id),
-        so work that must not happen twice can recognise a retry."""
+    async def execute(self, parsed: IcCommand, *, user: str) -> blocks.Message:
+        """Run one command for `user` (a repeat of its Slack request is dropped: bot.once)."""
         s = self.services
         incidents = s.incidents
         match parsed:
@@ -222,7 +214,7 @@ class IcHandlers:
             case Postmortem(incident=ref):
                 incident = await incidents.get(ref)
                 try:
-                    posted = await self.drafts.post(incident.id, actor=user, request=request)
+                    posted = await self.drafts.post(incident.id, actor=user)
                 except IntegrationError as exc:
                     log.warning("postmortem.not_posted", incident=incident.ref, error=str(exc))
                     return blocks.postmortem_not_posted(incident.ref, exc)
@@ -233,7 +225,6 @@ class IcHandlers:
                     draft=posted.draft,
                     figures_line=posted.figures.line(),
                     entries=posted.figures.entries,
-                    repeated=posted.repeated,
                 )
             case parsing.OnCall():
                 if s.pager is None:

@@ -7,8 +7,8 @@ from typing import Any
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import blocks
-from bot.errors import UserError
+from bot import blocks, once
+from bot.errors import Repeated, UserError
 from bot.incidents import MAX_TEXT
 from bot.logs import get_logger
 from bot.services import Services
@@ -38,11 +38,15 @@ class PromptHandlers:
                 incident = await self.services.incidents.get(int(action.get("value") or 0))
                 if incident.is_resolved:
                     raise UserError(f"{incident.ref} is resolved; no update is needed.")
+                await once.claim_first()  # one form per click, however often it arrives
                 await client.views_open(
                     trigger_id=body["trigger_id"], view=blocks.status_modal(incident)
                 )
             except UserError as exc:
+                await once.claim_first()  # an answer: a repeat of this click gets none
                 await reply(respond, blocks.confirmation(str(exc)), response_type="ephemeral")
+            except Repeated:
+                raise
             except Exception:
                 log.exception("prompts.open_modal_failed")
                 await reply(
@@ -88,7 +92,10 @@ class PromptHandlers:
             try:
                 await self.services.incidents.post_status(ref=incident_id, text=text, actor=user)
             except UserError as exc:
+                await once.claim_first()  # an answer: a repeat of this form gets none
                 await self._tell(client, user, str(exc))
+            except Repeated:
+                raise
             except Exception:
                 log.exception("prompts.submit_failed", incident=incident_id)
                 await self._tell(client, user, "Your update could not be saved; use `/ic status`.")

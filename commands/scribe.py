@@ -1,7 +1,7 @@
 """Listeners of the scribe: thread messages, edits, deletions and :pushpin: pins (Events API),
 and the "Add to incident timeline" message shortcut with its form.
 
-Slack's repeats are dropped before these run (`bot.app._dedupe_events`, by `event_id`), and
+Slack's repeats are dropped before these run (`bot.app._once_per_request`, by `event_id`), and
 Bolt drops the bot's own events; the domain (`bot.scribe`) ignores any other bot's messages.
 Events have nobody to answer, so failures are logged with an error id; a :pushpin: that can't
 be placed is explained to the person who added it, ephemerally.
@@ -26,8 +26,8 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import blocks
-from bot.errors import IntegrationError, UserError
+from bot import blocks, once
+from bot.errors import IntegrationError, Repeated, UserError
 from bot.logs import get_logger
 from bot.models import incident_ref
 from bot.scribe import PIN_REACTION, ChatMessage, KeyEvent, Scribe
@@ -217,7 +217,10 @@ class ScribeHandlers:
                     channel=channel, ts=ts, author=message.user, text=message.text,
                     choices=choices, selected=selected,
                 )  # fmt: skip
+                await once.claim_first()  # one form per use of the shortcut
                 await client.views_open(trigger_id=shortcut["trigger_id"], view=view)
+            except Repeated:
+                raise
             except Exception:
                 error_id = uuid.uuid4().hex[:12]
                 log.exception("scribe.shortcut_failed", error_id=error_id)
@@ -275,15 +278,20 @@ class ScribeHandlers:
     async def _mark(self, target: KeyEvent, user: str) -> str:
         ref = incident_ref(target.incident_id)
         try:
-            entry = await self.scribe.mark_key_event(target, by=user)
-        except UserError as exc:
-            return f"Nothing was added: {exc}"
+            try:
+                entry = await self.scribe.mark_key_event(target, by=user)
+            except UserError as exc:
+                await once.claim_first()  # an answer: a repeat of this form gets none
+                return f"Nothing was added: {exc}"
+            if entry is None:
+                await once.claim_first()
+                return f":pushpin: That message is already a key event of *{ref}*."
+        except Repeated:
+            raise
         except Exception:
             error_id = uuid.uuid4().hex[:12]
             log.exception("scribe.shortcut_mark_failed", error_id=error_id)
             return blocks.error_text(error_id)
-        if entry is None:
-            return f":pushpin: That message is already a key event of *{ref}*."
         return f":pushpin: Added to *{ref}*'s timeline as a key event."
 
     async def _tell(self, client: AsyncWebClient, *, channel: str, user: str, text: str) -> None:

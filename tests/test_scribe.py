@@ -264,10 +264,10 @@ async def test_a_repeated_event_and_a_slack_retry_are_captured_once(bot: Bot) ->
     await bot.post_signed(bot.requests.event(posted_event(msg), event_id="Ev0SCRIBE2"))
     await bot.settle()
     assert len(await entries(bot, "message")) == 1
-    seen = await bot.fetch("SELECT event_id FROM slack_events ORDER BY event_id")
-    assert [r["event_id"] for r in seen if r["event_id"].startswith("Ev0SCRIBE")] == [
-        "Ev0SCRIBE1",
-        "Ev0SCRIBE2",
+    seen = await bot.fetch("SELECT key FROM handled_requests ORDER BY key")
+    assert [r["key"] for r in seen if r["key"].startswith("event:Ev0SCRIBE")] == [
+        "event:Ev0SCRIBE1",
+        "event:Ev0SCRIBE2",
     ]
 
 

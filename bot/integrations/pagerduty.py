@@ -40,8 +40,8 @@ def _error(exc: Exception, what: str) -> IntegrationError:
         return IntegrationError("pagerduty", f"{what}: rate limited", retry_after=retry_after)
     if isinstance(status, int) and status >= 500:
         return IntegrationError("pagerduty", f"{what}: HTTP {status}")
-    if isinstance(status, int):
-        return IntegrationError("pagerduty", f"{what}: HTTP {status}", permanent=status != 408)
+    if isinstance(status, int):  # any other 4xx refuses the request itself: not retried
+        return IntegrationError("pagerduty", f"{what}: HTTP {status}", permanent=True)
     return IntegrationError("pagerduty", f"{what}: {type(exc).__name__}")
 
 

@@ -69,31 +69,6 @@ async def append(
     return entry(row)
 
 
-# pg_advisory_xact_lock(namespace, hashtext(key)): one transaction at a time per request.
-REQUEST_LOCK_NAMESPACE = 0x1CB0_0021
-
-
-async def lock_request(conn: Conn, key: str) -> None:
-    """Serialise the transactions acting on one request: a retry waits for the first."""
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock($1, hashtext($2))", REQUEST_LOCK_NAMESPACE, key
-    )
-
-
-async def for_request(
-    conn: Conn, incident_id: int, *, kind: str, request: str
-) -> TimelineEntry | None:
-    """The incident's first entry of `kind` whose data names `request`, if any."""
-    row = await conn.fetchrow(
-        f"SELECT {COLUMNS} FROM timeline WHERE incident_id = $1 AND kind = $2"
-        " AND data->>'request' = $3 ORDER BY seq LIMIT 1",
-        incident_id,
-        kind,
-        request,
-    )
-    return entry(row) if row is not None else None
-
-
 async def entries(conn: Conn, incident_id: int) -> list[TimelineEntry]:
     rows = await conn.fetch(
         f"SELECT {COLUMNS} FROM timeline WHERE incident_id = $1 ORDER BY seq", incident_id
