@@ -78,7 +78,7 @@ class LoadResult:
 
 
 async def _generate(plan: LoadPlan) -> LoadResult:
-    from bot.sandbox.slack_requests import SlackRequests
+    from sandbox.slack_requests import SlackRequests
 
     signer = SlackRequests(plan.signing_secret)
     total = math.ceil(plan.rate * (plan.warmup + plan.seconds))
@@ -183,7 +183,7 @@ class SlackStub:
 
 
 async def _fake_slack(response_urls: int) -> None:
-    from bot.sandbox.slack_api import FakeSlack
+    from sandbox.slack_api import FakeSlack
 
     async with FakeSlack(channels=(CHANNEL_NAME,)) as slack:
         channel_id = slack.channel_id(CHANNEL_NAME)
@@ -474,16 +474,16 @@ class LoopLag:
 
 
 async def bench(args: argparse.Namespace) -> None:
-    from bot import logs
-    from bot.app import build_slack_app
-    from bot.outbox import ChannelPacer
-    from bot.runtime import freeze_startup_objects
-    from bot.sandbox.slack_requests import SlackRequests
-    from bot.services import open_services
-    from bot.settings import Settings
+    from bot.core import logs
+    from bot.core.settings import Settings
+    from bot.delivery.outbox import ChannelPacer
+    from bot.runtime.serve import freeze_startup_objects
+    from bot.runtime.services import open_services
+    from bot.runtime.web import build_web_app
     from bot.store import db
     from bot.store import outbox as outbox_sql
-    from bot.web import build_web_app
+    from commands.app import build_slack_app
+    from sandbox.slack_requests import SlackRequests
 
     logs.configure("json", "WARNING")
     signing_secret = "bench-" + secrets.token_hex(16)
@@ -536,7 +536,7 @@ async def bench(args: argparse.Namespace) -> None:
                     )
                 )
             )
-            # As `icbot serve` does once it is up (bot/runtime.py): start-up objects out of
+            # As `icbot serve` does once it is up (bot/runtime/serve.py): start-up objects out of
             # the garbage collector's way.
             freeze_startup_objects()
             reference_url = (

@@ -221,15 +221,15 @@ async def wait_for(check: Any, *, timeout: float, what: str, every: float = 0.01
 
 
 async def run(args: argparse.Namespace) -> None:
-    from bot import logs
-    from bot.alerts import AlertIntake, BatchResult, resume_positions
+    from bot.core import logs
+    from bot.core.settings import Settings
+    from bot.domain.alerts import AlertIntake, BatchResult, resume_positions
     from bot.integrations.kafka_io import KafkaAlertSource, KafkaDeadLetters
-    from bot.sandbox.kafka_broker import TansuBroker
-    from bot.sandbox.slack_api import FakeSlack, Message
-    from bot.services import open_services
-    from bot.settings import Settings
+    from bot.runtime.services import open_services
     from bot.store import db
     from bot.store import outbox as outbox_sql
+    from sandbox.kafka_broker import TansuBroker
+    from sandbox.slack_api import FakeSlack, Message
 
     if args.cpus:
         os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})  # children inherit it

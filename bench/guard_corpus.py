@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.guard import luhn_valid, redact
+from bot.core.guard import luhn_valid, redact
 
 SERVICES = ["payment-service", "ledger", "wallet-api", "fraud-scorer", "card-gateway", "saga"]
 IBAN_SAMPLES = ["DE89 3704 0044 0532 0130 00", "GB82 WEST 1234 5698 7654 32",

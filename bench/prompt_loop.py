@@ -69,9 +69,9 @@ PG_STAT_FIELDS = (
 
 
 async def _worker(config: dict[str, Any]) -> None:
-    from bot.outbox import ChannelPacer
-    from bot.services import open_services
-    from bot.settings import Settings
+    from bot.core.settings import Settings
+    from bot.delivery.outbox import ChannelPacer
+    from bot.runtime.services import open_services
 
     settings = Settings(
         _env_file=None,
@@ -98,7 +98,7 @@ async def _worker(config: dict[str, Any]) -> None:
 
 
 def worker_main() -> None:
-    from bot import logs
+    from bot.core import logs
 
     logs.configure("json", "INFO")  # as `icbot serve` logs; stderr goes to a file
     asyncio.run(_worker(json.loads(os.environ.pop(WORKER_ENV))))
@@ -154,7 +154,7 @@ async def start_replica(config: dict[str, Any], log_path: Path) -> Replica:
 
 def indexed_fake_slack() -> Any:
     """FakeSlack whose `find` is a dict lookup instead of a scan of the channel's messages."""
-    from bot.sandbox.slack_api import FakeSlack, Message
+    from sandbox.slack_api import FakeSlack, Message
 
     class IndexedFakeSlack(FakeSlack):
         def __init__(self) -> None:
@@ -527,7 +527,7 @@ def verdict(out: Outcome) -> list[str]:
 async def run(args: argparse.Namespace) -> None:
     import psutil  # type: ignore[import-untyped,unused-ignore]
 
-    from bot import logs
+    from bot.core import logs
     from bot.store import db
 
     logs.configure("console", "WARNING")

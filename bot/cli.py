@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from bot import logs
-from bot.errors import ConfigError, NotFound
-from bot.settings import Settings
+from bot.core import logs
+from bot.core.errors import ConfigError, NotFound
+from bot.core.settings import Settings
 
 if TYPE_CHECKING:
     import asyncpg
 
-    from bot.incidents import Incidents
-from bot.timeline import Verification
+    from bot.domain.incidents import Incidents
+from bot.domain.timeline import Verification
 
 cli = typer.Typer(
     help="icbot: incident response for #waqiti-incidents.",
@@ -83,7 +83,7 @@ def shell(
     settings = _settings()
     logs.configure(settings.log_format or "console", "WARNING")
     if sandbox or scenario:
-        from bot.sandbox.scenario import DEFAULT_SCENARIO, load_scenario
+        from sandbox.scenario import DEFAULT_SCENARIO, load_scenario
 
         scenario = scenario or DEFAULT_SCENARIO
         try:
@@ -100,7 +100,7 @@ def shell(
 
 
 async def _run_shell(settings: Settings, scenario: str | None = None) -> int:
-    from bot.shell import run_shell
+    from bot.runtime.shell import run_shell
 
     return await run_shell(settings, scenario=scenario)
 
@@ -108,7 +108,7 @@ async def _run_shell(settings: Settings, scenario: str | None = None) -> int:
 @cli.command()
 def serve() -> None:
     """Production HTTP mode on PORT: /slack/events, /healthz, /readyz, /metrics."""
-    from bot.runtime import serve_http
+    from bot.runtime.serve import serve_http
 
     _run_service(serve_http)
 
@@ -116,7 +116,7 @@ def serve() -> None:
 @cli.command()
 def socket() -> None:
     """Socket Mode (SLACK_APP_TOKEN): the app over a WebSocket; /healthz, /readyz, /metrics."""
-    from bot.socket_mode import serve_socket_mode
+    from bot.runtime.socket import serve_socket_mode
 
     _run_service(serve_socket_mode)
 
@@ -170,8 +170,8 @@ def _incident_number(incident: str) -> int:
 
 
 def _incidents(pool: asyncpg.Pool, settings: Settings) -> Incidents:
-    from bot.incidents import Incidents
-    from bot.policy import load_severity_policy
+    from bot.domain.incidents import Incidents
+    from bot.domain.policy import load_severity_policy
 
     return Incidents(pool, load_severity_policy(settings.playbooks_dir), channel_id="")
 
@@ -226,7 +226,7 @@ def postmortem(
 
 
 async def _postmortem(settings: Settings, number: int) -> str:
-    from bot.postmortem import render
+    from bot.domain.postmortem import render
 
     async with _one_connection_pool(settings) as pool:
         incident, entries = await _incidents(pool, settings).timeline(number)
@@ -245,7 +245,7 @@ def web(
     numbers = [_incident_number(ref) for ref in link or []]
     settings = _settings()
     logs.configure(settings.log_format or "console", settings.log_level)
-    from bot.pages.server import serve_pages
+    from bot.runtime.pages import serve_pages
 
     try:
         asyncio.run(
@@ -264,8 +264,8 @@ def playbooks_validate(
     ] = None,
 ) -> None:
     """Load every playbook and policy file; exit 1 with file:line errors if any is invalid."""
-    from bot.playbooks import validate_dir
-    from bot.policy import load_severity_policy
+    from bot.domain.policy import load_severity_policy
+    from bot.playbooks.catalogue import validate_dir
 
     folder = directory or _settings().playbooks_dir
     if not folder.is_dir():

@@ -7,12 +7,12 @@ from typing import Any
 from pydantic import ValidationError
 from slack_bolt.context.ack.async_ack import AsyncAck
 
-from bot import blocks
-from bot.approvals import Decision
-from bot.errors import UsageError, UserError
-from bot.logs import get_logger
-from bot.remediation.registry import DeploymentTarget
-from bot.services import Services
+from bot.core.errors import UsageError, UserError
+from bot.core.logs import get_logger
+from bot.domain.approvals import Decision
+from bot.playbooks.remediations.registry import DeploymentTarget
+from bot.runtime.services import Services
+from commands import blocks
 from commands.choices import asking_which
 from commands.edge import Respond, run_reporting
 from commands.parsing import INCIDENT, MAX_COMMAND, refuse_control_characters

@@ -7,11 +7,11 @@ from typing import Any
 
 from slack_bolt.context.ack.async_ack import AsyncAck
 
-from bot import blocks
-from bot.errors import UserError
-from bot.playbooks import Playbook
-from bot.remediation.runner import NotAvailable
-from bot.services import Services
+from bot.core.errors import UserError
+from bot.playbooks.catalogue import Playbook
+from bot.playbooks.remediations.runner import NotAvailable
+from bot.runtime.services import Services
+from commands import blocks
 from commands.choices import asking_which
 from commands.edge import Respond, run_reporting
 from commands.parsing import INCIDENT, MAX_COMMAND

@@ -11,9 +11,10 @@ import aiohttp
 from slack_sdk.webhook import WebhookResponse
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot import blocks, once
-from bot.errors import Ambiguous, IntegrationError, Repeated, UserError
-from bot.logs import get_logger
+from bot.core.errors import Ambiguous, IntegrationError, Repeated, UserError
+from bot.core.logs import get_logger
+from bot.domain import once
+from commands import blocks
 
 log = get_logger(__name__)
 
@@ -96,7 +97,7 @@ async def run_reporting(
     """Run a command's work after the ack and tell the user how it went, whatever happens
     (work returning None has nothing to say).
 
-    Exactly once (bot.once): work that changed something claimed the request with its change;
+    Exactly once (bot.domain.once): work that changed something claimed the request with its change;
     an answer (a result or a user error) claims it before it is sent, so a repeat of the
     request answers nothing. A failure (an outside system, a bug) claims nothing: Slack's
     retry of the request runs it again.

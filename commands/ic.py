@@ -9,14 +9,14 @@ from typing import Any
 
 from slack_bolt.context.ack.async_ack import AsyncAck
 
-from bot import blocks, handover, history
-from bot.drafts import Drafts
-from bot.errors import IntegrationError, UsageError
-from bot.logs import get_logger
+from bot.core.errors import IntegrationError, UsageError
+from bot.core.logs import get_logger
+from bot.domain import handover, history
+from bot.domain.drafts import Drafts
+from bot.domain.scribe import Scribe
 from bot.pages.links import Linker, linker
-from bot.scribe import Scribe
-from bot.services import Services
-from commands import parsing
+from bot.runtime.services import Services
+from commands import blocks, parsing
 from commands.approvals import ApprovalHandlers
 from commands.choices import asking_which, original_command
 from commands.diagnose import DiagnoseHandlers
@@ -143,7 +143,8 @@ class IcHandlers:
             await run_reporting(respond, work, command="/ic timeline", replace_original=True)
 
     async def execute(self, parsed: IcCommand, *, user: str) -> blocks.Message:
-        """Run one command for `user` (a repeat of its Slack request is dropped: bot.once)."""
+        """Run one command for `user` (a repeat of its Slack request is dropped:
+        bot.domain.once)."""
         s = self.services
         incidents = s.incidents
         match parsed:

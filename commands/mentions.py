@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot.logs import get_logger
+from bot.core.logs import get_logger
 
 log = get_logger(__name__)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bot.errors import UsageError
-from bot.models import normalise_role
-from bot.text import control_character
+from bot.core.errors import UsageError
+from bot.core.models import normalise_role
+from bot.core.text import control_character
 
 SEVERITY = re.compile(r"^sev-?([1-4])$", re.I)
 INCIDENT = re.compile(r"^inc-?([0-9]{1,9})$", re.I)  # ASCII digits: `int` refuses some others

@@ -7,12 +7,13 @@ from typing import Any
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import blocks, once
-from bot.errors import Repeated, UserError
-from bot.incidents import MAX_TEXT
-from bot.logs import get_logger
-from bot.services import Services
-from bot.text import control_character
+from bot.core.errors import Repeated, UserError
+from bot.core.logs import get_logger
+from bot.core.text import control_character
+from bot.domain import once
+from bot.domain.incidents import MAX_TEXT
+from bot.runtime.services import Services
+from commands import blocks
 from commands.edge import Respond, reply, run_reporting
 
 log = get_logger(__name__)

@@ -1,8 +1,8 @@
 """Listeners of the scribe: thread messages, edits, deletions and :pushpin: pins (Events API),
 and the "Add to incident timeline" message shortcut with its form.
 
-Slack's repeats are dropped before these run (`bot.app._once_per_request`, by `event_id`), and
-Bolt drops the bot's own events; the domain (`bot.scribe`) ignores any other bot's messages.
+Slack's repeats are dropped before these run (`commands.app._once_per_request`, by `event_id`), and
+Bolt drops the bot's own events; the domain (`bot.domain.scribe`) ignores any other bot's messages.
 Events have nobody to answer, so failures are logged with an error id; a :pushpin: that can't
 be placed is explained to the person who added it, ephemerally.
 
@@ -26,13 +26,14 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import blocks, once
-from bot.errors import IntegrationError, Repeated, UserError
-from bot.logs import get_logger
-from bot.models import incident_ref
-from bot.scribe import PIN_REACTION, ChatMessage, KeyEvent, Scribe
-from bot.services import Services
-from bot.text import storable
+from bot.core.errors import IntegrationError, Repeated, UserError
+from bot.core.logs import get_logger
+from bot.core.models import incident_ref
+from bot.core.text import storable
+from bot.domain import once
+from bot.domain.scribe import PIN_REACTION, ChatMessage, KeyEvent, Scribe
+from bot.runtime.services import Services
+from commands import blocks
 from commands.edge import Respond, reply
 
 log = get_logger(__name__)
@@ -69,7 +70,7 @@ def chat_message(message: dict[str, Any], *, channel: str, bot_user_id: str | No
 
 
 class SlackMessages:
-    """`bot.scribe.MessageSource` over the Web API: chat.getPermalink and reactions.get."""
+    """`bot.domain.scribe.MessageSource` over the Web API: chat.getPermalink and reactions.get."""
 
     def __init__(self, client: AsyncWebClient) -> None:
         self.client = client

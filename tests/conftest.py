@@ -21,16 +21,16 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from bot.app import build_slack_app
-from bot.ids import Metadata
-from bot.outbox import ChannelPacer
-from bot.sandbox.pagerduty import FakePagerDuty
-from bot.sandbox.slack_api import FakeSlack, UploadedFile
-from bot.sandbox.slack_requests import SignedRequest, SlackRequests
-from bot.services import Services, open_services
-from bot.settings import Settings
+from bot.core.ids import Metadata
+from bot.core.settings import Settings
+from bot.delivery.outbox import ChannelPacer
+from bot.runtime.services import Services, open_services
+from bot.runtime.web import build_web_app
 from bot.store import db
-from bot.web import build_web_app
+from commands.app import build_slack_app
+from sandbox.pagerduty import FakePagerDuty
+from sandbox.slack_api import FakeSlack, UploadedFile
+from sandbox.slack_requests import SignedRequest, SlackRequests
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO.parent / "shared" / "specs"

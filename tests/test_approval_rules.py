@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from bot.ids import ApprovalAction
-from bot.sandbox.kubernetes import FakeKubernetes
-from bot.sandbox.slack_api import FakeSlack
+from bot.core.ids import ApprovalAction
+from sandbox.kubernetes import FakeKubernetes
+from sandbox.slack_api import FakeSlack
 from tests import test_approvals as base
 from tests.conftest import Bot, running_bot, shown_text
 from tests.test_approvals import DEPLOY, NS, _card, _click, _policy, _request_rollback
@@ -498,7 +498,7 @@ async def test_the_incident_picker_keeps_a_long_note_whole(bot: Bot) -> None:
 
 @pytest.fixture(scope="module")
 async def bao() -> Any:
-    from bot.sandbox.vault_server import OpenBaoDevServer
+    from sandbox.vault_server import OpenBaoDevServer
 
     server = OpenBaoDevServer()
     await server.start()
@@ -554,8 +554,8 @@ from hypothesis import HealthCheck, given  # noqa: E402
 from hypothesis import settings as hypothesis_settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from bot.errors import Conflict  # noqa: E402
-from bot.models import IC  # noqa: E402
+from bot.core.errors import Conflict  # noqa: E402
+from bot.core.models import IC  # noqa: E402
 
 PEOPLE = ("alice", "dana", "erin", "kim")
 ROLES = (IC, "security lead")

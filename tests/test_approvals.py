@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from bot.ids import ApprovalAction, RemediationAction
-from bot.sandbox.kubernetes import FakeKubernetes
-from bot.sandbox.slack_api import FakeSlack
-from bot.settings import BUNDLED_PLAYBOOKS
+from bot.core.ids import ApprovalAction, RemediationAction
+from bot.core.settings import BUNDLED_PLAYBOOKS
+from sandbox.kubernetes import FakeKubernetes
+from sandbox.slack_api import FakeSlack
 from tests.conftest import Bot, running_bot
 
 NS, DEPLOY = "waqiti", "payment-service"
@@ -241,7 +241,7 @@ async def test_diagnose_remediation_buttons_go_through_the_same_flow(
 async def test_scaling_a_consumer_shows_its_lag_before_and_after(
     dsn: str, slack: FakeSlack, kube: tuple[FakeKubernetes, Path]
 ) -> None:
-    from bot.sandbox.kafka_broker import TansuBroker
+    from sandbox.kafka_broker import TansuBroker
 
     fake, config = kube
     fake.add_deployment(NS, "payment-saga-consumer", "saga-consumer:2.0", replicas=2)
@@ -291,7 +291,7 @@ async def test_scaling_a_consumer_shows_its_lag_before_and_after(
 async def test_the_pagerduty_on_call_may_approve_and_others_may_not(
     dsn: str, slack: FakeSlack, kube: tuple[FakeKubernetes, Path], tmp_path: Path
 ) -> None:
-    from bot.sandbox.pagerduty import FakePagerDuty
+    from sandbox.pagerduty import FakePagerDuty
     from tests.conftest import pagerduty_settings
 
     policy = _policy(tmp_path, "remediations:\n  rollback_deployment: {approvers: [oncall]}\n")

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from bot.ids import RemediationAction
-from bot.sandbox.actuator import FakeActuator
-from bot.sandbox.kubernetes import FakeKubernetes
-from bot.sandbox.slack_api import FakeSlack
-from bot.settings import BUNDLED_PLAYBOOKS
+from bot.core.ids import RemediationAction
+from bot.core.settings import BUNDLED_PLAYBOOKS
+from sandbox.actuator import FakeActuator
+from sandbox.kubernetes import FakeKubernetes
+from sandbox.slack_api import FakeSlack
 from tests.conftest import Bot, running_bot
 
 SERVICE = "payment-service"

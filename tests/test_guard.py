@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.guard import NETWORKS, FindingKind, card_network, luhn_valid, redact, scan
+from bot.core.guard import NETWORKS, FindingKind, card_network, luhn_valid, redact, scan
 
 # One prefix and length per network (and the extra ranges), as issuers print them.
 NETWORK_SAMPLES = {

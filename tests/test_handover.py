@@ -7,10 +7,10 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from bot import blocks
-from bot.sandbox.slack_api import Message
 from bot.store import actions as actions_sql
 from bot.store import timeline as timeline_sql
+from commands import blocks
+from sandbox.slack_api import Message
 from tests.conftest import Bot
 from tests.test_scribe import say
 

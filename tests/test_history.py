@@ -1,5 +1,5 @@
-"""Incident history figures (`bot.history`): exact figures on hand-built timelines, invariants
-on generated ones, and the Block Kit they render to."""
+"""Incident history figures (`bot.domain.history`): exact figures on hand-built timelines,
+invariants on generated ones, and the Block Kit they render to."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot import blocks
-from bot.history import (
+from bot.core.models import Incident, Status, TimelineEntry
+from bot.core.settings import BUNDLED_PLAYBOOKS
+from bot.domain.history import (
     ON_TIME_GRACE_PERCENT,
     Gap,
     IncidentFigures,
@@ -20,10 +21,9 @@ from bot.history import (
     incident_figures,
     report,
 )
-from bot.models import Incident, Status, TimelineEntry
-from bot.policy import SEVERITY_KEYS, load_severity_policy
-from bot.settings import BUNDLED_PLAYBOOKS
-from bot.timeline import Kind
+from bot.domain.policy import SEVERITY_KEYS, load_severity_policy
+from bot.domain.timeline import Kind
+from commands import blocks
 
 POLICY = load_severity_policy(BUNDLED_PLAYBOOKS)  # SEV1 15m, SEV2 30m, SEV3 1h, SEV4 none
 T0 = datetime(2040, 3, 6, 14, 0, tzinfo=UTC)

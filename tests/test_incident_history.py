@@ -10,8 +10,8 @@ import json
 import time
 from typing import Any
 
-from bot.sandbox.pagerduty import FakePagerDuty
-from bot.sandbox.slack_api import FakeSlack
+from sandbox.pagerduty import FakePagerDuty
+from sandbox.slack_api import FakeSlack
 from tests.conftest import PAGERDUTY_WEBHOOK_SECRET, Bot, pagerduty_settings, running_bot
 
 

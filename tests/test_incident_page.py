@@ -16,9 +16,9 @@ from typing import Any
 
 import structlog
 
+from bot.domain.postmortem import render as postmortem_render
 from bot.pages import links
 from bot.pages.routes import SECURITY_HEADERS
-from bot.postmortem import render as postmortem_render
 from tests.conftest import Bot
 
 TITLE = "Payments failing"

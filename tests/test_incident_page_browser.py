@@ -25,9 +25,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bot.sandbox.child import free_port
-from bot.settings import Settings
-from bot.shell import run_shell
+from bot.core.settings import Settings
+from bot.runtime.shell import run_shell
+from sandbox.child import free_port
 from tests.conftest import _fresh_database
 from tests.test_scripted_incident import SCRIPT, ScriptedStdin, SteppedClock
 

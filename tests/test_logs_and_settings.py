@@ -10,8 +10,8 @@ import pytest
 import structlog
 from pydantic import ValidationError
 
-from bot import logs
-from bot.settings import Settings
+from bot.core import logs
+from bot.core.settings import Settings
 
 
 @pytest.fixture

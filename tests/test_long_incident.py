@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 import structlog
 
-from bot.sandbox.block_kit import message_problems, view_problems
-from bot.sandbox.platform import SimulatedPlatform
-from bot.sandbox.slack_api import FakeSlack
-from bot.settings import BUNDLED_PLAYBOOKS
-from bot.text import inert
+from bot.core.settings import BUNDLED_PLAYBOOKS
+from bot.core.text import inert
+from sandbox.block_kit import message_problems, view_problems
+from sandbox.platform import SimulatedPlatform
+from sandbox.slack_api import FakeSlack
 from tests.conftest import Bot, running_bot, shown_text
 
 REFUSALS = {"invalid_blocks", "msg_too_long", "invalid_arguments", "no_text"}

@@ -8,8 +8,8 @@ import yaml
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 
-from bot.app import EVENTS, SHORTCUTS, SLASH_COMMANDS, build_slack_app
-from bot.sandbox.slack_requests import SignedRequest
+from commands.app import EVENTS, SHORTCUTS, SLASH_COMMANDS, build_slack_app
+from sandbox.slack_requests import SignedRequest
 from tests.conftest import Bot
 
 MANIFEST = yaml.safe_load((Path(__file__).resolve().parent.parent / "manifest.yml").read_text())

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from bot import once
-from bot.ids import IcAction, PromptAction
-from bot.sandbox.kubernetes import FakeKubernetes
-from bot.sandbox.slack_api import FakeSlack
-from bot.sandbox.slack_requests import SignedRequest
+from bot.core.ids import IcAction, PromptAction
+from bot.domain import once
+from sandbox.kubernetes import FakeKubernetes
+from sandbox.slack_api import FakeSlack
+from sandbox.slack_requests import SignedRequest
 from tests.conftest import Bot, running_bot
 
 RETRY = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}

@@ -6,7 +6,7 @@ import itertools
 import time
 from datetime import timedelta
 
-from bot.outbox import LEASE, ChannelPacer
+from bot.delivery.outbox import LEASE, ChannelPacer
 from bot.store import outbox as outbox_sql
 from tests.conftest import Bot
 
@@ -124,7 +124,7 @@ async def test_two_workers_never_post_the_same_item(bot: Bot) -> None:
     await bot.services.inflight.idle()
     outbox = bot.services.outbox
     # Two workers (as two replicas would) draining at once; they share only PostgreSQL.
-    from bot.outbox import Outbox
+    from bot.delivery.outbox import Outbox
 
     twin = Outbox(
         bot.services.pool,

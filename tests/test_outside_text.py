@@ -17,14 +17,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot import blocks, postmortem
-from bot.models import Incident, Status, TimelineEntry
-from bot.sandbox.actuator import FakeActuator
-from bot.sandbox.kubernetes import FakeKubernetes
-from bot.sandbox.pagerduty import FakePagerDuty
-from bot.sandbox.slack_api import FakeSlack
-from bot.text import inert
-from bot.timeline import Kind
+from bot.core.models import Incident, Status, TimelineEntry
+from bot.core.text import inert
+from bot.domain import postmortem
+from bot.domain.timeline import Kind
+from commands import blocks
+from sandbox.actuator import FakeActuator
+from sandbox.kubernetes import FakeKubernetes
+from sandbox.pagerduty import FakePagerDuty
+from sandbox.slack_api import FakeSlack
 from tests.conftest import PAGERDUTY_WEBHOOK_SECRET, Bot, running_bot
 from tests.test_scribe import say
 
@@ -119,7 +120,7 @@ def test_broadcasts_become_visible_words_and_masked_links_show_their_target() ->
 
 
 def _policy() -> Any:
-    from bot.policy import load_severity_policy
+    from bot.domain.policy import load_severity_policy
 
     return load_severity_policy(Path(__file__).parent.parent / "playbooks")
 

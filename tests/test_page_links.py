@@ -9,9 +9,9 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.core.settings import Settings
 from bot.pages import links
 from bot.pages.links import Check
-from bot.settings import Settings
 
 KEY = links.derive_key("signing-secret-for-tests")
 NOW = 1_800_000_000

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from bot.pager import PagerKind
-from bot.sandbox.pagerduty import FakePagerDuty
-from bot.sandbox.slack_api import FakeSlack
-from bot.settings import BUNDLED_PLAYBOOKS
+from bot.core.settings import BUNDLED_PLAYBOOKS
+from bot.domain.pager import PagerKind
 from bot.store import outbox as outbox_sql
+from sandbox.pagerduty import FakePagerDuty
+from sandbox.slack_api import FakeSlack
 from tests.conftest import Bot, pagerduty_settings, running_bot, shown_text
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bot.sandbox.pagerduty import FakePagerDuty, sign_webhook
+from sandbox.pagerduty import FakePagerDuty, sign_webhook
 from tests.conftest import PAGERDUTY_WEBHOOK_SECRET, Bot
 
 ONCALL = "oncall@waqiti.example"

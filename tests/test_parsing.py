@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.errors import UsageError
+from bot.core.errors import UsageError
 from commands import parsing
 from commands.parsing import (
     Assign,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.playbooks import Catalogue, Threshold, load_catalogue
-from bot.settings import BUNDLED_PLAYBOOKS
+from bot.core.settings import BUNDLED_PLAYBOOKS
+from bot.playbooks.catalogue import Catalogue, Threshold, load_catalogue
 
 WAQITI = ["alert-delivery", "saga", "audit-gap", "idor", "legal-pdf"]  # runbook 004
 GENERIC = ["billing-failure", "meter-lag", "agent-misbehaviour", "security-breach", "originfd"]

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.diagnostics import CHECKS
-from bot.playbooks import Threshold, load_catalogue, validate_dir
-from bot.remediation import REMEDIATIONS
-from bot.settings import BUNDLED_PLAYBOOKS
+from bot.core.settings import BUNDLED_PLAYBOOKS
+from bot.playbooks.catalogue import Threshold, load_catalogue, validate_dir
+from bot.playbooks.checks import CHECKS
+from bot.playbooks.remediations import REMEDIATIONS
 
 
 def test_every_bundled_playbook_loads_and_every_name_resolves() -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import ConfigError
-from bot.policy import load_severity_policy, parse_duration
-from bot.settings import BUNDLED_PLAYBOOKS
+from bot.core.errors import ConfigError
+from bot.core.settings import BUNDLED_PLAYBOOKS
+from bot.domain.policy import load_severity_policy, parse_duration
 
 
 def test_bundled_policy_matches_the_runbook() -> None:

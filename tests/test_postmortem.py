@@ -1,7 +1,7 @@
 """The post-mortem draft: the runbook's template filled from the timeline, byte for byte the same.
 
-Unit tests feed `bot.postmortem.render` hand-made timelines; the golden test scripts an incident
-through the real app on a controlled clock (`UPDATE_GOLDEN=1 pytest …` rewrites the file).
+Unit tests feed `bot.domain.postmortem.render` hand-made timelines; the golden test scripts an
+incident through the real app on a controlled clock (`UPDATE_GOLDEN=1 pytest …` rewrites the file).
 `/ic postmortem` posts the draft as a Markdown file in the incident's thread: the tests at the
 end drive that through the real app and the Slack stand-in's files_upload_v2 endpoints.
 """
@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
-from bot import blocks
-from bot.models import Incident, Status, TimelineEntry
-from bot.postmortem import figures, render
-from bot.sandbox.slack_api import FakeSlack
-from bot.timeline import Kind
+from bot.core.models import Incident, Status, TimelineEntry
+from bot.domain.postmortem import figures, render
+from bot.domain.timeline import Kind
+from commands import blocks
+from sandbox.slack_api import FakeSlack
 from tests.conftest import Bot, running_bot, shown_text
 from tests.test_scribe import delete, edit, pin, say, unpin
 
@@ -524,7 +524,7 @@ async def test_a_retry_of_the_same_request_posts_the_draft_once(bot: Bot) -> Non
     assert len(bot.posted_files(1)) == 1
     assert len(await _posted_entries(bot)) == 1
     erin = bot.slack.user_id("erin")
-    # The retry is acknowledged and does nothing, not even a second answer (bot.once).
+    # The retry is acknowledged and does nothing, not even a second answer (bot.domain.once).
     [answer] = [shown_text(e) for e in bot.slack.ephemerals if e.user == erin][-1:]
     assert "Posted the post-mortem draft of *INC-1*" in answer
     assert len(bot.replies_to("erin")) == 1

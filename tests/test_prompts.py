@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bot.ids import ChecklistAction, PromptAction
-from bot.prompts import Prompter
+from bot.core.ids import ChecklistAction, PromptAction
+from bot.domain.prompts import Prompter
 from bot.store import db
 from tests.conftest import Bot
 
@@ -225,7 +225,7 @@ async def test_post_update_button_opens_the_modal_and_its_submission_resets_the_
 async def test_modal_without_a_status_is_refused_with_a_field_error(bot: Bot) -> None:
     await bot.command("declare Payments failing sev2", user="dana")
     incident = await bot.services.incidents.get(1)
-    from bot.blocks import status_modal
+    from commands.blocks import status_modal
 
     view = {**status_modal(incident), "id": "V1"}
     dana = bot.user("dana")

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.outbox import ChannelPacer, Outbox
-from bot.policy import load_severity_policy
-from bot.sandbox.child import free_port
-from bot.sandbox.slack_api import FakeSlack
-from bot.sandbox.slack_requests import SlackRequests
-from bot.services import open_services
+from bot.delivery.outbox import ChannelPacer, Outbox
+from bot.domain.policy import load_severity_policy
+from bot.runtime.services import open_services
+from sandbox.child import free_port
+from sandbox.slack_api import FakeSlack
+from sandbox.slack_requests import SlackRequests
 from tests.conftest import SIGNING_SECRET, make_settings
 
 REPO = Path(__file__).resolve().parent.parent

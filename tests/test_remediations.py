@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from bot.errors import UserError
-from bot.ids import ApprovalAction
-from bot.sandbox.actuator import FakeActuator
-from bot.sandbox.slack_api import FakeSlack
-from bot.sandbox.vault_server import OpenBaoDevServer
+from bot.core.errors import UserError
+from bot.core.ids import ApprovalAction
+from sandbox.actuator import FakeActuator
+from sandbox.slack_api import FakeSlack
+from sandbox.vault_server import OpenBaoDevServer
 from tests.conftest import Bot, running_bot
 
 FLAG_TOKEN = "flag-admin-token-for-tests"

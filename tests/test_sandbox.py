@@ -1,4 +1,4 @@
-"""The sandbox: a simulated Waqiti platform (`bot/sandbox/platform.py`) and its scenarios.
+"""The sandbox: a simulated Waqiti platform (`sandbox/platform.py`) and its scenarios.
 
 Two kinds of tests. `SimulatedPlatform` driven directly, with the bot's real adapters built by
 `open_services` from the platform's settings overrides: each scenario is what the playbooks
@@ -23,16 +23,16 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from bot.app import build_slack_app
-from bot.diagnose import Report, run_playbook
-from bot.errors import ConfigError
+from bot.core.errors import ConfigError
 from bot.integrations.kafka import KafkaLag
-from bot.remediation import REMEDIATIONS
-from bot.sandbox.platform import LAG_WARNING, SimulatedPlatform
-from bot.sandbox.scenario import DEFAULT_SCENARIO, SCENARIOS_DIR, list_scenarios, load_scenario
-from bot.sandbox.shell_sandbox import ShellSandbox
-from bot.sandbox.slack_api import FakeSlack
-from bot.services import Services, open_services
+from bot.playbooks.diagnose import Report, run_playbook
+from bot.playbooks.remediations import REMEDIATIONS
+from bot.runtime.services import Services, open_services
+from commands.app import build_slack_app
+from sandbox.platform import LAG_WARNING, SimulatedPlatform
+from sandbox.scenario import DEFAULT_SCENARIO, SCENARIOS_DIR, list_scenarios, load_scenario
+from sandbox.shell_sandbox import ShellSandbox
+from sandbox.slack_api import FakeSlack
 from tests.conftest import make_settings, running_bot
 
 SCENARIOS = ["alert-delivery", "audit-gap", "bad-deploy", "healthy", "saga-storm"]
@@ -317,7 +317,7 @@ async def test_pagerduty_webhooks_flow_back_and_the_alert_declares_an_incident(
 
 
 class _Shell:
-    """What `ShellSandbox` needs of `bot.shell.Shell`: the services, the app, and output."""
+    """What `ShellSandbox` needs of `bot.runtime.shell.Shell`: the services, the app, and output."""
 
     def __init__(self, services: Services) -> None:
         self.services = services

@@ -16,16 +16,16 @@ from typing import Any
 
 import pytest
 
-from bot import timeline
-from bot.sandbox.slack_api import Message
-from bot.sandbox.slack_requests import SignedRequest
-from bot.scribe import ChatMessage, Scribe, fallback_permalink
+from bot.domain import timeline
+from bot.domain.scribe import ChatMessage, Scribe, fallback_permalink
 from bot.store import captures as captures_sql
 from commands import parsing
 from commands.scribe import SlackMessages, chat_message
+from sandbox.slack_api import Message
+from sandbox.slack_requests import SignedRequest
 from tests.conftest import Bot, shown_text
 
-# Until the patches to existing files (timeline.redact, listeners in bot/app.py, ...) are in.
+# Until the patches to existing files (timeline.redact, listeners in commands/app.py, ...) are in.
 WAR_ROOM = "waqiti-incidents"
 _event_ts = itertools.count(1)
 
@@ -632,7 +632,7 @@ async def test_scribe_work_that_fails_is_tried_again_until_it_lands() -> None:
 
 
 async def test_a_user_error_in_scribe_work_is_an_answer_and_not_retried() -> None:
-    from bot.errors import UsageError
+    from bot.core.errors import UsageError
     from commands.scribe import retrying
 
     calls: list[int] = []

@@ -1,8 +1,8 @@
 """Issue 10's "done when": a scripted incident in the shell, on the sandbox, gives a post-mortem
 whose timeline and figures match the script, on a timeline `icbot audit verify` accepts.
 
-The shell runs in-process (`bot.shell.run_shell`, `--sandbox --scenario bad-deploy`) with lines
-fed as piped stdin would feed them. Each line carries the minute of the incident it is typed
+The shell runs in-process (`bot.runtime.shell.run_shell`, `--sandbox --scenario bad-deploy`) with
+lines fed as piped stdin would feed them. Each line carries the minute of the incident it is typed
 at: the bot's clock stands still at that minute while the line runs, so every time and figure in
 the draft is known in advance.
 """
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import Settings
-from bot.shell import run_shell
+from bot.core.settings import Settings
+from bot.runtime.shell import run_shell
 
 # The incident's minutes and what is typed at each (who types is the last /as).
 SCRIPT: list[tuple[int, str]] = [

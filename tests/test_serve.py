@@ -10,9 +10,9 @@ import sys
 
 import aiohttp
 
-from bot.sandbox.child import free_port
-from bot.sandbox.slack_api import FakeSlack
-from bot.sandbox.slack_requests import SlackRequests
+from sandbox.child import free_port
+from sandbox.slack_api import FakeSlack
+from sandbox.slack_requests import SlackRequests
 from tests.conftest import SIGNING_SECRET
 
 

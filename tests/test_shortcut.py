@@ -15,10 +15,10 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from bot import timeline
-from bot.ids import ShortcutId, ViewId
-from bot.sandbox.slack_api import Message
-from bot.sandbox.slack_requests import SignedRequest, SlackRequests
+from bot.core.ids import ShortcutId, ViewId
+from bot.domain import timeline
+from sandbox.slack_api import Message
+from sandbox.slack_requests import SignedRequest, SlackRequests
 from tests.conftest import Bot, shown_text
 from tests.test_scribe import delete, entries
 

@@ -1,7 +1,7 @@
 """Every reply fits Slack: long content is paged or split, never refused and never silently cut.
 
 The Slack stand-in refuses what Slack refuses (slack_sdk's Block Kit models plus the documented
-limits, `bot/sandbox/block_kit.py`), so a reply that would not fit shows up here as a refused
+limits, `sandbox/block_kit.py`), so a reply that would not fit shows up here as a refused
 call and a user who got nothing.
 """
 
@@ -20,14 +20,14 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.blocks import Message, fit_modal, status_modal, thread_digest
-from bot.ids import ChecklistAction
-from bot.models import TimelineEntry
-from bot.sandbox.actuator import FakeActuator
-from bot.sandbox.block_kit import message_problems, view_problems
-from bot.sandbox.kubernetes import FakeKubernetes
-from bot.sandbox.slack_api import Ephemeral, FakeSlack
-from bot.settings import BUNDLED_PLAYBOOKS
+from bot.core.ids import ChecklistAction
+from bot.core.models import TimelineEntry
+from bot.core.settings import BUNDLED_PLAYBOOKS
+from commands.blocks import Message, fit_modal, status_modal, thread_digest
+from sandbox.actuator import FakeActuator
+from sandbox.block_kit import message_problems, view_problems
+from sandbox.kubernetes import FakeKubernetes
+from sandbox.slack_api import Ephemeral, FakeSlack
 from tests.conftest import Bot, running_bot, shown_text
 
 

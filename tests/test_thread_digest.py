@@ -7,9 +7,9 @@ chatter after that starts a new digest below the reply, so the thread still read
 
 from __future__ import annotations
 
-from bot import timeline
-from bot.ids import Metadata
-from bot.outbox import LEASE
+from bot.core.ids import Metadata
+from bot.delivery.outbox import LEASE
+from bot.domain import timeline
 from bot.store import outbox as outbox_sql
 from tests.conftest import Bot, shown_text
 from tests.test_scribe import delete, say

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from bot import timeline
-from bot.models import utcnow
+from bot.core.models import utcnow
+from bot.domain import timeline
 from tests.conftest import Bot
 
 

@@ -20,9 +20,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.sandbox.child import free_port
-from bot.sandbox.pagerduty import FakePagerDuty
-from bot.sandbox.slack_api import FakeSlack
+from sandbox.child import free_port
+from sandbox.pagerduty import FakePagerDuty
+from sandbox.slack_api import FakeSlack
 from tests.conftest import SIGNING_SECRET, Bot, pagerduty_settings
 
 BODY = b"token=x&command=%2Fic&text=declare+Sneaky+sev1&user_id=U1&channel_id=C1"

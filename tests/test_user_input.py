@@ -7,9 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot import blocks
-from bot.errors import UsageError
-from commands import approvals, parsing
+from bot.core.errors import UsageError
+from commands import approvals, blocks, parsing
 from tests.conftest import Bot
 
 WENT_WRONG = "Something went wrong"

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from bot.errors import IntegrationError
+from bot.core.errors import IntegrationError
 
 ACCEPT = "application/vnd.spring-boot.actuator.v3+json, application/json"
 

@@ -56,8 +56,8 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
 )
 from aiokafka.structs import TopicPartition  # type: ignore[import-untyped]
 
-from bot.errors import IntegrationError
-from bot.logs import get_logger
+from bot.core.errors import IntegrationError
+from bot.core.logs import get_logger
 
 __all__ = ["KafkaLag"]
 
@@ -73,7 +73,7 @@ _PERMANENT = (
 
 
 class KafkaLag:
-    """Consumer-group lag for the ``kafka.consumer_lag`` check (`bot.diagnostics.probes.Lag`).
+    """Consumer-group lag for the ``kafka.consumer_lag`` check (`bot.playbooks.checks.probes.Lag`).
 
     ``start()`` is optional: the first call starts the admin client (and retries the start if it
     failed before), so a broker that is down when the bot boots only fails the checks that need

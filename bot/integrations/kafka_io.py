@@ -3,7 +3,7 @@
 * `KafkaAlertSource` — the intake's consumer: a group member on the alert topics, manual
   commits only, batches with ``getmany``. It places every partition itself (aiokafka's own
   reset is off): on assignment at the intake's fence in PostgreSQL
-  (`bot.alerts.resume_positions`), which is never behind the committed offset, else at the
+  (`bot.domain.alerts.resume_positions`), which is never behind the committed offset, else at the
   committed offset, else by KAFKA_ALERT_OFFSET_RESET; after an out-of-range fetch (the log
   was truncated, or re-created empty) the same way, with the fence checked against the log
   first. Its lag per owned partition (high watermark minus the next offset to process) comes
@@ -42,9 +42,9 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
 from aiokafka.partitioner import DefaultPartitioner  # type: ignore[import-untyped]
 from aiokafka.structs import TopicPartition  # type: ignore[import-untyped]
 
-from bot.alerts import RawRecord, ResumeLookup
-from bot.errors import IntegrationError
-from bot.logs import get_logger
+from bot.core.errors import IntegrationError
+from bot.core.logs import get_logger
+from bot.domain.alerts import RawRecord, ResumeLookup
 
 __all__ = ["KafkaAlertSource", "KafkaDeadLetters", "KafkaEventSink", "KafkaProducerClient"]
 
@@ -73,7 +73,7 @@ class _Resume(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class KafkaAlertSource:
-    """`bot.alerts.AlertSource` over an `AIOKafkaConsumer` in a consumer group."""
+    """`bot.domain.alerts.AlertSource` over an `AIOKafkaConsumer` in a consumer group."""
 
     def __init__(
         self,
@@ -153,7 +153,7 @@ class KafkaAlertSource:
         The consumer never resets a position by itself (``auto_offset_reset="none"``): its
         own reset after an out-of-range fetch would hand over records of a re-created topic
         below the fence, which the intake would then skip as already stored. Here the fence
-        is checked against the log first (`bot.alerts.resume_positions`). `trust_commit`
+        is checked against the log first (`bot.domain.alerts.resume_positions`). `trust_commit`
         is False after an out-of-range fetch: the committed offset is as stale as the position.
         """
         starts = await consumer.beginning_offsets(tps)
@@ -376,7 +376,8 @@ class KafkaProducerClient:
 
 
 class KafkaDeadLetters:
-    """`bot.alerts.DeadLetters`: the record as it came, the reason and its origin in headers."""
+    """`bot.domain.alerts.DeadLetters`: the record as it came, the reason and its origin in
+    headers."""
 
     def __init__(self, producer: KafkaProducerClient, topic: str) -> None:
         self.producer = producer
@@ -397,7 +398,7 @@ class KafkaDeadLetters:
 
 
 class KafkaEventSink:
-    """`bot.incident_events.EventSink` on one topic."""
+    """`bot.delivery.incident_events.EventSink` on one topic."""
 
     def __init__(self, producer: KafkaProducerClient, topic: str) -> None:
         self.producer = producer

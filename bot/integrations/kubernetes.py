@@ -11,8 +11,8 @@ import yaml
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from bot.diagnostics.probes import DeploymentInfo, PodInfo
-from bot.errors import IntegrationError
+from bot.core.errors import IntegrationError
+from bot.playbooks.checks.probes import DeploymentInfo, PodInfo
 
 TIMEOUT = 10
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")

@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 
 import pagerduty
 
-from bot.errors import IntegrationError
-from bot.logs import get_logger
-from bot.models import OnCall, PagerIncident
+from bot.core.errors import IntegrationError
+from bot.core.logs import get_logger
+from bot.core.models import OnCall, PagerIncident
 
 log = get_logger(__name__)
 T = TypeVar("T")

@@ -9,8 +9,8 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.chat import SharedFile
-from bot.errors import ConfigError, IntegrationError
+from bot.core.errors import ConfigError, IntegrationError
+from bot.domain.ports import SharedFile
 
 CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 # Errors that the same request will never get past.

@@ -55,9 +55,9 @@ import hvac  # type: ignore[import-untyped]
 from hvac import exceptions as hvac_errors
 from pydantic import SecretStr
 
-from bot.errors import ConfigError, IntegrationError
-from bot.logs import get_logger
-from bot.settings import Settings
+from bot.core.errors import ConfigError, IntegrationError
+from bot.core.logs import get_logger
+from bot.core.settings import Settings
 
 __all__ = ["RotationResult", "VaultSecrets"]
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import asyncpg
 
-from bot import timeline
-from bot.models import Incident, TimelineEntry
+from bot.core.models import Incident, TimelineEntry
+from bot.domain import timeline
 from bot.store import incidents as incidents_sql
 from bot.store import timeline as timeline_sql
 

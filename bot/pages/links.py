@@ -23,8 +23,8 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import quote
 
-from bot.models import incident_ref
-from bot.settings import Settings
+from bot.core.models import incident_ref
+from bot.core.settings import Settings
 
 PURPOSE = b"icbot incident page links v1"  # derivation label: a key for nothing else
 LOCAL_KEY_FILE = "web-link.key"

@@ -15,14 +15,14 @@ from typing import Any
 
 import jinja2
 
-from bot import postmortem
-from bot.models import Incident, TimelineEntry, who
+from bot.core.models import Incident, TimelineEntry, who
+from bot.core.timefmt import human_duration
+from bot.domain import postmortem
+from bot.domain.policy import SeverityPolicy
+from bot.domain.timeline import FOLDED, Kind
 from bot.pages import svg
 from bot.pages.export import Snapshot
 from bot.pages.text import Segment, plain, segments
-from bot.policy import SeverityPolicy
-from bot.timefmt import human_duration
-from bot.timeline import FOLDED, Kind
 
 APPROVAL_KINDS = frozenset(
     {

@@ -17,13 +17,13 @@ from importlib import resources
 import asyncpg
 from aiohttp import web
 
-from bot.logs import get_logger
-from bot.models import Clock, incident_ref
+from bot.core.logs import get_logger
+from bot.core.models import Clock, incident_ref
+from bot.core.settings import Settings
+from bot.domain.policy import SeverityPolicy
+from bot.domain.postmortem import render as postmortem_markdown
 from bot.pages import export, links, render, svg
 from bot.pages.links import Check, Linker
-from bot.policy import SeverityPolicy
-from bot.postmortem import render as postmortem_markdown
-from bot.settings import Settings
 
 log = get_logger(__name__)
 

@@ -4,7 +4,7 @@ Rows, left to right over the incident's life (declared → resolved, or now):
 
 - **severity**: a band coloured by the severity in force;
 - **updates**: a tick per status update, over the gaps between them coloured by
-  `bot.history`'s verdict against the severity's `status_every` (on time, late, running,
+  `bot.domain.history`'s verdict against the severity's `status_every` (on time, late, running,
   no cadence) — the same gaps `/ic timeline` counts;
 - **events**: remediation results (green done, red failed) and PagerDuty events as markers.
 
@@ -21,12 +21,12 @@ from datetime import UTC, datetime
 
 from markupsafe import Markup
 
-from bot import history
-from bot.models import Incident, TimelineEntry
+from bot.core.models import Incident, TimelineEntry
+from bot.core.timefmt import human_duration
+from bot.domain import history
+from bot.domain.policy import SeverityPolicy
+from bot.domain.timeline import Kind
 from bot.pages.text import plain
-from bot.policy import SeverityPolicy
-from bot.timefmt import human_duration
-from bot.timeline import Kind
 
 WIDTH = 960
 LEFT, RIGHT = 70, 16  # room for the row labels, and for the last marker

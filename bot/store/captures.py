@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.models import TimelineEntry
+from bot.core.models import TimelineEntry
 from bot.store import Conn
 from bot.store import timeline as timeline_sql
 

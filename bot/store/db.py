@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from bot.logs import get_logger
+from bot.core.logs import get_logger
 from bot.store import Conn
 
 log = get_logger(__name__)

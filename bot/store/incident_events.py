@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.models import TimelineEntry
+from bot.core.models import TimelineEntry
 from bot.store import Conn
 from bot.store import timeline as timeline_sql
 

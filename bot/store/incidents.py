@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from bot.models import Incident, Status
+from bot.core.models import Incident, Status
 from bot.store import Conn
 
 _COLUMNS = """id, title, severity, status, declared_by, channel_id, thread_ts, declared_at,

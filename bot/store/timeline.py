@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from bot.models import TimelineEntry
+from bot.core.models import TimelineEntry
 from bot.store import Conn
 
 COLUMNS = """id, incident_id, seq, kind, actor, text, data, occurred_at, content_hash,

@@ -1,6 +1,6 @@
 """Alert intake: alert storms become one incident per service, exactly once.
 
-Two halves. The domain (`bot.alerts.AlertIntake`) against real PostgreSQL with an in-memory
+Two halves. The domain (`bot.domain.alerts.AlertIntake`) against real PostgreSQL with an in-memory
 `AlertSource` and dead-letter list, so grouping, counters, the fence and dead letters are
 tested without Kafka or Slack. Then the real thing: a tansu broker (one per module, memory
 storage, a free 127.0.0.1 port; every test uses its own topics and consumer group), the
@@ -27,9 +27,11 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bot import alerts as alerts_mod
-from bot import blocks
-from bot.alerts import (
+from bot.core.errors import IntegrationError
+from bot.core.metrics import REGISTRY
+from bot.core.settings import BUNDLED_PLAYBOOKS
+from bot.domain import alerts as alerts_mod
+from bot.domain.alerts import (
     AlertIntake,
     BatchResult,
     MalformedAlert,
@@ -38,15 +40,13 @@ from bot.alerts import (
     parse_alert,
     resume_positions,
 )
-from bot.errors import IntegrationError
-from bot.incidents import Incidents
+from bot.domain.incidents import Incidents
+from bot.domain.policy import SeverityPolicy, load_severity_policy
 from bot.integrations.kafka_io import KafkaAlertSource, KafkaDeadLetters, KafkaProducerClient
-from bot.metrics import REGISTRY
-from bot.policy import SeverityPolicy, load_severity_policy
-from bot.sandbox.kafka_broker import TansuBroker
-from bot.sandbox.slack_api import FakeSlack
-from bot.settings import BUNDLED_PLAYBOOKS
 from bot.store import db
+from commands import blocks
+from sandbox.kafka_broker import TansuBroker
+from sandbox.slack_api import FakeSlack
 from tests.conftest import running_bot
 
 REPO = Path(__file__).resolve().parent.parent.parent

@@ -1,9 +1,9 @@
 """Incident events out: every timeline entry reaches the incident-events topic, in order.
 
-The publisher (`bot.incident_events.IncidentEvents`) is tested first against real PostgreSQL
-with an in-memory sink (partial acknowledgements, failures, two replicas), then end to end with
-the bot's app and tansu brokers (one per test, memory storage), including a broker that goes
-away and comes back.
+The publisher (`bot.delivery.incident_events.IncidentEvents`) is tested first against real
+PostgreSQL with an in-memory sink (partial acknowledgements, failures, two replicas), then end to
+end with the bot's app and tansu brokers (one per test, memory storage), including a broker that
+goes away and comes back.
 
 tansu keeps its log in memory only, so "the broker comes back" is a new tansu process on the
 same port with the topic created again: it starts empty. What was published before the outage
@@ -28,16 +28,16 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bot import timeline
-from bot.errors import IntegrationError
-from bot.incident_events import IncidentEvents, event_value
-from bot.incidents import Incidents
+from bot.core.errors import IntegrationError
+from bot.core.settings import BUNDLED_PLAYBOOKS
+from bot.delivery.incident_events import IncidentEvents, event_value
+from bot.domain import timeline
+from bot.domain.incidents import Incidents
+from bot.domain.policy import load_severity_policy
 from bot.integrations.kafka_io import KafkaEventSink, KafkaProducerClient
-from bot.policy import load_severity_policy
-from bot.sandbox.kafka_broker import TansuBroker
-from bot.sandbox.slack_api import FakeSlack
-from bot.settings import BUNDLED_PLAYBOOKS
 from bot.store import db
+from sandbox.kafka_broker import TansuBroker
+from sandbox.slack_api import FakeSlack
 from tests.conftest import Bot, running_bot
 
 
@@ -186,7 +186,7 @@ async def test_two_replicas_never_publish_one_incident_at_the_same_time(
 
 
 def test_an_oversized_entry_is_sent_without_its_data() -> None:
-    from bot.models import TimelineEntry
+    from bot.core.models import TimelineEntry
 
     entry = TimelineEntry(
         id=1, incident_id=7, seq=3, kind="diagnosis", actor="icbot", text="findings",

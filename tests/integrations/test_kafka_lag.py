@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
-from bot.diagnostics.checks import LagParams, kafka_consumer_lag
-from bot.diagnostics.probes import Probes
-from bot.errors import IntegrationError
+from bot.core.errors import IntegrationError
 from bot.integrations.kafka import KafkaLag, _decode_assignment
-from bot.sandbox.kafka_broker import TansuBroker, TansuNotFound, find_tansu
+from bot.playbooks.checks.library import LagParams, kafka_consumer_lag
+from bot.playbooks.checks.probes import Probes
+from sandbox.kafka_broker import TansuBroker, TansuNotFound, find_tansu
 
 
 def _name(prefix: str) -> str:
@@ -205,7 +205,7 @@ async def test_a_broker_that_cannot_start_says_why(
 async def test_end_offsets_check_counts_messages_per_partition(
     broker: TansuBroker, lag: KafkaLag
 ) -> None:
-    from bot.diagnostics.checks import TopicParams, kafka_end_offsets
+    from bot.playbooks.checks.library import TopicParams, kafka_end_offsets
 
     await broker.create_topic("audit-records", partitions=2)
     await broker.produce("audit-records", 0, count=4)

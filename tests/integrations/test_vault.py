@@ -20,11 +20,11 @@ import pytest
 import structlog
 from pydantic import SecretStr
 
-from bot.errors import ConfigError, IntegrationError
+from bot.core.errors import ConfigError, IntegrationError
+from bot.core.settings import Settings
 from bot.integrations.vault import RotationResult, VaultSecrets
-from bot.sandbox.child import free_port
-from bot.sandbox.vault_server import BaoNotFound, OpenBaoDevServer, find_bao
-from bot.settings import Settings
+from sandbox.child import free_port
+from sandbox.vault_server import BaoNotFound, OpenBaoDevServer, find_bao
 
 
 def _path(prefix: str = "app") -> str:

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.sandbox.actuator import ACTUATOR_V3, FakeActuator
+from sandbox.actuator import ACTUATOR_V3, FakeActuator
 
 try:
     jsonschema: Any = importlib.import_module("jsonschema")

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.sandbox.kubernetes import (
+from sandbox.kubernetes import (
     DESIRED_REPLICAS,
     HASH_LABEL,
     RESTARTED_AT,

@@ -17,7 +17,7 @@ import pagerduty
 import pytest
 from aiohttp import web
 
-from bot.sandbox.pagerduty import (
+from sandbox.pagerduty import (
     DUPLICATE_INCIDENT_KEY_ERROR,
     FakePagerDuty,
     OnCall,
@@ -25,7 +25,7 @@ from bot.sandbox.pagerduty import (
     sign_webhook,
     verify_webhook_signature,
 )
-from bot.sandbox.tls import LocalTLS, make_local_tls
+from sandbox.tls import LocalTLS, make_local_tls
 
 SPECS = Path(__file__).resolve().parents[2].parent / "shared" / "specs" / "pagerduty"
 REST_SPEC = SPECS / "rest_openapiv3.json"

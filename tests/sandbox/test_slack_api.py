@@ -14,8 +14,8 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.sandbox.slack_api import FakeSlack, Message
-from bot.sandbox.slack_requests import SignedRequest, SlackRequests
+from sandbox.slack_api import FakeSlack, Message
+from sandbox.slack_requests import SignedRequest, SlackRequests
 
 SPECS = Path(__file__).resolve().parents[2].parent / "shared" / "specs"
 SAMPLES = SPECS / "slack" / "java-slack-sdk-json-logs" / "api"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from setuptools import find_packages
 
-from bot.settings import Settings
+from bot.core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"

@@ -13,10 +13,10 @@ import aiohttp
 import asyncpg
 import pytest
 
-from bot.sandbox.actuator import FakeActuator
-from bot.sandbox.kubernetes import FakeKubernetes
-from bot.sandbox.slack_api import FakeSlack
-from bot.sandbox.slack_requests import SignedRequest, SlackRequests
+from sandbox.actuator import FakeActuator
+from sandbox.kubernetes import FakeKubernetes
+from sandbox.slack_api import FakeSlack
+from sandbox.slack_requests import SignedRequest, SlackRequests
 from tests.conftest import SIGNING_SECRET
 from tests.ship.helpers import Icbot, clean_env, free_port, start, wait_ready
 

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot import metrics
-from bot.ids import ApprovalAction
-from bot.sandbox.actuator import FakeActuator
-from bot.sandbox.slack_api import FakeSlack
+from bot.core import metrics
+from bot.core.ids import ApprovalAction
 from commands.parsing import USAGE
+from sandbox.actuator import FakeActuator
+from sandbox.slack_api import FakeSlack
 from tests.conftest import Bot, running_bot
 
 SERVICE = "unified-alerting-service"

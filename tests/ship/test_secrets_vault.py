@@ -14,19 +14,19 @@ import structlog
 from aiohttp import web
 from pydantic import SecretStr
 
-from bot import metrics
-from bot.app import build_slack_app
-from bot.errors import ConfigError
+from bot.core import metrics
+from bot.core.errors import ConfigError
+from bot.core.settings import Settings
+from bot.delivery.outbox import ChannelPacer
 from bot.integrations.vault import VaultSecrets
-from bot.outbox import ChannelPacer
-from bot.runtime import follow_rotation, use_current_token
-from bot.sandbox.slack_api import FakeSlack
-from bot.sandbox.slack_requests import SlackRequests
-from bot.sandbox.vault_server import OpenBaoDevServer
-from bot.secrets import LiveSecrets, open_secrets
-from bot.services import Services, open_services
-from bot.settings import Settings
-from bot.web import build_web_app
+from bot.runtime.secrets import LiveSecrets, open_secrets
+from bot.runtime.serve import follow_rotation, use_current_token
+from bot.runtime.services import Services, open_services
+from bot.runtime.web import build_web_app
+from commands.app import build_slack_app
+from sandbox.slack_api import FakeSlack
+from sandbox.slack_requests import SlackRequests
+from sandbox.vault_server import OpenBaoDevServer
 from tests.conftest import make_settings
 from tests.ship.helpers import clean_env, free_port, run_to_exit, start, wait_ready
 

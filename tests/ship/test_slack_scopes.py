@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.app import EVENTS, SLASH_COMMANDS
+from commands.app import EVENTS, SLASH_COMMANDS
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFEST = yaml.safe_load((REPO / "manifest.yml").read_text())

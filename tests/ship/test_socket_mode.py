@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from bot.sandbox.slack_api import FakeSlack
-from bot.sandbox.slack_requests import SlackRequests
-from bot.sandbox.socket_mode import FakeSocketMode, envelope_payload
+from sandbox.slack_api import FakeSlack
+from sandbox.slack_requests import SlackRequests
+from sandbox.socket_mode import FakeSocketMode, envelope_payload
 from tests.conftest import SIGNING_SECRET
 from tests.ship.helpers import clean_env, free_port, run_to_exit, start, wait_ready
 

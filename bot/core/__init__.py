@@ -1,0 +1,1 @@
+"""Core: settings, secrets' shapes, logs, metrics, errors, models, ids. Imports no other layer."""

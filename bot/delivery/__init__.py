@@ -1,0 +1,1 @@
+"""Delivery: the outbox and event publishing loops (worker base)."""

@@ -1,0 +1,241 @@
+"""PagerDuty, as the domain sees it: the `Pager` protocol and the queue of PagerDuty writes.
+
+Every write (open, mirror a severity, note, resolve, add responders) is an outbox item in the
+`pagerduty` channel, queued in the transaction of the change that causes it, and delivered in
+order per incident by `PagerQueue` in every replica. When PagerDuty is down or slow, Slack
+commands still answer at once; the writes wait, and the thread says PagerDuty is lagging
+(once), then that it caught up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any, Protocol
+
+import asyncpg
+
+from bot.core.errors import IntegrationError
+from bot.core.logs import get_logger
+from bot.core.models import Clock, Incident, OnCall, PagerIncident, utcnow
+from bot.delivery.outbox import LEASE, LeasedQueue
+from bot.domain import timeline
+from bot.domain.policy import SeverityPolicy
+from bot.domain.timeline import Kind
+from bot.store import Conn
+from bot.store import incidents as incidents_sql
+from bot.store import outbox as outbox_sql
+from bot.store.outbox import OutboxItem
+
+log = get_logger(__name__)
+
+
+class Pager(Protocol):
+    async def create_incident(
+        self, *, title: str, urgency: str, incident_key: str, details: str
+    ) -> PagerIncident: ...
+
+    async def update_incident(
+        self,
+        pd_id: str,
+        *,
+        status: str | None = None,
+        urgency: str | None = None,
+        priority: str | None = None,
+        resolution: str | None = None,
+    ) -> None: ...
+
+    async def add_note(self, pd_id: str, text: str) -> None: ...
+
+    async def add_responders(
+        self, pd_id: str, *, targets: list[tuple[str, str]], message: str
+    ) -> None: ...
+
+    async def oncalls(self) -> list[OnCall]: ...
+
+    async def own_user_id(self) -> str | None: ...
+
+
+class PagerKind:
+    CREATE = "pd_create"
+    UPDATE = "pd_update"
+    NOTE = "pd_note"
+    RESPONDERS = "pd_responders"
+
+
+def targets(policy: SeverityPolicy, names: Iterable[str]) -> list[dict[str, str]]:
+    """PagerDuty responder targets for contact names (those with a PagerDuty id)."""
+    found = []
+    for name in names:
+        contact = policy.contacts.get(name)
+        if contact is None:
+            continue
+        if contact.pagerduty_user:
+            found.append({"type": "user_reference", "id": contact.pagerduty_user})
+        if contact.pagerduty_escalation_policy:
+            found.append(
+                {"type": "escalation_policy_reference", "id": contact.pagerduty_escalation_policy}
+            )
+    return found
+
+
+def incident_key(channel_id: str, number: int) -> str:
+    """PagerDuty's idempotency key for our incident: a retried create never opens two."""
+    return f"icbot:{channel_id}:INC-{number}"
+
+
+async def enqueue(
+    conn: Conn, incident_id: int, kind: str, *, key: str, payload: dict[str, Any]
+) -> None:
+    await outbox_sql.enqueue_pager(
+        conn, incident_id=incident_id, kind=kind, key=f"inc{incident_id}:pd:{key}", payload=payload
+    )
+
+
+class PagerQueue(LeasedQueue):
+    channel = "pagerduty"
+    name = "pager"
+    # PagerDuty's 4xx answers (but 429) refuse the request itself: asking again gets the same.
+    permanent_attempts = 1
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        pager: Pager,
+        *,
+        clock: Clock = utcnow,
+        poll_interval: float = 1.0,
+        lease: timedelta = LEASE,
+        on_change: Any = None,
+    ) -> None:
+        super().__init__(pool, clock=clock, poll_interval=poll_interval, lease=lease)
+        self.pager = pager
+        self.on_change = on_change or (lambda: None)
+
+    async def _incident(self, incident_id: int) -> Incident:
+        async with self.pool.acquire() as conn:
+            incident = await incidents_sql.get(conn, incident_id)
+        assert incident is not None
+        return incident
+
+    async def _send(self, item: OutboxItem) -> str | None:
+        p = item.payload
+        if item.kind == PagerKind.CREATE:
+            await self._ready(item)
+            created = await self.pager.create_incident(
+                title=p["title"], urgency=p["urgency"], incident_key=p["incident_key"],
+                details=p.get("details", ""),
+            )  # fmt: skip
+            await self._linked(item.incident_id, created)
+            return created.id
+        incident = await self._incident(item.incident_id)
+        if incident.pagerduty_id is None:
+            raise IntegrationError(
+                "pagerduty", "the PagerDuty incident was never opened", permanent=True
+            )
+        await self._ready(item)
+        if item.kind == PagerKind.UPDATE:
+            await self.pager.update_incident(
+                incident.pagerduty_id, status=p.get("status"), urgency=p.get("urgency"),
+                priority=p.get("priority"), resolution=p.get("resolution"),
+            )  # fmt: skip
+        elif item.kind == PagerKind.NOTE:
+            await self.pager.add_note(incident.pagerduty_id, p["text"])
+        elif item.kind == PagerKind.RESPONDERS:
+            targets = [(t["type"], t["id"]) for t in p["targets"]]
+            await self.pager.add_responders(
+                incident.pagerduty_id, targets=targets, message=p.get("message", "")
+            )
+        else:
+            raise IntegrationError("pagerduty", f"unknown item {item.kind}", permanent=True)
+        return incident.pagerduty_id
+
+    async def _linked(self, incident_id: int, created: PagerIncident) -> None:
+        now = self.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE incidents SET pagerduty_id = $2, pagerduty_url = $3,"
+                " card_version = card_version + 1 WHERE id = $1 AND pagerduty_id IS NULL",
+                incident_id,
+                created.id,
+                created.html_url,
+            )
+            version: int = await conn.fetchval(
+                "SELECT card_version FROM incidents WHERE id = $1", incident_id
+            )
+            await outbox_sql.enqueue_card(conn, incident_id=incident_id, version=version)
+            await timeline.record(
+                conn,
+                incident_id=incident_id,
+                kind=Kind.PAGERDUTY,
+                actor="pagerduty",
+                occurred_at=now,
+                text=(
+                    f"PagerDuty incident #{created.number} opened:"
+                    f" <{created.html_url}|{created.id}>"
+                ),
+                data={"pagerduty_id": created.id, "number": created.number},
+            )
+        self.on_change()
+
+    async def _on_failure(self, item: OutboxItem, exc: IntegrationError) -> None:
+        if exc.permanent:
+            if item.kind == PagerKind.CREATE:
+                await self._refused(item.incident_id, exc)
+            return
+        await self._set_lagging(item.incident_id, lagging=True, reason=str(exc))
+
+    async def _refused(self, incident_id: int, exc: IntegrationError) -> None:
+        """PagerDuty refused to open the incident: say so in the thread, once."""
+        why = str(exc).removeprefix("pagerduty: ")
+        async with self.pool.acquire() as conn, conn.transaction():
+            await timeline.record(
+                conn,
+                incident_id=incident_id,
+                kind=Kind.PAGERDUTY,
+                actor="icbot",
+                occurred_at=self.clock(),
+                text=(
+                    f"PagerDuty refused to open an incident ({why}),"
+                    " so nobody was paged through PagerDuty: page by hand, or fix its settings."
+                ),
+                data={"refused": str(exc)},
+            )
+        self.on_change()
+
+    async def _on_success(self, item: OutboxItem) -> None:
+        await self._set_lagging(item.incident_id, lagging=False, reason="")
+
+    async def _set_lagging(self, incident_id: int, *, lagging: bool, reason: str) -> None:
+        """Say so in the thread once when PagerDuty starts failing, and once when it recovers."""
+        now = self.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
+            changed = await conn.fetchval(
+                "UPDATE incidents SET pagerduty_lagging = $2 WHERE id = $1"
+                " AND pagerduty_lagging <> $2 RETURNING true",
+                incident_id,
+                lagging,
+            )
+            if not changed:
+                return
+            pending = await conn.fetchval(
+                "SELECT count(*) FROM outbox WHERE incident_id = $1 AND channel = 'pagerduty'"
+                " AND done_at IS NULL",
+                incident_id,
+            )
+            text = (
+                f"PagerDuty is lagging ({reason.removeprefix('pagerduty: ')}): {pending} update(s)"
+                " queued, retrying with back-off. Slack commands keep working."
+                if lagging
+                else "PagerDuty caught up: queued updates delivered."
+            )
+            await timeline.record(
+                conn,
+                incident_id=incident_id,
+                kind=Kind.PAGERDUTY,
+                actor="icbot",
+                occurred_at=now,
+                text=text,
+                data={"lagging": lagging},
+            )
+        self.on_change()

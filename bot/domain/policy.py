@@ -1,0 +1,137 @@
+"""The severity policy (`severities.yml`): validated data, no Slack or database here."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from bot.core.errors import ConfigError
+
+SEVERITY_KEYS = ("sev1", "sev2", "sev3", "sev4")
+DEFAULT_PROMPT = (
+    "{who}: time for a status update on {ref} ({severity}). Last update {since} ago."
+    " What is the status, the impact, and the next step?"
+)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> float | None:
+    """`45s`, `15m`, `2h`, `1d` or a plain number of seconds; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError("a duration such as 15m, 2h or 45s")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a duration such as 15m, 2h or 45s")
+    return float(match.group(1)) * _UNIT[match.group(2)]
+
+
+Duration = Annotated[float | None, BeforeValidator(parse_duration)]
+
+
+class Contact(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    slack: str | None = None
+    pagerduty_user: str | None = None
+    pagerduty_escalation_policy: str | None = None
+
+
+class SeverityLevel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    definition: str
+    examples: list[str] = Field(default_factory=list)
+    respond_within: Duration = None
+    status_every: Duration = None
+    escalate_after: Duration = None
+    escalate_to: list[str] = Field(default_factory=list)
+    pagerduty_urgency: Literal["high", "low"] = "low"
+    # Wording of the status prompt; {who} {ref} {title} {severity} {since} are filled in.
+    prompt: str = DEFAULT_PROMPT
+
+
+class ChecklistStage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    key: str = Field(pattern=r"^[a-z0-9_-]{1,30}$")
+    title: str
+    after: Duration  # after resolution
+    items: list[str] = Field(min_length=1, max_length=10)
+
+
+class SeverityFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sev1: SeverityLevel
+    sev2: SeverityLevel
+    sev3: SeverityLevel
+    sev4: SeverityLevel
+    default: Literal["sev1", "sev2", "sev3", "sev4"] = "sev3"
+    contacts: dict[str, Contact] = Field(default_factory=dict)
+    post_incident: list[ChecklistStage] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SeverityPolicy:
+    levels: Mapping[str, SeverityLevel]
+    default: str
+    contacts: Mapping[str, Contact]
+    post_incident: Sequence[ChecklistStage] = ()
+
+    def stage(self, key: str) -> ChecklistStage | None:
+        return next((s for s in self.post_incident if s.key == key), None)
+
+    def level(self, key: str) -> SeverityLevel:
+        return self.levels[key]
+
+    @staticmethod
+    def label(key: str) -> str:
+        return key.upper()
+
+
+def load_severity_policy(playbooks_dir: Path) -> SeverityPolicy:
+    path = playbooks_dir / "severities.yml"
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    try:
+        parsed = SeverityFile.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from exc
+    keys = [stage.key for stage in parsed.post_incident]
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"{path}: post_incident stage keys must be unique")
+    for stage in parsed.post_incident:
+        if stage.after is None:
+            raise ConfigError(f"{path}: post_incident.{stage.key}.after must be a duration")
+    for key in SEVERITY_KEYS:
+        level = getattr(parsed, key)
+        try:
+            level.prompt.format(who="", ref="", title="", severity="", since="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(f"{path}: {key}.prompt has an unknown placeholder: {exc}") from exc
+        for name in level.escalate_to:
+            if name not in parsed.contacts:
+                raise ConfigError(f"{path}: {key}.escalate_to names unknown contact {name!r}")
+    return SeverityPolicy(
+        levels={key: getattr(parsed, key) for key in SEVERITY_KEYS},
+        default=parsed.default,
+        contacts=parsed.contacts,
+        post_incident=parsed.post_incident,
+    )

@@ -1,0 +1,293 @@
+"""The scribe's one writer: `record(...)`, called inside the transaction of the change it describes.
+
+Each entry stores the SHA-256 of its canonical content and `sha256(prev_hash + content_hash)`,
+so editing or removing any entry breaks the chain (`verify`). The incident row keeps the
+count and head hash too, so a removed last entry is caught as well. Every entry is queued in
+the outbox in the same transaction, to be shown in the incident's thread: key events as a
+reply each, chatter (`FOLDED`) as a line of the thread's digest (`Outbox._digest`).
+
+Redaction (`redact(...)`, for a Slack message deleted after it was captured) blanks an entry's
+text and data but keeps its hashes; a new entry records what was blanked (seq, kind, actor,
+time, content hash), so `verify_chain` still vouches for the blanked row, and blanking a row
+by hand, or editing a redacted one, is still caught.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.core.models import TimelineEntry
+from bot.domain import once
+from bot.store import Conn
+from bot.store import outbox as outbox_sql
+from bot.store import timeline as timeline_sql
+
+
+class Kind:
+    """Timeline entry kinds (one place, never inline strings)."""
+
+    DECLARED = "declared"
+    ROLE = "role_assigned"
+    HANDOVER = "handover"  # a role moved, with a briefing for its new holder (data["summary"])
+    SEVERITY = "severity_changed"
+    STATUS = "status_update"
+    NOTE = "note"
+    RESOLVED = "resolved"
+    PROMPT = "status_prompt"
+    PROMPT_ESCALATED = "prompt_escalated"
+    ESCALATED = "escalated"
+    CHECKLIST = "checklist"
+    CHECKLIST_TICK = "checklist_ticked"
+    PAGERDUTY = "pagerduty"
+    REOPENED = "reopened"
+    PAGED = "paged"
+    DIAGNOSIS_STARTED = "diagnosis_started"
+    DIAGNOSIS = "diagnosis"
+    APPROVAL_REQUESTED = "approval_requested"
+    APPROVAL_GIVEN = "approval_given"
+    APPROVED = "approved"
+    APPROVAL_DENIED = "approval_denied"
+    APPROVAL_EXPIRED = "approval_expired"
+    REMEDIATION_STARTED = "remediation_started"
+    REMEDIATION_RESULT = "remediation_result"
+    ALERT_FIRING = "alert_firing"
+    ALERT_RESOLVED = "alert_resolved"
+    # The post-mortem draft was posted as a file in the thread (data: file, request, upto…);
+    # left out of drafts themselves (bot/domain/postmortem.py NOT_IN_DRAFT), so posting one changes
+    # none.
+    POSTMORTEM_POSTED = "postmortem_posted"
+
+
+class ScribeKind:
+    """The timeline kinds the scribe writes (bot/domain/scribe.py), alongside `Kind`."""
+
+    MESSAGE = "message"  # a person's message in the incident's thread
+    MESSAGE_EDITED = "message_edited"  # its new text; data["edits"] = seq of the original
+    MESSAGE_DELETED = "message_deleted"  # records the redaction of the message's entries
+    PINNED = "pinned"  # a key event; data["ts"] names the message
+    UNPINNED = "unpinned"
+    ACTION_ITEM = "action_item"  # data: text, owner (Slack user id or None)
+
+
+# Chatter: in the thread these are folded into one digest message, edited in place, rather
+# than posted one reply each (a thread people read must not drown in bot posts). Every other
+# kind is a key event and gets its own reply. `/ic timeline` shows everything.
+FOLDED = frozenset(
+    {
+        Kind.PAGERDUTY,
+        Kind.PAGED,
+        Kind.CHECKLIST_TICK,
+        Kind.DIAGNOSIS_STARTED,
+        Kind.APPROVAL_GIVEN,
+        Kind.REMEDIATION_STARTED,
+        Kind.ALERT_FIRING,
+        Kind.ALERT_RESOLVED,
+        Kind.POSTMORTEM_POSTED,
+        ScribeKind.MESSAGE,
+        ScribeKind.MESSAGE_EDITED,
+        ScribeKind.MESSAGE_DELETED,
+        ScribeKind.PINNED,
+        ScribeKind.UNPINNED,
+        ScribeKind.ACTION_ITEM,
+    }
+)
+
+
+def content_hash(
+    *,
+    incident_id: int,
+    seq: int,
+    kind: str,
+    actor: str,
+    text: str,
+    data: dict[str, Any],
+    occurred_at: datetime,
+) -> str:
+    canonical = json.dumps(
+        {
+            "incident": incident_id,
+            "seq": seq,
+            "kind": kind,
+            "actor": actor,
+            "text": text,
+            "data": data,
+            "occurred_at": occurred_at.astimezone(UTC).isoformat(),
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def chain_hash(prev_hash: str, content: str) -> str:
+    return hashlib.sha256((prev_hash + content).encode("ascii")).hexdigest()
+
+
+async def record(
+    conn: Conn,
+    *,
+    incident_id: int,
+    kind: str,
+    text: str,
+    actor: str,
+    occurred_at: datetime,
+    data: dict[str, Any] | None = None,
+    announce: bool = True,
+) -> TimelineEntry:
+    """Append one entry to the incident's chain and (if `announce`) queue it for the thread:
+    a reply of its own, or a line of the thread's digest if its kind is `FOLDED`.
+
+    Must run inside the caller's transaction: the change and its entry commit together.
+    """
+    if not conn.is_in_transaction():
+        raise RuntimeError("timeline.record must run inside the transaction of its change")
+    await once.claim(conn)  # the Slack request making this change, if any: exactly once
+    payload = dict(data or {})
+    # Round-trip through JSON so what is hashed equals what jsonb gives back.
+    payload = json.loads(json.dumps(payload))
+    count, prev = await timeline_sql.head(conn, incident_id)
+    seq = count + 1
+    chash = content_hash(
+        incident_id=incident_id,
+        seq=seq,
+        kind=kind,
+        actor=actor,
+        text=text,
+        data=payload,
+        occurred_at=occurred_at,
+    )
+    entry = await timeline_sql.append(
+        conn,
+        incident_id=incident_id,
+        seq=seq,
+        kind=kind,
+        actor=actor,
+        text=text,
+        data=payload,
+        occurred_at=occurred_at,
+        content_hash=chash,
+        prev_hash=prev,
+        hash=chain_hash(prev, chash),
+    )
+    if announce:
+        await outbox_sql.enqueue_reply(
+            conn, incident_id=incident_id, timeline_id=entry.id, seq=seq,
+            kind="digest" if kind in FOLDED else "reply",
+        )  # fmt: skip
+    return entry
+
+
+REDACTED_TEXT = "(deleted)"
+
+
+def redaction_ref(entry: TimelineEntry) -> dict[str, Any]:
+    """What the redacting entry records about a blanked one: all that is left to check."""
+    return {
+        "seq": entry.seq,
+        "kind": entry.kind,
+        "actor": entry.actor,
+        "occurred_at": entry.occurred_at.astimezone(UTC).isoformat(),
+        "content_hash": entry.content_hash,
+    }
+
+
+async def redact(
+    conn: Conn,
+    *,
+    incident_id: int,
+    targets: list[TimelineEntry],
+    kind: str,
+    text: str,
+    actor: str,
+    occurred_at: datetime,
+    data: dict[str, Any] | None = None,
+    announce: bool = False,
+) -> TimelineEntry:
+    """Blank `targets` (text and data dropped, hashes kept) and record that in a new entry.
+
+    The new entry's data lists every target (`redacts`), which is what lets `verify_chain`
+    accept the blanked rows. Same transaction rule as `record`; returns the new entry.
+    """
+    if not targets or any(
+        t.incident_id != incident_id or t.redacted_at is not None for t in targets
+    ):
+        raise ValueError("redact needs unredacted entries of this incident")
+    payload = {**(data or {}), "redacts": [redaction_ref(t) for t in targets]}
+    entry = await record(
+        conn, incident_id=incident_id, kind=kind, text=text, actor=actor,
+        occurred_at=occurred_at, data=payload, announce=announce,
+    )  # fmt: skip
+    await timeline_sql.redact(conn, [t.id for t in targets], text=REDACTED_TEXT, at=occurred_at)
+    return entry
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    checked: int
+    problems: list[str]
+
+
+def verify_chain(entries: list[TimelineEntry], *, count: int, head: str) -> Verification:
+    """Re-hash every entry; report edits, gaps, reordering and a removed tail."""
+    problems: list[str] = []
+    prev = ""
+    expected_seq = 1
+    redactions = _recorded_redactions(entries)
+    for entry in entries:
+        if entry.seq != expected_seq:
+            problems.append(f"entry {expected_seq} is missing (next found is {entry.seq})")
+            expected_seq = entry.seq
+        recomputed = content_hash(
+            incident_id=entry.incident_id,
+            seq=entry.seq,
+            kind=entry.kind,
+            actor=entry.actor,
+            text=entry.text,
+            data=entry.data,
+            occurred_at=entry.occurred_at,
+        )
+        if entry.redacted_at is not None:
+            problems.extend(_redaction_problems(entry, redactions.get(entry.seq)))
+        elif recomputed != entry.content_hash:
+            problems.append(f"entry {entry.seq} ({entry.kind}) was edited: content hash differs")
+        if entry.prev_hash != prev:
+            problems.append(f"entry {entry.seq} does not follow the entry before it")
+        if chain_hash(entry.prev_hash, entry.content_hash) != entry.hash:
+            problems.append(f"entry {entry.seq} has a forged chain hash")
+        prev = entry.hash
+        expected_seq += 1
+    last_seq = entries[-1].seq if entries else 0
+    if count > last_seq:
+        problems.append(f"entries after {last_seq} were removed (the incident recorded {count})")
+    elif entries and head != entries[-1].hash:
+        problems.append("the last entry is not the one the incident recorded")
+    return Verification(ok=not problems, checked=len(entries), problems=problems)
+
+
+def _redaction_problems(
+    entry: TimelineEntry, recorded: tuple[int, dict[str, Any]] | None
+) -> list[str]:
+    """A blanked entry's content can't be re-hashed: trust its stored content hash only if a
+    later entry recorded this very redaction, and the row shows nothing but the marker."""
+    if recorded is None or recorded[0] <= entry.seq or recorded[1] != redaction_ref(entry):
+        return [f"entry {entry.seq} ({entry.kind}) was blanked without a recorded redaction"]
+    if entry.text != REDACTED_TEXT or entry.data:
+        return [f"entry {entry.seq} ({entry.kind}) was edited after its redaction"]
+    return []
+
+
+def _recorded_redactions(entries: list[TimelineEntry]) -> dict[int, tuple[int, dict[str, Any]]]:
+    """seq of a blanked entry -> (seq of the entry that recorded it, what that entry recorded)."""
+    found: dict[int, tuple[int, dict[str, Any]]] = {}
+    for entry in entries:
+        refs = entry.data.get("redacts") if entry.redacted_at is None else None
+        for ref in refs if isinstance(refs, list) else []:
+            if isinstance(ref, dict) and isinstance(ref.get("seq"), int):
+                found.setdefault(ref["seq"], (entry.seq, ref))
+    return found

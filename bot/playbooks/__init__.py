@@ -1,0 +1,1 @@
+"""Playbooks: the catalogue, diagnose, and the check and remediation registries."""

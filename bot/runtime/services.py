@@ -1,0 +1,340 @@
+"""The composition root: everything the bot needs, built from one `Settings`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import aiohttp
+import asyncpg
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.core.inflight import Inflight
+from bot.core.logs import get_logger
+from bot.core.models import Clock, utcnow
+from bot.core.settings import Settings
+from bot.delivery.incident_events import IncidentEvents
+from bot.delivery.outbox import ChannelPacer, Outbox
+from bot.domain import once
+from bot.domain.alerts import AlertIntake, resume_positions
+from bot.domain.approvals import Approvals, load_approvals
+from bot.domain.incidents import Incidents
+from bot.domain.pager import PagerQueue
+from bot.domain.pager_events import PagerEvents
+from bot.domain.policy import SeverityPolicy, load_severity_policy
+from bot.domain.prompts import Prompter
+from bot.integrations.actuator import HttpActuator
+from bot.integrations.kafka import KafkaLag
+from bot.integrations.kafka_io import (
+    KafkaAlertSource,
+    KafkaDeadLetters,
+    KafkaEventSink,
+    KafkaProducerClient,
+)
+from bot.integrations.kubernetes import KubeWriter, default_namespace
+from bot.integrations.pagerduty import PagerDutyAdapter
+from bot.integrations.slack import SlackChat
+from bot.integrations.vault import VaultSecrets
+from bot.playbooks.catalogue import Catalogue, load_catalogue
+from bot.playbooks.checks.probes import Probes
+from bot.playbooks.diagnose import Diagnoser
+from bot.playbooks.remediations.runner import Remediator
+from bot.store import db
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    pool: asyncpg.Pool
+    policy: SeverityPolicy
+    client: AsyncWebClient
+    chat: SlackChat
+    channel_id: str
+    incidents: Incidents
+    outbox: Outbox
+    prompter: Prompter
+    pager: PagerDutyAdapter | None
+    pager_queue: PagerQueue | None
+    pager_events: PagerEvents | None
+    catalogue: Catalogue
+    probes: Probes
+    diagnoser: Diagnoser
+    remediator: Remediator
+    approvals: Approvals
+    clock: Clock
+    inflight: Inflight = field(default_factory=Inflight)
+    alert_intake: AlertIntake | None = None  # KAFKA_ALERT_TOPICS set
+    incident_events: IncidentEvents | None = None  # KAFKA_EVENTS_TOPIC set
+
+
+@contextlib.asynccontextmanager
+async def open_services(
+    settings: Settings,
+    *,
+    dsn: str,
+    token: str,
+    clock: Clock = utcnow,
+    pacer: ChannelPacer | None = None,
+    run_workers: bool = True,
+) -> AsyncIterator[Services]:
+    """Open the pool, apply migrations, resolve the war room, start the outbox worker."""
+    policy = load_severity_policy(settings.playbooks_dir)
+    catalogue = load_catalogue(settings.playbooks_dir)  # start-up refuses invalid playbooks
+    approval_policy = load_approvals(settings.playbooks_dir)
+    # Enough connections open from the start that the first burst does not wait on new ones.
+    pool = await db.create_pool(dsn, min_size=5, max_size=10)
+    workers: list[asyncio.Task[None]] = []
+    closers: list[Callable[[], Awaitable[None]]] = []
+    pager = _pager(settings)
+    actuator = HttpActuator(settings.service_url_template)
+    kube = await _kube(settings)
+    lag = KafkaLag(settings.kafka_bootstrap_servers) if settings.kafka_bootstrap_servers else None
+    kafka_out = _kafka_producer(settings)
+    alert_source: KafkaAlertSource | None = None
+    vault = VaultSecrets.from_settings(settings)
+    try:
+        async with pool.acquire() as conn:
+            await db.migrate(conn)
+        # One HTTP session for every Web API call (slack_sdk opens one per call otherwise).
+        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        closers.append(http.close)
+        client = AsyncWebClient(
+            token=token, base_url=settings.slack_api_url, timeout=10, session=http
+        )
+        chat = SlackChat(client)
+        channel_id = await chat.resolve_channel(settings.incident_channel)
+        outbox = Outbox(
+            pool,
+            chat,
+            policy,
+            clock=clock,
+            pacer=pacer,
+            lease=timedelta(seconds=settings.outbox_lease_seconds),
+        )
+        pager_queue = (
+            PagerQueue(
+                pool,
+                pager,
+                clock=clock,
+                lease=timedelta(seconds=settings.outbox_lease_seconds),
+                on_change=outbox.kick,
+            )
+            if pager is not None
+            else None
+        )
+
+        incident_events = (
+            IncidentEvents(
+                pool,
+                KafkaEventSink(kafka_out, settings.kafka_events_topic),
+                clock=clock,
+                lease=timedelta(seconds=settings.outbox_lease_seconds),
+            )
+            if kafka_out is not None and settings.kafka_events_topic
+            else None
+        )
+
+        def changed() -> None:
+            outbox.kick()
+            if pager_queue is not None:
+                pager_queue.kick()
+            if incident_events is not None:
+                incident_events.kick()
+
+        incidents = Incidents(
+            pool,
+            policy,
+            channel_id=channel_id,
+            clock=clock,
+            on_change=changed,
+            pagerduty=pager is not None,
+        )
+
+        async def flag_token() -> str | None:
+            """FEATURE_FLAG_TOKEN, else `feature_flag_token` at VAULT_SECRETS_PATH."""
+            if settings.feature_flag_token is not None:
+                return settings.feature_flag_token.get_secret_value()
+            if vault is None:
+                return None
+            secret = await vault.read(settings.vault_secrets_path, "feature_flag_token")
+            return secret.get_secret_value()
+
+        remediator = Remediator(
+            kube,
+            actuator=actuator,
+            flag_token=flag_token,
+            secrets=vault,
+            lag=lag,
+            clock=clock,
+            verify_timeout=settings.verify_timeout_seconds,
+            namespace=default_namespace(settings.kube_namespace, settings.kubeconfig),
+        )
+
+        async def group_members(group: str) -> set[str]:
+            response = await client.usergroups_users_list(usergroup=group)
+            return {str(u) for u in response.get("users") or []}
+
+        async def oncall_members() -> set[str]:
+            """Slack users on call now in PagerDuty (matched by email); none without PagerDuty."""
+            if pager is None:
+                return set()
+            found = set()
+            for person in await pager.oncalls():
+                if person.level != 1 or not person.email:  # the primary on-call
+                    continue
+                try:
+                    response = await client.users_lookupByEmail(email=person.email)
+                except SlackApiError:
+                    continue  # not in this workspace
+                found.add(str(response["user"]["id"]))
+            return found
+
+        approvals = Approvals(
+            incidents,
+            approval_policy,
+            remediator,
+            members=group_members,
+            oncall=oncall_members,
+        )
+
+        async def forget_old_requests() -> int:
+            await once.prune(pool, now=clock())
+            return 0  # a chore: nothing the timer loop must hurry back for
+
+        prompter = Prompter(
+            pool,
+            policy,
+            clock=clock,
+            on_change=changed,
+            poll_interval=settings.timer_poll_seconds,
+            pagerduty=pager is not None,
+            sweepers=[
+                approvals.expire_due,
+                approvals.fail_interrupted,
+                forget_old_requests,
+            ],
+        )
+        probes = Probes(actuator=actuator, kube=kube, lag=lag)
+        alert_intake = None
+        if kafka_out is not None and settings.kafka_alert_topic_list:
+            assert settings.kafka_bootstrap_servers is not None
+            alert_source = KafkaAlertSource(
+                settings.kafka_bootstrap_servers,
+                topics=settings.kafka_alert_topic_list,
+                group_id=settings.kafka_group_id,
+                resume=resume_positions(pool, settings.kafka_group_id),
+                offset_reset=settings.kafka_alert_offset_reset,
+            )
+            alert_intake = AlertIntake(
+                pool,
+                incidents,
+                policy,
+                source=alert_source,
+                dead_letters=KafkaDeadLetters(kafka_out, settings.kafka_dead_letter_topic),
+                group_id=settings.kafka_group_id,
+                window=timedelta(seconds=settings.kafka_alert_window_seconds),
+                batch=settings.kafka_alert_batch,
+                clock=clock,
+            )
+        services = Services(
+            settings=settings,
+            pool=pool,
+            policy=policy,
+            client=client,
+            chat=chat,
+            channel_id=channel_id,
+            incidents=incidents,
+            outbox=outbox,
+            prompter=prompter,
+            pager=pager,
+            pager_queue=pager_queue,
+            pager_events=(
+                PagerEvents(
+                    incidents,
+                    service_id=settings.pagerduty_service_id or "",
+                    own_user_id=pager.own_user_id,
+                )
+                if pager is not None
+                else None
+            ),
+            catalogue=catalogue,
+            probes=probes,
+            diagnoser=Diagnoser(catalogue, probes, incidents),
+            remediator=remediator,
+            approvals=approvals,
+            clock=clock,
+            alert_intake=alert_intake,
+            incident_events=incident_events,
+        )
+        if run_workers:
+            workers.append(asyncio.create_task(outbox.run_forever(), name="outbox"))
+            workers.append(asyncio.create_task(prompter.run_forever(), name="prompter"))
+            if pager_queue is not None:
+                workers.append(asyncio.create_task(pager_queue.run_forever(), name="pager"))
+            if alert_intake is not None:
+                workers.append(asyncio.create_task(alert_intake.run_forever(), name="alerts"))
+            if incident_events is not None:
+                workers.append(
+                    asyncio.create_task(incident_events.run_forever(), name="incident-events")
+                )
+        yield services
+    finally:
+        for task in workers:
+            task.cancel()
+        for task in workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await pool.close()
+        for close in closers:
+            await close()
+        if pager is not None:
+            pager.close()
+        await actuator.close()
+        if kube is not None:
+            await kube.close()
+        if lag is not None:
+            await lag.close()
+        if alert_source is not None:
+            await alert_source.close()
+        if kafka_out is not None:
+            await kafka_out.close()
+        if vault is not None:
+            await vault.close()
+
+
+async def _kube(settings: Settings) -> KubeWriter | None:
+    """From KUBECONFIG, or in-cluster when running in a pod; otherwise Kubernetes is off."""
+    if settings.kubeconfig is not None:
+        return await KubeWriter.connect(settings.kubeconfig)
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return await KubeWriter.connect(None)
+    return None
+
+
+def _kafka_producer(settings: Settings) -> KafkaProducerClient | None:
+    """The producer for dead letters and incident events, if either is configured."""
+    if not settings.kafka_bootstrap_servers:
+        return None
+    if not (settings.kafka_alert_topic_list or settings.kafka_events_topic):
+        return None
+    return KafkaProducerClient(settings.kafka_bootstrap_servers)
+
+
+def _pager(settings: Settings) -> PagerDutyAdapter | None:
+    if not settings.pagerduty_enabled:
+        return None
+    assert settings.pagerduty_api_token is not None
+    return PagerDutyAdapter(
+        api_key=settings.pagerduty_api_token.get_secret_value(),
+        from_email=settings.pagerduty_from_email or "",
+        service_id=settings.pagerduty_service_id or "",
+        base_url=settings.pagerduty_api_url,
+        ca_bundle=str(settings.pagerduty_ca_bundle) if settings.pagerduty_ca_bundle else None,
+    )
