@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Self
 
@@ -12,7 +10,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from bot.core.errors import IntegrationError
-from bot.playbooks.checks.probes import DeploymentInfo, PodInfo
+from bot.playbooks.checks.probes import DeploymentInfo, PodInfo, Revision
 
 TIMEOUT = 10
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -269,13 +267,3 @@ class KubeWriter(KubeClient):
         if available < updated:
             return False, f"{available} of {updated} updated replicas available"
         return True, f"deployment {name} successfully rolled out ({available}/{desired} ready)"
-
-
-@dataclass(frozen=True)
-class Revision:
-    number: int
-    image: str
-    created: datetime | None
-    replicaset: str
-    template: dict[str, Any]
-    annotations: dict[str, str]

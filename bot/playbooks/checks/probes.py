@@ -8,6 +8,7 @@ need it report "not configured" instead of failing the whole diagnosis.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 
@@ -34,6 +35,18 @@ class DeploymentInfo:
     revision: str | None
     image: str | None
     paused: bool = False  # `kubectl rollout pause`: no rollout happens until resumed
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One revision of a Deployment (its ReplicaSet), as `kubectl rollout undo` finds them."""
+
+    number: int
+    image: str
+    created: datetime | None
+    replicaset: str
+    template: dict[str, Any]
+    annotations: dict[str, str]
 
 
 class Actuator(Protocol):

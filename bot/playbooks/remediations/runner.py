@@ -19,8 +19,7 @@ from pydantic import BaseModel
 from bot.core.errors import IntegrationError, NotFound, UserError
 from bot.core.models import Clock, utcnow
 from bot.core.timefmt import human_duration
-from bot.integrations.kubernetes import Revision
-from bot.playbooks.checks.probes import DeploymentInfo, Lag
+from bot.playbooks.checks.probes import DeploymentInfo, Lag, Revision
 from bot.playbooks.remediations.registry import (
     REMEDIATIONS,
     BreakerParams,
