@@ -130,6 +130,7 @@ async def test_two_workers_never_post_the_same_item(bot: Bot) -> None:
         bot.services.pool,
         bot.services.chat,
         bot.services.policy,
+        renderer=bot.services.outbox.renderer,
         pacer=ChannelPacer(per_second=0, burst=1),
     )
     await asyncio.gather(outbox.drain(), twin.drain())

@@ -101,7 +101,7 @@ async def test_three_replicas_and_a_kill_9_post_every_prompt_exactly_once(
     ) as services:  # fmt: skip
         outbox = Outbox(
             services.pool, services.chat, load_severity_policy(tmp_path),
-            pacer=ChannelPacer(per_second=0, burst=1),
+            renderer=services.outbox.renderer, pacer=ChannelPacer(per_second=0, burst=1),
         )  # fmt: skip
         await outbox.drain(timeout=30)
         rows = await services.pool.fetch(

@@ -13,8 +13,9 @@ from __future__ import annotations
 import abc
 import asyncio
 import time
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -33,8 +34,8 @@ from bot.store import digests as digests_sql
 from bot.store import incidents as incidents_sql
 from bot.store import outbox as outbox_sql
 from bot.store import timeline as timeline_sql
+from bot.store.actions import PendingAction
 from bot.store.outbox import OutboxItem
-from commands import blocks
 
 log = get_logger(__name__)
 
@@ -195,8 +196,32 @@ class LeasedQueue(Worker):
                 raise LeaseLost(item.dedupe_key)
 
 
+class Rendered(Protocol):
+    """A message ready to post: its fallback text and its Block Kit."""
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def blocks(self) -> list[dict[str, Any]]: ...
+
+
+class Renderer(Protocol):
+    """What the outbox posts is worded elsewhere (`commands.blocks`); it only delivers."""
+
+    def incident_card(
+        self, incident: Incident, policy: SeverityPolicy, *, now: datetime
+    ) -> Rendered: ...
+
+    def timeline_reply(self, entry: TimelineEntry) -> Rendered: ...
+
+    def approval_card(self, entry: TimelineEntry, pending: PendingAction) -> Rendered: ...
+
+    def thread_digest(self, entries: Sequence[TimelineEntry]) -> Rendered: ...
+
+
 class Outbox(LeasedQueue):
-    """The Slack channel: incident cards and thread replies."""
+    """The Slack channel: incident cards and thread replies, worded by `renderer`."""
 
     channel = "slack"
     name = "outbox"
@@ -207,6 +232,7 @@ class Outbox(LeasedQueue):
         chat: Chat,
         policy: SeverityPolicy,
         *,
+        renderer: Renderer,
         clock: Clock = utcnow,
         pacer: ChannelPacer | None = None,
         poll_interval: float = 1.0,
@@ -215,6 +241,7 @@ class Outbox(LeasedQueue):
         super().__init__(pool, clock=clock, poll_interval=poll_interval, lease=lease)
         self.chat = chat
         self.policy = policy
+        self.renderer = renderer
         self.pacer = pacer or ChannelPacer(per_second=1.0, burst=3)
 
     async def _on_failure(self, item: OutboxItem, exc: IntegrationError) -> None:
@@ -320,7 +347,7 @@ class Outbox(LeasedQueue):
             entries = await timeline_sql.of_kinds(
                 conn, incident.id, timeline.FOLDED, first=first, before=before
             )
-        message = blocks.thread_digest(entries)
+        message = self.renderer.thread_digest(entries)
         key = f"inc{incident.id}:digest{first}"
         if ts is None and item.attempts > 1:
             ts = await self.chat.find_posted(
@@ -365,14 +392,14 @@ class Outbox(LeasedQueue):
             )
         return kept
 
-    async def _render(self, entry: TimelineEntry) -> blocks.Message:
+    async def _render(self, entry: TimelineEntry) -> Rendered:
         """An entry as a thread reply; an approval card shows its request's state now."""
         if entry.kind == Kind.APPROVAL_REQUESTED:
             async with self.pool.acquire() as conn:
                 pending = await actions_sql.get(conn, int(entry.data["pending_id"]))
             if pending is not None:
-                return blocks.approval_card(entry, pending)
-        return blocks.timeline_reply(entry)
+                return self.renderer.approval_card(entry, pending)
+        return self.renderer.timeline_reply(entry)
 
     async def _refresh(
         self, item: OutboxItem, incident: Incident, entry: TimelineEntry
@@ -400,7 +427,7 @@ class Outbox(LeasedQueue):
 
     async def _card(self, item: OutboxItem, incident: Incident, posted_version: int) -> str | None:
         """Post the card as the thread root, or bring it up to date. Returns the thread ts."""
-        message = blocks.incident_card(incident, self.policy, now=self.clock())
+        message = self.renderer.incident_card(incident, self.policy, now=self.clock())
         channel = incident.channel_id
         thread_ts = incident.thread_ts
         if thread_ts is None:

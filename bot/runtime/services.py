@@ -45,6 +45,7 @@ from bot.playbooks.checks.probes import Probes
 from bot.playbooks.diagnose import Diagnoser
 from bot.playbooks.remediations.runner import Remediator
 from bot.store import db
+from commands import blocks
 
 log = get_logger(__name__)
 
@@ -114,6 +115,7 @@ async def open_services(
             pool,
             chat,
             policy,
+            renderer=blocks,
             clock=clock,
             pacer=pacer,
             lease=timedelta(seconds=settings.outbox_lease_seconds),
