@@ -29,7 +29,6 @@ from bot.core.ids import (
 )
 from bot.core.logs import get_logger
 from bot.domain import once
-from bot.runtime.services import Services
 from commands.approvals import ApprovalHandlers
 from commands.diagnose import DiagnoseHandlers
 from commands.edge import SessionRespond
@@ -37,6 +36,7 @@ from commands.ic import IcHandlers
 from commands.mentions import MentionHandlers
 from commands.prompts import PromptHandlers
 from commands.scribe import ScribeHandlers
+from commands.services import Services
 
 log = get_logger(__name__)
 

@@ -11,11 +11,11 @@ from bot.core.errors import UsageError, UserError
 from bot.core.logs import get_logger
 from bot.domain.approvals import Decision
 from bot.playbooks.remediations.registry import DeploymentTarget
-from bot.runtime.services import Services
 from commands import blocks
 from commands.choices import asking_which
 from commands.edge import Respond, run_reporting
 from commands.parsing import INCIDENT, MAX_COMMAND, refuse_control_characters
+from commands.services import Services
 
 log = get_logger(__name__)
 

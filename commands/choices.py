@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from bot.core.errors import Ambiguous
-from bot.runtime.services import Services
 from bot.store import choices as choices_sql
 from commands import blocks
+from commands.services import Services
 
 Work = Callable[[], Awaitable[blocks.Message]]
 

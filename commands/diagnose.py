@@ -10,11 +10,11 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from bot.core.errors import UserError
 from bot.playbooks.catalogue import Playbook
 from bot.playbooks.remediations.runner import NotAvailable
-from bot.runtime.services import Services
 from commands import blocks
 from commands.choices import asking_which
 from commands.edge import Respond, run_reporting
 from commands.parsing import INCIDENT, MAX_COMMAND
+from commands.services import Services
 
 
 def parse(text: str) -> tuple[str | None, int | None]:

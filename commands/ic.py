@@ -15,7 +15,6 @@ from bot.domain import handover, history
 from bot.domain.drafts import Drafts
 from bot.domain.scribe import Scribe
 from bot.pages.links import Linker, linker
-from bot.runtime.services import Services
 from commands import blocks, parsing
 from commands.approvals import ApprovalHandlers
 from commands.choices import asking_which, original_command
@@ -39,6 +38,7 @@ from commands.parsing import (
     Timeline,
 )
 from commands.scribe import SlackMessages
+from commands.services import Services
 
 log = get_logger(__name__)
 

@@ -12,9 +12,9 @@ from bot.core.logs import get_logger
 from bot.core.text import control_character
 from bot.domain import once
 from bot.domain.incidents import MAX_TEXT
-from bot.runtime.services import Services
 from commands import blocks
 from commands.edge import Respond, reply, run_reporting
+from commands.services import Services
 
 log = get_logger(__name__)
 

@@ -32,9 +32,9 @@ from bot.core.models import incident_ref
 from bot.core.text import storable
 from bot.domain import once
 from bot.domain.scribe import PIN_REACTION, ChatMessage, KeyEvent, Scribe
-from bot.runtime.services import Services
 from commands import blocks
 from commands.edge import Respond, reply
+from commands.services import Services
 
 log = get_logger(__name__)
 

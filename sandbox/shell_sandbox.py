@@ -27,8 +27,8 @@ from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 
 from bot.core.errors import ConfigError
-from bot.runtime.services import Services
 from bot.runtime.web import build_web_app
+from commands.services import Services
 from sandbox.platform import SimulatedPlatform
 
 NOTICE = "  ⚙ sandbox: "

@@ -24,10 +24,11 @@ from aiohttp import web
 from bot.core.ids import Metadata
 from bot.core.settings import Settings
 from bot.delivery.outbox import ChannelPacer
-from bot.runtime.services import Services, open_services
+from bot.runtime.services import open_services
 from bot.runtime.web import build_web_app
 from bot.store import db
 from commands.app import build_slack_app
+from commands.services import Services
 from sandbox.pagerduty import FakePagerDuty
 from sandbox.slack_api import FakeSlack, UploadedFile
 from sandbox.slack_requests import SignedRequest, SlackRequests

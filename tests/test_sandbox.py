@@ -27,8 +27,9 @@ from bot.core.errors import ConfigError
 from bot.integrations.kafka import KafkaLag
 from bot.playbooks.diagnose import Report, run_playbook
 from bot.playbooks.remediations import REMEDIATIONS
-from bot.runtime.services import Services, open_services
+from bot.runtime.services import open_services
 from commands.app import build_slack_app
+from commands.services import Services
 from sandbox.platform import LAG_WARNING, SimulatedPlatform
 from sandbox.scenario import DEFAULT_SCENARIO, SCENARIOS_DIR, list_scenarios, load_scenario
 from sandbox.shell_sandbox import ShellSandbox

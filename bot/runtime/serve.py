@@ -34,9 +34,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.logs import get_logger
 from bot.core.settings import Settings
+from bot.integrations.pagerduty import PagerDutyAdapter
 from bot.runtime.secrets import DEFAULT_INTERVAL, LiveSecrets, open_secrets
-from bot.runtime.services import Services
 from bot.runtime.web import VERIFIER
+from commands.services import Services
 
 log = get_logger(__name__)
 
@@ -212,8 +213,11 @@ def follow_rotation(
             services.client.token = token
         if (signing := value("slack_signing_secret")) is not None and web_app is not None:
             web_app[VERIFIER].signing_secret = signing
-        if (key := value("pagerduty_api_token")) is not None and services.pager is not None:
-            services.pager.client.auth_method.secret = key
+        pager = services.pager
+        if (key := value("pagerduty_api_token")) is not None and isinstance(
+            pager, PagerDutyAdapter
+        ):
+            pager.client.auth_method.secret = key
         if (app_token := value("slack_app_token")) is not None and socket_client is not None:
             socket_client.app_token = app_token
         log.info("secrets.applied", settings=sorted(n.upper() for n in names))

@@ -6,15 +6,12 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 import aiohttp
-import asyncpg
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.core.inflight import Inflight
 from bot.core.logs import get_logger
 from bot.core.models import Clock, utcnow
 from bot.core.settings import Settings
@@ -26,7 +23,7 @@ from bot.domain.approvals import Approvals, load_approvals
 from bot.domain.incidents import Incidents
 from bot.domain.pager import PagerQueue
 from bot.domain.pager_events import PagerEvents
-from bot.domain.policy import SeverityPolicy, load_severity_policy
+from bot.domain.policy import load_severity_policy
 from bot.domain.prompts import Prompter
 from bot.integrations.actuator import HttpActuator
 from bot.integrations.kafka import KafkaLag
@@ -40,39 +37,15 @@ from bot.integrations.kubernetes import KubeWriter, default_namespace
 from bot.integrations.pagerduty import PagerDutyAdapter
 from bot.integrations.slack import SlackChat
 from bot.integrations.vault import VaultSecrets
-from bot.playbooks.catalogue import Catalogue, load_catalogue
+from bot.playbooks.catalogue import load_catalogue
 from bot.playbooks.checks.probes import Probes
 from bot.playbooks.diagnose import Diagnoser
 from bot.playbooks.remediations.runner import Remediator
 from bot.store import db
 from commands import blocks
+from commands.services import Services
 
 log = get_logger(__name__)
-
-
-@dataclass
-class Services:
-    settings: Settings
-    pool: asyncpg.Pool
-    policy: SeverityPolicy
-    client: AsyncWebClient
-    chat: SlackChat
-    channel_id: str
-    incidents: Incidents
-    outbox: Outbox
-    prompter: Prompter
-    pager: PagerDutyAdapter | None
-    pager_queue: PagerQueue | None
-    pager_events: PagerEvents | None
-    catalogue: Catalogue
-    probes: Probes
-    diagnoser: Diagnoser
-    remediator: Remediator
-    approvals: Approvals
-    clock: Clock
-    inflight: Inflight = field(default_factory=Inflight)
-    alert_intake: AlertIntake | None = None  # KAFKA_ALERT_TOPICS set
-    incident_events: IncidentEvents | None = None  # KAFKA_EVENTS_TOPIC set
 
 
 @contextlib.asynccontextmanager

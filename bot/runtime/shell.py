@@ -31,10 +31,11 @@ from bot.core.models import Clock, utcnow
 from bot.core.settings import Settings
 from bot.delivery.outbox import ChannelPacer
 from bot.domain.scribe import PIN_REACTION
-from bot.runtime.services import Services, open_services
+from bot.runtime.services import open_services
 from bot.store import captures as captures_sql
 from bot.store.db import database
 from commands.app import SHORTCUTS, SLASH_COMMANDS, build_slack_app
+from commands.services import Services
 from sandbox.shell_sandbox import ShellSandbox
 from sandbox.slack_api import Ephemeral, FakeSlack, Message
 from sandbox.slack_requests import SignedRequest, SlackRequests

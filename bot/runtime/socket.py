@@ -43,9 +43,9 @@ from bot.core.settings import Settings
 from bot.pages import routes as pages
 from bot.runtime import serve as runtime
 from bot.runtime.secrets import DEFAULT_INTERVAL, open_secrets
-from bot.runtime.services import Services
 from bot.runtime.web import SERVICES, healthz, readyz, request_context
 from bot.runtime.web import metrics as metrics_route
+from commands.services import Services
 
 log = get_logger(__name__)
 

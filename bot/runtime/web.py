@@ -21,8 +21,8 @@ from bot.core.errors import UserError
 from bot.core.logs import get_logger
 from bot.integrations.pagerduty import verify_signature
 from bot.pages import routes as pages
-from bot.runtime.services import Services
 from bot.store import db
+from commands.services import Services
 
 log = get_logger(__name__)
 

@@ -21,9 +21,10 @@ from bot.delivery.outbox import ChannelPacer
 from bot.integrations.vault import VaultSecrets
 from bot.runtime.secrets import LiveSecrets, open_secrets
 from bot.runtime.serve import follow_rotation, use_current_token
-from bot.runtime.services import Services, open_services
+from bot.runtime.services import open_services
 from bot.runtime.web import build_web_app
 from commands.app import build_slack_app
+from commands.services import Services
 from sandbox.slack_api import FakeSlack
 from sandbox.slack_requests import SlackRequests
 from sandbox.vault_server import OpenBaoDevServer

@@ -1,0 +1,56 @@
+"""What the Slack surface is given: every service, built once by the composition root.
+
+`bot.runtime.services.open_services` builds it from `Settings`; handlers hold it and call the
+domain through it. Typed by the domain's ports (`Chat`, `Pager`), not by the adapters behind
+them, so this layer imports no `bot.integrations` and no `bot.runtime`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import asyncpg
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.core.inflight import Inflight
+from bot.core.models import Clock
+from bot.core.settings import Settings
+from bot.delivery.incident_events import IncidentEvents
+from bot.delivery.outbox import Outbox
+from bot.domain.alerts import AlertIntake
+from bot.domain.approvals import Approvals
+from bot.domain.incidents import Incidents
+from bot.domain.pager import Pager, PagerQueue
+from bot.domain.pager_events import PagerEvents
+from bot.domain.policy import SeverityPolicy
+from bot.domain.ports import Chat
+from bot.domain.prompts import Prompter
+from bot.playbooks.catalogue import Catalogue
+from bot.playbooks.checks.probes import Probes
+from bot.playbooks.diagnose import Diagnoser
+from bot.playbooks.remediations.runner import Remediator
+
+
+@dataclass
+class Services:
+    settings: Settings
+    pool: asyncpg.Pool
+    policy: SeverityPolicy
+    client: AsyncWebClient
+    chat: Chat
+    channel_id: str
+    incidents: Incidents
+    outbox: Outbox
+    prompter: Prompter
+    pager: Pager | None
+    pager_queue: PagerQueue | None
+    pager_events: PagerEvents | None
+    catalogue: Catalogue
+    probes: Probes
+    diagnoser: Diagnoser
+    remediator: Remediator
+    approvals: Approvals
+    clock: Clock
+    inflight: Inflight = field(default_factory=Inflight)
+    alert_intake: AlertIntake | None = None  # KAFKA_ALERT_TOPICS set
+    incident_events: IncidentEvents | None = None  # KAFKA_EVENTS_TOPIC set
