@@ -13,7 +13,6 @@ from bot.core.errors import IntegrationError, UsageError
 from bot.core.logs import get_logger
 from bot.domain import handover, history
 from bot.domain.drafts import Drafts
-from bot.domain.scribe import Scribe
 from bot.pages.links import Linker, linker
 from commands import blocks, parsing
 from commands.approvals import ApprovalHandlers
@@ -37,7 +36,6 @@ from commands.parsing import (
     Status,
     Timeline,
 )
-from commands.scribe import SlackMessages
 from commands.services import Services
 
 log = get_logger(__name__)
@@ -46,7 +44,7 @@ log = get_logger(__name__)
 class IcHandlers:
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.scribe = Scribe(services.incidents, SlackMessages(services.client))
+        self.scribe = services.scribe
         self.drafts = Drafts(
             services.incidents,
             services.chat,

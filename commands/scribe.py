@@ -20,10 +20,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.errors import IntegrationError, Repeated, UserError
@@ -31,7 +29,7 @@ from bot.core.logs import get_logger
 from bot.core.models import incident_ref
 from bot.core.text import storable
 from bot.domain import once
-from bot.domain.scribe import PIN_REACTION, ChatMessage, KeyEvent, Scribe
+from bot.domain.scribe import PIN_REACTION, ChatMessage, KeyEvent
 from commands import blocks
 from commands.edge import Respond, reply
 from commands.services import Services
@@ -69,40 +67,6 @@ def chat_message(message: dict[str, Any], *, channel: str, bot_user_id: str | No
     )
 
 
-class SlackMessages:
-    """`bot.domain.scribe.MessageSource` over the Web API: chat.getPermalink and reactions.get."""
-
-    def __init__(self, client: AsyncWebClient) -> None:
-        self.client = client
-
-    async def permalink(self, channel: str, ts: str) -> str:
-        try:
-            response = await self.client.chat_getPermalink(channel=channel, message_ts=ts)
-        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
-            raise IntegrationError("slack", f"chat.getPermalink: {_error(exc)}") from exc
-        return str(response["permalink"])
-
-    async def message(self, channel: str, ts: str) -> ChatMessage | None:
-        try:
-            response = await self.client.reactions_get(channel=channel, timestamp=ts, full=True)
-        except SlackApiError as exc:
-            if _error(exc) == "message_not_found":
-                return None
-            raise IntegrationError("slack", f"reactions.get: {_error(exc)}") from exc
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise IntegrationError("slack", f"reactions.get: {_error(exc)}") from exc
-        found = response.get("message")
-        if not isinstance(found, dict):
-            return None
-        return chat_message(found, channel=channel, bot_user_id=None)
-
-
-def _error(exc: Exception) -> str:
-    if isinstance(exc, SlackApiError):
-        return str(exc.response.get("error", "unknown_error"))
-    return type(exc).__name__
-
-
 RETRY_DELAYS = (0.5, 2.0, 5.0)  # seconds between attempts of one event's capture
 
 
@@ -133,7 +97,7 @@ async def retrying(
 class ScribeHandlers:
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.scribe = Scribe(services.incidents, SlackMessages(services.client))
+        self.scribe = services.scribe
 
     async def message(self, ack: Ack, event: dict[str, Any], context: AsyncBoltContext) -> None:
         """Every `message` event: new messages, `message_changed`, `message_deleted`."""

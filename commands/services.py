@@ -25,6 +25,7 @@ from bot.domain.pager_events import PagerEvents
 from bot.domain.policy import SeverityPolicy
 from bot.domain.ports import Chat
 from bot.domain.prompts import Prompter
+from bot.domain.scribe import Scribe
 from bot.playbooks.catalogue import Catalogue
 from bot.playbooks.checks.probes import Probes
 from bot.playbooks.diagnose import Diagnoser
@@ -51,6 +52,7 @@ class Services:
     remediator: Remediator
     approvals: Approvals
     clock: Clock
+    scribe: Scribe
     inflight: Inflight = field(default_factory=Inflight)
     alert_intake: AlertIntake | None = None  # KAFKA_ALERT_TOPICS set
     incident_events: IncidentEvents | None = None  # KAFKA_EVENTS_TOPIC set

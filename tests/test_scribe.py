@@ -18,9 +18,10 @@ import pytest
 
 from bot.domain import timeline
 from bot.domain.scribe import ChatMessage, Scribe, fallback_permalink
+from bot.integrations.slack import SlackMessages
 from bot.store import captures as captures_sql
 from commands import parsing
-from commands.scribe import SlackMessages, chat_message
+from commands.scribe import chat_message
 from sandbox.slack_api import Message
 from sandbox.slack_requests import SignedRequest
 from tests.conftest import Bot, shown_text
@@ -358,7 +359,7 @@ async def test_a_deletion_racing_the_capture_of_its_message_still_drops_its_word
     """Two replicas: the capture's transaction is open when the deletion arrives."""
     await bot.command("declare Payments failing sev2", user="dana")
     msg = bot.slack.post_user_message(WAR_ROOM, "erin", "secret", thread_ts=bot.card(1).ts)
-    scribe = Scribe(bot.services.incidents, SlackMessages(bot.services.client))
+    scribe = Scribe(bot.services.incidents, SlackMessages(bot.services.client, parse=chat_message))
     async with bot.services.pool.acquire() as conn:
         capture = conn.transaction()
         await capture.start()

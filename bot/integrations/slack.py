@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackRequestError
@@ -11,6 +11,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.errors import ConfigError, IntegrationError
 from bot.domain.ports import SharedFile
+from bot.domain.scribe import ChatMessage
+
+
+class MessageParser(Protocol):
+    def __call__(
+        self, message: dict[str, Any], *, channel: str, bot_user_id: str | None
+    ) -> ChatMessage: ...
+
 
 CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 # Errors that the same request will never get past.
@@ -197,3 +205,42 @@ class SlackChat:
                     f"INCIDENT_CHANNEL #{name} was not found; create it and invite the bot,"
                     " or set INCIDENT_CHANNEL to the channel id"
                 )
+
+
+class SlackMessages:
+    """`bot.domain.scribe.MessageSource` over the Web API: chat.getPermalink and reactions.get.
+
+    `parse` reads a message payload as the scribe sees it (`commands.scribe.chat_message`, the
+    same reading the Events API listeners use).
+    """
+
+    def __init__(self, client: AsyncWebClient, *, parse: MessageParser) -> None:
+        self.client = client
+        self.parse = parse
+
+    async def permalink(self, channel: str, ts: str) -> str:
+        try:
+            response = await self.client.chat_getPermalink(channel=channel, message_ts=ts)
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            raise IntegrationError("slack", f"chat.getPermalink: {_error_name(exc)}") from exc
+        return str(response["permalink"])
+
+    async def message(self, channel: str, ts: str) -> ChatMessage | None:
+        try:
+            response = await self.client.reactions_get(channel=channel, timestamp=ts, full=True)
+        except SlackApiError as exc:
+            if _error_name(exc) == "message_not_found":
+                return None
+            raise IntegrationError("slack", f"reactions.get: {_error_name(exc)}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise IntegrationError("slack", f"reactions.get: {_error_name(exc)}") from exc
+        found = response.get("message")
+        if not isinstance(found, dict):
+            return None
+        return self.parse(found, channel=channel, bot_user_id=None)
+
+
+def _error_name(exc: Exception) -> str:
+    if isinstance(exc, SlackApiError):
+        return str(exc.response.get("error", "unknown_error"))
+    return type(exc).__name__

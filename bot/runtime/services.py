@@ -25,6 +25,7 @@ from bot.domain.pager import PagerQueue
 from bot.domain.pager_events import PagerEvents
 from bot.domain.policy import load_severity_policy
 from bot.domain.prompts import Prompter
+from bot.domain.scribe import Scribe
 from bot.integrations.actuator import HttpActuator
 from bot.integrations.kafka import KafkaLag
 from bot.integrations.kafka_io import (
@@ -35,7 +36,7 @@ from bot.integrations.kafka_io import (
 )
 from bot.integrations.kubernetes import KubeWriter, default_namespace
 from bot.integrations.pagerduty import PagerDutyAdapter
-from bot.integrations.slack import SlackChat
+from bot.integrations.slack import SlackChat, SlackMessages
 from bot.integrations.vault import VaultSecrets
 from bot.playbooks.catalogue import load_catalogue
 from bot.playbooks.checks.probes import Probes
@@ -43,6 +44,7 @@ from bot.playbooks.diagnose import Diagnoser
 from bot.playbooks.remediations.runner import Remediator
 from bot.store import db
 from commands import blocks
+from commands.scribe import chat_message
 from commands.services import Services
 
 log = get_logger(__name__)
@@ -245,6 +247,7 @@ async def open_services(
             remediator=remediator,
             approvals=approvals,
             clock=clock,
+            scribe=Scribe(incidents, SlackMessages(client, parse=chat_message)),
             alert_intake=alert_intake,
             incident_events=incident_events,
         )
