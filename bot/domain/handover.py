@@ -14,8 +14,7 @@ from typing import Any
 
 from bot.core.models import IC, STANDARD_ROLES, Incident, TimelineEntry, who
 from bot.core.text import compact
-from bot.domain.scribe import ScribeKind
-from bot.domain.timeline import Kind
+from bot.domain.timeline import Kind, ScribeKind
 from bot.store.actions import PendingAction
 
 WINDOW = timedelta(minutes=30)

@@ -28,7 +28,7 @@ from bot.core.models import (
 )
 from bot.core.text import control_character
 from bot.core.timefmt import human_duration
-from bot.domain import history, once, pager, prompts, timeline
+from bot.domain import handover, history, once, pager, prompts, timeline
 from bot.domain.history import HistoryReport
 from bot.domain.policy import SeverityPolicy
 from bot.domain.timeline import Kind, Verification
@@ -255,9 +255,6 @@ class Incidents:
         `role=None`: the role `actor` holds (incident commander first if several). Like
         `assign`, anyone may hand over a named role. Not mirrored to PagerDuty (assign isn't).
         """
-        # bot.domain.handover reads the scribe's kinds, and bot.domain.scribe imports this module.
-        from bot.domain import handover
-
         now = self.clock()
         async with self.pool.acquire() as conn, conn.transaction():
             incident = await self._target(conn, ref, allow_resolved=False)
