@@ -8,7 +8,8 @@ import pytest
 
 from bot.core.errors import ConfigError
 from bot.core.settings import BUNDLED_PLAYBOOKS
-from bot.domain.policy import load_severity_policy, parse_duration
+from bot.core.timefmt import parse_duration
+from bot.domain.policy import load_severity_policy
 
 
 def test_bundled_policy_matches_the_runbook() -> None:

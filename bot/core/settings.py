@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.domain.policy import parse_duration
+from bot.core.timefmt import parse_duration
 
 BUNDLED_PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 

@@ -2,40 +2,22 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from bot.core.errors import ConfigError
+from bot.core.timefmt import parse_duration
 
 SEVERITY_KEYS = ("sev1", "sev2", "sev3", "sev4")
 DEFAULT_PROMPT = (
     "{who}: time for a status update on {ref} ({severity}). Last update {since} ago."
     " What is the status, the impact, and the next step?"
 )
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
-_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(value: Any) -> float | None:
-    """`45s`, `15m`, `2h`, `1d` or a plain number of seconds; None stays None."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ValueError("a duration such as 15m, 2h or 45s")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"{value!r} is not a duration such as 15m, 2h or 45s")
-    return float(match.group(1)) * _UNIT[match.group(2)]
 
 
 Duration = Annotated[float | None, BeforeValidator(parse_duration)]
