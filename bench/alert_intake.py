@@ -258,6 +258,8 @@ async def run(args: argparse.Namespace) -> None:
                 slack_api_url=slack.url,
                 incident_channel=CHANNEL,
                 kafka_bootstrap_servers=broker.bootstrap,
+                kafka_idempotent_producer=False,  # tansu refuses it
+                kafka_clamp_negative_lag=True,  # tansu under-reports the log end
                 kafka_alert_topics=topic,
                 kafka_group_id="icbot-bench",
                 kafka_dead_letter_topic="alerts-dead-letter",
@@ -385,10 +387,11 @@ async def run(args: argparse.Namespace) -> None:
 
             from bot.integrations.kafka_io import KafkaProducerClient
 
-            dlq = KafkaProducerClient(broker.bootstrap)
+            dlq = KafkaProducerClient(broker.bootstrap, idempotent=False)
             backlog_source = KafkaAlertSource(
                 broker.bootstrap, topics=[backlog_topic], group_id=group,
                 resume=resume_positions(services.pool, group), offset_reset="earliest",
+                clamp_negative_lag=True,
             )  # fmt: skip
             second = AlertIntake(
                 services.pool, services.incidents, services.policy, source=backlog_source,

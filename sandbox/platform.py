@@ -203,6 +203,8 @@ class SimulatedPlatform:
             "kubeconfig": self.kubeconfig,
             "service_url_template": self.actuator.url_template,
             "kafka_bootstrap_servers": self.kafka.bootstrap,
+            "kafka_idempotent_producer": False,  # tansu refuses it
+            "kafka_clamp_negative_lag": True,  # tansu under-reports the log end after a batch
             "pagerduty_api_token": SecretStr(self.pagerduty.api_key),
             "pagerduty_from_email": PAGERDUTY_FROM,
             "pagerduty_service_id": PAGERDUTY_SERVICE,

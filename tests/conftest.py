@@ -117,6 +117,9 @@ def make_settings(slack: FakeSlack, **overrides: Any) -> Settings:
         "slack_signing_secret": SIGNING_SECRET,
         "incident_channel": "waqiti-incidents",
         "data_dir": Path("/tmp/icbot-test-unused"),
+        # The tests' Kafka is tansu (sandbox.kafka_broker): see these settings in bot.core.settings.
+        "kafka_idempotent_producer": False,
+        "kafka_clamp_negative_lag": True,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

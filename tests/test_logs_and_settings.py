@@ -83,3 +83,16 @@ def test_serve_without_slack_credentials_says_what_is_missing(
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(ValueError, match="SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET must be set"):
         Settings(_env_file=None).require_slack()  # type: ignore[call-arg]
+
+
+def test_kafka_defaults_are_real_kafkas_and_tansu_turns_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.kafka_idempotent_producer is True
+    assert settings.kafka_clamp_negative_lag is False
+    monkeypatch.setenv("KAFKA_IDEMPOTENT_PRODUCER", "false")
+    monkeypatch.setenv("KAFKA_CLAMP_NEGATIVE_LAG", "true")
+    tansu = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert tansu.kafka_idempotent_producer is False
+    assert tansu.kafka_clamp_negative_lag is True

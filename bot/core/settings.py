@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     kafka_alert_batch: int = Field(default=1000, gt=0, le=50_000)  # records per getmany
     # Where a group with no committed offset starts; "earliest" replays the topic's retention.
     kafka_alert_offset_reset: Literal["earliest", "latest"] = "latest"
+    # Real-Kafka defaults. The tansu broker of the tests and the sandbox refuses the idempotent
+    # producer, and its ListOffsets under-reports the log end after a batch of several records
+    # (the intake's lag comes out below 0): they set false and true.
+    kafka_idempotent_producer: bool = True
+    kafka_clamp_negative_lag: bool = False
     vault_addr: str | None = None
     vault_token: SecretStr | None = None
     vault_role_id: str | None = None

@@ -15,11 +15,11 @@
 Every aiokafka failure becomes ``IntegrationError("kafka", …)``; a producer that failed is
 closed and started again on next use (a broker that restarted is a new cluster to it).
 
-tansu (tests, sandbox) shapes a few choices: the idempotent producer does not work there
-(``enable_idempotence=False``; ordering comes from one batch per call instead), its
-``ListOffsets`` under-reports the log end after a batch of several records (so the lag here is
-clamped at 0, and the resume check trusts a committed offset over the log end), and joining a
-group takes about 5 s.
+tansu (tests, sandbox) shapes a few choices, two of them settings: the idempotent producer
+does not work there (``idempotent=False``, KAFKA_IDEMPOTENT_PRODUCER; ordering comes from one
+batch per call either way), its ``ListOffsets`` under-reports the log end after a batch of
+several records (``clamp_negative_lag=True``, KAFKA_CLAMP_NEGATIVE_LAG; the resume check trusts
+a committed offset over the log end regardless), and joining a group takes about 5 s.
 """
 
 from __future__ import annotations
@@ -87,6 +87,7 @@ class KafkaAlertSource:
         request_timeout_ms: int = 10_000,
         session_timeout_ms: int = 10_000,
         fetch_max_wait_ms: int = 100,
+        clamp_negative_lag: bool = False,
     ) -> None:
         if not topics:
             raise ValueError("no alert topics")
@@ -95,6 +96,7 @@ class KafkaAlertSource:
         self.topics = list(topics)
         self.group_id = group_id
         self.offset_reset = offset_reset
+        self.clamp_negative_lag = clamp_negative_lag
         self._resume_lookup = resume
         self._options: dict[str, Any] = {
             "bootstrap_servers": bootstrap_servers,
@@ -272,7 +274,8 @@ class KafkaAlertSource:
             high = consumer.highwater(tp)
             if high is None or key not in self._next:
                 continue
-            found[key] = max(0, int(high) - self._next[key])
+            lag = int(high) - self._next[key]
+            found[key] = max(0, lag) if self.clamp_negative_lag else lag
         return found
 
 
@@ -286,12 +289,13 @@ class KafkaProducerClient:
         client_id: str = "icbot",
         request_timeout_ms: int = 10_000,
         max_batch_size: int = 256 * 1024,
+        idempotent: bool = True,
     ) -> None:
         self._options: dict[str, Any] = {
             "bootstrap_servers": bootstrap_servers,
             "client_id": client_id,
             "request_timeout_ms": request_timeout_ms,
-            "enable_idempotence": False,  # tansu refuses it; order comes from one batch per call
+            "enable_idempotence": idempotent,  # tansu refuses it; order: one batch per call
             "acks": "all",
             "linger_ms": 0,
             "max_batch_size": max_batch_size,

@@ -208,6 +208,7 @@ async def open_services(
                 group_id=settings.kafka_group_id,
                 resume=resume_positions(pool, settings.kafka_group_id),
                 offset_reset=settings.kafka_alert_offset_reset,
+                clamp_negative_lag=settings.kafka_clamp_negative_lag,
             )
             alert_intake = AlertIntake(
                 pool,
@@ -302,7 +303,9 @@ def _kafka_producer(settings: Settings) -> KafkaProducerClient | None:
         return None
     if not (settings.kafka_alert_topic_list or settings.kafka_events_topic):
         return None
-    return KafkaProducerClient(settings.kafka_bootstrap_servers)
+    return KafkaProducerClient(
+        settings.kafka_bootstrap_servers, idempotent=settings.kafka_idempotent_producer
+    )
 
 
 def _pager(settings: Settings) -> PagerDutyAdapter | None:

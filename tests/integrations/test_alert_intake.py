@@ -729,12 +729,12 @@ async def _child(dsn: str, bootstrap: str, topic: str, group: str, marker: str) 
             await asyncio.sleep(3600)  # killed here: stored, not committed
         committed.update(result.commit)  # what run_forever commits next
 
-    producer = KafkaProducerClient(bootstrap)
+    producer = KafkaProducerClient(bootstrap, idempotent=False)
     intake = AlertIntake(
         pool, Incidents(pool, policy, channel_id="C0INCIDENTS"), policy,
         source=KafkaAlertSource(bootstrap, topics=[topic], group_id=group,
                                 resume=resume_positions(pool, group), offset_reset="earliest",
-                                session_timeout_ms=6000),
+                                session_timeout_ms=6000, clamp_negative_lag=True),
         dead_letters=KafkaDeadLetters(producer, topic + "-dlq"), group_id=group,
         batch=500, after_store=hang_after_third,
     )  # fmt: skip
@@ -792,9 +792,9 @@ async def test_a_consumer_killed_between_store_and_commit_declares_nothing_twice
     # The restarted consumer, in the same group: it finishes the topic, and only that.
     source = KafkaAlertSource(
         broker.bootstrap, topics=[topic], group_id=group, resume=resume_positions(pool, group),
-        offset_reset="earliest", session_timeout_ms=6000,
+        offset_reset="earliest", session_timeout_ms=6000, clamp_negative_lag=True,
     )  # fmt: skip
-    producer = KafkaProducerClient(broker.bootstrap)
+    producer = KafkaProducerClient(broker.bootstrap, idempotent=False)
     intake = AlertIntake(
         pool, incidents, incidents.policy, source=source, group_id=group, batch=500,
         dead_letters=KafkaDeadLetters(producer, topic + "-dlq"),
@@ -831,9 +831,9 @@ async def test_after_the_broker_lost_its_log_new_alerts_are_not_skipped_as_store
     second = TansuBroker(port=first.port)
     source = KafkaAlertSource(
         first.bootstrap, topics=[topic], group_id=group, resume=resume_positions(pool, group),
-        offset_reset="earliest", session_timeout_ms=6000,
+        offset_reset="earliest", session_timeout_ms=6000, clamp_negative_lag=True,
     )  # fmt: skip
-    producer = KafkaProducerClient(first.bootstrap)
+    producer = KafkaProducerClient(first.bootstrap, idempotent=False)
     intake = AlertIntake(
         pool, incidents, incidents.policy, source=source, group_id=group,
         dead_letters=KafkaDeadLetters(producer, topic + "-dlq"),

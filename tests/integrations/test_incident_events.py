@@ -271,7 +271,9 @@ async def test_the_backlog_drains_in_order_after_the_broker_comes_back(
             events = bot.services.incident_events
             assert events is not None
             # The bot's own producer, with a short request timeout so the outage shows sooner.
-            producer = KafkaProducerClient(first.bootstrap, request_timeout_ms=1500)
+            producer = KafkaProducerClient(
+                first.bootstrap, request_timeout_ms=1500, idempotent=False
+            )
             events.sink = KafkaEventSink(producer, topic)
             for n in range(3):
                 await bot.command(f"declare Service {n} degraded sev2")
