@@ -6,6 +6,8 @@ import itertools
 import time
 from datetime import timedelta
 
+import pytest
+
 from bot.delivery.outbox import LEASE, ChannelPacer
 from bot.store import outbox as outbox_sql
 from tests.conftest import Bot
@@ -101,18 +103,54 @@ async def test_permanent_slack_error_gives_up_after_retries_and_keeps_the_timeli
     assert len(entries) == 1
 
 
+class SteppedClock:
+    """A monotonic clock that only `sleep` moves on: the pacer's schedule, without timing."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
 async def test_pacer_spaces_posts_in_one_channel_after_the_burst() -> None:
-    pacer = ChannelPacer(per_second=20.0, burst=2)
+    clock = SteppedClock()
+    pacer = ChannelPacer(per_second=20.0, burst=2, clock=clock, sleep=clock.sleep)
     stamps = []
     for _ in range(5):
         await pacer.wait("C1")
-        stamps.append(time.monotonic())
+        stamps.append(clock())
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
-    assert gaps[0] < 0.05  # within the burst
-    assert all(gap >= 0.045 for gap in gaps[2:])  # then one per interval (50 ms)
-    other = time.monotonic()
+    assert gaps[:1] == [0.0]  # within the burst
+    assert gaps[2:] == pytest.approx([0.05, 0.05])  # then one per interval (50 ms)
+    other = clock()
     await pacer.wait("C2")  # another channel is not held back
-    assert time.monotonic() - other < 0.04
+    assert clock() == other
+
+
+async def test_a_late_caller_gets_at_most_the_burst_at_once() -> None:
+    clock = SteppedClock()
+    pacer = ChannelPacer(per_second=20.0, burst=2, clock=clock, sleep=clock.sleep)
+    for _ in range(3):
+        await pacer.wait("C1")
+    clock.now += 10.0  # a long quiet spell refills the bucket, but only to the burst
+    start = clock()
+    for _ in range(4):
+        await pacer.wait("C1")
+    assert clock() - start == pytest.approx(0.1)  # 2 at once, then 2 x 50 ms
+
+
+async def test_a_paused_channel_waits_for_retry_after() -> None:
+    clock = SteppedClock()
+    pacer = ChannelPacer(per_second=0, burst=1, clock=clock, sleep=clock.sleep)
+    pacer.pause("C1", 3.0)  # HTTP 429 with Retry-After: 3
+    await pacer.wait("C1")
+    assert clock.slept == [3.0]
 
 
 async def test_two_workers_never_post_the_same_item(bot: Bot) -> None:

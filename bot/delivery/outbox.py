@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -52,14 +52,23 @@ class LeaseLost(Exception):
 class ChannelPacer:
     """Slack allows about one message per second per channel, with short bursts."""
 
-    def __init__(self, *, per_second: float, burst: int) -> None:
+    def __init__(
+        self,
+        *,
+        per_second: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.interval = 1.0 / per_second if per_second > 0 else 0.0
         self.burst = burst
+        self._clock = clock  # seconds, monotonic; tests give a clock that `sleep` moves on
+        self._sleep = sleep
         self._next: dict[str, float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     def pause(self, channel: str, seconds: float) -> None:
-        self._next[channel] = max(self._next.get(channel, 0.0), time.monotonic() + seconds)
+        self._next[channel] = max(self._next.get(channel, 0.0), self._clock() + seconds)
 
     async def wait(self, channel: str) -> None:
         """Wait for `channel`'s next slot; concurrent callers take turns."""
@@ -69,16 +78,16 @@ class ChannelPacer:
 
     async def _wait(self, channel: str) -> None:
         if self.interval == 0.0:
-            delay = self._next.get(channel, 0.0) - time.monotonic()
+            delay = self._next.get(channel, 0.0) - self._clock()
             if delay > 0:
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
             return
-        now = time.monotonic()
+        now = self._clock()
         # `_next` is the time at which the bucket would be full again, minus the burst credit.
         earliest = self._next.get(channel, 0.0) - self.interval * (self.burst - 1)
         if earliest > now:
-            await asyncio.sleep(earliest - now)
-            now = time.monotonic()
+            await self._sleep(earliest - now)
+            now = self._clock()
         self._next[channel] = max(self._next.get(channel, 0.0), now) + self.interval
 
 
