@@ -235,6 +235,16 @@ async def test_ic_timeline_and_resolve_replies_carry_a_link_that_opens_the_page(
     assert status == 200 and "resolved after" in html
 
 
+async def test_the_resolved_post_in_the_thread_links_the_incident_page(bot: Bot) -> None:
+    await bot.command(f"declare {TITLE} sev2")
+    await bot.command("resolve fixed")
+    [post] = [t for t in bot.thread_texts() if "resolved" in t.lower() and "fixed" in t]
+    status, _, html = await get(bot, bot.base + posted_link(post))
+    assert status == 200 and TITLE in html and "resolved after" in html
+    # only the resolution carries it: the other replies stay as they were
+    assert sum("/incidents/INC-1?t=" in t for t in bot.thread_texts()) == 1
+
+
 async def test_the_postmortem_post_links_the_incident_picture(bot: Bot) -> None:
     await scripted(bot)
     await bot.command("postmortem")

@@ -38,12 +38,13 @@ from bot.integrations.kubernetes import KubeWriter, default_namespace
 from bot.integrations.pagerduty import PagerDutyAdapter
 from bot.integrations.slack import SlackChat, SlackMessages
 from bot.integrations.vault import VaultSecrets
+from bot.pages.links import linker
 from bot.playbooks.catalogue import load_catalogue
 from bot.playbooks.checks.probes import Probes
 from bot.playbooks.diagnose import Diagnoser
 from bot.playbooks.remediations.runner import Remediator
 from bot.store import db
-from commands import blocks
+from commands.rendering import ThreadRenderer
 from commands.scribe import chat_message
 from commands.services import Services
 
@@ -90,7 +91,7 @@ async def open_services(
             pool,
             chat,
             policy,
-            renderer=blocks,
+            renderer=ThreadRenderer(lambda: linker(settings), clock=clock),
             clock=clock,
             pacer=pacer,
             lease=timedelta(seconds=settings.outbox_lease_seconds),

@@ -511,8 +511,9 @@ class Shell:
                 return
             lines = self._render_own(message.blocks, message.text, message=message)
             contexts = [b for b in message.blocks if b.get("type") == "context"]
-            if len(lines) == 2 and len(contexts) == 1:  # an entry and its time: one line
-                lines = [f"{lines[0]}  ({lines[1]})"]
+            if len(lines) >= 2 and len(contexts) == len(lines) - 1 == len(message.blocks) - 1:
+                # an entry and its context lines (its time, a page link): one line
+                lines = [f"{lines[0]}  ({' · '.join(lines[1:])})"]
             for line in lines:
                 self.print(f"  ↳ {line}")
             return
