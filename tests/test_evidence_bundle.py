@@ -1,0 +1,125 @@
+"""Issue 19, "evidence for every production change": `icbot audit export INC-n` writes a bundle
+an auditor checks offline (`icbot audit verify --bundle DIR`), with a change record per
+remediation; editing one byte of any of its files fails that check. `/ic export` posts it."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.core.settings import Settings
+from bot.pages.bundle import SUMS, read_bundle, verify_bundle
+from bot.runtime.shell import run_shell
+from tests.test_scripted_incident import SCRIPT, ScriptedStdin, SteppedClock
+
+
+async def _icbot(*args: str, dsn: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LOG_FORMAT": "console"}
+    if dsn is not None:
+        env["DATABASE_URL"] = dsn
+    else:
+        env.pop("DATABASE_URL", None)
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "bot", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+async def scripted_incident(dsn: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The scripted sandbox incident of tests/test_scripted_incident.py: declared, diagnosed,
+    a rollback requested by sam and approved by dana, resolved. Returns its database."""
+    monkeypatch.setenv("USER", "sam")
+    t0 = (datetime.now(UTC) + timedelta(minutes=2)).replace(second=0, microsecond=0)
+    clock = SteppedClock(t0)
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=dsn,
+        incident_channel="waqiti-incidents",
+        data_dir=Path("/tmp/icbot-test-unused"),
+    )
+    out = io.StringIO()
+    code = await run_shell(
+        settings, stdin=ScriptedStdin(SCRIPT, clock), out=out, scenario="bad-deploy", clock=clock
+    )
+    assert code == 0
+    assert "Done and verified (by @dana)" in out.getvalue()
+    return dsn
+
+
+async def test_exported_bundle_of_an_approved_rollback_verifies_offline(
+    scripted_incident: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "evidence"
+    exported = await _icbot("audit", "export", "INC-1", "--out", str(folder), dsn=scripted_incident)
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    names = sorted(p.name for p in folder.iterdir())
+    doc = json.loads((folder / "INC-1.json").read_text())
+    [change] = doc["changes"]
+    assert names == sorted(["INC-1.json", "INC-1.md", f"change-{change['request']}.md", SUMS])
+    # The change record has what PCI DSS 6.5.1 asks of a production change.
+    assert change["action"] == "rollback_deployment" and change["status"] == "succeeded"
+    assert [d["text"].split("\n")[0] for d in change["reason"]["diagnoses"]]  # the diagnosis
+    assert any("to revision 2" in line for line in change["description"])
+    requested_by = change["requested"]["by"]
+    [approval] = change["approved"]
+    assert approval["by"] != requested_by and approval["at"] > change["requested"]["at"]
+    assert change["verification"]["ok"] is True
+    assert "rolled back waqiti/payment-service to revision 2" in change["verification"]["summary"]
+    assert change["backout"]["previous_state"]["revision"] == 3
+    assert "previous revision, 3" in change["backout"]["how"]
+    readable = (folder / f"change-{change['request']}.md").read_text()
+    for heading in ("Reason", "Description and impact", "Requested and approved",
+                    "Verification", "Back-out"):  # fmt: skip
+        assert f"## {heading}" in readable
+
+    # Offline: no DATABASE_URL, and the embedded database's folder is not there either.
+    verified = await _icbot("audit", "verify", "--bundle", str(folder))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "bundle intact" in verified.stdout and doc["chain"]["head"] in verified.stdout
+    # The auditor needs no bot for the file hashes: sha256sum checks them as they are.
+    sha256sum = shutil.which("sha256sum")
+    assert sha256sum is not None
+    summed = await asyncio.to_thread(
+        subprocess.run, [sha256sum, "-c", SUMS], cwd=folder, capture_output=True, text=True
+    )
+    assert summed.returncode == 0, summed.stdout + summed.stderr
+
+
+async def test_editing_one_byte_of_any_bundle_file_fails_verification(
+    scripted_incident: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "INC-1"
+    exported = await _icbot("audit", "export", "INC-1", "--out", str(folder), dsn=scripted_incident)
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    files = read_bundle(folder)
+    assert verify_bundle(files).ok
+    assert len(files) == 4
+    for name, content in files.items():
+        for at in (0, len(content) // 3, len(content) // 2, len(content) - 1):
+            edited = bytearray(content)
+            edited[at] ^= 0x01
+            check = verify_bundle({**files, name: bytes(edited)})
+            assert not check.ok, f"editing byte {at} of {name} went unnoticed"
+            assert any(name in p for p in check.problems), (name, check.problems)
+
+    # Through the command: non-zero, naming the file that fails.
+    change = next(n for n in files if n.startswith("change-"))
+    path = folder / change
+    path.write_bytes(path.read_bytes().replace(b"Approved by U", b"Approved by W", 1))
+    verified = await _icbot("audit", "verify", "--bundle", str(folder))
+    assert verified.returncode == 1
+    assert "bundle ALTERED" in verified.stdout and change in verified.stdout
