@@ -16,10 +16,15 @@ from pathlib import Path
 
 import pytest
 
+from bot.core.ids import ApprovalAction
 from bot.core.settings import Settings
 from bot.pages.bundle import SUMS, read_bundle, verify_bundle
 from bot.runtime.shell import run_shell
+from tests.conftest import Bot
+from tests.test_approvals import _click, _request_rollback, kube, rbot
 from tests.test_scripted_incident import SCRIPT, ScriptedStdin, SteppedClock
+
+__all__ = ["kube", "rbot"]  # the fixtures of tests/test_approvals.py, used here
 
 
 async def _icbot(*args: str, dsn: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -123,3 +128,42 @@ async def test_editing_one_byte_of_any_bundle_file_fails_verification(
     verified = await _icbot("audit", "verify", "--bundle", str(folder))
     assert verified.returncode == 1
     assert "bundle ALTERED" in verified.stdout and change in verified.stdout
+
+
+async def test_ic_export_of_a_resolved_incident_posts_one_bundle_file_that_verifies(
+    rbot: Bot, tmp_path: Path
+) -> None:
+    pending = await _request_rollback(rbot)
+    await rbot.post_signed(_click(rbot, "dana", ApprovalAction.APPROVE, pending))
+    await rbot.command("export", user="erin")
+    assert "not resolved yet" in rbot.last_reply("erin")
+    assert rbot.posted_files(1) == []
+
+    await rbot.command("resolve Rolled back", user="alice")
+    request = rbot.command_request("export INC-1", user="erin")
+    await rbot.post_signed(request)
+    # A retry of the same request is acknowledged and posts nothing (bot.domain.once).
+    await rbot.post(request, headers={"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "timeout"})
+    await rbot.settle()
+    [posted] = rbot.posted_files(1)
+    assert posted.name == "INC-1-evidence.zip"
+    assert "Posted the evidence bundle of *INC-1*" in rbot.last_reply("erin")
+    assert len(rbot.replies_to("erin")) == 2
+    archive = tmp_path / posted.name
+    archive.write_bytes(posted.content or b"")
+    files = read_bundle(archive)
+    check = verify_bundle(files)
+    assert check.ok, check.problems
+    assert check.changes == 1
+    [carrier] = [m for m in rbot.thread(1) if m.files]
+    assert check.head in carrier.text  # the chain head, held by Slack apart from the file
+    doc = json.loads(files["INC-1.json"])
+    assert doc["incident"]["status"] == "resolved"
+    assert doc["changes"][0]["approved"][0]["by"] == rbot.slack.user_id("dana")
+
+
+async def test_ic_export_with_arguments_past_the_incident_gets_its_usage(rbot: Bot) -> None:
+    await rbot.command("declare Payments failing sev1", user="alice")
+    status, body = await rbot.command("export INC-1 now", user="alice")
+    assert status == 200 and "/ic export [INC-n]" in body
+    assert rbot.posted_files(1) == []

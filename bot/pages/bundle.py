@@ -33,9 +33,11 @@ from typing import Any
 
 import asyncpg
 
-from bot.core.errors import NotFound
-from bot.core.models import TimelineEntry, incident_ref
-from bot.domain import timeline
+from bot.core.errors import Conflict, NotFound
+from bot.core.models import Clock, TimelineEntry, incident_ref, who
+from bot.core.models import Status as IncidentStatus
+from bot.domain import once, timeline
+from bot.domain.ports import Chat, SharedFile
 from bot.domain.timeline import Kind
 from bot.pages import export
 from bot.playbooks.remediations import REMEDIATIONS
@@ -440,3 +442,72 @@ def _change_problems(change: dict[str, Any], by_seq: dict[int, TimelineEntry]) -
         if entry is not None and entry.data.get("ok") != verification.get("ok"):
             out.append(f"{cid}: its verification result is not the one the timeline records")
     return out
+
+
+# ---------------------------------------------------------------------------- into Slack
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A bundle just posted in its incident's thread."""
+
+    bundle: Bundle
+    shared: SharedFile
+    checked: int  # timeline entries it holds
+    changes: int
+
+
+def zip_name(ref: str) -> str:
+    return f"{ref}-evidence.zip"
+
+
+class Exports:
+    """`/ic export`: a resolved incident's bundle, zipped, posted in its thread once per request
+    (the request is claimed, `bot.domain.once`, at the top of the transaction that uploads, so a
+    retry waits for the first and then does nothing; a failed upload rolls the claim back)."""
+
+    def __init__(self, pool: asyncpg.Pool, chat: Chat, *, clock: Clock) -> None:
+        self.pool = pool
+        self.chat = chat
+        self.clock = clock
+
+    async def post(self, incident_id: int, *, actor: str) -> Posted:
+        """Raises NotFound, Conflict (not resolved, or no thread yet), IntegrationError (the
+        upload failed), Repeated (a repeat of a request that posted it already)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await once.claim(conn)
+            incident = await incidents_sql.get(conn, incident_id)
+            if incident is None:
+                raise NotFound(f"{incident_ref(incident_id)} does not exist.")
+            if incident.status is not IncidentStatus.RESOLVED:
+                raise Conflict(
+                    f"{incident.ref} is not resolved yet; its evidence bundle is posted once it"
+                    f" is (`/ic resolve {incident.ref}`). `icbot audit export {incident.ref}`"
+                    " writes one at any time."
+                )
+            if incident.thread_ts is None:
+                raise Conflict(
+                    f"{incident.ref}'s card is not in <#{incident.channel_id}> yet, so its"
+                    " thread has no place for the bundle; try again in a moment."
+                )
+            snapshot, requests = await load(self.pool, incident_id)
+            made = build(snapshot, requests, exported_at=self.clock())
+            shared = await self.chat.share_file(
+                channel=incident.channel_id,
+                thread_ts=incident.thread_ts,
+                filename=zip_name(incident.ref),
+                title=f"{incident.ref} evidence bundle",
+                content=made.zipped(),
+                comment=(
+                    f":lock: Evidence bundle of *{incident.ref}*, asked for by {who(actor)}:"
+                    f" {len(snapshot.entries)} timeline entries, {len(made_changes(made))}"
+                    f" change record(s). Chain head `{made.head}`; bundle SHA-256"
+                    f" `{made.digest}`. Check it offline with"
+                    f" `icbot audit verify --bundle {zip_name(incident.ref)}`."
+                ),
+            )
+        return Posted(made, shared, len(snapshot.entries), len(made_changes(made)))
+
+
+def made_changes(made: Bundle) -> list[str]:
+    return [name for name in made.files if name.startswith("change-")]
