@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -46,7 +47,8 @@ async def _icbot(*args: str, dsn: str | None = None) -> subprocess.CompletedProc
 @pytest.fixture
 async def scripted_incident(dsn: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """The scripted sandbox incident of tests/test_scripted_incident.py: declared, diagnosed,
-    a rollback requested by sam and approved by dana, resolved. Returns its database."""
+    a rollback requested by sam and approved by dana, resolved, then `/ic export` (shown in the
+    shell as the ZIP's name and size, not its bytes). Returns its database."""
     monkeypatch.setenv("USER", "sam")
     t0 = (datetime.now(UTC) + timedelta(minutes=2)).replace(second=0, microsecond=0)
     clock = SteppedClock(t0)
@@ -58,10 +60,16 @@ async def scripted_incident(dsn: str, monkeypatch: pytest.MonkeyPatch) -> str:
     )
     out = io.StringIO()
     code = await run_shell(
-        settings, stdin=ScriptedStdin(SCRIPT, clock), out=out, scenario="bad-deploy", clock=clock
+        settings,
+        stdin=ScriptedStdin([*SCRIPT, (29, "/ic export")], clock),
+        out=out,
+        scenario="bad-deploy",
+        clock=clock,
     )
     assert code == 0
-    assert "Done and verified (by @dana)" in out.getvalue()
+    printed = out.getvalue()
+    assert "Done and verified (by @dana)" in printed
+    assert re.search(r"┌ 📦 INC-1-evidence\.zip · INC-1 evidence bundle \(\d+ bytes\)", printed)
     return dsn
 
 
@@ -86,6 +94,11 @@ async def test_exported_bundle_of_an_approved_rollback_verifies_offline(
     assert "rolled back waqiti/payment-service to revision 2" in change["verification"]["summary"]
     assert change["backout"]["previous_state"]["revision"] == 3
     assert "previous revision, 3" in change["backout"]["how"]
+    unknown = await _icbot(
+        "audit", "export", "INC-9", "--out", str(tmp_path / "nine"), dsn=scripted_incident
+    )
+    assert unknown.returncode == 2 and "INC-9 does not exist" in unknown.stderr
+    assert not (tmp_path / "nine").exists()
     readable = (folder / f"change-{change['request']}.md").read_text()
     for heading in ("Reason", "Description and impact", "Requested and approved",
                     "Verification", "Back-out"):  # fmt: skip
@@ -167,3 +180,24 @@ async def test_ic_export_with_arguments_past_the_incident_gets_its_usage(rbot: B
     status, body = await rbot.command("export INC-1 now", user="alice")
     assert status == 200 and "/ic export [INC-n]" in body
     assert rbot.posted_files(1) == []
+
+
+async def test_audit_commands_refuse_bad_input_with_a_clear_message(tmp_path: Path) -> None:
+    missing = await _icbot("audit", "verify", "--bundle", str(tmp_path / "nothing"))
+    assert missing.returncode == 2 and "There is no bundle at" in missing.stderr
+    not_zip = tmp_path / "INC-1-evidence.zip"
+    not_zip.write_text("not a zip")
+    bad = await _icbot("audit", "verify", "--bundle", str(not_zip))
+    assert bad.returncode == 2 and "neither a bundle folder nor a bundle ZIP" in bad.stderr
+    both = await _icbot("audit", "verify", "INC-1", "--bundle", str(tmp_path))
+    assert both.returncode == 2 and "not both" in both.stderr
+    neither = await _icbot("audit", "verify")
+    assert neither.returncode == 2 and "--bundle DIR" in neither.stderr
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    refused = await _icbot("audit", "export", "INC-1", "--out", str(busy))
+    assert refused.returncode == 2 and "not an empty folder" in refused.stderr
+    assert [p.name for p in busy.iterdir()] == ["notes.txt"]
+    for result in (missing, bad, both, neither, refused):
+        assert "Traceback" not in result.stderr

@@ -438,7 +438,8 @@ def _change_problems(change: dict[str, Any], by_seq: dict[int, TimelineEntry]) -
     verification = change.get("verification") or {}
     if verification.get("seq") is not None:
         cited(verification["seq"], (Kind.REMEDIATION_RESULT,), None)
-        entry = by_seq.get(verification["seq"])
+        seq = verification["seq"]
+        entry = by_seq.get(seq) if isinstance(seq, int) else None
         if entry is not None and entry.data.get("ok") != verification.get("ok"):
             out.append(f"{cid}: its verification result is not the one the timeline records")
     return out

@@ -539,6 +539,10 @@ class Shell:
             lines = text.rstrip("\n").split("\n") if text else []
             name, title = str(shared.get("name") or ""), str(shared.get("title") or "")
             about = f" · {title}" if title and title != name else ""
+            if upload is not None and "\ufffd" in text:  # not text (a ZIP): its size only
+                self.print(f"{prefix}┌ 📦 {name}{about} ({len(upload.content or b'')} bytes)")
+                self.print(f"{prefix}└")
+                continue
             self.print(f"{prefix}┌ 📄 {name}{about} ({len(lines)} lines)")
             for line in lines[:FILE_LINES]:
                 self.print(f"{prefix}│ {self._names(line)}".rstrip())
