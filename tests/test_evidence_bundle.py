@@ -28,8 +28,10 @@ from tests.test_scripted_incident import SCRIPT, ScriptedStdin, SteppedClock
 __all__ = ["kube", "rbot"]  # the fixtures of tests/test_approvals.py, used here
 
 
-async def _icbot(*args: str, dsn: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LOG_FORMAT": "console"}
+async def _icbot(
+    *args: str, dsn: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LOG_FORMAT": "console", **(env or {})}
     if dsn is not None:
         env["DATABASE_URL"] = dsn
     else:
@@ -104,8 +106,12 @@ async def test_exported_bundle_of_an_approved_rollback_verifies_offline(
                     "Verification", "Back-out"):  # fmt: skip
         assert f"## {heading}" in readable
 
-    # Offline: no DATABASE_URL, and the embedded database's folder is not there either.
-    verified = await _icbot("audit", "verify", "--bundle", str(folder))
+    # Offline: no DATABASE_URL, and no embedded database is started either.
+    data = tmp_path / "xdg"
+    verified = await _icbot(
+        "audit", "verify", "--bundle", str(folder), env={"XDG_DATA_HOME": str(data)}
+    )
+    assert not data.exists()
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "bundle intact" in verified.stdout and doc["chain"]["head"] in verified.stdout
     # The auditor needs no bot for the file hashes: sha256sum checks them as they are.

@@ -539,7 +539,7 @@ class Shell:
             lines = text.rstrip("\n").split("\n") if text else []
             name, title = str(shared.get("name") or ""), str(shared.get("title") or "")
             about = f" · {title}" if title and title != name else ""
-            if upload is not None and "\ufffd" in text:  # not text (a ZIP): its size only
+            if upload is not None and not _is_text(upload.content or b""):  # a ZIP: its size
                 self.print(f"{prefix}┌ 📦 {name}{about} ({len(upload.content or b'')} bytes)")
                 self.print(f"{prefix}└")
                 continue
@@ -724,3 +724,11 @@ async def run_shell(
             with contextlib.suppress(asyncio.CancelledError):
                 await printer
     return 0
+
+
+def _is_text(content: bytes) -> bool:
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
