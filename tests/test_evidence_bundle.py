@@ -20,6 +20,7 @@ import pytest
 from bot.core.ids import ApprovalAction
 from bot.core.settings import Settings
 from bot.pages.bundle import SUMS, read_bundle, verify_bundle
+from bot.playbooks.remediations import REMEDIATIONS
 from bot.runtime.shell import run_shell
 from tests.conftest import Bot
 from tests.test_approvals import _click, _request_rollback, kube, rbot
@@ -207,3 +208,32 @@ async def test_audit_commands_refuse_bad_input_with_a_clear_message(tmp_path: Pa
     assert [p.name for p in busy.iterdir()] == ["notes.txt"]
     for result in (missing, bad, both, neither, refused):
         assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("action", "params", "state", "says"),
+    [
+        ("rollback_deployment", {"deployment": "api"}, {"revision": 7, "image": "api:2"},
+         "previous revision, 7 (`api:2`): `/rollback api 7 --namespace waqiti`"),
+        ("restart_deployment", {"deployment": "api"}, {"revision": 7, "image": "api:2"},
+         "stays at revision 7"),
+        ("scale_deployment", {"deployment": "api", "replicas": 9}, {"replicas": 3},
+         "back to the previous 3 replicas"),
+        ("circuit_breaker", {"service": "ledger", "breaker": "db", "to": "FORCED_OPEN"},
+         {"state": "CLOSED"}, "back to the previous CLOSED"),
+        ("feature_flag", {"flag": "fast-path", "value": True}, {"version": 4, "value": False},
+         "back to the previous value false (it was version 4)"),
+        ("rotate_secret", {"path": "secret/alerting/x", "key": "token"}, {"version": 2},
+         "previous version 2"),
+    ],
+)  # fmt: skip
+def test_every_remediation_names_its_back_out_from_the_previewed_state(
+    action: str, params: dict[str, object], state: dict[str, object], says: str
+) -> None:
+    spec = REMEDIATIONS[action]
+    assert spec.backout is not None
+    assert says in spec.backout(spec.params.model_validate(params), {"state": state})
+
+
+def test_every_registered_remediation_has_a_back_out() -> None:
+    assert [name for name, spec in REMEDIATIONS.items() if spec.backout is None] == []
