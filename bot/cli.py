@@ -27,7 +27,10 @@ cli = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-audit_cli = typer.Typer(help="Check the tamper-evident timeline.", no_args_is_help=True)
+audit_cli = typer.Typer(
+    help="Check the tamper-evident timeline; export an incident's evidence.",
+    no_args_is_help=True,
+)
 cli.add_typer(audit_cli, name="audit")
 playbooks_cli = typer.Typer(help="Playbooks and policy files.", no_args_is_help=True)
 cli.add_typer(playbooks_cli, name="playbooks")
@@ -201,9 +204,22 @@ async def _migrate(settings: Settings) -> list[str]:
 
 @audit_cli.command("verify")
 def audit_verify(
-    incident: Annotated[str, typer.Argument(help="INC-n (or n)")],
+    incident: Annotated[str | None, typer.Argument(help="INC-n (or n)")] = None,
+    bundle: Annotated[
+        Path | None,
+        typer.Option(
+            "--bundle", help="Check an exported bundle (folder or ZIP) offline, no database."
+        ),
+    ] = None,
 ) -> None:
-    """Re-hash an incident's timeline chain; exit 1 if anything was altered or removed."""
+    """Re-hash an incident's timeline chain (or a bundle's); exit 1 if anything was altered."""
+    if bundle is not None:
+        if incident is not None:
+            raise _fail("give INC-n or --bundle DIR, not both")
+        _verify_bundle(bundle)
+        return
+    if incident is None:
+        raise _fail("name an incident (icbot audit verify INC-3) or a bundle (--bundle DIR)")
     number = _incident_number(incident)
     settings = _settings()
     logs.configure(settings.log_format or "console", "WARNING")
@@ -219,6 +235,59 @@ def audit_verify(
     for problem in result.problems:
         typer.echo(f"  - {problem}")
     raise typer.Exit(1)
+
+
+def _verify_bundle(path: Path) -> None:
+    from bot.pages.bundle import read_bundle, verify_bundle
+
+    try:
+        files = read_bundle(path)
+    except (NotFound, OSError) as exc:
+        raise _fail(str(exc)) from None
+    check = verify_bundle(files)
+    if check.ok:
+        typer.echo(
+            f"{path}: bundle intact ({len(files)} files, {check.checked} timeline entries,"
+            f" {check.changes} change record(s); chain head {check.head})"
+        )
+        return
+    typer.echo(f"{path}: bundle ALTERED ({len(check.problems)} problem(s)):")
+    for problem in check.problems:
+        typer.echo(f"  - {problem}")
+    raise typer.Exit(1)
+
+
+@audit_cli.command("export")
+def audit_export(
+    incident: Annotated[str, typer.Argument(help="INC-n (or n)")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder to write into (default: ./INC-n).")
+    ] = None,
+) -> None:
+    """Write the incident's evidence bundle: timeline with hashes, change records, SHA256SUMS."""
+    number = _incident_number(incident)
+    settings = _settings()
+    logs.configure(settings.log_format or "console", "WARNING")
+    folder = out or Path(f"INC-{number}")
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise _fail(f"{folder} exists and is not an empty folder; name another with --out")
+    try:
+        written = asyncio.run(_export(settings, number, folder))
+    except NotFound as exc:
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"cannot write the bundle: {exc}") from None
+    for path in written:
+        typer.echo(str(path))
+
+
+async def _export(settings: Settings, number: int, folder: Path) -> list[Path]:
+    from bot.core.models import utcnow
+    from bot.pages import bundle
+
+    async with _one_connection_pool(settings) as pool:
+        snapshot, requests = await bundle.load(pool, number)
+    return bundle.build(snapshot, requests, exported_at=utcnow()).write(folder)
 
 
 async def _verify(settings: Settings, number: int) -> Verification:

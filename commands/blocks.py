@@ -1007,6 +1007,30 @@ def postmortem_not_posted(ref: str, error: IntegrationError) -> Message:
     )
 
 
+def export_posted(
+    *, ref: str, filename: str, permalink: str, entries: int, changes: int, digest: str
+) -> Message:
+    """To whoever asked: where the evidence bundle is, and how to check it."""
+    link = f"<{permalink}|{filename}>" if permalink else f"`{filename}`"
+    return confirmation(
+        f":lock: Posted the evidence bundle of *{ref}* in its thread as {link}: {entries}"
+        f" timeline entries with their hashes, {changes} change record(s). Bundle SHA-256"
+        f" `{digest}`; `icbot audit verify --bundle {filename}` checks it offline."
+    )
+
+
+def export_not_posted(ref: str, error: IntegrationError) -> Message:
+    """The upload failed: nothing was posted; say why and what to do."""
+    if error.retry_after is not None:
+        why = (
+            f"Slack is rate limiting file uploads; try `/ic export {ref}` again in"
+            f" {max(1, math.ceil(error.retry_after))} s."
+        )
+    else:
+        why = f"Slack refused the upload ({error}); try `/ic export {ref}` again shortly."
+    return confirmation(f":warning: The evidence bundle of *{ref}* was not posted. {why}")
+
+
 def _chunked(lines: Sequence[str]) -> list[Block]:
     """Lines as few sections as fit (whole lines; a section's text is at most 3000 chars)."""
     blocks: list[Block] = []

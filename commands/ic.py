@@ -13,6 +13,7 @@ from bot.core.errors import IntegrationError, UsageError
 from bot.core.logs import get_logger
 from bot.domain import handover, history
 from bot.domain.drafts import Drafts
+from bot.pages.bundle import Exports
 from bot.pages.links import Linker, linker
 from commands import blocks, parsing
 from commands.approvals import ApprovalHandlers
@@ -25,6 +26,7 @@ from commands.parsing import (
     ActionItem,
     Assign,
     Declare,
+    Export,
     Handover,
     Help,
     IcCommand,
@@ -50,6 +52,7 @@ class IcHandlers:
             services.chat,
             picture_link=lambda i: self.links.url(i.id, now=services.clock(), suffix=".svg"),
         )
+        self.exports = Exports(services.pool, services.chat, clock=services.clock)
 
     @functools.cached_property
     def links(self) -> Linker:
@@ -224,6 +227,21 @@ class IcHandlers:
                     draft=posted.draft,
                     figures_line=posted.figures.line(),
                     entries=posted.figures.entries,
+                )
+            case Export(incident=ref):
+                incident = await incidents.get(ref)
+                try:
+                    exported = await self.exports.post(incident.id, actor=user)
+                except IntegrationError as exc:
+                    log.warning("export.not_posted", incident=incident.ref, error=str(exc))
+                    return blocks.export_not_posted(incident.ref, exc)
+                return blocks.export_posted(
+                    ref=incident.ref,
+                    filename=exported.shared.name,
+                    permalink=exported.shared.permalink,
+                    entries=exported.checked,
+                    changes=exported.changes,
+                    digest=exported.bundle.digest,
                 )
             case parsing.OnCall():
                 if s.pager is None:

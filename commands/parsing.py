@@ -29,6 +29,7 @@ USAGE = {
     "resolve": "/ic resolve [INC-n] [summary]",
     "timeline": "/ic timeline [INC-n] [--page N]",
     "postmortem": "/ic postmortem [INC-n]",
+    "export": "/ic export [INC-n]",
     "oncall": "/ic oncall",
     "page": "/ic page [INC-n] <contact> [message]",
     "list": "/ic list [--all] [--days N]",
@@ -134,9 +135,16 @@ class Postmortem:
     incident: int | None
 
 
+@dataclass(frozen=True)
+class Export:
+    """The evidence bundle of a resolved incident, posted in its thread."""
+
+    incident: int | None
+
+
 IcCommand = (
     Declare | Assign | Handover | SetSeverity | Status | Note | Resolve | Timeline | ListIncidents
-    | Help | OnCall | Page | ActionItem | Postmortem
+    | Help | OnCall | Page | ActionItem | Postmortem | Export
 )  # fmt: skip
 
 
@@ -240,6 +248,10 @@ def parse_ic(text: str) -> IcCommand:
         if rest:
             raise UsageError(usage("postmortem"))
         return Postmortem(incident=number)
+    if sub == "export":
+        if rest:
+            raise UsageError(usage("export"))
+        return Export(incident=number)
     raise UsageError(f"`/ic {words[0][:40]}` is not a command I know. {usage()}")
 
 

@@ -64,7 +64,7 @@ SLASH_COMMANDS = ("/ic", "/diagnose", "/rollback")
 IC_SUBCOMMANDS = frozenset(
     {
         "declare", "assign", "handover", "sev", "status", "note", "resolve", "timeline",
-        "oncall", "page", "list", "help", "postmortem", "action",
+        "oncall", "page", "list", "help", "postmortem", "action", "export",
     }
 )  # fmt: skip
 INTERACTION_TYPES = frozenset(

@@ -52,11 +52,12 @@ class Chat(Protocol):
         thread_ts: str | None,
         filename: str,
         title: str,
-        content: str,
+        content: str | bytes,
         comment: str,
     ) -> SharedFile:
-        """Upload `content` (UTF-8) as a file and share it in `channel` (in `thread_ts`'s
-        thread), `comment` being the message that carries it. Raises IntegrationError."""
+        """Upload `content` (text as UTF-8, bytes as they are) as a file and share it in
+        `channel` (in `thread_ts`'s thread), `comment` being the message that carries it.
+        Raises IntegrationError."""
         ...
 
     async def delete_file(self, file_id: str) -> None:

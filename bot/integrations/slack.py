@@ -151,7 +151,7 @@ class SlackChat:
         thread_ts: str | None,
         filename: str,
         title: str,
-        content: str,
+        content: str | bytes,
         comment: str,
     ) -> SharedFile:
         """slack_sdk's files_upload_v2: files.getUploadURLExternal, the bytes POSTed to the URL
@@ -162,7 +162,8 @@ class SlackChat:
                 thread_ts=thread_ts,
                 filename=filename,
                 title=title,
-                content=content,
+                # slack_sdk takes text as `content`, anything else (a ZIP) as `file`.
+                **({"content": content} if isinstance(content, str) else {"file": content}),
                 initial_comment=comment,
             )
         except SlackRequestError as exc:  # the upload URL did not answer 200

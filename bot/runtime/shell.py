@@ -540,6 +540,10 @@ class Shell:
             lines = text.rstrip("\n").split("\n") if text else []
             name, title = str(shared.get("name") or ""), str(shared.get("title") or "")
             about = f" · {title}" if title and title != name else ""
+            if upload is not None and not _is_text(upload.content or b""):  # a ZIP: its size
+                self.print(f"{prefix}┌ 📦 {name}{about} ({len(upload.content or b'')} bytes)")
+                self.print(f"{prefix}└")
+                continue
             self.print(f"{prefix}┌ 📄 {name}{about} ({len(lines)} lines)")
             for line in lines[:FILE_LINES]:
                 self.print(f"{prefix}│ {self._names(line)}".rstrip())
@@ -721,3 +725,11 @@ async def run_shell(
             with contextlib.suppress(asyncio.CancelledError):
                 await printer
     return 0
+
+
+def _is_text(content: bytes) -> bool:
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

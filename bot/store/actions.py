@@ -269,3 +269,12 @@ async def claim_expired(conn: Conn, *, now: datetime, limit: int) -> list[Pendin
         limit,
     )
     return [_row(r) for r in rows]
+
+
+async def for_incident(conn: Conn, incident_id: int) -> list[PendingAction]:
+    """Every request of the incident, oldest first (the evidence bundle's change records)."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM pending_actions WHERE incident_id = $1 ORDER BY id",
+        incident_id,
+    )
+    return [_row(r) for r in rows]

@@ -34,6 +34,12 @@ def _deployment(p: DeploymentTarget) -> str:
     return f"deployment {p.namespace}/{p.deployment}"
 
 
+def _state(preview: dict[str, Any]) -> dict[str, Any]:
+    """The state the stored preview was shown against (empty for requests from before)."""
+    state = preview.get("state")
+    return state if isinstance(state, dict) else {}
+
+
 def _at(revision: Revision) -> tuple[dict[str, Any], str]:
     """A deployment's state as a preview records it, and in words."""
     return (
@@ -45,6 +51,15 @@ def _at(revision: Revision) -> tuple[dict[str, Any], str]:
 @remediation("rollback_deployment", RollbackParams, "Roll a Deployment back (kubectl rollout undo)")
 class RollbackDeployment:
     target = staticmethod(_deployment)
+
+    @staticmethod
+    def backout(p: RollbackParams, preview: dict[str, Any]) -> str:
+        was = _state(preview)
+        return (
+            f"Roll `{p.namespace}/{p.deployment}` forward again to the previous revision,"
+            f" {was.get('revision')} (`{was.get('image')}`): `/rollback {p.deployment}"
+            f" {was.get('revision')} --namespace {p.namespace}`"
+        )
 
     @staticmethod
     async def preview(p: RollbackParams, r: Remediator) -> Preview:
@@ -98,6 +113,14 @@ class RestartDeployment:
     target = staticmethod(_deployment)
 
     @staticmethod
+    def backout(p: DeploymentTarget, preview: dict[str, Any]) -> str:
+        was = _state(preview)
+        return (
+            f"None needed: a restart changes no version; `{p.namespace}/{p.deployment}` stays"
+            f" at revision {was.get('revision')} (`{was.get('image')}`)"
+        )
+
+    @staticmethod
     async def preview(p: DeploymentTarget, r: Remediator) -> Preview:
         current = (await r.history(p))[0]
         await r.refuse_paused(p)
@@ -123,6 +146,11 @@ class RestartDeployment:
 @remediation("scale_deployment", ScaleParams, "Scale a Deployment (and show a consumer's lag)")
 class ScaleDeployment:
     target = staticmethod(_deployment)
+
+    @staticmethod
+    def backout(p: ScaleParams, preview: dict[str, Any]) -> str:
+        was = _state(preview).get("replicas")
+        return f"Scale `{p.namespace}/{p.deployment}` back to the previous {was} replicas"
 
     @staticmethod
     async def preview(p: ScaleParams, r: Remediator) -> Preview:
@@ -162,6 +190,11 @@ class CircuitBreaker:
         return f"circuit breaker {p.service}/{p.breaker}"
 
     @staticmethod
+    def backout(p: BreakerParams, preview: dict[str, Any]) -> str:
+        was = _state(preview).get("state")
+        return f"Transition circuit breaker `{p.service}/{p.breaker}` back to the previous {was}"
+
+    @staticmethod
     async def preview(p: BreakerParams, r: Remediator) -> Preview:
         state = await r.breaker_state(p)
         to = p.to or "CLOSED"
@@ -192,6 +225,14 @@ class FeatureFlag:
     @staticmethod
     def target(p: FlagParams) -> str:
         return f"feature flag {p.flag}"
+
+    @staticmethod
+    def backout(p: FlagParams, preview: dict[str, Any]) -> str:
+        was = _state(preview)
+        return (
+            f"Set feature flag `{p.flag}` back to the previous value"
+            f" {json.dumps(was.get('value'))} (it was version {was.get('version')})"
+        )
 
     @staticmethod
     async def preview(p: FlagParams, r: Remediator) -> Preview:
@@ -229,6 +270,14 @@ class RotateSecret:
     def target(p: SecretParams) -> str:
         # `secret/alerting/x` (as the vault CLI writes it) and `alerting/x` are one secret.
         return "secret " + p.path.strip("/").removeprefix("secret/")
+
+    @staticmethod
+    def backout(p: SecretParams, preview: dict[str, Any]) -> str:
+        was = _state(preview).get("version")
+        return (
+            f"Roll `{p.path}` back to the previous version {was}, which stays readable"
+            f" (`vault kv rollback -version={was} {p.path}`)"
+        )
 
     @staticmethod
     async def preview(p: SecretParams, r: Remediator) -> Preview:

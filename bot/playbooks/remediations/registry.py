@@ -49,6 +49,7 @@ class SecretParams(_Params):
 
 PreviewFn = Callable[[Any, Any], Awaitable[Any]]  # (params, remediator) -> Preview
 RunFn = Callable[[Any, dict[str, Any], Any], Awaitable[Any]]  # (params, preview, r) -> Outcome
+BackoutFn = Callable[[Any, dict[str, Any]], str]  # (params, stored preview) -> what undoes it
 
 
 @dataclass(frozen=True)
@@ -60,18 +61,21 @@ class RemediationSpec:
     run: RunFn | None = None
     # What it changes ("deployment waqiti/payment-service"): one run per target at a time.
     target: Callable[[Any], str] | None = None
+    # What undoes it, from the state its preview was shown against (a change record's back-out).
+    backout: BackoutFn | None = None
 
 
 REMEDIATIONS: dict[str, RemediationSpec] = {}
 
 
 def remediation(name: str, params: type[P], summary: str) -> Callable[[type[Any]], type[Any]]:
-    """Register a remediation: a class with `preview(params, r)`, `run(params, preview, r)`
-    and `target(params)`.
+    """Register a remediation: a class with `preview(params, r)`, `run(params, preview, r)`,
+    `target(params)` and `backout(params, preview)`.
 
     `preview` says exactly what will happen (and refuses unknown targets) before anyone
     approves, and records the state it was shown against; `run` does it once and verifies the
-    effect; `target` names what it changes. `r` is the Remediator (the clients).
+    effect; `target` names what it changes; `backout` says what undoes it, from the state the
+    stored preview recorded. `r` is the Remediator (the clients).
     """
 
     def register(cls: type[Any]) -> type[Any]:
@@ -79,7 +83,7 @@ def remediation(name: str, params: type[P], summary: str) -> Callable[[type[Any]
             raise ValueError(f"remediation {name!r} registered twice")
         REMEDIATIONS[name] = RemediationSpec(
             name=name, params=params, summary=summary, preview=cls.preview, run=cls.run,
-            target=getattr(cls, "target", None),
+            target=getattr(cls, "target", None), backout=getattr(cls, "backout", None),
         )  # fmt: skip
         return cls
 
