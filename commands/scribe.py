@@ -28,7 +28,7 @@ from bot.core.errors import IntegrationError, Repeated, UserError
 from bot.core.logs import get_logger
 from bot.core.models import incident_ref
 from bot.core.text import storable
-from bot.domain import once
+from bot.domain import once, timeline
 from bot.domain.scribe import PIN_REACTION, ChatMessage, KeyEvent
 from commands import blocks
 from commands.edge import Respond, reply
@@ -99,7 +99,13 @@ class ScribeHandlers:
         self.services = services
         self.scribe = services.scribe
 
-    async def message(self, ack: Ack, event: dict[str, Any], context: AsyncBoltContext) -> None:
+    async def message(
+        self,
+        ack: Ack,
+        event: dict[str, Any],
+        context: AsyncBoltContext,
+        client: AsyncWebClient,
+    ) -> None:
         """Every `message` event: new messages, `message_changed`, `message_deleted`."""
         await ack()
         subtype = event.get("subtype")
@@ -108,10 +114,14 @@ class ScribeHandlers:
         async with self.services.inflight.track():
             if subtype in SPOKEN:
                 message = chat_message(event, channel=channel, bot_user_id=bot_user_id)
-                await retrying("capture", lambda: self.scribe.message_posted(message))
+                with timeline.notices() as redacted:
+                    await retrying("capture", lambda: self.scribe.message_posted(message))
+                await self._tell_redacted(client, message, redacted)
             elif subtype == "message_changed" and isinstance(event.get("message"), dict):
                 edited = chat_message(event["message"], channel=channel, bot_user_id=bot_user_id)
-                await retrying("edit", lambda: self.scribe.message_edited(edited))
+                with timeline.notices() as redacted:
+                    await retrying("edit", lambda: self.scribe.message_edited(edited))
+                await self._tell_redacted(client, edited, redacted)
             elif subtype == "message_deleted" and event.get("deleted_ts"):
                 previous = event.get("previous_message") or {}
                 await retrying(
@@ -259,8 +269,35 @@ class ScribeHandlers:
             return blocks.error_text(error_id)
         return f":pushpin: Added to *{ref}*'s timeline as a key event."
 
-    async def _tell(self, client: AsyncWebClient, *, channel: str, user: str, text: str) -> None:
+    async def _tell(
+        self,
+        client: AsyncWebClient,
+        *,
+        channel: str,
+        user: str,
+        text: str,
+        thread_ts: str | None = None,
+    ) -> None:
         try:
-            await client.chat_postEphemeral(channel=channel, user=user, text=text)
+            if thread_ts:
+                await client.chat_postEphemeral(
+                    channel=channel, user=user, text=text, thread_ts=thread_ts
+                )
+            else:
+                await client.chat_postEphemeral(channel=channel, user=user, text=text)
         except Exception:
             log.exception("scribe.tell_failed")
+
+    async def _tell_redacted(
+        self, client: AsyncWebClient, message: ChatMessage, redacted: list[timeline.Notice]
+    ) -> None:
+        """The guard kept something of `message` out of the timeline: tell its author, in the
+        thread, that it was not recorded and that Slack still has it."""
+        findings = tuple(f for n in redacted for f in n.findings)
+        if not findings or not message.user:
+            return
+        summary = timeline.Notice(0, message.user, findings).summary()
+        await self._tell(
+            client, channel=message.channel, user=message.user,
+            text=blocks.redaction_notice(summary, posted=True), thread_ts=message.thread_ts,
+        )  # fmt: skip
