@@ -391,6 +391,11 @@ def incident_card(incident: Incident, policy: SeverityPolicy, *, now: datetime) 
         fields.append(f"*PagerDuty*\n<{incident.pagerduty_url}|{incident.pagerduty_id}>")
     if incident.alert_count:
         fields.append(f"*Alerts*\n:bell: {incident.alert_count:,} received")
+    if incident.card_number_seen:
+        fields.append(
+            "*Card data*\n:warning: A card number was posted in this thread (kept out of the"
+            " record). Is it a PCI incident?"
+        )
     others = [
         f"{role}: <@{user}>" for role, user in incident.roles.items() if role not in STANDARD_ROLES
     ]

@@ -34,6 +34,7 @@ from bot.core.metrics import REDACTIONS
 from bot.core.models import TimelineEntry, who
 from bot.domain import once
 from bot.store import Conn
+from bot.store import incidents as incidents_sql
 from bot.store import outbox as outbox_sql
 from bot.store import timeline as timeline_sql
 
@@ -248,6 +249,9 @@ async def _record_redaction(
         data={"kinds": [k.value for k in kinds], "card": any(k.is_card for k in kinds),
               "author": author, "entry": entry.seq},
     )  # fmt: skip
+    if any(k.is_card for k in kinds):  # the card says so (`Incident.card_number_seen`)
+        version = await incidents_sql.update(conn, entry.incident_id, now=entry.occurred_at)
+        await outbox_sql.enqueue_card(conn, incident_id=entry.incident_id, version=version)
     collected = _notices.get()
     if collected is not None:
         collected.append(Notice(entry.incident_id, author, findings))
