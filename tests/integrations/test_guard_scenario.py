@@ -42,7 +42,7 @@ async def columns_holding_secrets(bot: Bot) -> list[str]:
     found = []
     for col in columns:
         table, column = col["table_name"], col["column_name"]
-        rows = await bot.fetch(f'SELECT "{column}"::text AS v FROM "{table}"')  # noqa: S608
+        rows = await bot.fetch(f'SELECT "{column}"::text AS v FROM "{table}"')
         for row in rows:
             if row["v"] is not None and leaked(row["v"]):
                 found.append(f"{table}.{column}")
