@@ -9,6 +9,7 @@ end scenario (every column of PostgreSQL, the thread, Kafka, the post-mortem) is
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from bot.core.guard import FindingKind
@@ -16,8 +17,11 @@ from bot.core.logs import redact_text
 from bot.core.metrics import REDACTIONS, REGISTRY
 from bot.domain import timeline
 from bot.store import alerts as alerts_sql
+from sandbox.actuator import FakeActuator
+from sandbox.kubernetes import FakeKubernetes
 from sandbox.pagerduty import FakePagerDuty
-from tests.conftest import PAGERDUTY_WEBHOOK_SECRET, Bot, shown_text
+from sandbox.slack_api import FakeSlack
+from tests.conftest import PAGERDUTY_WEBHOOK_SECRET, Bot, running_bot, shown_text
 from tests.test_scribe import edit, say
 
 CARD = "5555-5555-5555-4444"  # Mastercard's test number, in dashed groups
@@ -190,3 +194,27 @@ def test_debug_logs_use_the_guards_rules() -> None:
 def test_the_redaction_counter_is_labelled_by_kind_only() -> None:
     REDACTIONS.labels(kind=FindingKind.JWT.value).inc(0)
     assert REGISTRY.get_sample_value("icbot_redactions_total", {"kind": "jwt"}) is not None
+
+
+async def test_check_outputs_are_redacted_before_they_are_stored_or_shown(
+    dsn: str, slack: FakeSlack, tmp_path: Path
+) -> None:
+    async with FakeActuator(services=["payment-service"]) as actuator, FakeKubernetes() as kube:
+        kube.add_deployment("waqiti", "payment-service", "payments:1.4.2", replicas=1)
+        for pod in kube.pods("waqiti", "payment-service"):
+            kube.append_log(
+                "waqiti", pod["metadata"]["name"], f"SAGA_FAILED charge {CARD} auth {TOKEN}"
+            )
+        kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+        async with running_bot(
+            dsn, slack, service_url_template=actuator.url_template, kubeconfig=kubeconfig
+        ) as bot:
+            await bot.post_signed(bot.command_request("saga", command="/diagnose"))
+            alone = bot.slack.ephemerals[-1]  # no incident: shown only to the caller
+            assert "SAGA_FAILED" in shown_text(alone) and clean(shown_text(alone))
+            assert "[redacted: card number ending 4444]" in shown_text(alone)
+            await bot.command("declare Payments failing sev2")
+            await bot.post_signed(bot.command_request("saga", command="/diagnose"))
+            assert clean(await stored_text(bot))
+            assert all(clean(shown_text(m)) for m in bot.thread(1))
+            assert all(clean(e.text) and clean(str(e.blocks)) for e in bot.slack.ephemerals)
