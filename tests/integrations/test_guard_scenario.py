@@ -9,11 +9,17 @@ told privately; `icbot audit verify` still passes.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import uuid
 
+import pytest
+from prometheus_client import generate_latest
+
+from bot.core.metrics import REGISTRY
+from bot.pages import export
 from sandbox.kafka_broker import TansuBroker
 from sandbox.slack_api import FakeSlack
 from tests.conftest import Bot, running_bot, shown_text
@@ -57,7 +63,7 @@ def _icbot(args: list[str], dsn: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_a_card_number_and_a_slack_token_in_a_thread_never_enter_the_record(
-    dsn: str, slack: FakeSlack
+    dsn: str, slack: FakeSlack, capfd: pytest.CaptureFixture[str]
 ) -> None:
     async with TansuBroker() as broker:
         topic = f"incident-events-{uuid.uuid4().hex[:8]}"
@@ -67,6 +73,8 @@ async def test_a_card_number_and_a_slack_token_in_a_thread_never_enter_the_recor
             await bot.command("declare Payments failing sev2", user="dana")
             await say(bot, "erin", f"customer card {CARD} declined, try with {TOKEN}")
             await say(bot, "erin", "pool at 100%")  # chatter: the digest holds both lines
+            frank = bot.user("frank")
+            await bot.command(f"handover <@{frank}|frank> ic", user="dana")  # a briefing
             await bot.command("postmortem", user="dana")
             await bot.settle()
             events = bot.services.incident_events
@@ -84,6 +92,14 @@ async def test_a_card_number_and_a_slack_token_in_a_thread_never_enter_the_recor
             assert len(records) == count
             posted = [f.content.decode() for f in bot.posted_files(1) if f.content]
             assert posted and [p for p in posted if leaked(p)] == []
+            snapshot = await export.load(bot.services.pool, 1)
+            assert snapshot is not None
+            page_json = json.dumps(export.timeline_export(snapshot, exported_at=bot.clock()))
+            assert leaked(page_json) == [] and "[redacted: Slack bot token]" in page_json
+            briefing = (await bot.fetch("SELECT data FROM timeline WHERE kind = 'handover'"))[0]
+            assert leaked(json.dumps(briefing["data"])) == []
+            assert leaked(generate_latest(REGISTRY).decode()) == []
+            assert all(leaked(e.text) == [] for e in bot.slack.ephemerals)
             printed = _icbot(["postmortem", "INC-1"], dsn)
             assert printed.returncode == 0, printed.stderr
             assert leaked(printed.stdout + printed.stderr) == []
@@ -110,3 +126,6 @@ async def test_a_card_number_and_a_slack_token_in_a_thread_never_enter_the_recor
             assert "Regulatory impact: yes" in posted[-1]
         verified = _icbot(["audit", "verify", "INC-1"], dsn)
         assert verified.returncode == 0, verified.stdout + verified.stderr
+    logged = capfd.readouterr()
+    assert "scribe.captured" in logged.out + logged.err  # the bot's log lines were captured
+    assert leaked(logged.out + logged.err) == []
