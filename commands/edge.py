@@ -108,7 +108,7 @@ async def run_reporting(
     with timeline.notices() as redacted:
         message = await _answer(work, command=command)
     if redacted:
-        summary = timeline.Notice(0, "", tuple(f for n in redacted for f in n.findings)).summary()
+        summary = timeline.summary_of(redacted)
         message = blocks.with_notice(message, blocks.redaction_notice(summary, posted=False))
     if message is not None:
         await reply(respond, message, **extra)

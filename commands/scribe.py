@@ -29,7 +29,7 @@ from bot.core.logs import get_logger
 from bot.core.models import incident_ref
 from bot.core.text import storable
 from bot.domain import once, timeline
-from bot.domain.scribe import PIN_REACTION, ChatMessage, KeyEvent
+from bot.domain.scribe import BOT, PIN_REACTION, ChatMessage, KeyEvent
 from commands import blocks
 from commands.edge import Respond, reply
 from commands.services import Services
@@ -142,9 +142,12 @@ class ScribeHandlers:
         user, channel, ts = str(event.get("user")), str(item.get("channel")), str(item.get("ts"))
         async with self.services.inflight.track():
             try:
-                await retrying("pin", lambda: self.scribe.pin(channel=channel, ts=ts, by=user))
+                with timeline.notices() as redacted:
+                    await retrying("pin", lambda: self.scribe.pin(channel=channel, ts=ts, by=user))
             except UserError as exc:
                 await self._tell(client, channel=channel, user=user, text=str(exc))
+            else:
+                await self._tell_authors(client, channel=channel, redacted=redacted)
 
     async def reaction_removed(self, ack: Ack, event: dict[str, Any]) -> None:
         await ack()
@@ -246,9 +249,10 @@ class ScribeHandlers:
             return
         await ack()
         async with self.services.inflight.track():
-            await self._tell(
-                client, channel=channel, user=user, text=await self._mark(target, user)
-            )
+            with timeline.notices() as redacted:
+                said = await self._mark(target, user)
+            await self._tell(client, channel=channel, user=user, text=said)
+            await self._tell_authors(client, channel=channel, redacted=redacted)
 
     async def _mark(self, target: KeyEvent, user: str) -> str:
         ref = incident_ref(target.incident_id)
@@ -288,15 +292,26 @@ class ScribeHandlers:
         except Exception:
             log.exception("scribe.tell_failed")
 
+    async def _tell_authors(
+        self, client: AsyncWebClient, *, channel: str, redacted: list[timeline.Notice]
+    ) -> None:
+        """A pinned or shortcut-added message held something the guard kept out: its author
+        (not the person who pinned it) is told, in the message's channel."""
+        for author in dict.fromkeys(n.author for n in redacted if n.author != BOT):
+            summary = timeline.summary_of([n for n in redacted if n.author == author])
+            await self._tell(
+                client, channel=channel, user=author,
+                text=blocks.redaction_notice(summary, posted=True),
+            )  # fmt: skip
+
     async def _tell_redacted(
         self, client: AsyncWebClient, message: ChatMessage, redacted: list[timeline.Notice]
     ) -> None:
         """The guard kept something of `message` out of the timeline: tell its author, in the
         thread, that it was not recorded and that Slack still has it."""
-        findings = tuple(f for n in redacted for f in n.findings)
-        if not findings or not message.user:
+        if not redacted or not message.user:
             return
-        summary = timeline.Notice(0, message.user, findings).summary()
+        summary = timeline.summary_of(redacted)
         await self._tell(
             client, channel=message.channel, user=message.user,
             text=blocks.redaction_notice(summary, posted=True), thread_ts=message.thread_ts,

@@ -17,6 +17,7 @@ from bot.core.logs import redact_text
 from bot.core.metrics import REDACTIONS, REGISTRY
 from bot.domain import timeline
 from bot.store import alerts as alerts_sql
+from commands import blocks
 from sandbox.actuator import FakeActuator
 from sandbox.kubernetes import FakeKubernetes
 from sandbox.pagerduty import FakePagerDuty
@@ -107,11 +108,12 @@ async def test_an_edit_that_adds_a_card_number_is_redacted_and_its_author_told_i
     assert len(await bot.fetch("SELECT 1 FROM timeline WHERE kind = 'message_edited'")) == 1
 
 
-async def test_a_pinned_message_names_its_author_not_the_pinner_in_the_redaction(
+async def test_a_pinned_message_names_its_author_not_the_pinner_and_the_author_is_told(
     bot: Bot,
 ) -> None:
     await bot.command("declare Payments failing sev2", user="dana")
-    msg = await say(bot, "erin", f"token {TOKEN}")
+    msg = await say(bot, "erin", f"token {TOKEN}", thread=None)  # in the war room: not captured
+    assert await redactions(bot) == []
     await bot.post_signed(
         bot.requests.event(
             {
@@ -124,6 +126,28 @@ async def test_a_pinned_message_names_its_author_not_the_pinner_in_the_redaction
     erin = bot.slack.user_id("erin")
     assert [r["data"]["author"] for r in await redactions(bot)] == [erin]
     assert clean(await stored_text(bot))
+    [told] = bot.replies_to("erin")
+    assert "contained a GitHub token; it was not recorded. Please delete it" in told
+    assert not any("GitHub token" in r for r in bot.replies_to("dana"))
+
+
+async def test_the_post_update_form_is_redacted_and_its_author_told(bot: Bot) -> None:
+    await bot.command("declare Payments failing sev2", user="dana")
+    incident = await bot.services.incidents.get(1)
+    view = {**blocks.status_modal(incident), "id": "V1"}
+    dana = bot.user("dana")
+    submit = bot.requests.view_submission(
+        view,
+        {"status": "Mitigating: refunds", "impact": f"card {CARD} charged twice", "next": None},
+        user_id=dana,
+        user_name="dana",
+    )
+    status, _ = await bot.post_signed(submit)
+    assert status == 200
+    [row] = await bot.fetch("SELECT data FROM timeline WHERE kind = 'status_update'")
+    assert "[redacted: card number ending 4444] charged twice" in row["data"]["text"]
+    assert clean(await stored_text(bot))
+    assert "contained a card number; it was not recorded" in bot.last_reply("dana")
 
 
 async def test_pagerduty_titles_and_notes_are_redacted_both_ways(

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -217,6 +217,11 @@ class Notice:
     def summary(self) -> str:
         """`a card number and a Slack bot token`."""
         return guard.Guarded("", self.findings).summary()
+
+
+def summary_of(notices: Sequence[Notice]) -> str:
+    """`a card number and a Slack bot token`: what several notices found, each kind once."""
+    return guard.Guarded("", tuple(f for n in notices for f in n.findings)).summary()
 
 
 _notices: contextvars.ContextVar[list[Notice] | None] = contextvars.ContextVar(
