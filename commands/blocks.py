@@ -391,6 +391,11 @@ def incident_card(incident: Incident, policy: SeverityPolicy, *, now: datetime) 
         fields.append(f"*PagerDuty*\n<{incident.pagerduty_url}|{incident.pagerduty_id}>")
     if incident.alert_count:
         fields.append(f"*Alerts*\n:bell: {incident.alert_count:,} received")
+    if incident.card_number_seen:
+        fields.append(
+            "*Card data*\n:warning: A card number was posted in this thread (kept out of the"
+            " record). Is it a PCI incident?"
+        )
     others = [
         f"{role}: <@{user}>" for role, user in incident.roles.items() if role not in STANDARD_ROLES
     ]
@@ -936,6 +941,27 @@ def compose_status(status: str, impact: str | None, next_steps: str | None) -> s
 
 def confirmation(text: str) -> Message:
     return Message(text=text, blocks=[_mrkdwn(text)])
+
+
+def redaction_notice(summary: str, *, posted: bool) -> str:
+    """To the author, privately, when the guard kept `summary` ("a card number") out of the
+    record. `posted`: their words are a Slack message, which only they can delete."""
+    if posted:
+        return (
+            f":lock: Your message contained {summary}; it was not recorded. Please delete it"
+            " — Slack keeps it until you do."
+        )
+    return (
+        f":lock: What you typed contained {summary}; it was not recorded"
+        " (the timeline says `[redacted: …]` in its place)."
+    )
+
+
+def with_notice(message: Message | None, notice: str) -> Message:
+    """`message` with `notice` above it (or the notice alone)."""
+    if message is None:
+        return confirmation(notice)
+    return Message(text=f"{notice}\n{message.text}", blocks=[_mrkdwn(notice), *message.blocks])
 
 
 PREVIEW_LINES = 9  # of the post-mortem draft, to its requester: the title and the figures

@@ -13,7 +13,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.core.errors import Ambiguous, IntegrationError, Repeated, UserError
 from bot.core.logs import get_logger
-from bot.domain import once
+from bot.domain import once, timeline
 from commands import blocks
 
 log = get_logger(__name__)
@@ -105,6 +105,18 @@ async def run_reporting(
     extra: dict[str, Any] = {"response_type": "ephemeral"}
     if replace_original:
         extra["replace_original"] = True
+    with timeline.notices() as redacted:
+        message = await _answer(work, command=command)
+    if redacted:
+        summary = timeline.summary_of(redacted)
+        message = blocks.with_notice(message, blocks.redaction_notice(summary, posted=False))
+    if message is not None:
+        await reply(respond, message, **extra)
+
+
+async def _answer(
+    work: Callable[[], Awaitable[blocks.Message | None]], *, command: str
+) -> blocks.Message | None:
     try:
         try:
             message = await work()
@@ -124,5 +136,4 @@ async def run_reporting(
         error_id = uuid.uuid4().hex[:12]
         log.exception("command.failed", error_id=error_id, command=command.split(" ", 1)[0])
         message = blocks.confirmation(blocks.error_text(error_id))
-    if message is not None:
-        await reply(respond, message, **extra)
+    return message

@@ -10,7 +10,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.core.errors import Repeated, UserError
 from bot.core.logs import get_logger
 from bot.core.text import control_character
-from bot.domain import once
+from bot.domain import once, timeline
 from bot.domain.incidents import MAX_TEXT
 from commands import blocks
 from commands.edge import Respond, reply, run_reporting
@@ -91,7 +91,13 @@ class PromptHandlers:
         text = blocks.compose_status(status, impact, next_steps)
         async with self.services.inflight.track():
             try:
-                await self.services.incidents.post_status(ref=incident_id, text=text, actor=user)
+                with timeline.notices() as redacted:
+                    await self.services.incidents.post_status(
+                        ref=incident_id, text=text, actor=user
+                    )
+                if redacted:  # the form is closed: tell them beside the thread
+                    summary = timeline.summary_of(redacted)
+                    await self._tell(client, user, blocks.redaction_notice(summary, posted=False))
             except UserError as exc:
                 await once.claim_first()  # an answer: a repeat of this form gets none
                 await self._tell(client, user, str(exc))

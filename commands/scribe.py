@@ -28,8 +28,8 @@ from bot.core.errors import IntegrationError, Repeated, UserError
 from bot.core.logs import get_logger
 from bot.core.models import incident_ref
 from bot.core.text import storable
-from bot.domain import once
-from bot.domain.scribe import PIN_REACTION, ChatMessage, KeyEvent
+from bot.domain import once, timeline
+from bot.domain.scribe import BOT, PIN_REACTION, ChatMessage, KeyEvent
 from commands import blocks
 from commands.edge import Respond, reply
 from commands.services import Services
@@ -99,7 +99,13 @@ class ScribeHandlers:
         self.services = services
         self.scribe = services.scribe
 
-    async def message(self, ack: Ack, event: dict[str, Any], context: AsyncBoltContext) -> None:
+    async def message(
+        self,
+        ack: Ack,
+        event: dict[str, Any],
+        context: AsyncBoltContext,
+        client: AsyncWebClient,
+    ) -> None:
         """Every `message` event: new messages, `message_changed`, `message_deleted`."""
         await ack()
         subtype = event.get("subtype")
@@ -108,10 +114,14 @@ class ScribeHandlers:
         async with self.services.inflight.track():
             if subtype in SPOKEN:
                 message = chat_message(event, channel=channel, bot_user_id=bot_user_id)
-                await retrying("capture", lambda: self.scribe.message_posted(message))
+                with timeline.notices() as redacted:
+                    await retrying("capture", lambda: self.scribe.message_posted(message))
+                await self._tell_redacted(client, message, redacted)
             elif subtype == "message_changed" and isinstance(event.get("message"), dict):
                 edited = chat_message(event["message"], channel=channel, bot_user_id=bot_user_id)
-                await retrying("edit", lambda: self.scribe.message_edited(edited))
+                with timeline.notices() as redacted:
+                    await retrying("edit", lambda: self.scribe.message_edited(edited))
+                await self._tell_redacted(client, edited, redacted)
             elif subtype == "message_deleted" and event.get("deleted_ts"):
                 previous = event.get("previous_message") or {}
                 await retrying(
@@ -132,9 +142,12 @@ class ScribeHandlers:
         user, channel, ts = str(event.get("user")), str(item.get("channel")), str(item.get("ts"))
         async with self.services.inflight.track():
             try:
-                await retrying("pin", lambda: self.scribe.pin(channel=channel, ts=ts, by=user))
+                with timeline.notices() as redacted:
+                    await retrying("pin", lambda: self.scribe.pin(channel=channel, ts=ts, by=user))
             except UserError as exc:
                 await self._tell(client, channel=channel, user=user, text=str(exc))
+            else:
+                await self._tell_authors(client, channel=channel, redacted=redacted)
 
     async def reaction_removed(self, ack: Ack, event: dict[str, Any]) -> None:
         await ack()
@@ -236,9 +249,10 @@ class ScribeHandlers:
             return
         await ack()
         async with self.services.inflight.track():
-            await self._tell(
-                client, channel=channel, user=user, text=await self._mark(target, user)
-            )
+            with timeline.notices() as redacted:
+                said = await self._mark(target, user)
+            await self._tell(client, channel=channel, user=user, text=said)
+            await self._tell_authors(client, channel=channel, redacted=redacted)
 
     async def _mark(self, target: KeyEvent, user: str) -> str:
         ref = incident_ref(target.incident_id)
@@ -259,8 +273,46 @@ class ScribeHandlers:
             return blocks.error_text(error_id)
         return f":pushpin: Added to *{ref}*'s timeline as a key event."
 
-    async def _tell(self, client: AsyncWebClient, *, channel: str, user: str, text: str) -> None:
+    async def _tell(
+        self,
+        client: AsyncWebClient,
+        *,
+        channel: str,
+        user: str,
+        text: str,
+        thread_ts: str | None = None,
+    ) -> None:
         try:
-            await client.chat_postEphemeral(channel=channel, user=user, text=text)
+            if thread_ts:
+                await client.chat_postEphemeral(
+                    channel=channel, user=user, text=text, thread_ts=thread_ts
+                )
+            else:
+                await client.chat_postEphemeral(channel=channel, user=user, text=text)
         except Exception:
             log.exception("scribe.tell_failed")
+
+    async def _tell_authors(
+        self, client: AsyncWebClient, *, channel: str, redacted: list[timeline.Notice]
+    ) -> None:
+        """A pinned or shortcut-added message held something the guard kept out: its author
+        (not the person who pinned it) is told, in the message's channel."""
+        for author in dict.fromkeys(n.author for n in redacted if n.author != BOT):
+            summary = timeline.summary_of([n for n in redacted if n.author == author])
+            await self._tell(
+                client, channel=channel, user=author,
+                text=blocks.redaction_notice(summary, posted=True),
+            )  # fmt: skip
+
+    async def _tell_redacted(
+        self, client: AsyncWebClient, message: ChatMessage, redacted: list[timeline.Notice]
+    ) -> None:
+        """The guard kept something of `message` out of the timeline: tell its author, in the
+        thread, that it was not recorded and that Slack still has it."""
+        if not redacted or not message.user:
+            return
+        summary = timeline.summary_of(redacted)
+        await self._tell(
+            client, channel=message.channel, user=message.user,
+            text=blocks.redaction_notice(summary, posted=True), thread_ts=message.thread_ts,
+        )  # fmt: skip

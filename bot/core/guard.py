@@ -336,3 +336,35 @@ def redact_all(texts: Sequence[str]) -> tuple[list[str], tuple[Finding, ...]]:
         out.append(guarded.text)
         findings += guarded.findings
     return out, tuple(findings)
+
+
+def redact_value(value: object) -> tuple[object, tuple[Finding, ...]]:
+    """`redact` applied to every string inside `value` (dict values, list items; keys kept):
+    a timeline entry's data, an outbox payload, an alert's labels."""
+    if isinstance(value, str):
+        guarded = redact(value)
+        return guarded.text, guarded.findings
+    if isinstance(value, dict):
+        found: list[Finding] = []
+        out: dict[object, object] = {}
+        for key, item in value.items():
+            out[key], more = redact_value(item)
+            found += more
+        return out, tuple(found)
+    if isinstance(value, list | tuple):
+        found = []
+        items: list[object] = []
+        for item in value:
+            clean, more = redact_value(item)
+            items.append(clean)
+            found += more
+        return items, tuple(found)
+    return value, ()
+
+
+def described(findings: Sequence[Finding]) -> str:
+    """`card number and Slack bot token`: the kinds found, without any digits of them."""
+    names = list(dict.fromkeys("card number" if f.kind.is_card else f.label for f in findings))
+    if len(names) <= 1:
+        return "".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]

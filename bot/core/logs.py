@@ -1,4 +1,9 @@
-"""structlog, configured once per process. Secrets are redacted before rendering."""
+"""structlog, configured once per process. Secrets are redacted before rendering.
+
+One set of rules: card numbers and secrets in any logged text are redacted by the guard's
+(`bot/core/guard.py`, "[redacted: Slack bot token]"); on top of them, values under secret-looking
+keys, bearer credentials, passwords in URLs and Slack signatures become "[redacted]".
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from typing import Any
 
 import structlog
 
+from bot.core import guard
+
 _SECRET_KEYS = re.compile(r"(token|secret|password|authorization|signature|dsn|database_url)", re.I)
 # Slack tokens, bearer credentials and passwords inside URLs, wherever they appear in text.
 _SECRET_VALUES = re.compile(
@@ -20,7 +27,7 @@ REDACTED = "[redacted]"
 
 
 def redact_text(text: str) -> str:
-    return _SECRET_VALUES.sub(REDACTED, text)
+    return _SECRET_VALUES.sub(REDACTED, guard.redact(text).text)
 
 
 def _redact(value: Any) -> Any:

@@ -43,6 +43,8 @@ interaction types and event types; anything else is `other`.
     icbot_alert_batch_seconds                        time to store one batch of alerts
     icbot_incident_events_published_total            timeline entries the events topic acked
     icbot_incident_events_backlog                    entries not yet published (database-wide)
+    icbot_redactions_total{kind}                     card numbers and secrets the guard kept out
+                                                     of the record (bot/core/guard.py FindingKind)
 
 The alert and incident-events series are defined next to their work (`bot/domain/alerts.py`,
 `bot/delivery/incident_events.py`) on this registry.
@@ -159,6 +161,12 @@ SECRET_RELOADS = Counter(
 INFLIGHT = Gauge(
     "icbot_inflight",
     "Work still running after its ack (commands, clicks, remediations).",
+    registry=REGISTRY,
+)
+REDACTIONS = Counter(
+    "icbot_redactions_total",
+    "Card numbers and secrets redacted before they entered the record, by kind.",
+    ["kind"],
     registry=REGISTRY,
 )
 DATABASE_UP = Gauge(

@@ -101,6 +101,7 @@ class Incident:
     pagerduty_id: str | None = None
     pagerduty_url: str | None = None
     alert_count: int = 0  # firing alerts the Kafka intake attributed to it (issue 12)
+    card_number_seen: bool = False  # the guard kept a card number out of its record (issue 19)
     roles: dict[str, str] = field(default_factory=dict)  # role -> Slack user id
 
     @property

@@ -172,7 +172,7 @@ def render(incident: Incident, entries: Sequence[TimelineEntry]) -> str:
         "- Users affected: [number]",
         "- Services impacted: [list]",
         "- Data loss: [yes/no]",
-        "- Regulatory impact: [yes/no]",
+        _regulatory(ordered),
         "",
         "## Action Items",
         *(_action_items(ordered) or [f"1. [ ] {ACTION}", f"2. [ ] {ACTION}"]),
@@ -192,6 +192,20 @@ def render(incident: Incident, entries: Sequence[TimelineEntry]) -> str:
 
 
 # -- the key moments ---------------------------------------------------------------------------
+
+
+def _regulatory(entries: Sequence[TimelineEntry]) -> str:
+    """Yes, with the reason, when a card number was kept out of the record (PCI DSS 12.10.7:
+    a card number where it is not expected is an incident of its own)."""
+    cards = sum(1 for e in entries if e.kind == Kind.REDACTED and e.data.get("card"))
+    if not cards:
+        return "- Regulatory impact: [yes/no]"
+    times = "once" if cards == 1 else f"{cards} times"
+    return (
+        f"- Regulatory impact: yes — a card number was posted in the incident's thread ({times});"
+        " it was kept out of the record but stays in Slack until deleted: assess it under"
+        " PCI DSS 12.10.7"
+    )
 
 
 def _first(entries: Sequence[TimelineEntry], kind: str) -> TimelineEntry | None:
@@ -295,6 +309,8 @@ def _events(
             add(entry, f"Severity {frm.upper()} → {to.upper()} by {who(entry.actor)}")
         elif entry.kind == Kind.REMEDIATION_RESULT:
             add(entry, f"Remediation: {_line(LEADING_EMOJI.sub('', entry.text))}")
+        elif entry.kind == Kind.REDACTED:  # its text names kinds and a person, never the data
+            add(entry, _line(entry.text).rstrip(".").capitalize())
         elif entry.kind == Kind.REOPENED:
             add(entry, f"Reopened by {who(entry.actor)}: {_line(str(entry.data.get('reason')))}")
         elif entry.kind == Kind.RESOLVED:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
+from bot.core import guard
 from bot.core.errors import Conflict, IntegrationError, NotFound, UsageError
 from bot.core.logs import get_logger
 from bot.core.models import Incident, TimelineEntry, incident_ref, who
@@ -171,7 +172,8 @@ class Scribe:
                 conn, capture.incident_id, message.ts, kinds=CONTENT_KINDS
             )
             words = _words(message)
-            if not versions or versions[-1].data.get("text") == words["text"]:
+            stored = guard.redact(str(words["text"])).text  # as `timeline.record` keeps it
+            if not versions or versions[-1].data.get("text") == stored:
                 return None  # nothing of its words known, or an unfurl: the words did not change
             original = versions[0].seq
             entry = await timeline.record(

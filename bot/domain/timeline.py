@@ -6,6 +6,12 @@ count and head hash too, so a removed last entry is caught as well. Every entry 
 the outbox in the same transaction, to be shown in the incident's thread: key events as a
 reply each, chatter (`FOLDED`) as a line of the thread's digest (`Outbox._digest`).
 
+The guard (`bot/core/guard.py`) runs in `record` itself, on the text and on every string in
+`data`, before anything is hashed or stored: whatever the caller passed, a card number or a
+secret is stored only as `[redacted: …]`. Each entry that needed it is followed by a key event
+(`Kind.REDACTED`, "card number redacted from <@U>'s message", no digits), counted in
+`icbot_redactions_total{kind}`, and noted for the edge (`notices`), which tells the author.
+
 Redaction (`redact(...)`, for a Slack message deleted after it was captured) blanks an entry's
 text and data but keeps its hashes; a new entry records what was blanked (seq, kind, actor,
 time, content hash), so `verify_chain` still vouches for the blanked row, and blanking a row
@@ -14,15 +20,21 @@ by hand, or editing a redacted one, is still caught.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.core.models import TimelineEntry
+from bot.core import guard
+from bot.core.metrics import REDACTIONS
+from bot.core.models import TimelineEntry, who
 from bot.domain import once
 from bot.store import Conn
+from bot.store import incidents as incidents_sql
 from bot.store import outbox as outbox_sql
 from bot.store import timeline as timeline_sql
 
@@ -60,6 +72,7 @@ class Kind:
     # left out of drafts themselves (bot/domain/postmortem.py NOT_IN_DRAFT), so posting one changes
     # none.
     POSTMORTEM_POSTED = "postmortem_posted"
+    REDACTED = "redacted"  # the guard kept a card number or secret out of the entry before it
 
 
 class ScribeKind:
@@ -147,9 +160,12 @@ async def record(
     if not conn.is_in_transaction():
         raise RuntimeError("timeline.record must run inside the transaction of its change")
     await once.claim(conn)  # the Slack request making this change, if any: exactly once
-    payload = dict(data or {})
     # Round-trip through JSON so what is hashed equals what jsonb gives back.
-    payload = json.loads(json.dumps(payload))
+    raw: dict[str, Any] = json.loads(json.dumps(dict(data or {})))
+    guarded = guard.redact(text)
+    cleaned, in_data = guard.redact_value(raw)
+    assert isinstance(cleaned, dict)
+    text, payload, findings = guarded.text, cleaned, guarded.findings + in_data
     count, prev = await timeline_sql.head(conn, incident_id)
     seq = count + 1
     chash = content_hash(
@@ -179,7 +195,71 @@ async def record(
             conn, incident_id=incident_id, timeline_id=entry.id, seq=seq,
             kind="digest" if kind in FOLDED else "reply",
         )  # fmt: skip
+    if findings and kind != Kind.REDACTED:
+        await _record_redaction(
+            conn, entry, author=str(payload.get("author") or actor), findings=findings
+        )
     return entry
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What the guard took out of someone's words, for the edge to tell them privately."""
+
+    incident_id: int
+    author: str  # whose words (a Slack user id, or a system actor)
+    findings: tuple[guard.Finding, ...]
+
+    @property
+    def has_card(self) -> bool:
+        return any(f.kind.is_card for f in self.findings)
+
+    def summary(self) -> str:
+        """`a card number and a Slack bot token`."""
+        return guard.Guarded("", self.findings).summary()
+
+
+def summary_of(notices: Sequence[Notice]) -> str:
+    """`a card number and a Slack bot token`: what several notices found, each kind once."""
+    return guard.Guarded("", tuple(f for n in notices for f in n.findings)).summary()
+
+
+_notices: contextvars.ContextVar[list[Notice] | None] = contextvars.ContextVar(
+    "guard_notices", default=None
+)
+
+
+@contextmanager
+def notices() -> Iterator[list[Notice]]:
+    """Collect the redactions of the work run inside (the edge's request): the list fills as
+    `record` redacts, so the edge can tell each author once the work is done."""
+    found: list[Notice] = []
+    token = _notices.set(found)
+    try:
+        yield found
+    finally:
+        _notices.reset(token)
+
+
+async def _record_redaction(
+    conn: Conn, entry: TimelineEntry, *, author: str, findings: tuple[guard.Finding, ...]
+) -> None:
+    kinds = list(dict.fromkeys(f.kind for f in findings))
+    for kind in kinds:
+        REDACTIONS.labels(kind=kind.value).inc()
+    await record(
+        conn, incident_id=entry.incident_id, kind=Kind.REDACTED, actor="icbot",
+        occurred_at=entry.occurred_at,
+        text=f"{guard.described(findings)} redacted from {who(author)}'s message.",
+        data={"kinds": [k.value for k in kinds], "card": any(k.is_card for k in kinds),
+              "author": author, "entry": entry.seq},
+    )  # fmt: skip
+    if any(k.is_card for k in kinds):  # the card says so (`Incident.card_number_seen`)
+        version = await incidents_sql.update(conn, entry.incident_id, now=entry.occurred_at)
+        await outbox_sql.enqueue_card(conn, incident_id=entry.incident_id, version=version)
+    collected = _notices.get()
+    if collected is not None:
+        collected.append(Notice(entry.incident_id, author, findings))
 
 
 REDACTED_TEXT = "(deleted)"

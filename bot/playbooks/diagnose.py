@@ -13,8 +13,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from bot.core import guard
 from bot.core.errors import IntegrationError, NotFound
 from bot.core.logs import get_logger
+from bot.core.metrics import REDACTIONS
 from bot.core.models import Incident
 from bot.domain import timeline
 from bot.domain.incidents import Incidents
@@ -78,9 +80,16 @@ async def run_check(ref: CheckRef, probes: Probes) -> Finding:
 
     def finding(band: str, detail: str, value: float | None = None, unit: str = "") -> Finding:
         threshold = ref.thresholds.describe() if ref.thresholds else None
+        # A log line or an actuator value may hold a card number or a secret: the guard runs
+        # here, before the finding is stored, posted or shown (bot/core/guard.py).
+        guarded = guard.redact(detail)
+        for kind in guarded.kinds:
+            REDACTIONS.labels(kind=kind.value).inc()
+        if guarded.changed:
+            log.warning("diagnose.redacted", check=ref.check, id=ref.id, kinds=guarded.kinds)
         return Finding(
             id=ref.id, title=ref.title, check=ref.check, band=band, value=value, unit=unit,
-            detail=detail, threshold=threshold,
+            detail=guarded.text, threshold=threshold,
             elapsed_ms=int((time.perf_counter() - started) * 1000),
         )  # fmt: skip
 

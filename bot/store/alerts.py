@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bot.core import guard
 from bot.store import Conn
 
 # pg_advisory_xact_lock(namespace, hashtext(service)): one intake transaction per service.
@@ -155,17 +156,22 @@ async def open_incidents(conn: Conn, services: Iterable[str]) -> dict[str, int]:
     return {r["service"]: r["incident_id"] for r in rows}
 
 
+def _guarded(text: str) -> str:
+    """An alert's words as stored: the guard's backstop (bot/core/guard.py)."""
+    return guard.redact(text).text
+
+
 def _columns(rows: Sequence[GroupRow]) -> list[list[Any]]:
     return [
         [r.service for r in rows],
         [r.fingerprint for r in rows],
         [r.window_start for r in rows],
         [r.incident_id for r in rows],
-        [r.alert_name for r in rows],
+        [_guarded(r.alert_name) for r in rows],
         [r.source for r in rows],
         [r.severity for r in rows],
-        [r.summary for r in rows],
-        [json.dumps(r.labels) for r in rows],
+        [_guarded(r.summary) for r in rows],
+        [json.dumps(guard.redact_value(r.labels)[0]) for r in rows],
         [r.status for r in rows],
         [r.firing for r in rows],
         [r.resolved for r in rows],

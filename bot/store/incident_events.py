@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bot.core import guard
 from bot.core.models import TimelineEntry
 from bot.store import Conn
 from bot.store import timeline as timeline_sql
@@ -95,7 +96,7 @@ async def retry_later(conn: Conn, c: Claim, *, at: datetime, error: str) -> None
         c.incident_id,
         c.claim_token,
         at,
-        error[:500],
+        guard.redact(error).text[:500],  # an exception's words may quote an entry
     )
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot.core import guard
 from bot.store import Conn
 
 
@@ -99,7 +100,7 @@ async def enqueue_pager(
         incident_id,
         kind,
         key,
-        payload,
+        guard.redact_value(payload)[0],  # PagerDuty gets no card number or secret either
     )
 
 
@@ -159,7 +160,7 @@ async def retry_later(conn: Conn, item_id: int, *, at: datetime, error: str) -> 
         " WHERE id = $1",
         item_id,
         at,
-        error[:500],
+        guard.redact(error).text[:500],  # an exception's words may quote a payload
     )
 
 
@@ -169,7 +170,7 @@ async def give_up(conn: Conn, item_id: int, *, now: datetime, error: str) -> Non
         " WHERE id = $1",
         item_id,
         now,
-        error[:500],
+        guard.redact(error).text[:500],  # an exception's words may quote a payload
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bot.core import guard
 from bot.playbooks.checks.probes import Probes
 from bot.playbooks.checks.registry import Reading, check
 
@@ -176,7 +177,8 @@ async def kubernetes_log_search(p: LogSearchParams, probes: Probes) -> Reading:
     )
     pattern = re.compile(p.pattern)
     hits = [line for text in texts for line in text.splitlines() if pattern.search(line)]
-    sample = f"; latest: {hits[-1][:160]}" if hits else ""
+    # Redacted before it is cut, so no card number is cut into digits the guard can't see.
+    sample = f"; latest: {guard.redact(hits[-1]).text[:160]}" if hits else ""
     return Reading(
         value=float(len(hits)),
         detail=(
