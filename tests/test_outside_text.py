@@ -75,7 +75,7 @@ def _dangerous(text: str) -> list[str]:
 
 
 @given(st.one_of(st.text(), st.lists(LINKISH, max_size=30).map("".join)))
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 def test_inert_text_has_no_broadcast_and_no_masked_link(text: str) -> None:
     out = inert(text)
     assert _dangerous(out) == []
@@ -83,7 +83,7 @@ def test_inert_text_has_no_broadcast_and_no_masked_link(text: str) -> None:
 
 
 @given(st.one_of(st.text(), st.lists(LINKISH, max_size=30).map("".join)))
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 def test_rendered_outside_text_has_no_broadcast_and_no_masked_link(text: str) -> None:
     """Whatever a title, a note or a resolution says, the bot's messages carry no broadcast."""
     incident = _incident(title=text, last_status=text, summary=text)

@@ -28,7 +28,7 @@ WORDS = st.sampled_from(
 
 
 @given(st.text(max_size=300))
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 def test_any_text_parses_or_raises_usage_error(text: str) -> None:
     try:
         parsing.parse_ic(text)
@@ -37,7 +37,7 @@ def test_any_text_parses_or_raises_usage_error(text: str) -> None:
 
 
 @given(st.lists(WORDS, max_size=8).map(" ".join))
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 def test_any_sequence_of_command_words_parses_or_raises_usage_error(text: str) -> None:
     try:
         result = parsing.parse_ic(text)
@@ -145,7 +145,7 @@ LIST_WORDS = st.sampled_from(
 
 
 @given(st.lists(LIST_WORDS, max_size=6).map(" ".join))
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 def test_list_arguments_give_a_window_of_1_to_365_days_or_the_list_usage(args: str) -> None:
     try:
         result = parsing.parse_ic(f"list {args}")

@@ -29,7 +29,7 @@ def test_rollback_revision_in_unicode_digits_is_a_usage_error(digit: str) -> Non
 
 
 @given(st.text(max_size=200))
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 def test_any_rollback_text_parses_or_raises_usage_error(text: str) -> None:
     try:
         deployment, revision, _, incident, _ = approvals.parse_rollback(text)
