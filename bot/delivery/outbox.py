@@ -165,6 +165,7 @@ class LeasedQueue(Worker):
             hook(item)
 
     async def _failed(self, item: OutboxItem, exc: IntegrationError) -> None:
+        metrics.integration_error(exc.service)
         now = self.clock()
         await self._on_failure(item, exc)
         async with self.pool.acquire() as conn:
@@ -360,7 +361,7 @@ class Outbox(LeasedQueue):
                     channel=channel, ts=ts, text=message.text, blocks=message.blocks
                 )
             except IntegrationError as exc:
-                if not str(exc).endswith(GONE):
+                if exc.reason not in GONE:
                     raise
                 # Someone deleted the digest in Slack: its words went with it. The open
                 # segment starts a new message; an older one has nothing left to show.

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from bot.core.errors import IntegrationError
+from bot.core.errors import ErrorCode, IntegrationError
 from bot.core.logs import get_logger
 from bot.core.models import Clock, Incident, OnCall, PagerIncident, utcnow
 from bot.delivery.outbox import LEASE, LeasedQueue
@@ -131,7 +131,10 @@ class PagerQueue(LeasedQueue):
         incident = await self._incident(item.incident_id)
         if incident.pagerduty_id is None:
             raise IntegrationError(
-                "pagerduty", "the PagerDuty incident was never opened", permanent=True
+                "pagerduty",
+                ErrorCode.NOT_FOUND,
+                "the PagerDuty incident was never opened",
+                permanent=True,
             )
         await self._ready(item)
         if item.kind == PagerKind.UPDATE:
@@ -147,7 +150,9 @@ class PagerQueue(LeasedQueue):
                 incident.pagerduty_id, targets=targets, message=p.get("message", "")
             )
         else:
-            raise IntegrationError("pagerduty", f"unknown item {item.kind}", permanent=True)
+            raise IntegrationError(
+                "pagerduty", ErrorCode.REFUSED, f"unknown item {item.kind}", permanent=True
+            )
         return incident.pagerduty_id
 
     async def _linked(self, incident_id: int, created: PagerIncident) -> None:
@@ -187,7 +192,7 @@ class PagerQueue(LeasedQueue):
 
     async def _refused(self, incident_id: int, exc: IntegrationError) -> None:
         """PagerDuty refused to open the incident: say so in the thread, once."""
-        why = str(exc).removeprefix("pagerduty: ")
+        why = exc.message
         async with self.pool.acquire() as conn, conn.transaction():
             await timeline.record(
                 conn,

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from bot.core import metrics
 from bot.core.errors import IntegrationError, NotFound
 from bot.core.logs import get_logger
 from bot.core.models import Incident
@@ -91,6 +92,7 @@ async def run_check(ref: CheckRef, probes: Probes) -> Finding:
     except NotConfigured as exc:
         return finding("error", str(exc))
     except IntegrationError as exc:
+        metrics.integration_error(exc.service)
         return finding("error", str(exc))
     except Exception as exc:  # a check's bug must not hide the other findings
         log.exception("diagnose.check_failed", check=ref.check, id=ref.id)
