@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any, Protocol
 
 import asyncpg
@@ -56,7 +57,9 @@ class Pager(Protocol):
     async def own_user_id(self) -> str | None: ...
 
 
-class PagerKind:
+class PagerKind(StrEnum):
+    """What a PagerDuty outbox row asks for (the outbox's ``kind`` column, channel pagerduty)."""
+
     CREATE = "pd_create"
     UPDATE = "pd_update"
     NOTE = "pd_note"
@@ -85,7 +88,7 @@ def incident_key(channel_id: str, number: int) -> str:
 
 
 async def enqueue(
-    conn: Conn, incident_id: int, kind: str, *, key: str, payload: dict[str, Any]
+    conn: Conn, incident_id: int, kind: PagerKind, *, key: str, payload: dict[str, Any]
 ) -> None:
     await outbox_sql.enqueue_pager(
         conn, incident_id=incident_id, kind=kind, key=f"inc{incident_id}:pd:{key}", payload=payload

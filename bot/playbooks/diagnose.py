@@ -184,7 +184,7 @@ class Diagnoser:
         return report
 
     async def _record(
-        self, incident: Incident, *, kind: str, actor: str, text: str, data: dict[str, Any]
+        self, incident: Incident, *, kind: Kind, actor: str, text: str, data: dict[str, Any]
     ) -> None:
         await self.incidents.record_event(incident.id, kind=kind, actor=actor, text=text, data=data)
 
