@@ -32,6 +32,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -253,6 +254,96 @@ async def fake_slack_process(response_urls: int) -> AsyncIterator[FakeSlackProce
             await proc.wait()
 
 
+# ---------------------------------------------------------------- the worker process
+
+
+@contextlib.asynccontextmanager
+async def worker_process(*, dsn: str, slack_url: str, token: str) -> AsyncIterator[int]:
+    """`--no-worker`: the outbox, prompt and other loops in a child process of their own, as
+    `icbot worker` runs them (same `open_services(..., run_workers=True)`), with the bench's
+    settings (pacer off, every other integration off). Yields its pid."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        SCRIPT,
+        "--worker-child",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "BENCH_DSN": dsn, "BENCH_SLACK_URL": slack_url, "BENCH_TOKEN": token},
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        if not line:
+            raise RuntimeError("the worker process did not start")
+        yield proc.pid
+    finally:
+        if proc.returncode is None:
+            assert proc.stdin is not None
+            proc.stdin.close()  # the child stops when its stdin closes
+            try:
+                await asyncio.wait_for(proc.wait(), 15)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+def bench_settings(slack_url: str) -> Any:
+    """Nothing from the environment or .env: Slack is FakeSlack and every other integration
+    stays off, so all traffic stays on 127.0.0.1."""
+    from bot.core.settings import Settings
+
+    off = ("pagerduty_api_token", "kubeconfig", "kafka_bootstrap_servers", "vault_addr")
+    os.environ.pop("KUBERNETES_SERVICE_HOST", None)  # no in-cluster Kubernetes either
+    return Settings(
+        _env_file=None,
+        slack_api_url=slack_url,
+        incident_channel=CHANNEL_NAME,
+        **{name: None for name in off if name in Settings.model_fields},
+    )
+
+
+async def worker_child() -> None:
+    from bot.core import logs
+    from bot.delivery.outbox import ChannelPacer
+    from bot.runtime.services import open_services
+
+    logs.configure("json", "WARNING")
+    async with open_services(
+        bench_settings(os.environ["BENCH_SLACK_URL"]),
+        dsn=os.environ["BENCH_DSN"],
+        token=os.environ["BENCH_TOKEN"],
+        pacer=ChannelPacer(per_second=0, burst=1),
+        run_workers=True,
+    ):
+        print("ready", flush=True)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes our stdin
+
+
+async def repeat_check_cost(pool: Any, n: int = 2000) -> str:
+    """What the repeat check before every command's ack (`once.seen`: one indexed lookup in
+    `handled_requests`) costs, alone and sequentially, through the app's pool."""
+    from bot.core.models import utcnow
+    from bot.domain import once
+
+    times: list[float] = []
+    for i in range(n):
+        request = once.Request(
+            key=once.trigger_key(f"bench-{i}-{secrets.token_hex(4)}"), at=utcnow()
+        )
+        t = time.perf_counter()
+        await once.seen(pool, request)
+        times.append(time.perf_counter() - t)
+    times.sort()
+    rows = await pool.fetchval("SELECT count(*) FROM handled_requests")
+    ms = [percentile(times, p) * 1000 for p in (50, 90, 99)]
+    return (
+        f"repeat check (once.seen, {n} sequential lookups, {rows} rows in handled_requests):"
+        f" p50 {ms[0]:.2f} ms, p90 {ms[1]:.2f} ms, p99 {ms[2]:.2f} ms,"
+        f" max {times[-1] * 1000:.2f} ms"
+    )
+
+
 # ---------------------------------------------------------------- statistics and report
 
 
@@ -398,8 +489,12 @@ class CpuUse:
     and everything else (other processes on the machine); the load generator reports its own.
     """
 
-    def __init__(self, *, postmaster: int | None, fake_slack: int | None) -> None:
+    def __init__(
+        self, *, postmaster: int | None, fake_slack: int | None, worker: int | None = None
+    ) -> None:
         self.roots = {"server": os.getpid(), "postgres": postmaster, "fake-slack": fake_slack}
+        if worker is not None:  # --no-worker: the background loops' own process
+            self.roots["worker"] = worker
         self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
     def snapshot(self) -> dict[str, float] | None:
@@ -475,7 +570,6 @@ class LoopLag:
 
 async def bench(args: argparse.Namespace) -> None:
     from bot.core import logs
-    from bot.core.settings import Settings
     from bot.delivery.outbox import ChannelPacer
     from bot.runtime.serve import freeze_startup_objects
     from bot.runtime.services import open_services
@@ -498,16 +592,7 @@ async def bench(args: argparse.Namespace) -> None:
             )
             slack = fake.stub
             user_id, channel_id = slack.user_id, slack.channel_id
-            # Nothing from the environment or .env: Slack is FakeSlack and every other
-            # integration stays off, so all traffic stays on 127.0.0.1.
-            off = ("pagerduty_api_token", "kubeconfig", "kafka_bootstrap_servers", "vault_addr")
-            os.environ.pop("KUBERNETES_SERVICE_HOST", None)  # no in-cluster Kubernetes either
-            settings = Settings(
-                _env_file=None,
-                slack_api_url=slack.url,
-                incident_channel=CHANNEL_NAME,
-                **{name: None for name in off if name in Settings.model_fields},
-            )
+            settings = bench_settings(slack.url)
             dsn = await stack.enter_async_context(
                 db.database(os.environ.get("DATABASE_URL"), data_dir)
             )
@@ -519,8 +604,15 @@ async def bench(args: argparse.Namespace) -> None:
                     dsn=dsn,
                     token=slack.token,
                     pacer=ChannelPacer(per_second=0, burst=1),
-                    run_workers=True,
+                    run_workers=not args.no_worker,
                 )
+            )
+            worker_pid = (
+                await stack.enter_async_context(
+                    worker_process(dsn=dsn, slack_url=slack.url, token=slack.token)
+                )
+                if args.no_worker
+                else None
             )
             icbot_url = await stack.enter_async_context(
                 serve(
@@ -598,15 +690,17 @@ async def bench(args: argparse.Namespace) -> None:
                 key=lambda i: i.id,
             )
             refs = [i.ref for i in mine]
+            print(await repeat_check_cost(services.pool), flush=True)
+            apart = " (--no-worker: its loops in a process of their own)" if args.no_worker else ""
             print(
-                f"declared {', '.join(refs)}; {args.rounds} round(s) of bare then icbot,"
+                f"declared {', '.join(refs)}; {args.rounds} round(s) of bare then icbot{apart},"
                 f" {args.rate:g} req/s, {args.warmup:g}s warm-up + {args.seconds:g}s measured"
                 " per phase",
                 flush=True,
             )
             pidfile = data_dir / "pgdata" / "postmaster.pid"
             postmaster = int(pidfile.read_text().split()[0]) if pidfile.exists() else None
-            cpu = CpuUse(postmaster=postmaster, fake_slack=fake.proc.pid)
+            cpu = CpuUse(postmaster=postmaster, fake_slack=fake.proc.pid, worker=worker_pid)
             busiest_other = 0.0
             results: dict[str, list[LoadResult]] = {"bare": [], "icbot": [], "bare-pbr": []}
             rows: list[Row] = []
@@ -706,10 +800,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=10,
         help="open incidents the status updates go to, round-robin (default 10)",
     )
+    p.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="icbot as `serve --no-worker`, its background loops in a separate worker process",
+    )
     p.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--worker-child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--fake-slack", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if not (args.loadgen or args.fake_slack):
+    if not (args.loadgen or args.fake_slack or args.worker_child):
         if not 0 < args.rate <= 2000:
             p.error("--rate must be in (0, 2000]")
         if not 0 < args.seconds <= 600 or not 0 <= args.warmup <= 60:
@@ -728,6 +828,9 @@ def main() -> None:
         return
     if args.fake_slack:
         fake_slack_main(args.fake_slack)
+        return
+    if args.worker_child:
+        asyncio.run(worker_child())
         return
     try:
         asyncio.run(_until_signalled(bench(args)))

@@ -125,11 +125,28 @@ def _sandbox_missing(exc: ModuleNotFoundError) -> ConfigError:
 
 
 @cli.command()
-def serve() -> None:
+def serve(
+    no_worker: Annotated[
+        bool,
+        typer.Option(
+            "--no-worker", help="Serve Slack only; run the background loops with `icbot worker`."
+        ),
+    ] = False,
+) -> None:
     """Production HTTP mode on PORT: /slack/events, /healthz, /readyz, /metrics."""
+    from functools import partial
+
     from bot.runtime.serve import serve_http
 
-    _run_service(serve_http)
+    _run_service(partial(serve_http, run_workers=not no_worker))
+
+
+@cli.command()
+def worker() -> None:
+    """Only the background loops (outbox, prompts, PagerDuty, events, alert intake); no HTTP."""
+    from bot.runtime.worker import run_worker
+
+    _run_service(run_worker)
 
 
 @cli.command()

@@ -1020,7 +1020,7 @@ def postmortem_not_posted(ref: str, error: IntegrationError) -> Message:
             f"Slack is rate limiting file uploads; try `/ic postmortem {ref}` again in"
             f" {max(1, math.ceil(error.retry_after))} s."
         )
-    elif "missing_scope" in str(error) or "not_allowed_token_type" in str(error):
+    elif error.reason in ("missing_scope", "not_allowed_token_type"):
         why = (
             f"Slack refused the upload ({error}): the app needs the files:write scope;"
             " reinstall it from manifest.yml."

@@ -11,6 +11,7 @@ import aiohttp
 from slack_sdk.webhook import WebhookResponse
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from bot.core import metrics
 from bot.core.errors import Ambiguous, IntegrationError, Repeated, UserError
 from bot.core.logs import get_logger
 from bot.domain import once, timeline
@@ -128,9 +129,10 @@ async def _answer(
     except Repeated:
         raise
     except IntegrationError as exc:
-        log.warning("command.integration_failed", system=exc.system, error=str(exc))
+        metrics.integration_error(exc.service)
+        log.warning("command.integration_failed", system=exc.service, code=exc.code, error=str(exc))
         message = blocks.confirmation(
-            f":warning: {exc.system.capitalize()} did not answer ({exc}). Try again shortly."
+            f":warning: {exc.service.capitalize()} did not answer ({exc}). Try again shortly."
         )
     except Exception:
         error_id = uuid.uuid4().hex[:12]

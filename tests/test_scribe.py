@@ -368,7 +368,7 @@ async def test_a_deletion_racing_the_capture_of_its_message_still_drops_its_word
             captured=True,
         )  # fmt: skip
         await timeline.record(
-            conn, incident_id=1, kind="message", text="secret", actor=msg.user,
+            conn, incident_id=1, kind=timeline.Kind.MESSAGE, text="secret", actor=msg.user,
             occurred_at=bot.clock(), data={"ts": msg.ts, "text": "secret"}, announce=False,
         )  # fmt: skip
         deleting = asyncio.create_task(

@@ -92,7 +92,12 @@ async def test_record_outside_a_transaction_is_refused(bot: Bot) -> None:
     async with bot.services.pool.acquire() as conn:
         with pytest.raises(RuntimeError, match="inside the transaction"):
             await timeline.record(
-                conn, incident_id=1, kind="note", text="x", actor="U1", occurred_at=utcnow()
+                conn,
+                incident_id=1,
+                kind=timeline.Kind.NOTE,
+                text="x",
+                actor="U1",
+                occurred_at=utcnow(),
             )
 
 
@@ -104,7 +109,7 @@ async def test_a_failed_change_leaves_no_entry(bot: Bot) -> None:
             async with conn.transaction():
                 await conn.execute("UPDATE incidents SET severity = 'sev1' WHERE id = 1")
                 await timeline.record(
-                    conn, incident_id=1, kind="severity_changed", text="x", actor="U1",
+                    conn, incident_id=1, kind=timeline.Kind.SEVERITY, text="x", actor="U1",
                     occurred_at=utcnow(),
                 )  # fmt: skip
                 raise RuntimeError("boom")

@@ -35,7 +35,7 @@ from typing import Any, Protocol
 import asyncpg
 from prometheus_client import Counter, Gauge
 
-from bot.core.errors import IntegrationError
+from bot.core.errors import ErrorCode, IntegrationError
 from bot.core.logs import get_logger
 from bot.core.metrics import REGISTRY, integration_error
 from bot.core.models import Clock, TimelineEntry, utcnow
@@ -172,7 +172,9 @@ class IncidentEvents(Worker):
             await self._failed(claim, exc)
             return 0
         if sent <= 0:
-            await self._failed(claim, IntegrationError("kafka", "nothing was accepted"))
+            await self._failed(
+                claim, IntegrationError("kafka", ErrorCode.UNAVAILABLE, "nothing was accepted")
+            )
             return 0
         async with self.pool.acquire() as conn:
             await events_sql.advance(conn, claim, seq=entries[sent - 1].seq, now=self.clock())
@@ -180,7 +182,7 @@ class IncidentEvents(Worker):
         return sent
 
     async def _failed(self, claim: Claim, exc: IntegrationError) -> None:
-        integration_error("kafka")
+        integration_error(exc.service)
         delay = min(MAX_BACKOFF, 0.5 * 2 ** min(claim.attempts, 7))
         log.warning(
             f"{self.name}.retry", incident=claim.incident_id, error=str(exc), in_seconds=delay

@@ -35,7 +35,7 @@ from bot.store import incidents as incidents_sql
 from bot.store import outbox as outbox_sql
 from bot.store import timeline as timeline_sql
 from bot.store.actions import PendingAction
-from bot.store.outbox import OutboxItem
+from bot.store.outbox import OutboxItem, OutboxKind
 
 log = get_logger(__name__)
 
@@ -174,6 +174,7 @@ class LeasedQueue(Worker):
             hook(item)
 
     async def _failed(self, item: OutboxItem, exc: IntegrationError) -> None:
+        metrics.integration_error(exc.service)
         now = self.clock()
         await self._on_failure(item, exc)
         async with self.pool.acquire() as conn:
@@ -266,7 +267,7 @@ class Outbox(LeasedQueue):
         await self._ready(item)
 
     async def _send(self, item: OutboxItem) -> str | None:
-        if item.kind == "file_delete":
+        if item.kind == OutboxKind.FILE_DELETE:
             await self._ready(item)
             await self.chat.delete_file(str(item.payload["file"]))
             return None
@@ -275,15 +276,15 @@ class Outbox(LeasedQueue):
             entry = await timeline_sql.get(conn, item.timeline_id) if item.timeline_id else None
             posted_version = await incidents_sql.card_posted_version(conn, item.incident_id)
         assert incident is not None
-        if item.kind == "card" or incident.thread_ts is None:
+        if item.kind == OutboxKind.CARD or incident.thread_ts is None:
             thread_ts = await self._card(item, incident, posted_version)
-            if item.kind == "card":
+            if item.kind == OutboxKind.CARD:
                 return thread_ts
             incident = await self._reloaded(incident.id)
         assert entry is not None and incident.thread_ts is not None
-        if item.kind == "refresh":
+        if item.kind == OutboxKind.REFRESH:
             return await self._refresh(item, incident, entry)
-        if item.kind == "digest":
+        if item.kind == OutboxKind.DIGEST:
             return await self._digest(item, incident, entry)
         key = item.dedupe_key
         if item.attempts > 1:
@@ -369,7 +370,7 @@ class Outbox(LeasedQueue):
                     channel=channel, ts=ts, text=message.text, blocks=message.blocks
                 )
             except IntegrationError as exc:
-                if not str(exc).endswith(GONE):
+                if exc.reason not in GONE:
                     raise
                 # Someone deleted the digest in Slack: its words went with it. The open
                 # segment starts a new message; an older one has nothing left to show.

@@ -12,6 +12,8 @@ import abc
 import asyncio
 import contextlib
 
+from bot.core import metrics
+from bot.core.errors import IntegrationError
 from bot.core.logs import get_logger
 
 log = get_logger(__name__)
@@ -46,7 +48,9 @@ class Worker(abc.ABC):
                 failures = 0
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
+                if isinstance(exc, IntegrationError):  # e.g. the alert intake's Kafka source
+                    metrics.integration_error(exc.service)
                 failures += 1
                 log.exception(f"{self.name}.round_failed", failures=failures)
                 handled = 0

@@ -506,7 +506,7 @@ class Approvals:
             actor=actor,
         )  # fmt: skip
 
-    async def _note(self, pending: PendingAction, kind: str, text: str) -> None:
+    async def _note(self, pending: PendingAction, kind: Kind, text: str) -> None:
         await self.incidents.record_event(
             pending.incident_id, kind=kind, actor="icbot", text=text,
             data={"pending_id": pending.id},

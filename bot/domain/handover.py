@@ -69,7 +69,7 @@ def roles_to_name(incident: Incident) -> str:
 # People's own words (which a deletion in Slack must be able to take back) are not copied into
 # the briefing: it is stored in a hash-chained entry and posted as a reply nobody re-renders.
 # The briefing names the message instead; its words stay in the thread and the timeline only.
-WORDLESS = {
+WORDLESS: dict[str, str] = {
     ScribeKind.MESSAGE: "wrote in the thread",
     ScribeKind.MESSAGE_EDITED: "edited a message in the thread",
 }

@@ -81,7 +81,7 @@ class Incidents:
         self.pagerduty = pagerduty  # mirror changes to PagerDuty (through its outbox)
 
     async def _mirror(
-        self, conn: Conn, incident_id: int, kind: str, *, key: str, **payload: Any
+        self, conn: Conn, incident_id: int, kind: pager.PagerKind, *, key: str, **payload: Any
     ) -> None:
         if self.pagerduty:
             await pager.enqueue(conn, incident_id, kind, key=key, payload=payload)
@@ -507,7 +507,7 @@ class Incidents:
         self,
         incident_id: int,
         *,
-        kind: str,
+        kind: Kind,
         text: str,
         actor: str,
         data: dict[str, Any],

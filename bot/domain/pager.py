@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any, Protocol
 
 import asyncpg
 
-from bot.core.errors import IntegrationError
+from bot.core.errors import ErrorCode, IntegrationError
 from bot.core.logs import get_logger
 from bot.core.models import Clock, Incident, OnCall, PagerIncident, utcnow
 from bot.delivery.outbox import LEASE, LeasedQueue
@@ -56,7 +57,9 @@ class Pager(Protocol):
     async def own_user_id(self) -> str | None: ...
 
 
-class PagerKind:
+class PagerKind(StrEnum):
+    """What a PagerDuty outbox row asks for (the outbox's ``kind`` column, channel pagerduty)."""
+
     CREATE = "pd_create"
     UPDATE = "pd_update"
     NOTE = "pd_note"
@@ -85,7 +88,7 @@ def incident_key(channel_id: str, number: int) -> str:
 
 
 async def enqueue(
-    conn: Conn, incident_id: int, kind: str, *, key: str, payload: dict[str, Any]
+    conn: Conn, incident_id: int, kind: PagerKind, *, key: str, payload: dict[str, Any]
 ) -> None:
     await outbox_sql.enqueue_pager(
         conn, incident_id=incident_id, kind=kind, key=f"inc{incident_id}:pd:{key}", payload=payload
@@ -131,7 +134,10 @@ class PagerQueue(LeasedQueue):
         incident = await self._incident(item.incident_id)
         if incident.pagerduty_id is None:
             raise IntegrationError(
-                "pagerduty", "the PagerDuty incident was never opened", permanent=True
+                "pagerduty",
+                ErrorCode.NOT_FOUND,
+                "the PagerDuty incident was never opened",
+                permanent=True,
             )
         await self._ready(item)
         if item.kind == PagerKind.UPDATE:
@@ -147,7 +153,9 @@ class PagerQueue(LeasedQueue):
                 incident.pagerduty_id, targets=targets, message=p.get("message", "")
             )
         else:
-            raise IntegrationError("pagerduty", f"unknown item {item.kind}", permanent=True)
+            raise IntegrationError(
+                "pagerduty", ErrorCode.REFUSED, f"unknown item {item.kind}", permanent=True
+            )
         return incident.pagerduty_id
 
     async def _linked(self, incident_id: int, created: PagerIncident) -> None:
@@ -187,7 +195,7 @@ class PagerQueue(LeasedQueue):
 
     async def _refused(self, incident_id: int, exc: IntegrationError) -> None:
         """PagerDuty refused to open the incident: say so in the thread, once."""
-        why = str(exc).removeprefix("pagerduty: ")
+        why = exc.message
         async with self.pool.acquire() as conn, conn.transaction():
             await timeline.record(
                 conn,

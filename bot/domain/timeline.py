@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from bot.core import guard
@@ -37,10 +38,15 @@ from bot.store import Conn
 from bot.store import incidents as incidents_sql
 from bot.store import outbox as outbox_sql
 from bot.store import timeline as timeline_sql
+from bot.store.outbox import OutboxKind
 
 
-class Kind:
-    """Timeline entry kinds (one place, never inline strings)."""
+class Kind(StrEnum):
+    """Timeline entry kinds (one place, never inline strings).
+
+    The values are what rows store and what entries hash (``content_hash``): never change one,
+    or old rows stop verifying; add new kinds instead.
+    """
 
     DECLARED = "declared"
     ROLE = "role_assigned"
@@ -73,17 +79,16 @@ class Kind:
     # none.
     POSTMORTEM_POSTED = "postmortem_posted"
     REDACTED = "redacted"  # the guard kept a card number or secret out of the entry before it
-
-
-class ScribeKind:
-    """The timeline kinds the scribe writes (bot/domain/scribe.py), alongside `Kind`."""
-
+    # The kinds the scribe writes (bot/domain/scribe.py).
     MESSAGE = "message"  # a person's message in the incident's thread
     MESSAGE_EDITED = "message_edited"  # its new text; data["edits"] = seq of the original
     MESSAGE_DELETED = "message_deleted"  # records the redaction of the message's entries
     PINNED = "pinned"  # a key event; data["ts"] names the message
     UNPINNED = "unpinned"
     ACTION_ITEM = "action_item"  # data: text, owner (Slack user id or None)
+
+
+ScribeKind = Kind  # the scribe's kinds are members of Kind; this name stays for their callers
 
 
 # Chatter: in the thread these are folded into one digest message, edited in place, rather
@@ -145,7 +150,7 @@ async def record(
     conn: Conn,
     *,
     incident_id: int,
-    kind: str,
+    kind: Kind,
     text: str,
     actor: str,
     occurred_at: datetime,
@@ -157,6 +162,8 @@ async def record(
 
     Must run inside the caller's transaction: the change and its entry commit together.
     """
+    if not isinstance(kind, Kind):
+        raise TypeError(f"timeline.record takes a Kind, not {kind!r}")
     if not conn.is_in_transaction():
         raise RuntimeError("timeline.record must run inside the transaction of its change")
     await once.claim(conn)  # the Slack request making this change, if any: exactly once
@@ -193,7 +200,7 @@ async def record(
     if announce:
         await outbox_sql.enqueue_reply(
             conn, incident_id=incident_id, timeline_id=entry.id, seq=seq,
-            kind="digest" if kind in FOLDED else "reply",
+            kind=OutboxKind.DIGEST if kind in FOLDED else OutboxKind.REPLY,
         )  # fmt: skip
     if findings and kind != Kind.REDACTED:
         await _record_redaction(
@@ -281,7 +288,7 @@ async def redact(
     *,
     incident_id: int,
     targets: list[TimelineEntry],
-    kind: str,
+    kind: Kind,
     text: str,
     actor: str,
     occurred_at: datetime,

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from bot.core.errors import IntegrationError
+from bot.core.errors import ErrorCode, IntegrationError
 
 ACCEPT = "application/vnd.spring-boot.actuator.v3+json, application/json"
 
@@ -45,15 +45,26 @@ class HttpActuator:
             ) as resp:
                 if resp.status == 404:
                     raise IntegrationError(
-                        "actuator", f"{service}{path}: not found", permanent=True
+                        "actuator",
+                        ErrorCode.NOT_FOUND,
+                        f"{service}{path}: not found",
+                        permanent=True,
                     )
                 if resp.status not in ok:
-                    raise IntegrationError("actuator", f"{service}{path}: HTTP {resp.status}")
+                    raise IntegrationError(
+                        "actuator",
+                        ErrorCode.for_status(resp.status),
+                        f"{service}{path}: HTTP {resp.status}",
+                    )
                 body = await resp.json(content_type=None)
         except aiohttp.ClientError as exc:
-            raise IntegrationError("actuator", f"{service}: {type(exc).__name__}") from exc
+            raise IntegrationError(
+                "actuator", ErrorCode.for_exception(exc), f"{service}: {type(exc).__name__}"
+            ) from exc
         if not isinstance(body, dict):
-            raise IntegrationError("actuator", f"{service}{path}: not a JSON object")
+            raise IntegrationError(
+                "actuator", ErrorCode.REFUSED, f"{service}{path}: not a JSON object"
+            )
         return body
 
     async def metric(self, service: str, name: str, tags: dict[str, str]) -> dict[str, Any]:
@@ -79,18 +90,31 @@ class HttpActuator:
             async with self._session.request(method, url, json=json_body, headers=headers) as resp:
                 body = await resp.json(content_type=None) if resp.content_length != 0 else {}
                 if resp.status == 404:
-                    raise IntegrationError("actuator", f"{method} {url}: not found", permanent=True)
+                    raise IntegrationError(
+                        "actuator",
+                        ErrorCode.NOT_FOUND,
+                        f"{method} {url}: not found",
+                        permanent=True,
+                    )
                 if resp.status == 401:
                     raise IntegrationError(
-                        "actuator", f"{method} {url}: unauthorized", permanent=True
+                        "actuator",
+                        ErrorCode.DENIED,
+                        f"{method} {url}: unauthorized",
+                        permanent=True,
                     )
                 if resp.status >= 400:
                     message = (body or {}).get("message") or f"HTTP {resp.status}"
                     raise IntegrationError(
-                        "actuator", f"{method} {url}: {message}", permanent=resp.status < 500
+                        "actuator",
+                        ErrorCode.for_status(resp.status),
+                        f"{method} {url}: {message}",
+                        permanent=resp.status < 500,
                     )
         except aiohttp.ClientError as exc:
-            raise IntegrationError("actuator", f"{method} {url}: {type(exc).__name__}") from exc
+            raise IntegrationError(
+                "actuator", ErrorCode.for_exception(exc), f"{method} {url}: {type(exc).__name__}"
+            ) from exc
         return body if isinstance(body, dict) else {}
 
     async def transition_breaker(

@@ -51,12 +51,13 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
     ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
     KafkaError,
+    KafkaTimeoutError,
     TopicAuthorizationFailedError,
     UnsupportedVersionError,
 )
 from aiokafka.structs import TopicPartition  # type: ignore[import-untyped]
 
-from bot.core.errors import IntegrationError
+from bot.core.errors import ErrorCode, IntegrationError
 from bot.core.logs import get_logger
 
 __all__ = ["KafkaLag"]
@@ -143,7 +144,9 @@ class KafkaLag:
         async with self._guard(f"end offsets of {topic}"):
             partitions = await self._partitions(admin)
             if topic not in partitions:
-                raise IntegrationError(SYSTEM, f"unknown topic {topic!r}", permanent=True)
+                raise IntegrationError(
+                    SYSTEM, ErrorCode.NOT_FOUND, f"unknown topic {topic!r}", permanent=True
+                )
             ends = await self._end_offsets([TopicPartition(topic, p) for p in partitions[topic]])
         return {p: ends[(topic, p)] for p in partitions[topic]}
 
@@ -163,7 +166,10 @@ class KafkaLag:
                 missing = sorted(set(topics) - partitions.keys())
                 if missing:
                     raise IntegrationError(
-                        SYSTEM, f"unknown topic(s): {', '.join(missing)}", permanent=True
+                        SYSTEM,
+                        ErrorCode.NOT_FOUND,
+                        f"unknown topic(s): {', '.join(missing)}",
+                        permanent=True,
                     )
                 wanted = {t: partitions[t] for t in dict.fromkeys(topics)}
             else:
@@ -201,14 +207,19 @@ class KafkaLag:
             raise
         except TimeoutError as exc:
             raise IntegrationError(
-                SYSTEM, f"{what}: no answer from {self._bootstrap} in {self._call_timeout:g}s"
+                SYSTEM,
+                ErrorCode.TIMEOUT,
+                f"{what}: no answer from {self._bootstrap} in {self._call_timeout:g}s",
             ) from exc
         except KafkaError as exc:
             raise IntegrationError(
-                SYSTEM, f"{what}: {_describe(exc)}", permanent=isinstance(exc, _PERMANENT)
+                SYSTEM,
+                _code(exc),
+                f"{what}: {_describe(exc)}",
+                permanent=isinstance(exc, _PERMANENT),
             ) from exc
         except OSError as exc:
-            raise IntegrationError(SYSTEM, f"{what}: {exc}") from exc
+            raise IntegrationError(SYSTEM, ErrorCode.UNAVAILABLE, f"{what}: {exc}") from exc
 
     async def _partitions(self, admin: Any) -> dict[str, list[int]]:
         """Partitions of every non-internal topic (metadata for *all* topics: see above)."""
@@ -272,6 +283,21 @@ def _decode_assignment(blob: object) -> set[str]:
         return {str(topic) for topic, _partitions in assignment.assignment}
     except Exception:  # a foreign or newer encoding: not worth failing the check for
         return set()
+
+
+def _code(exc: BaseException) -> ErrorCode:
+    if isinstance(
+        exc,
+        ClusterAuthorizationFailedError
+        | GroupAuthorizationFailedError
+        | TopicAuthorizationFailedError,
+    ):
+        return ErrorCode.DENIED
+    if isinstance(exc, UnsupportedVersionError):
+        return ErrorCode.REFUSED
+    if isinstance(exc, KafkaTimeoutError):
+        return ErrorCode.TIMEOUT
+    return ErrorCode.UNAVAILABLE
 
 
 def _describe(exc: BaseException) -> str:

@@ -34,6 +34,7 @@ from aiokafka.abc import ConsumerRebalanceListener  # type: ignore[import-untype
 from aiokafka.errors import (  # type: ignore[import-untyped]
     IllegalStateError,
     KafkaError,
+    KafkaTimeoutError,
     MessageSizeTooLargeError,
     NoOffsetForPartitionError,
     OffsetOutOfRangeError,
@@ -42,7 +43,7 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
 from aiokafka.partitioner import DefaultPartitioner  # type: ignore[import-untyped]
 from aiokafka.structs import TopicPartition  # type: ignore[import-untyped]
 
-from bot.core.errors import IntegrationError
+from bot.core.errors import ErrorCode, IntegrationError
 from bot.core.logs import get_logger
 from bot.domain.alerts import RawRecord, ResumeLookup
 
@@ -55,9 +56,21 @@ TP = tuple[str, int]
 _PERMANENT = (MessageSizeTooLargeError, TopicAuthorizationFailedError)
 
 
+def _code(exc: BaseException) -> ErrorCode:
+    if isinstance(exc, TopicAuthorizationFailedError):
+        return ErrorCode.DENIED
+    if isinstance(exc, MessageSizeTooLargeError):
+        return ErrorCode.REFUSED
+    if isinstance(exc, TimeoutError | KafkaTimeoutError):
+        return ErrorCode.TIMEOUT
+    return ErrorCode.UNAVAILABLE
+
+
 def _error(what: str, exc: BaseException) -> IntegrationError:
     text = str(exc) or type(exc).__name__
-    return IntegrationError(SYSTEM, f"{what}: {text}", permanent=isinstance(exc, _PERMANENT))
+    return IntegrationError(
+        SYSTEM, _code(exc), f"{what}: {text}", permanent=isinstance(exc, _PERMANENT)
+    )
 
 
 class _Resume(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -363,7 +376,9 @@ class KafkaProducerClient:
             async with asyncio.timeout(self._timeout):
                 partitions = sorted(await producer.partitions_for(topic))
                 if not partitions:
-                    raise IntegrationError(SYSTEM, f"topic {topic!r} has no partitions")
+                    raise IntegrationError(
+                        SYSTEM, ErrorCode.UNAVAILABLE, f"topic {topic!r} has no partitions"
+                    )
                 partition = self._partitioner(key, partitions, partitions)
                 batch = producer.create_batch()
                 count = 0

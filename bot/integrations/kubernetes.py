@@ -9,7 +9,7 @@ import yaml
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from bot.core.errors import IntegrationError
+from bot.core.errors import ErrorCode, IntegrationError
 from bot.playbooks.checks.probes import DeploymentInfo, PodInfo, Revision
 
 TIMEOUT = 10
@@ -46,17 +46,27 @@ def _error(exc: Exception, what: str) -> IntegrationError:
     if isinstance(exc, ApiException):
         status = int(exc.status or 0)
         if status == 404:
-            return IntegrationError("kubernetes", f"{what}: not found", permanent=True)
+            return IntegrationError(
+                "kubernetes", ErrorCode.NOT_FOUND, f"{what}: not found", permanent=True
+            )
         if status == 429:
             headers: Any = exc.headers or {}
             retry = headers.get("Retry-After")
             return IntegrationError(
-                "kubernetes", f"{what}: throttled", retry_after=float(retry or 1)
+                "kubernetes",
+                ErrorCode.RATE_LIMITED,
+                f"{what}: throttled",
+                retry_after=float(retry or 1),
             )
         return IntegrationError(
-            "kubernetes", f"{what}: HTTP {status}", permanent=400 <= status < 500
+            "kubernetes",
+            ErrorCode.for_status(status) if status else ErrorCode.UNAVAILABLE,
+            f"{what}: HTTP {status}",
+            permanent=400 <= status < 500,
         )
-    return IntegrationError("kubernetes", f"{what}: {type(exc).__name__}")
+    return IntegrationError(
+        "kubernetes", ErrorCode.for_exception(exc), f"{what}: {type(exc).__name__}"
+    )
 
 
 class KubeClient:
@@ -200,7 +210,10 @@ class KubeWriter(KubeClient):
         deployment = await self._deployment_raw(namespace, name)
         if deployment.spec.paused:
             raise IntegrationError(
-                "kubernetes", f"{name} is paused; resume it before rolling back", permanent=True
+                "kubernetes",
+                ErrorCode.CONFLICT,
+                f"{name} is paused; resume it before rolling back",
+                permanent=True,
             )
         template = dict(revision.template)
         labels = dict((template.get("metadata") or {}).get("labels") or {})

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import pagerduty
 
-from bot.core.errors import IntegrationError
+from bot.core.errors import ErrorCode, IntegrationError
 from bot.core.logs import get_logger
 from bot.core.models import OnCall, PagerIncident
 
@@ -37,12 +37,18 @@ def _error(exc: Exception, what: str) -> IntegrationError:
         retry_after = 1.0
         with contextlib.suppress(TypeError, ValueError):
             retry_after = float(response.headers.get("Retry-After", "1"))  # type: ignore[union-attr]
-        return IntegrationError("pagerduty", f"{what}: rate limited", retry_after=retry_after)
+        return IntegrationError(
+            "pagerduty", ErrorCode.RATE_LIMITED, f"{what}: rate limited", retry_after=retry_after
+        )
     if isinstance(status, int) and status >= 500:
-        return IntegrationError("pagerduty", f"{what}: HTTP {status}")
+        return IntegrationError("pagerduty", ErrorCode.for_status(status), f"{what}: HTTP {status}")
     if isinstance(status, int):  # any other 4xx refuses the request itself: not retried
-        return IntegrationError("pagerduty", f"{what}: HTTP {status}", permanent=True)
-    return IntegrationError("pagerduty", f"{what}: {type(exc).__name__}")
+        return IntegrationError(
+            "pagerduty", ErrorCode.for_status(status), f"{what}: HTTP {status}", permanent=True
+        )
+    return IntegrationError(
+        "pagerduty", ErrorCode.for_exception(exc), f"{what}: {type(exc).__name__}"
+    )
 
 
 def verify_signature(body: bytes, header: str | None, secrets: list[str]) -> bool:

@@ -9,7 +9,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.core.errors import ConfigError, IntegrationError
+from bot.core.errors import ConfigError, ErrorCode, IntegrationError
 from bot.domain.ports import SharedFile
 from bot.domain.scribe import ChatMessage
 
@@ -30,19 +30,45 @@ PERMANENT = {
 HISTORY_LOOKBACK = 200
 THREAD_PAGES = 25  # 5,000 replies
 UPLOAD_STATUS = re.compile(r"status: (\d+)")
+# Slack's error names whose code is not `refused` (any other error name answered with HTTP 200).
+CODES = {
+    "channel_not_found": ErrorCode.NOT_FOUND, "message_not_found": ErrorCode.NOT_FOUND,
+    "file_not_found": ErrorCode.NOT_FOUND, "file_deleted": ErrorCode.NOT_FOUND,
+    "user_not_found": ErrorCode.NOT_FOUND, "thread_not_found": ErrorCode.NOT_FOUND,
+    "invalid_auth": ErrorCode.DENIED, "not_authed": ErrorCode.DENIED,
+    "account_inactive": ErrorCode.DENIED, "token_revoked": ErrorCode.DENIED,
+    "token_expired": ErrorCode.DENIED, "missing_scope": ErrorCode.DENIED,
+    "not_allowed_token_type": ErrorCode.DENIED, "ratelimited": ErrorCode.RATE_LIMITED,
+    "fatal_error": ErrorCode.UNAVAILABLE, "internal_error": ErrorCode.UNAVAILABLE,
+    "service_unavailable": ErrorCode.UNAVAILABLE, "request_timeout": ErrorCode.TIMEOUT,
+}  # fmt: skip
+
+
+def _code(exc: Exception) -> ErrorCode:
+    if isinstance(exc, SlackApiError):
+        status = exc.response.status_code
+        if status == 429 or status >= 500:
+            return ErrorCode.for_status(status)
+        return CODES.get(_error_name(exc), ErrorCode.REFUSED)
+    return ErrorCode.for_exception(exc)
 
 
 def _wrap(exc: Exception, method: str) -> IntegrationError:
+    code = _code(exc)
     if isinstance(exc, SlackApiError):
         status = exc.response.status_code
         error = str(exc.response.get("error", "unknown_error"))
         if status == 429:
             retry_after = float(exc.response.headers.get("Retry-After", "1") or 1)
-            return IntegrationError("slack", f"{method} rate limited", retry_after=retry_after)
+            return IntegrationError(
+                "slack", code, f"{method} rate limited", reason=error, retry_after=retry_after
+            )
         if status >= 500:
-            return IntegrationError("slack", f"{method} failed with HTTP {status}")
-        return IntegrationError("slack", f"{method}: {error}", permanent=error in PERMANENT)
-    return IntegrationError("slack", f"{method}: {type(exc).__name__}")
+            return IntegrationError("slack", code, f"{method} failed with HTTP {status}")
+        return IntegrationError(
+            "slack", code, f"{method}: {error}", reason=error, permanent=error in PERMANENT
+        )
+    return IntegrationError("slack", code, f"{method}: {type(exc).__name__}")
 
 
 def _with_key(data: dict[str, Any], event_type: str, key: str) -> str | None:
@@ -89,7 +115,7 @@ class SlackChat:
         try:
             data = await self._call("chat.postMessage", **args)
         except IntegrationError as exc:
-            if "not_in_channel" not in str(exc):
+            if exc.reason != "not_in_channel":
                 raise
             await self._call("conversations.join", channel=channel)
             data = await self._call("chat.postMessage", **args)
@@ -133,14 +159,14 @@ class SlackChat:
         try:
             await self._call("chat.delete", channel=channel, ts=ts)
         except IntegrationError as exc:
-            if not str(exc).endswith("message_not_found"):
+            if exc.reason != "message_not_found":
                 raise
 
     async def delete_file(self, file_id: str) -> None:
         try:
             await self._call("files.delete", file=file_id)
         except IntegrationError as exc:
-            if str(exc).endswith(("file_not_found", "file_deleted")):
+            if exc.reason in ("file_not_found", "file_deleted"):
                 return  # gone already: what we wanted
             raise
 
@@ -169,7 +195,11 @@ class SlackChat:
         except SlackRequestError as exc:  # the upload URL did not answer 200
             status = UPLOAD_STATUS.search(str(exc))
             why = f"HTTP {status.group(1)}" if status else type(exc).__name__
-            raise IntegrationError("slack", f"uploading {filename} failed with {why}") from exc
+            raise IntegrationError(
+                "slack",
+                ErrorCode.for_status(int(status.group(1))) if status else ErrorCode.UNAVAILABLE,
+                f"uploading {filename} failed with {why}",
+            ) from exc
         except SlackApiError as exc:
             method = str(exc.response.api_url).rsplit("/", 1)[-1] or "files.upload_v2"
             raise _wrap(exc, method) from exc
@@ -223,7 +253,12 @@ class SlackMessages:
         try:
             response = await self.client.chat_getPermalink(channel=channel, message_ts=ts)
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
-            raise IntegrationError("slack", f"chat.getPermalink: {_error_name(exc)}") from exc
+            raise IntegrationError(
+                "slack",
+                _code(exc),
+                f"chat.getPermalink: {_error_name(exc)}",
+                reason=_error_name(exc) if isinstance(exc, SlackApiError) else None,
+            ) from exc
         return str(response["permalink"])
 
     async def message(self, channel: str, ts: str) -> ChatMessage | None:
@@ -232,9 +267,13 @@ class SlackMessages:
         except SlackApiError as exc:
             if _error_name(exc) == "message_not_found":
                 return None
-            raise IntegrationError("slack", f"reactions.get: {_error_name(exc)}") from exc
+            raise IntegrationError(
+                "slack", _code(exc), f"reactions.get: {_error_name(exc)}", reason=_error_name(exc)
+            ) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise IntegrationError("slack", f"reactions.get: {_error_name(exc)}") from exc
+            raise IntegrationError(
+                "slack", _code(exc), f"reactions.get: {_error_name(exc)}"
+            ) from exc
         found = response.get("message")
         if not isinstance(found, dict):
             return None

@@ -55,7 +55,7 @@ import hvac  # type: ignore[import-untyped]
 from hvac import exceptions as hvac_errors
 from pydantic import SecretStr
 
-from bot.core.errors import ConfigError, IntegrationError
+from bot.core.errors import ConfigError, ErrorCode, IntegrationError
 from bot.core.logs import get_logger
 from bot.core.settings import Settings
 
@@ -122,7 +122,9 @@ def _clean_path(path: str, mount: str | None = None) -> str:
     if mount and cleaned.startswith(f"{mount}/"):
         cleaned = cleaned.removeprefix(f"{mount}/")
     if not cleaned or any(part in ("", ".", "..") for part in cleaned.split("/")):
-        raise IntegrationError(SYSTEM, f"invalid secret path {path!r}", permanent=True)
+        raise IntegrationError(
+            SYSTEM, ErrorCode.REFUSED, f"invalid secret path {path!r}", permanent=True
+        )
     return cleaned
 
 
@@ -225,7 +227,10 @@ class VaultSecrets:
         )
         if key not in data:
             raise IntegrationError(
-                SYSTEM, f"key {key!r} not found in {self.mount_point}/{path}", permanent=True
+                SYSTEM,
+                ErrorCode.NOT_FOUND,
+                f"key {key!r} not found in {self.mount_point}/{path}",
+                permanent=True,
             )
         return SecretStr(_as_text(data[key]))
 
@@ -244,7 +249,9 @@ class VaultSecrets:
         """Write a new version of ``path`` with ``key`` replaced; see the module docstring."""
         path = _clean_path(path, self.mount_point)
         if new_value is not None and not new_value:
-            raise IntegrationError(SYSTEM, "the new value must not be empty", permanent=True)
+            raise IntegrationError(
+                SYSTEM, ErrorCode.REFUSED, "the new value must not be empty", permanent=True
+            )
         value = new_value if new_value is not None else secrets.token_urlsafe(32)
         lock = self._path_locks.setdefault(path, asyncio.Lock())
         async with lock:
@@ -254,6 +261,7 @@ class VaultSecrets:
             if key not in data:
                 raise IntegrationError(
                     SYSTEM,
+                    ErrorCode.NOT_FOUND,
                     f"cannot rotate: key {key!r} not found in {self.mount_point}/{path}",
                     permanent=True,
                 )
@@ -303,6 +311,7 @@ class VaultSecrets:
             if any(_CAS_MISMATCH in str(e) for e in exc.errors or []):
                 raise IntegrationError(
                     SYSTEM,
+                    ErrorCode.CONFLICT,
                     f"conflict: {self.mount_point}/{path} changed after version {cas} was read "
                     "(another writer updated it); nothing was written",
                     permanent=True,
@@ -355,6 +364,7 @@ class VaultSecrets:
         except (hvac_errors.InvalidRequest, hvac_errors.Forbidden, hvac_errors.InvalidPath) as exc:
             raise IntegrationError(
                 SYSTEM,
+                ErrorCode.DENIED,
                 f"AppRole login at auth/{self.approle_mount} was refused "
                 "(unknown role_id, wrong or expired secret_id, or AppRole not enabled)",
                 permanent=True,
@@ -371,7 +381,9 @@ class VaultSecrets:
 
     async def _run(self, what: str, fn: Callable[[], T], *, idempotent: bool = True) -> T:
         if self._closed:
-            raise IntegrationError(SYSTEM, f"{what}: the Vault client is closed", permanent=True)
+            raise IntegrationError(
+                SYSTEM, ErrorCode.UNAVAILABLE, f"{what}: the Vault client is closed", permanent=True
+            )
         loop = asyncio.get_running_loop()
         # Each request is bounded by `timeout` in the thread; this bounds the caller too
         # (a login may precede the request, hence the extra timeout).
@@ -383,12 +395,17 @@ class VaultSecrets:
                 )
         except TimeoutError as exc:
             raise IntegrationError(
-                SYSTEM, f"{what}: no answer from {_safe_addr(self.addr)} within {budget:g}s"
+                SYSTEM,
+                ErrorCode.TIMEOUT,
+                f"{what}: no answer from {_safe_addr(self.addr)} within {budget:g}s",
             ) from exc
         except RuntimeError as exc:  # the pool was shut down under us
             if self._closed:
                 raise IntegrationError(
-                    SYSTEM, f"{what}: the Vault client is closed", permanent=True
+                    SYSTEM,
+                    ErrorCode.UNAVAILABLE,
+                    f"{what}: the Vault client is closed",
+                    permanent=True,
                 ) from exc
             raise
 
@@ -423,19 +440,27 @@ class VaultSecrets:
         status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), None)
         if isinstance(exc, hvac_errors.InvalidPath):
             return IntegrationError(
-                SYSTEM, f"{what}: not found in the {self.mount_point}/ mount", permanent=True
+                SYSTEM,
+                ErrorCode.NOT_FOUND,
+                f"{what}: not found in the {self.mount_point}/ mount",
+                permanent=True,
             )
         if isinstance(exc, hvac_errors.Forbidden | hvac_errors.Unauthorized):
             return IntegrationError(
                 SYSTEM,
+                ErrorCode.DENIED,
                 f"{what}: permission denied (the Vault token is invalid or expired, "
                 "or its policy does not allow this path)",
                 permanent=True,
             )
         if isinstance(exc, hvac_errors.RateLimitExceeded):
-            return IntegrationError(SYSTEM, f"{what}: rate limited (HTTP 429)", retry_after=1.0)
+            return IntegrationError(
+                SYSTEM, ErrorCode.RATE_LIMITED, f"{what}: rate limited (HTTP 429)", retry_after=1.0
+            )
         if isinstance(exc, hvac_errors.VaultDown):
-            return IntegrationError(SYSTEM, f"{what}: Vault is sealed or unavailable (HTTP 503)")
+            return IntegrationError(
+                SYSTEM, ErrorCode.UNAVAILABLE, f"{what}: Vault is sealed or unavailable (HTTP 503)"
+            )
         where = _safe_addr(self.addr)
         if write and isinstance(
             exc, OSError | hvac_errors.InternalServerError | hvac_errors.BadGateway
@@ -443,6 +468,7 @@ class VaultSecrets:
             label = f"HTTP {status}" if status else type(exc).__name__
             return IntegrationError(
                 SYSTEM,
+                ErrorCode.UNAVAILABLE,
                 f"{what}: no clean answer from {where} ({label}); the outcome is unknown, "
                 "check the secret's versions before rotating again",
                 permanent=True,
@@ -451,12 +477,23 @@ class VaultSecrets:
             kind = type(exc).__name__
             if "Timeout" in kind:
                 return IntegrationError(
-                    SYSTEM, f"{what}: no answer from Vault at {where} within {self.timeout:g}s"
+                    SYSTEM,
+                    ErrorCode.TIMEOUT,
+                    f"{what}: no answer from Vault at {where} within {self.timeout:g}s",
                 )
-            return IntegrationError(SYSTEM, f"{what}: cannot reach Vault at {where} ({kind})")
+            return IntegrationError(
+                SYSTEM, ErrorCode.UNAVAILABLE, f"{what}: cannot reach Vault at {where} ({kind})"
+            )
         if isinstance(exc, hvac_errors.InvalidRequest | hvac_errors.VaultNotInitialized):
             return IntegrationError(
-                SYSTEM, f"{what}: rejected by Vault (HTTP {status})", permanent=True
+                SYSTEM,
+                ErrorCode.REFUSED,
+                f"{what}: rejected by Vault (HTTP {status})",
+                permanent=True,
             )
         label = f"HTTP {status}" if status else type(exc).__name__
-        return IntegrationError(SYSTEM, f"{what}: Vault error ({label})")
+        return IntegrationError(
+            SYSTEM,
+            ErrorCode.for_status(status) if status else ErrorCode.UNAVAILABLE,
+            f"{what}: Vault error ({label})",
+        )

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bot.core import guard
+from bot.core import guard, metrics
 from bot.core.errors import IntegrationError, NotFound
 from bot.core.logs import get_logger
 from bot.core.metrics import REDACTIONS
@@ -100,6 +100,7 @@ async def run_check(ref: CheckRef, probes: Probes) -> Finding:
     except NotConfigured as exc:
         return finding("error", str(exc))
     except IntegrationError as exc:
+        metrics.integration_error(exc.service)
         return finding("error", str(exc))
     except Exception as exc:  # a check's bug must not hide the other findings
         log.exception("diagnose.check_failed", check=ref.check, id=ref.id)
@@ -191,7 +192,7 @@ class Diagnoser:
         return report
 
     async def _record(
-        self, incident: Incident, *, kind: str, actor: str, text: str, data: dict[str, Any]
+        self, incident: Incident, *, kind: Kind, actor: str, text: str, data: dict[str, Any]
     ) -> None:
         await self.incidents.record_event(incident.id, kind=kind, actor=actor, text=text, data=data)
 

@@ -46,7 +46,7 @@ from typing import Any
 from pydantic import SecretStr, ValidationError
 
 from bot.core import metrics
-from bot.core.errors import ConfigError, IntegrationError
+from bot.core.errors import ConfigError, ErrorCode, IntegrationError
 from bot.core.logs import get_logger
 from bot.core.settings import Settings
 from bot.integrations.vault import VaultSecrets
@@ -173,7 +173,7 @@ class LiveSecrets:
         try:
             found = await self._read()
         except IntegrationError as exc:
-            if "not found" in str(exc):
+            if exc.code == ErrorCode.NOT_FOUND:
                 raise ConfigError(
                     f"VAULT_SECRETS_PATH: there is no secret at {self.where} in Vault"
                     f" (put the bot's secrets there as keys {', '.join(SECRET_SETTINGS)})"
@@ -210,6 +210,7 @@ class LiveSecrets:
         try:
             found = await self._read()
         except IntegrationError as exc:
+            metrics.integration_error(exc.service)
             metrics.SECRET_RELOADS.labels("failed").inc()
             log.warning("secrets.reload_failed", vault=self.where, error=str(exc))
             return frozenset()

@@ -228,8 +228,13 @@ def follow_rotation(
 # ---------------------------------------------------------------------- draining
 
 
-async def drain(services: Services, *, grace: float, stop: Stop | None = None) -> bool:
-    """Wait for work in flight (bounded), then flush the outbox briefly. True if all finished."""
+async def drain(
+    services: Services, *, grace: float, stop: Stop | None = None, flush: bool = True
+) -> bool:
+    """Wait for work in flight (bounded), then flush the outbox briefly. True if all finished.
+
+    ``flush=False`` (``serve --no-worker``): what the work queued is left to ``icbot worker``.
+    """
     started = time.monotonic()
     idle = asyncio.ensure_future(services.inflight.idle(timeout=grace))
     waiters: set[asyncio.Future[Any]] = {idle}
@@ -251,13 +256,14 @@ async def drain(services: Services, *, grace: float, stop: Stop | None = None) -
         log.warning("shutdown.drain_incomplete", grace=grace)
         return False
     remaining = grace - (time.monotonic() - started)
-    if remaining > 0:
-        await _flush(services, min(remaining, OUTBOX_FLUSH))
+    if flush and remaining > 0:
+        await flush_outboxes(services, min(remaining, OUTBOX_FLUSH))
     log.info("shutdown.drained", seconds=round(time.monotonic() - started, 3))
     return True
 
 
-async def _flush(services: Services, timeout: float) -> None:
+async def flush_outboxes(services: Services, timeout: float) -> None:
+    """Deliver what the outbox (and the PagerDuty queue) hold, for at most `timeout` seconds."""
     queues: list[Any] = [services.outbox]
     if services.pager_queue is not None:
         queues.append(services.pager_queue)
@@ -292,8 +298,13 @@ async def serve_http(
     *,
     grace: float = DEFAULT_GRACE,
     secrets_interval: float = DEFAULT_INTERVAL,
+    run_workers: bool = True,
 ) -> None:
-    """`icbot serve`: secrets, database, services, the HTTP app on PORT; drain on SIGTERM."""
+    """`icbot serve`: secrets, database, services, the HTTP app on PORT; drain on SIGTERM.
+
+    With ``run_workers=False`` (``--no-worker``) the background loops are left to a separate
+    ``icbot worker`` (:mod:`bot.runtime.worker`): this process only answers Slack.
+    """
     from bot.runtime.services import open_services
     from bot.runtime.web import build_web_app
     from bot.store.db import database
@@ -305,7 +316,7 @@ async def serve_http(
         token, signing_secret = settings.require_slack()
         async with (
             database(dsn_setting(settings), settings.data_dir) as dsn,
-            open_services(settings, dsn=dsn, token=token) as services,
+            open_services(settings, dsn=dsn, token=token, run_workers=run_workers) as services,
         ):
             bolt = build_slack_app(services)
             use_current_token(bolt, services.client)
@@ -320,7 +331,7 @@ async def serve_http(
                     await stop.wait()
                     serve_log.info("serve.stopping", grace=grace)
                     await begin_stopping(app)
-                    await drain(services, grace=grace, stop=stop)
+                    await drain(services, grace=grace, stop=stop, flush=run_workers)
             finally:
                 await runner.cleanup()
             serve_log.info("serve.stopped")

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from bot.core import guard
 from bot.store import Conn
+
+
+class OutboxKind(StrEnum):
+    """What a Slack outbox row asks for (its ``kind`` column; PagerDuty rows: ``PagerKind``)."""
+
+    CARD = "card"  # post or update the incident's card (the thread's root)
+    REPLY = "reply"  # a timeline entry as a reply of its own
+    DIGEST = "digest"  # a timeline entry as a line of the thread's digest
+    REFRESH = "refresh"  # re-render a reply already posted (an approval card) with its state now
+    FILE_DELETE = "file_delete"  # delete a file the bot shared in the thread
 
 
 @dataclass(frozen=True)
@@ -24,7 +35,12 @@ class OutboxItem:
 
 
 async def enqueue_reply(
-    conn: Conn, *, incident_id: int, timeline_id: int, seq: int, kind: str = "reply"
+    conn: Conn,
+    *,
+    incident_id: int,
+    timeline_id: int,
+    seq: int,
+    kind: OutboxKind = OutboxKind.REPLY,
 ) -> None:
     """Queue entry `seq` for the thread: a `reply` of its own, or a line of the `digest`."""
     await conn.execute(
@@ -40,8 +56,9 @@ async def enqueue_reply(
 async def enqueue_card(conn: Conn, *, incident_id: int, version: int) -> None:
     await conn.execute(
         """INSERT INTO outbox (incident_id, kind, dedupe_key)
-           VALUES ($1, 'card', $2) ON CONFLICT (dedupe_key) DO NOTHING""",
+           VALUES ($1, $2, $3) ON CONFLICT (dedupe_key) DO NOTHING""",
         incident_id,
+        OutboxKind.CARD,
         f"inc{incident_id}:card{version}",
     )
 
@@ -50,8 +67,9 @@ async def enqueue_refresh(conn: Conn, *, incident_id: int, timeline_id: int, ver
     """Re-render a reply already posted for `timeline_id` (an approval card) with its state now."""
     await conn.execute(
         """INSERT INTO outbox (incident_id, kind, dedupe_key, timeline_id)
-           VALUES ($1, 'refresh', $2, $3) ON CONFLICT (dedupe_key) DO NOTHING""",
+           VALUES ($1, $2, $3, $4) ON CONFLICT (dedupe_key) DO NOTHING""",
         incident_id,
+        OutboxKind.REFRESH,
         f"inc{incident_id}:refresh{timeline_id}:{version}",
         timeline_id,
     )
@@ -61,8 +79,9 @@ async def enqueue_file_delete(conn: Conn, *, incident_id: int, file_id: str) -> 
     """Delete a file the bot shared in the incident's thread (a draft quoting deleted words)."""
     await conn.execute(
         """INSERT INTO outbox (incident_id, kind, dedupe_key, payload)
-           VALUES ($1, 'file_delete', $2, $3) ON CONFLICT (dedupe_key) DO NOTHING""",
+           VALUES ($1, $2, $3, $4) ON CONFLICT (dedupe_key) DO NOTHING""",
         incident_id,
+        OutboxKind.FILE_DELETE,
         f"inc{incident_id}:filedel:{file_id}",
         {"file": file_id},
     )
@@ -72,20 +91,21 @@ async def later_refresh(conn: Conn, item: OutboxItem) -> bool:
     """Is another refresh of the same reply queued after this one (so this one can be skipped)?"""
     found = await conn.fetchval(
         """SELECT true FROM outbox
-           WHERE incident_id = $1 AND kind = 'refresh' AND timeline_id = $2 AND id > $3
+           WHERE incident_id = $1 AND kind = $4 AND timeline_id = $2 AND id > $3
              AND done_at IS NULL LIMIT 1""",
         item.incident_id,
         item.timeline_id,
         item.id,
+        OutboxKind.REFRESH,
     )
     return bool(found)
 
 
 async def posted_ts(conn: Conn, timeline_id: int) -> str | None:
     ts: str | None = await conn.fetchval(
-        "SELECT posted_ts FROM outbox WHERE timeline_id = $1 AND kind = 'reply'"
-        " AND done_at IS NOT NULL",
+        "SELECT posted_ts FROM outbox WHERE timeline_id = $1 AND kind = $2 AND done_at IS NOT NULL",
         timeline_id,
+        OutboxKind.REPLY,
     )
     return ts
 

@@ -27,7 +27,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bot.core.errors import IntegrationError
+from bot.core.errors import ErrorCode, IntegrationError
 from bot.core.metrics import REGISTRY
 from bot.core.settings import BUNDLED_PLAYBOOKS
 from bot.domain import alerts as alerts_mod
@@ -480,7 +480,7 @@ async def test_a_failed_round_is_rewound_and_retried_without_double_effects(
     source, dead = ListSource(), DeadLetterList()
     source.add(alert(), b"junk", alert())
     intake = make_intake(pool, incidents, source, dead)
-    dead.fail = IntegrationError("kafka", "dead-letter topic unavailable")
+    dead.fail = IntegrationError("kafka", ErrorCode.UNAVAILABLE, "dead-letter topic unavailable")
     with pytest.raises(IntegrationError):
         await intake.process_once()
     assert source.rewound == [{("alerts", 0): 0}] and source.committed == {}

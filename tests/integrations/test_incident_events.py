@@ -28,7 +28,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bot.core.errors import IntegrationError
+from bot.core.errors import ErrorCode, IntegrationError
 from bot.core.settings import BUNDLED_PLAYBOOKS
 from bot.delivery.incident_events import IncidentEvents, event_value
 from bot.domain import timeline
@@ -159,7 +159,7 @@ async def test_while_the_broker_fails_the_mark_waits_and_nothing_is_skipped(
     sink = ListSink()
     events = IncidentEvents(pool, sink)
     await events.drain(timeout=10)
-    sink.fail = IntegrationError("kafka", "broker down")
+    sink.fail = IntegrationError("kafka", ErrorCode.UNAVAILABLE, "broker down")
     for i in range(3):
         await incidents.add_note(ref=1, text=f"during the outage {i}", actor="U2")
     assert await events.process_once() == 0

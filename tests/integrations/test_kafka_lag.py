@@ -104,7 +104,7 @@ async def test_unknown_topic_is_a_permanent_error_and_not_created(
     ghost = _name("ghost")
     with pytest.raises(IntegrationError, match="unknown topic") as err:
         await lag.consumer_lag("g", [ghost])
-    assert err.value.system == "kafka" and err.value.permanent
+    assert err.value.service == "kafka" and err.value.permanent
     with pytest.raises(IntegrationError, match="unknown topic"):
         await lag.end_offsets(ghost)
     # asking must not have auto-created it (tansu auto-creates on named-topic metadata)
@@ -136,7 +136,7 @@ async def test_broker_down_is_an_integration_error_quickly() -> None:
     with pytest.raises(IntegrationError) as err:
         async with KafkaLag(f"127.0.0.1:{port}", request_timeout_ms=500) as adapter:
             await adapter.consumer_lag("g", None)
-    assert err.value.system == "kafka"
+    assert err.value.service == "kafka"
     assert time.monotonic() - started < 3
 
 
@@ -176,7 +176,7 @@ async def test_broker_going_away_mid_life() -> None:
             started = time.monotonic()
             with pytest.raises(IntegrationError) as err:
                 await adapter.consumer_lag("g", [topic])
-            assert err.value.system == "kafka" and not err.value.permanent
+            assert err.value.service == "kafka" and not err.value.permanent
             assert time.monotonic() - started < 3
         finally:
             await adapter.close()

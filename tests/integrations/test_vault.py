@@ -135,7 +135,7 @@ async def test_calls_run_in_the_vault_thread_pool_not_on_the_event_loop(
 async def test_unknown_path_is_a_permanent_not_found(vault: VaultSecrets) -> None:
     with pytest.raises(IntegrationError, match="not found") as caught:
         await vault.read(_path("missing"), "password")
-    assert caught.value.system == "vault" and caught.value.permanent
+    assert caught.value.service == "vault" and caught.value.permanent
     with pytest.raises(IntegrationError, match="not found") as rotating:
         await vault.rotate(_path("missing"), "password")
     assert rotating.value.permanent

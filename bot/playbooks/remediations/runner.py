@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from bot.core.errors import IntegrationError, NotFound, UserError
+from bot.core.errors import ErrorCode, IntegrationError, NotFound, UserError
 from bot.core.models import Clock, utcnow
 from bot.core.timefmt import human_duration
 from bot.playbooks.checks.probes import DeploymentInfo, Lag, Revision
@@ -145,8 +145,8 @@ class Remediator:
     async def history(self, p: DeploymentTarget) -> list[Revision]:
         try:
             history = await self.kube_ops().history(p.namespace, p.deployment)
-        except Exception as exc:
-            if "not found" in str(exc):
+        except IntegrationError as exc:
+            if exc.code == ErrorCode.NOT_FOUND:
                 raise NotFound(
                     f"There is no deployment `{p.deployment}` in namespace `{p.namespace}`."
                 ) from exc
@@ -211,7 +211,7 @@ class Remediator:
         try:
             versions = await self.vault_ops().versions(path)
         except IntegrationError as exc:
-            if "not found" in str(exc):
+            if exc.code == ErrorCode.NOT_FOUND:
                 raise NotFound(f"There is no secret at `{path}` in Vault.") from exc
             raise
         if not versions:
@@ -243,7 +243,7 @@ class Remediator:
         try:
             return await self.actuator_ops().flag(CONFIG_SERVICE, name, token=await self.token())
         except IntegrationError as exc:
-            if exc.permanent and "not found" in str(exc):
+            if exc.code == ErrorCode.NOT_FOUND:
                 raise NotFound(f"There is no feature flag `{name}`.") from exc
             raise
 
