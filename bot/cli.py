@@ -208,8 +208,9 @@ def _incident_number(incident: str) -> int:
 def _incidents(pool: asyncpg.Pool, settings: Settings) -> Incidents:
     from bot.domain.incidents import Incidents
     from bot.domain.policy import load_severity_policy
+    from bot.domain.uow import UnitOfWork
 
-    return Incidents(pool, load_severity_policy(settings.playbooks_dir), channel_id="")
+    return Incidents(UnitOfWork(pool), load_severity_policy(settings.playbooks_dir), channel_id="")
 
 
 async def _migrate(settings: Settings) -> list[str]:

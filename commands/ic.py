@@ -48,6 +48,7 @@ class IcHandlers:
         self.services = services
         self.scribe = services.scribe
         self.drafts = Drafts(
+            services.uow,
             services.incidents,
             services.chat,
             picture_link=lambda i: self.links.url(i.id, now=services.clock(), suffix=".svg"),

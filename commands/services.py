@@ -26,6 +26,7 @@ from bot.domain.policy import SeverityPolicy
 from bot.domain.ports import Chat
 from bot.domain.prompts import Prompter
 from bot.domain.scribe import Scribe
+from bot.domain.uow import UnitOfWork
 from bot.playbooks.catalogue import Catalogue
 from bot.playbooks.checks.probes import Probes
 from bot.playbooks.diagnose import Diagnoser
@@ -36,6 +37,7 @@ from bot.playbooks.remediations.runner import Remediator
 class Services:
     settings: Settings
     pool: asyncpg.Pool
+    uow: UnitOfWork
     policy: SeverityPolicy
     client: AsyncWebClient
     chat: Chat

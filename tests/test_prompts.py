@@ -7,6 +7,7 @@ from typing import Any
 
 from bot.core.ids import ChecklistAction, PromptAction
 from bot.domain.prompts import Prompter
+from bot.domain.uow import UnitOfWork
 from bot.store import db
 from tests.conftest import Bot
 
@@ -244,7 +245,9 @@ async def test_three_replicas_post_each_due_prompt_exactly_once(bot: Bot, dsn: s
     bot.clock.advance(minutes=31)
     pools = [await db.create_pool(dsn, min_size=1, max_size=2) for _ in range(3)]
     try:
-        replicas = [Prompter(pool, bot.services.policy, clock=bot.clock) for pool in pools]
+        replicas = [
+            Prompter(UnitOfWork(pool, clock=bot.clock), bot.services.policy) for pool in pools
+        ]
         await asyncio.gather(*(r.tick() for r in replicas for _ in range(3)))
     finally:
         for pool in pools:

@@ -359,7 +359,11 @@ async def test_a_deletion_racing_the_capture_of_its_message_still_drops_its_word
     """Two replicas: the capture's transaction is open when the deletion arrives."""
     await bot.command("declare Payments failing sev2", user="dana")
     msg = bot.slack.post_user_message(WAR_ROOM, "erin", "secret", thread_ts=bot.card(1).ts)
-    scribe = Scribe(bot.services.incidents, SlackMessages(bot.services.client, parse=chat_message))
+    scribe = Scribe(
+        bot.services.uow,
+        bot.services.incidents,
+        SlackMessages(bot.services.client, parse=chat_message),
+    )
     async with bot.services.pool.acquire() as conn:
         capture = conn.transaction()
         await capture.start()

@@ -53,8 +53,8 @@ The alert and incident-events series are defined next to their work (`bot/domain
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -254,34 +254,14 @@ def integration_error(service: str) -> None:
     INTEGRATION_ERRORS.labels(service).inc()
 
 
-class _Pool(Protocol):
-    def acquire(self) -> Any: ...
-
-
-# One round trip: every gauge of shared state. `now()` is the database's clock, as the timers use.
-_STATE_SQL = """
-SELECT 'open' AS series, severity AS label, count(*)::float8 AS value
-  FROM incidents WHERE resolved_at IS NULL GROUP BY severity
-UNION ALL
-SELECT 'overdue', severity, count(*)::float8
-  FROM incidents WHERE resolved_at IS NULL AND unanswered > 0 GROUP BY severity
-UNION ALL
-SELECT 'due', severity, count(*)::float8
-  FROM incidents
- WHERE resolved_at IS NULL AND next_prompt_at IS NOT NULL AND next_prompt_at <= now()
- GROUP BY severity
-UNION ALL
-SELECT 'depth', channel, count(*)::float8 FROM outbox WHERE done_at IS NULL GROUP BY channel
-UNION ALL
-SELECT 'oldest', channel, COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8
-  FROM outbox WHERE done_at IS NULL GROUP BY channel
-"""
-
-
 async def refresh_from_database(
-    pool: _Pool, *, severities: Iterable[str], inflight: int | None = None
+    read: Callable[[], Awaitable[Mapping[tuple[str, str], float]]],
+    *,
+    severities: Iterable[str],
+    inflight: int | None = None,
 ) -> bool:
-    """Set the shared-state gauges from PostgreSQL; False (and `icbot_database_up` 0) on failure.
+    """Set the shared-state gauges from PostgreSQL (`read`: `bot.store.gauges.shared_state`,
+    {(series, label): value}); False (and `icbot_database_up` 0) on failure.
 
     Every severity of the policy and every target is set, to 0 when absent, so a series drops
     back to 0 instead of keeping its last non-zero value. `inflight` (this process's count of
@@ -291,14 +271,10 @@ async def refresh_from_database(
         INFLIGHT.set(inflight)
     try:
         async with asyncio.timeout(DB_TIMEOUT):
-            async with pool.acquire() as conn:
-                rows = await conn.fetch(_STATE_SQL)
+            found = await read()
     except Exception:
         DATABASE_UP.set(0)
         return False
-    found: dict[tuple[str, str], float] = {
-        (str(r["series"]), str(r["label"])): float(r["value"]) for r in rows
-    }
     levels = sorted({*severities, *(label for s, label in found if s == "open")})
     for severity in levels:
         OPEN_INCIDENTS.labels(severity).set(found.get(("open", severity), 0.0))

@@ -64,12 +64,11 @@ from prometheus_client import Counter, Gauge, Histogram
 from bot.core.errors import UserError
 from bot.core.logs import get_logger
 from bot.core.metrics import REGISTRY
-from bot.core.models import Clock, utcnow
 from bot.delivery.worker import Worker
-from bot.domain import timeline
 from bot.domain.incidents import Incidents
 from bot.domain.policy import SeverityPolicy
 from bot.domain.timeline import Kind
+from bot.domain.uow import Tx, UnitOfWork
 from bot.store import Conn
 from bot.store import alerts as alerts_sql
 from bot.store import incidents as incidents_sql
@@ -541,7 +540,7 @@ class AlertIntake(Worker):
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        uow: UnitOfWork,
         incidents: Incidents,
         policy: SeverityPolicy,
         *,
@@ -551,11 +550,10 @@ class AlertIntake(Worker):
         window: timedelta = timedelta(minutes=5),
         batch: int = 1000,
         poll_timeout: float = 0.5,
-        clock: Clock = utcnow,
         after_store: Callable[[BatchResult], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(poll_interval=0.0)
-        self.pool = pool
+        self.uow = uow
         self.incidents = incidents
         self.policy = policy
         self.source = source
@@ -566,7 +564,6 @@ class AlertIntake(Worker):
             raise ValueError("the alert window must be positive")
         self.batch = batch
         self.poll_timeout = poll_timeout
-        self.clock = clock
         self.after_store = after_store  # tests: runs between the store and the offset commit
         self._lag_series: set[TopicPartition] = set()
         self._uncommitted: dict[TopicPartition, int] = {}
@@ -627,7 +624,7 @@ class AlertIntake(Worker):
         commit: dict[TopicPartition, int] = {}
         for record in records:
             commit[record.tp] = max(commit.get(record.tp, 0), record.offset + 1)
-        async with self.pool.acquire() as conn:
+        async with self.uow.connection() as conn:
             fence = await alerts_sql.fences(conn, self.group_id, list(commit))
         fresh = [r for r in records if r.offset >= fence.get(r.tp, 0)]
         # A redelivered batch must not move the committed offset back behind the fence.
@@ -666,18 +663,16 @@ class AlertIntake(Worker):
         self, good: Sequence[tuple[RawRecord, Alert]], commit: Mapping[TopicPartition, int]
     ) -> tuple[int, list[int], int]:
         """One transaction: the fence, the groups, the incidents. (stored, declared, skipped)"""
-        async with self.pool.acquire() as conn:
-            async with conn.transaction():
-                fence = await alerts_sql.lock_fences(conn, self.group_id, list(commit))
-                todo = [(r, a) for r, a in good if r.offset >= fence[r.tp]]
-                declared, outcomes, cards = await self._apply(conn, todo) if todo else ([], {}, [])
-                await alerts_sql.advance_fences(conn, self.group_id, commit, now=self.clock())
-            await self._recheck_cards(conn, cards)
+        async with self.uow.transaction() as tx:
+            fence = await alerts_sql.lock_fences(tx.conn, self.group_id, list(commit))
+            todo = [(r, a) for r, a in good if r.offset >= fence[r.tp]]
+            declared, outcomes, cards = await self._apply(tx, todo) if todo else ([], {}, [])
+            await alerts_sql.advance_fences(tx.conn, self.group_id, commit, now=tx.now)
+        async with self.uow.transaction() as tx:  # kicks the outbox if it queued a card
+            await self._recheck_cards(tx.conn, cards)
         for outcome, count in outcomes.items():
             if count:
                 ALERTS.labels(outcome).inc(count)
-        if todo:
-            self.incidents.on_change()
         return len(todo), declared, len(good) - len(todo)
 
     async def _store_one_by_one(
@@ -695,15 +690,15 @@ class AlertIntake(Worker):
             stored, skipped = stored + n, skipped + dup
             declared += ids
         # Everything up to the batch's end is now stored or dead-lettered.
-        async with self.pool.acquire() as conn, conn.transaction():
-            await alerts_sql.lock_fences(conn, self.group_id, list(commit))
-            await alerts_sql.advance_fences(conn, self.group_id, commit, now=self.clock())
+        async with self.uow.transaction() as tx:
+            await alerts_sql.lock_fences(tx.conn, self.group_id, list(commit))
+            await alerts_sql.advance_fences(tx.conn, self.group_id, commit, now=tx.now)
         return stored, declared, skipped, refused
 
     async def _apply(
-        self, conn: Conn, todo: Sequence[tuple[RawRecord, Alert]]
+        self, tx: Tx, todo: Sequence[tuple[RawRecord, Alert]]
     ) -> tuple[list[int], dict[str, int], list[_CardWatch]]:
-        now = self.clock()
+        conn, now = tx.conn, tx.now
         await alerts_sql.lock_services(conn, {a.service for _, a in todo})
         stored = await alerts_sql.latest_groups(conn, {(a.service, a.fingerprint) for _, a in todo})
         open_by_service = await alerts_sql.open_incidents(conn, {a.service for _, a in todo})
@@ -716,7 +711,7 @@ class AlertIntake(Worker):
             planner.add(at, alert)
         for new in planner.new_incidents:
             change = await self.incidents.declare_in(
-                conn,
+                tx,
                 title=incident_title(new.alert),
                 severity=map_severity(new.alert.severity, self.policy),
                 actor=ACTOR,
@@ -743,19 +738,18 @@ class AlertIntake(Worker):
         )
         cards: list[_CardWatch] = []
         for incident_id, effect in effects:
-            watch = await self._record(conn, incident_id, effect, now=now)
+            watch = await self._record(tx, incident_id, effect)
             if watch is not None:
                 cards.append(watch)
         return [_incident_id(new) for new in planner.new_incidents], planner.outcomes, cards
 
-    async def _raise_severity(
-        self, conn: Conn, incident_id: int, effect: _Effect, *, now: datetime
-    ) -> None:
+    async def _raise_severity(self, tx: Tx, incident_id: int, effect: _Effect) -> None:
         """A more severe alert joining an open incident raises its severity, unless a person
         chose the severity (declared it, or changed it): theirs stands, and the alert's entry
         in the thread already says how severe the alert is."""
         worst = min(effect.fired, key=lambda f: _rank(map_severity(f[1].severity, self.policy)))
         wanted = map_severity(worst[1].severity, self.policy)
+        conn = tx.conn
         incident = await incidents_sql.get(conn, incident_id)
         if incident is None or incident.is_resolved:
             return
@@ -768,15 +762,13 @@ class AlertIntake(Worker):
         if chosen is not None and chosen.actor != ACTOR:
             return
         await self.incidents.change_severity_in(
-            conn, incident, wanted, actor=ACTOR,
+            tx, incident, wanted, actor=ACTOR,
             because=f"by alert {_named(worst[0])} (severity {worst[1].severity})",
-            now=now,
         )  # fmt: skip
 
-    async def _record(
-        self, conn: Conn, incident_id: int, effect: _Effect, *, now: datetime
-    ) -> _CardWatch | None:
+    async def _record(self, tx: Tx, incident_id: int, effect: _Effect) -> _CardWatch | None:
         """The timeline entries and the counter of one incident for one batch."""
+        conn, now = tx.conn, tx.now
         if effect.fired:
             if len(effect.fired) == 1:
                 group, alert, again = effect.fired[0]
@@ -790,13 +782,12 @@ class AlertIntake(Worker):
             else:
                 names = [_named(g) + (" (again)" if again else "") for g, _, again in effect.fired]
                 text = f"{len(names)} alerts are firing: {_listing(names)}."
-            await timeline.record(
-                conn, incident_id=incident_id, kind=Kind.ALERT_FIRING, actor=ACTOR,
-                occurred_at=now, text=text,
+            await tx.record(
+                incident_id=incident_id, kind=Kind.ALERT_FIRING, actor=ACTOR, text=text,
                 data={"alerts": [_alert_data(g) for g, _, _ in effect.fired[:50]],
                       "count": len(effect.fired)},
             )  # fmt: skip
-            await self._raise_severity(conn, incident_id, effect, now=now)
+            await self._raise_severity(tx, incident_id, effect)
         if effect.resolved:
             if len(effect.resolved) == 1:
                 group = effect.resolved[0]
@@ -810,9 +801,8 @@ class AlertIntake(Worker):
                     f"{len(effect.resolved)} alerts resolved:"
                     f" {_listing([_named(g) for g in effect.resolved])}."
                 )
-            await timeline.record(
-                conn, incident_id=incident_id, kind=Kind.ALERT_RESOLVED, actor=ACTOR,
-                occurred_at=now, text=text,
+            await tx.record(
+                incident_id=incident_id, kind=Kind.ALERT_RESOLVED, actor=ACTOR, text=text,
                 data={"alerts": [_alert_data(g) for g in effect.resolved[:50]],
                       "count": len(effect.resolved)},
             )  # fmt: skip

@@ -25,10 +25,10 @@ from bot.core import metrics
 from bot.core.errors import ConfigError, Conflict, NotFound, UserError
 from bot.core.logs import get_logger
 from bot.core.models import IC, Incident, normalise_role
-from bot.domain import timeline
 from bot.domain.incidents import Incidents
 from bot.domain.policy import Duration
 from bot.domain.timeline import Kind
+from bot.domain.uow import UnitOfWork
 from bot.playbooks.remediations import REMEDIATIONS
 from bot.playbooks.remediations.runner import Remediator
 from bot.store import actions as actions_sql
@@ -216,6 +216,7 @@ class Decision:
 class Approvals:
     def __init__(
         self,
+        uow: UnitOfWork,
         incidents: Incidents,
         policy: ApprovalsFile,
         remediator: Remediator,
@@ -228,8 +229,8 @@ class Approvals:
         # within it, was left by a dead process (see `fail_interrupted`).
         self.lease = lease
         self.oncall = oncall
+        self.uow = uow
         self.incidents = incidents
-        self.pool = incidents.pool
         self.policy = policy
         self.remediator = remediator
         self.members = members
@@ -256,10 +257,10 @@ class Approvals:
         incident = await self.incidents.get(ref, allow_resolved=False)
         preview = await self.remediator.preview(action, parsed)  # refuses unknown targets
         need = requirement(self.policy, action, parsed.model_dump())
-        now = self.incidents.clock()
-        async with self.pool.acquire() as conn, conn.transaction():
+        now = self.uow.clock()
+        async with self.uow.transaction() as tx:
             pending = await actions_sql.insert(
-                conn,
+                tx.conn,
                 incident_id=incident.id,
                 action=action,
                 label=label,
@@ -273,8 +274,7 @@ class Approvals:
                 target=spec.target(parsed) if spec.target else None,
             )
             who = describe(need.approvers)
-            entry = await timeline.record(
-                conn,
+            entry = await tx.record(
                 incident_id=incident.id,
                 kind=Kind.APPROVAL_REQUESTED,
                 actor=actor,
@@ -285,13 +285,12 @@ class Approvals:
                 ),
                 data={"pending_id": pending.id, "action": action, "params": pending.params},
             )
-            await actions_sql.set_entry(conn, pending.id, entry.id)
-        self.incidents.on_change()
+            await actions_sql.set_entry(tx.conn, pending.id, entry.id)
         log.info("remediation.requested", pending_id=pending.id, action=action, actor=actor)
         return pending
 
     async def get(self, pending_id: int) -> PendingAction:
-        async with self.pool.acquire() as conn:
+        async with self.uow.connection() as conn:
             pending = await actions_sql.get(conn, pending_id)
         if pending is None:
             raise NotFound("That request no longer exists.")
@@ -300,18 +299,18 @@ class Approvals:
     async def decide(self, pending_id: int, *, user: str, approve: bool) -> Decision:
         pending = await self.get(pending_id)
         incident = await self.incidents.get(pending.incident_id)
-        now = self.incidents.clock()
+        now = self.uow.clock()
         refusal = await self._refusal(pending, incident, user=user, now=now)
         if refusal:
             metrics.approval("refused")
             raise Conflict(refusal)
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.uow.transaction() as tx:
             if approve:
-                after = await actions_sql.add_approval(conn, pending_id, user=user, now=now)
+                after = await actions_sql.add_approval(tx.conn, pending_id, user=user, now=now)
             else:
-                after = await actions_sql.deny(conn, pending_id, user=user, now=now)
+                after = await actions_sql.deny(tx.conn, pending_id, user=user, now=now)
             if after is None:  # somebody else's click won the race
-                latest = await actions_sql.get(conn, pending_id)
+                latest = await actions_sql.get(tx.conn, pending_id)
                 assert latest is not None
                 metrics.approval("refused")
                 raise Conflict(self._why_not(latest, user=user, now=now))
@@ -327,12 +326,11 @@ class Approvals:
                     f" {after.required}); waiting for another approver."
                 )
                 kind = Kind.APPROVAL_GIVEN
-            await timeline.record(
-                conn, incident_id=after.incident_id, kind=kind, actor=user, occurred_at=now,
+            await tx.record(
+                incident_id=after.incident_id, kind=kind, actor=user, occurred_at=now,
                 text=text, data={"pending_id": after.id},
             )  # fmt: skip
-            await self._refresh_card(conn, after)
-        self.incidents.on_change()
+            await self._refresh_card(tx.conn, after)
         log.info("remediation.decided", pending_id=pending_id, by=user, status=after.status)
         metrics.approval(
             "denied" if not approve else "approved" if after.status == "approved" else "partial"
@@ -348,7 +346,7 @@ class Approvals:
             return "You asked for this; someone else has to approve (or deny) it."
         if user in pending.approvals:
             return "You already approved this; it needs another person."
-        async with self.pool.acquire() as conn:
+        async with self.uow.connection() as conn:
             grants = await incidents_sql.grants(conn, incident.id)
         return await ineligible(
             pending.approvers, user, grants=grants, requested_at=pending.requested_at,
@@ -374,8 +372,8 @@ class Approvals:
         only while no other run holds its target, and only if the target is still as the
         preview showed it."""
         for _ in range(3):  # the run holding the target may end between two looks
-            async with self.pool.acquire() as conn:
-                if await actions_sql.start_run(conn, pending_id, now=self.incidents.clock()):
+            async with self.uow.connection() as conn:
+                if await actions_sql.start_run(conn, pending_id, now=self.uow.clock()):
                     break
             await self._not_started(pending_id)
         else:
@@ -427,24 +425,25 @@ class Approvals:
         self, pending: PendingAction, *, status: str, result: dict[str, Any], text: str
     ) -> PendingAction:
         pending_id = pending.id
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.uow.transaction() as tx:
             late = not await actions_sql.transition(
-                conn, pending_id, from_status="running", to_status=status, result=result
+                tx.conn, pending_id, from_status="running", to_status=status, result=result
             )
             if late:
                 # The sweeper took this run for one a dead process left (its heartbeat
                 # stopped): the real outcome replaces its guess, and the thread says so.
-                await actions_sql.finish_interrupted(conn, pending_id, status=status, result=result)
+                await actions_sql.finish_interrupted(
+                    tx.conn, pending_id, status=status, result=result
+                )
             after = " (it finished after it had been reported interrupted)" if late else ""
-            await timeline.record(
-                conn, incident_id=pending.incident_id, kind=Kind.REMEDIATION_RESULT,
-                actor="icbot", occurred_at=self.incidents.clock(), text=f"{text}{after}",
+            await tx.record(
+                incident_id=pending.incident_id, kind=Kind.REMEDIATION_RESULT,
+                actor="icbot", text=f"{text}{after}",
                 data={"pending_id": pending_id, **result, **({"late": True} if late else {})},
             )  # fmt: skip
-            latest = await actions_sql.get(conn, pending_id)
+            latest = await actions_sql.get(tx.conn, pending_id)
             assert latest is not None
-            await self._refresh_card(conn, latest)
-        self.incidents.on_change()
+            await self._refresh_card(tx.conn, latest)
         log.info("remediation.finished", pending_id=pending_id, status=latest.status)
         return latest
 
@@ -455,7 +454,7 @@ class Approvals:
         pending = await self.get(pending_id)
         if pending.status != "approved" or pending.target is None:
             raise Conflict("This request is not waiting to run.")
-        async with self.pool.acquire() as conn:
+        async with self.uow.connection() as conn:
             other = await actions_sql.running_on(conn, pending.target)
         if other is None:
             return
@@ -464,21 +463,20 @@ class Approvals:
             " nothing was done; ask again once it has finished"
         )
         result = {"ok": False, "summary": summary, "verification": "not run", "busy": other.id}
-        now = self.incidents.clock()
-        async with self.pool.acquire() as conn, conn.transaction():
+        now = self.uow.clock()
+        async with self.uow.transaction() as tx:
             if not await actions_sql.transition(
-                conn, pending_id, from_status="approved", to_status="failed", result=result
+                tx.conn, pending_id, from_status="approved", to_status="failed", result=result
             ):
                 raise Conflict("This request is not waiting to run.")
-            await timeline.record(
-                conn, incident_id=pending.incident_id, kind=Kind.REMEDIATION_RESULT,
+            await tx.record(
+                incident_id=pending.incident_id, kind=Kind.REMEDIATION_RESULT,
                 actor="icbot", occurred_at=now, text=f":x: {pending.label}: {summary}.",
                 data={"pending_id": pending_id, **result},
             )  # fmt: skip
-            latest = await actions_sql.get(conn, pending_id)
+            latest = await actions_sql.get(tx.conn, pending_id)
             assert latest is not None
-            await self._refresh_card(conn, latest)
-        self.incidents.on_change()
+            await self._refresh_card(tx.conn, latest)
         log.info("remediation.busy", pending_id=pending_id, running=other.id)
         raise Conflict(f"*{pending.label}* was not run: {summary}.")
 
@@ -488,10 +486,8 @@ class Approvals:
         while True:
             await asyncio.sleep(max(self.lease.total_seconds() / 4, 0.1))
             try:
-                async with self.pool.acquire() as conn:
-                    if not await actions_sql.heartbeat(
-                        conn, pending_id, now=self.incidents.clock()
-                    ):
+                async with self.uow.connection() as conn:
+                    if not await actions_sql.heartbeat(conn, pending_id, now=self.uow.clock()):
                         return
             except Exception:
                 log.warning("remediation.heartbeat_failed", pending_id=pending_id, exc_info=True)
@@ -524,7 +520,7 @@ class Approvals:
         no heartbeat for `lease` (about a minute). Marked failed, never re-run (exactly once
         means at most once here: whether a cut-short run changed anything is for a person to
         check)."""
-        now = self.incidents.clock()
+        now = self.uow.clock()
         results = {
             "approved": {
                 "ok": False,
@@ -539,9 +535,9 @@ class Approvals:
                 "interrupted": True,
             },
         }
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.uow.transaction() as tx:
             stale = await actions_sql.claim_interrupted(
-                conn,
+                tx.conn,
                 approved_before=now - self.lease,
                 running_before=now - self.lease,
                 results=results,
@@ -549,32 +545,30 @@ class Approvals:
             )
             for pending, was in stale:
                 result = results[was]
-                await timeline.record(
-                    conn, incident_id=pending.incident_id, kind=Kind.REMEDIATION_RESULT,
+                await tx.record(
+                    incident_id=pending.incident_id, kind=Kind.REMEDIATION_RESULT,
                     actor="icbot", occurred_at=now,
                     text=f":x: {pending.label}: {result['summary']}.",
                     data={"pending_id": pending.id, "interrupted": was, **result},
                 )  # fmt: skip
-                await self._refresh_card(conn, pending)
+                await self._refresh_card(tx.conn, pending)
         if stale:
-            self.incidents.on_change()
             log.warning("remediation.interrupted", ids=[p.id for p, _ in stale])
         return len(stale)
 
     async def expire_due(self) -> int:
         """Mark requests past their expiry as expired (any replica; each once)."""
-        now = self.incidents.clock()
-        async with self.pool.acquire() as conn, conn.transaction():
-            expired = await actions_sql.claim_expired(conn, now=now, limit=100)
+        now = self.uow.clock()
+        async with self.uow.transaction() as tx:
+            expired = await actions_sql.claim_expired(tx.conn, now=now, limit=100)
             for pending in expired:
-                await timeline.record(
-                    conn, incident_id=pending.incident_id, kind=Kind.APPROVAL_EXPIRED,
+                await tx.record(
+                    incident_id=pending.incident_id, kind=Kind.APPROVAL_EXPIRED,
                     actor="icbot", occurred_at=now,
                     text=f"*{pending.label}* expired without enough approvals; nothing was done.",
                     data={"pending_id": pending.id},
                 )  # fmt: skip
-                await self._refresh_card(conn, pending)
+                await self._refresh_card(tx.conn, pending)
         if expired:
-            self.incidents.on_change()
             metrics.approval("expired", len(expired))
         return len(expired)

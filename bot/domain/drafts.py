@@ -22,11 +22,12 @@ from typing import Any
 
 from bot.core.errors import Conflict, NotFound
 from bot.core.models import Incident, TimelineEntry, incident_ref, who
-from bot.domain import once, timeline
+from bot.domain import once
 from bot.domain.incidents import Incidents
 from bot.domain.ports import Chat
 from bot.domain.postmortem import Figures, figures, render
 from bot.domain.timeline import Kind
+from bot.domain.uow import UnitOfWork
 from bot.store import digests as digests_sql
 from bot.store import incidents as incidents_sql
 from bot.store import timeline as timeline_sql
@@ -72,27 +73,27 @@ def comment(incident: Incident, *, actor: str, shown: Figures, picture: str | No
 class Drafts:
     def __init__(
         self,
+        uow: UnitOfWork,
         incidents: Incidents,
         chat: Chat,
         *,
         picture_link: Callable[[Incident], str] | None = None,
     ) -> None:
+        self.uow = uow
         self.incidents = incidents
         self.chat = chat
         self.picture_link = picture_link  # the incident page's SVG, linked from the post
-        self.pool = incidents.pool
-        self.clock = incidents.clock
 
     async def post(self, incident_id: int, *, actor: str) -> Posted:
         """Post the draft of the incident in its thread. Raises IntegrationError when Slack
         fails (nothing is recorded then), Conflict while the incident has no thread yet,
         Repeated for a repeat of a Slack request that posted it already (bot.domain.once)."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            await once.claim(conn)  # before the upload: a repeat waits here, then stops
-            incident = await incidents_sql.get(conn, incident_id)
+        async with self.uow.transaction() as tx:
+            await once.claim(tx.conn)  # before the upload: a repeat waits here, then stops
+            incident = await incidents_sql.get(tx.conn, incident_id)
             if incident is None:
                 raise NotFound(f"{incident_ref(incident_id)} does not exist.")
-            entries = await timeline_sql.entries(conn, incident.id)
+            entries = await timeline_sql.entries(tx.conn, incident.id)
             if incident.thread_ts is None:
                 raise Conflict(
                     f"{incident.ref}'s card is not in <#{incident.channel_id}> yet, so its"
@@ -114,7 +115,7 @@ class Drafts:
                 ),
             )
             # The file is below the open digest now: later chatter starts a new one under it.
-            await digests_sql.close(conn, incident.id)
+            await digests_sql.close(tx.conn, incident.id)
             lines = draft.count("\n")
             data: dict[str, Any] = {
                 "file": shared.id,
@@ -126,17 +127,14 @@ class Drafts:
                 "entries": shown.entries,
                 "upto": max((e.seq for e in entries), default=0),
             }
-            entry = await timeline.record(
-                conn,
+            entry = await tx.record(
                 incident_id=incident.id,
                 kind=Kind.POSTMORTEM_POSTED,
                 actor=actor,
-                occurred_at=self.clock(),
                 text=(
                     f"{who(actor)} posted the post-mortem draft in the thread: {shared.name}"
                     f" ({lines} lines, from {shown.entries} timeline entries)."
                 ),
                 data=data,
             )
-        self.incidents.on_change()
         return Posted(incident, entry, draft, shown)

@@ -6,24 +6,20 @@ Every change runs in one transaction with the timeline entry that describes it
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-
-import asyncpg
 
 from bot.core.errors import Ambiguous, Choice, Conflict, NotFound, UsageError
 from bot.core.models import (
     IC,
     MITIGATED_STAGES,
-    Clock,
     Incident,
     PagerIncident,
     Status,
     TimelineEntry,
     incident_ref,
-    utcnow,
     who,
 )
 from bot.core.text import control_character
@@ -32,6 +28,7 @@ from bot.domain import handover, history, once, pager, prompts, timeline
 from bot.domain.history import HistoryReport
 from bot.domain.policy import SeverityPolicy
 from bot.domain.timeline import Kind, Verification
+from bot.domain.uow import Tx, UnitOfWork
 from bot.store import Conn
 from bot.store import actions as actions_sql
 from bot.store import incidents as incidents_sql
@@ -51,6 +48,19 @@ class Change:
     entry: TimelineEntry
 
 
+@dataclass(frozen=True)
+class Entry:
+    """The timeline entry a change writes (its actor is the change's), and the PagerDuty
+    mirror of it, if any: (PagerKind, payload), keyed by the entry. `at`: when, if not the
+    transaction's time."""
+
+    kind: Kind
+    text: str
+    data: dict[str, Any]
+    at: datetime | None = None
+    mirror: tuple[pager.PagerKind, dict[str, Any]] | None = None
+
+
 def stage_of(text: str) -> Status | None:
     """`Mitigating: rolled back` → MITIGATING. The first word may name a lifecycle stage."""
     first = text.strip().split(maxsplit=1)[0] if text.strip() else ""
@@ -65,19 +75,15 @@ def stage_of(text: str) -> Status | None:
 class Incidents:
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        uow: UnitOfWork,
         policy: SeverityPolicy,
         *,
         channel_id: str,
-        clock: Clock = utcnow,
-        on_change: Callable[[], None] = lambda: None,
         pagerduty: bool = False,
     ) -> None:
-        self.pool = pool
+        self.uow = uow
         self.policy = policy
         self.channel_id = channel_id
-        self.clock = clock
-        self.on_change = on_change
         self.pagerduty = pagerduty  # mirror changes to PagerDuty (through its outbox)
 
     async def _mirror(
@@ -86,23 +92,49 @@ class Incidents:
         if self.pagerduty:
             await pager.enqueue(conn, incident_id, kind, key=key, payload=payload)
 
+    async def _change(
+        self,
+        ref: int | None,
+        *,
+        actor: str,
+        allow_resolved: bool = False,
+        reload: bool = True,
+        step: Callable[[Tx, Incident], Awaitable[Entry]],
+    ) -> Change:
+        """What every change is, in one transaction: the incident meant (locked), the step's
+        own writes, the timeline entry it describes, its PagerDuty mirror; then the incident
+        as it now is. The unit of work kicks the workers after the commit."""
+        async with self.uow.transaction() as tx:
+            incident = await self._target(tx.conn, ref, allow_resolved=allow_resolved)
+            planned = await step(tx, incident)
+            entry = await tx.record(
+                incident_id=incident.id, kind=planned.kind, actor=actor, text=planned.text,
+                data=planned.data, occurred_at=planned.at,
+            )  # fmt: skip
+            if planned.mirror is not None:
+                kind, payload = planned.mirror
+                await self._mirror(tx.conn, incident.id, kind, key=f"entry{entry.seq}", **payload)
+            if reload:
+                incident = await self._reload(tx.conn, incident.id)
+        return Change(incident, entry)
+
     # -- queries -----------------------------------------------------------------------------
 
     async def get(self, ref: int | None, *, allow_resolved: bool = True) -> Incident:
-        async with self.pool.acquire() as conn:
+        async with self.uow.connection() as conn:
             return await self._target(conn, ref, allow_resolved=allow_resolved, lock=False)
 
     async def list_recent(self, *, days: int = 7) -> list[Incident]:
-        async with self.pool.acquire() as conn:
+        async with self.uow.connection() as conn:
             return await incidents_sql.list_recent(
-                conn, resolved_since=self.clock() - timedelta(days=days)
+                conn, resolved_since=self.uow.clock() - timedelta(days=days)
             )
 
     async def history(self, *, days: int) -> HistoryReport:
         """Every incident declared in the last `days`, with MTTA, MTTR and cadence figures."""
-        now = self.clock()
+        now = self.uow.clock()
         since = now - timedelta(days=days)
-        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+        async with self.uow.snapshot() as conn:
             found = await incidents_sql.declared_since(conn, since)
             entries = await timeline_sql.entries_of_kinds(
                 conn, [i.id for i in found], list(history.KINDS)
@@ -110,21 +142,18 @@ class Incidents:
         return history.report(found, entries, self.policy, since=since, now=now)
 
     async def timeline(self, ref: int | None) -> tuple[Incident, list[TimelineEntry]]:
-        async with self.pool.acquire() as conn:
+        async with self.uow.connection() as conn:
             incident = await self._target(conn, ref, allow_resolved=True, lock=False)
             return incident, await timeline_sql.entries(conn, incident.id)
 
     async def verify(self, number: int) -> Verification:
-        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
-            row = await conn.fetchrow(
-                "SELECT timeline_count, timeline_head FROM incidents WHERE id = $1", number
-            )
-            if row is None:
+        async with self.uow.snapshot() as conn:
+            head = await timeline_sql.recorded_head(conn, number)
+            if head is None:
                 raise NotFound(f"{incident_ref(number)} does not exist.")
             entries = await timeline_sql.entries(conn, number)
-        return timeline.verify_chain(
-            entries, count=row["timeline_count"], head=row["timeline_head"]
-        )
+        count, last = head
+        return timeline.verify_chain(entries, count=count, head=last)
 
     # -- changes -----------------------------------------------------------------------------
 
@@ -139,17 +168,15 @@ class Incidents:
     ) -> Change:
         """Open an incident. `linked`: it was triggered in PagerDuty, so adopt that one.
         `commander`: the declarer becomes incident commander (see `declare_in`)."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            change = await self.declare_in(
-                conn, title=title, severity=severity, actor=actor, linked=linked,
+        async with self.uow.transaction() as tx:
+            return await self.declare_in(
+                tx, title=title, severity=severity, actor=actor, linked=linked,
                 commander=commander,
             )  # fmt: skip
-        self.on_change()
-        return change
 
     async def declare_in(
         self,
-        conn: Conn,
+        tx: Tx,
         *,
         title: str,
         severity: str | None,
@@ -157,14 +184,13 @@ class Incidents:
         linked: PagerIncident | None = None,
         commander: bool = True,
     ) -> Change:
-        """`declare` inside the caller's transaction, which must commit it and then call
-        `on_change()` (the alert intake declares together with its own dedupe rows).
+        """`declare` inside the caller's unit of work (the alert intake declares together with
+        its own dedupe rows).
 
         `commander=False`: the declarer (a system, such as alerting) is not made incident
         commander; the prompts mention the channel until someone is assigned.
         """
-        if not conn.is_in_transaction():
-            raise RuntimeError("declare_in must run inside the caller's transaction")
+        conn = tx.conn
         title = " ".join(title.split())
         if not title:
             raise UsageError("Give the incident a title: `/ic declare Payments failing sev2`")
@@ -172,7 +198,7 @@ class Incidents:
             raise UsageError(f"The title is {len(title)} characters; keep it under {MAX_TITLE}.")
         sev = severity or self.policy.default
         level = self.policy.level(sev)
-        now = self.clock()
+        now = tx.now
         await once.claim(conn)  # before the number is taken: a repeat burns none
         number = await incidents_sql.insert(
             conn,
@@ -202,12 +228,10 @@ class Incidents:
             if commander
             else "Nobody is incident commander yet: `/ic assign @you ic`."
         )
-        entry = await timeline.record(
-            conn,
+        entry = await tx.record(
             incident_id=number,
             kind=Kind.DECLARED,
             actor=actor,
-            occurred_at=now,
             text=(
                 f"{declarer} declared {incident_ref(number)} ({sev.upper()} · {level.name}):"
                 f" {title}. {lead}{paging}"
@@ -229,25 +253,18 @@ class Incidents:
         return Change(incident, entry)
 
     async def assign(self, *, ref: int | None, user: str, role: str, actor: str) -> Change:
-        now = self.clock()
-        async with self.pool.acquire() as conn, conn.transaction():
-            incident = await self._target(conn, ref, allow_resolved=False)
+        async def step(tx: Tx, incident: Incident) -> Entry:
             if incident.roles.get(role) == user:
                 raise Conflict(f"<@{user}> is already {role} of {incident.ref}.")
-            previous = await self._give_role(conn, incident, role, user, actor=actor, now=now)
+            previous = await self._give_role(tx, incident, role, user, actor=actor)
             replacing = f", replacing <@{previous}>" if previous else ""
-            entry = await timeline.record(
-                conn,
-                incident_id=incident.id,
-                kind=Kind.ROLE,
-                actor=actor,
-                occurred_at=now,
-                text=f"<@{user}> is now {role}{replacing} (assigned by <@{actor}>).",
-                data={"role": role, "user": user, "previous": previous},
+            return Entry(
+                Kind.ROLE,
+                f"<@{user}> is now {role}{replacing} (assigned by <@{actor}>).",
+                {"role": role, "user": user, "previous": previous},
             )
-            incident = await self._reload(conn, incident.id)
-        self.on_change()
-        return Change(incident, entry)
+
+        return await self._change(ref, actor=actor, step=step)
 
     async def handover(self, *, ref: int | None, user: str, role: str | None, actor: str) -> Change:
         """Move a role to `user`, with a briefing for them stored in the entry's data.
@@ -255,10 +272,11 @@ class Incidents:
         `role=None`: the role `actor` holds (incident commander first if several). Like
         `assign`, anyone may hand over a named role. Not mirrored to PagerDuty (assign isn't).
         """
-        now = self.clock()
-        async with self.pool.acquire() as conn, conn.transaction():
-            incident = await self._target(conn, ref, allow_resolved=False)
-            if role is None:
+
+        async def step(tx: Tx, incident: Incident) -> Entry:
+            conn, now = tx.conn, tx.now
+            named = role
+            if named is None:
                 held = handover.roles_held(incident, actor)
                 if not held:
                     raise UsageError(
@@ -266,95 +284,83 @@ class Incidents:
                         f" `/ic handover {incident.ref} <@{user}> <role>`. Roles:"
                         f" {handover.roles_to_name(incident)}."
                     )
-                role = held[0]
-            if incident.roles.get(role) == user:
-                raise Conflict(f"<@{user}> is already {role} of {incident.ref}; nothing changed.")
+                named = held[0]
+            if incident.roles.get(named) == user:
+                raise Conflict(f"<@{user}> is already {named} of {incident.ref}; nothing changed.")
             window = await timeline_sql.since(conn, incident.id, at=now - handover.WINDOW)
             items = await timeline_sql.of_kinds(conn, incident.id, handover.ACTION_ITEM_KINDS)
             pending = await actions_sql.pending_for(conn, incident.id, now=now)
-            previous = await self._give_role(
-                conn, incident, role, user, actor=actor, now=now, how="handover"
-            )
+            previous = await self._give_role(tx, incident, named, user, actor=actor, how="handover")
             after = await self._reload(conn, incident.id)
             if previous == actor:
-                text = f"{who(actor)} handed {role} of {incident.ref} over to {who(user)}."
+                text = f"{who(actor)} handed {named} of {incident.ref} over to {who(user)}."
             else:
                 since = f" from {who(previous)}" if previous else " (nobody held it)"
                 by = "" if actor == user else f", handed over by {who(actor)}"
-                text = f"{who(user)} takes over as {role} of {incident.ref}{since}{by}."
-            entry = await timeline.record(
-                conn,
-                incident_id=incident.id,
-                kind=Kind.HANDOVER,
-                actor=actor,
-                occurred_at=now,
-                text=text,
-                data={
-                    "role": role,
-                    "user": user,
-                    "previous": previous,
-                    "summary": handover.briefing(
-                        after,
-                        severity_name=self.policy.level(after.severity).name,
-                        window=window,
-                        action_items=items,
-                        pending=pending,
-                        now=now,
-                    ),
-                },
+                text = f"{who(user)} takes over as {named} of {incident.ref}{since}{by}."
+            briefing = handover.briefing(
+                after,
+                severity_name=self.policy.level(after.severity).name,
+                window=window,
+                action_items=items,
+                pending=pending,
+                now=now,
             )
-        self.on_change()
-        return Change(after, entry)
+            return Entry(
+                Kind.HANDOVER,
+                text,
+                {"role": named, "user": user, "previous": previous, "summary": briefing},
+            )
+
+        return await self._change(ref, actor=actor, step=step)
 
     async def set_severity(self, *, ref: int | None, severity: str, actor: str) -> Change:
-        now = self.clock()
-        async with self.pool.acquire() as conn, conn.transaction():
-            incident = await self._target(conn, ref, allow_resolved=False)
+        async def step(tx: Tx, incident: Incident) -> Entry:
             if incident.severity == severity:
                 raise Conflict(f"{incident.ref} is already {severity.upper()}.")
-            entry = await self.change_severity_in(
-                conn, incident, severity, actor=actor, because=f"by <@{actor}>", now=now
-            )
-            incident = await self._reload(conn, incident.id)
-        self.on_change()
-        return Change(incident, entry)
+            return await self.severity_step(tx, incident, severity, because=f"by <@{actor}>")
+
+        return await self._change(ref, actor=actor, step=step)
 
     async def change_severity_in(
-        self, conn: Conn, incident: Incident, severity: str, *, actor: str, because: str,
-        now: datetime,
-    ) -> TimelineEntry:  # fmt: skip
-        """Within the caller's transaction (the incident row locked or about to be): the new
+        self, tx: Tx, incident: Incident, severity: str, *, actor: str, because: str
+    ) -> TimelineEntry:
+        """Within the caller's unit of work (the incident row locked or about to be): the new
         severity, its prompt cadence, the timeline entry and the PagerDuty urgency/priority."""
-        await self._bump(conn, incident.id, now=now, severity=severity)
-        level = self.policy.level(severity)
-        await prompts.plan_after_severity_change(conn, incident, level, now=now)
-        entry = await timeline.record(
-            conn,
-            incident_id=incident.id,
-            kind=Kind.SEVERITY,
-            actor=actor,
-            occurred_at=now,
-            text=(
-                f"Severity {incident.severity.upper()} → {severity.upper()} ({level.name})"
-                f" {because}."
-            ),
-            data={"from": incident.severity, "to": severity},
-        )
-        await self._mirror(
-            conn,
-            incident.id,
-            pager.PagerKind.UPDATE,
-            key=f"entry{entry.seq}",
-            urgency=level.pagerduty_urgency,
-            priority=f"P{severity.removeprefix('sev')}",
-        )
+        planned = await self.severity_step(tx, incident, severity, because=because)
+        entry = await tx.record(
+            incident_id=incident.id, kind=planned.kind, actor=actor, text=planned.text,
+            data=planned.data,
+        )  # fmt: skip
+        assert planned.mirror is not None
+        kind, payload = planned.mirror
+        await self._mirror(tx.conn, incident.id, kind, key=f"entry{entry.seq}", **payload)
         return entry
+
+    async def severity_step(
+        self, tx: Tx, incident: Incident, severity: str, *, because: str
+    ) -> Entry:
+        await self._bump(tx, incident.id, severity=severity)
+        level = self.policy.level(severity)
+        await prompts.plan_after_severity_change(tx.conn, incident, level, now=tx.now)
+        return Entry(
+            Kind.SEVERITY,
+            f"Severity {incident.severity.upper()} → {severity.upper()} ({level.name}) {because}.",
+            {"from": incident.severity, "to": severity},
+            mirror=(
+                pager.PagerKind.UPDATE,
+                {
+                    "urgency": level.pagerduty_urgency,
+                    "priority": f"P{severity.removeprefix('sev')}",
+                },
+            ),
+        )
 
     async def post_status(self, *, ref: int | None, text: str, actor: str) -> Change:
         text = _checked_text(text, what="status update")
-        now = self.clock()
-        async with self.pool.acquire() as conn, conn.transaction():
-            incident = await self._target(conn, ref, allow_resolved=False)
+
+        async def step(tx: Tx, incident: Incident) -> Entry:
+            now = tx.now
             fields: dict[str, object] = {"last_status": text, "last_status_at": now}
             stage = stage_of(text)
             if stage is not None:
@@ -363,47 +369,34 @@ class Incidents:
                     fields["mitigated_at"] = now
             if incident.acknowledged_at is None:
                 fields["acknowledged_at"] = now
-            await self._bump(conn, incident.id, now=now, **fields)
+            await self._bump(tx, incident.id, **fields)
             level = self.policy.level(incident.severity)
-            await prompts.plan_after_update(conn, incident.id, level, now=now)
-            entry = await timeline.record(
-                conn,
-                incident_id=incident.id,
-                kind=Kind.STATUS,
-                actor=actor,
-                occurred_at=now,
-                text=f"Status update from <@{actor}>: {text}",
-                data={"text": text, "stage": stage.value if stage else None},
+            await prompts.plan_after_update(tx.conn, incident.id, level, now=now)
+            return Entry(
+                Kind.STATUS,
+                f"Status update from <@{actor}>: {text}",
+                {"text": text, "stage": stage.value if stage else None},
+                mirror=(
+                    pager.PagerKind.NOTE,
+                    {"text": f"Status update (Slack user {actor}): {text}"},
+                ),
             )
-            await self._mirror(
-                conn, incident.id, pager.PagerKind.NOTE, key=f"entry{entry.seq}",
-                text=f"Status update (Slack user {actor}): {text}",
-            )  # fmt: skip
-            incident = await self._reload(conn, incident.id)
-        self.on_change()
-        return Change(incident, entry)
+
+        return await self._change(ref, actor=actor, step=step)
 
     async def add_note(self, *, ref: int | None, text: str, actor: str) -> Change:
         text = _checked_text(text, what="note")
-        now = self.clock()
-        async with self.pool.acquire() as conn, conn.transaction():
-            # Notes are the one thing a resolved incident still takes.
-            incident = await self._target(conn, ref, allow_resolved=True)
-            entry = await timeline.record(
-                conn,
-                incident_id=incident.id,
-                kind=Kind.NOTE,
-                actor=actor,
-                occurred_at=now,
-                text=f"Note from <@{actor}>: {text}",
-                data={"text": text},
+
+        async def step(tx: Tx, incident: Incident) -> Entry:
+            return Entry(
+                Kind.NOTE,
+                f"Note from <@{actor}>: {text}",
+                {"text": text},
+                mirror=(pager.PagerKind.NOTE, {"text": f"Note (Slack user {actor}): {text}"}),
             )
-            await self._mirror(
-                conn, incident.id, pager.PagerKind.NOTE, key=f"entry{entry.seq}",
-                text=f"Note (Slack user {actor}): {text}",
-            )  # fmt: skip
-        self.on_change()
-        return Change(incident, entry)
+
+        # Notes are the one thing a resolved incident still takes.
+        return await self._change(ref, actor=actor, allow_resolved=True, reload=False, step=step)
 
     async def resolve(
         self,
@@ -419,9 +412,10 @@ class Incidents:
         never later than now, nor earlier than the declaration (PagerDuty may have resolved
         it before its webhook declared it here)."""
         summary = _checked_text(summary, what="summary") if summary else None
-        now = min(at, self.clock()) if at is not None else self.clock()
-        async with self.pool.acquire() as conn, conn.transaction():
-            incident = await self._target(conn, ref, allow_resolved=False)
+
+        async def step(tx: Tx, incident: Incident) -> Entry:
+            conn = tx.conn
+            now = min(at, tx.now) if at is not None else tx.now
             now = max(now, incident.declared_at)
             fields: dict[str, object] = {
                 "status": Status.RESOLVED.value,
@@ -432,7 +426,7 @@ class Incidents:
                 fields["mitigated_at"] = now
             if incident.acknowledged_at is None:
                 fields["acknowledged_at"] = now
-            await self._bump(conn, incident.id, now=now, **fields)
+            await incidents_sql.bump(conn, incident.id, now=now, **fields)  # PagerDuty's time
             await prompts.plan_after_resolve(conn, incident.id, self.policy, now=now)
             # Requests end with their incident: no click counts after this, and reopening
             # does not bring them back.
@@ -452,27 +446,24 @@ class Incidents:
                 tail += "\nCancelled pending requests: " + ", ".join(
                     f"*{r.label}* (#{r.id})" for r in cancelled
                 )
-            entry = await timeline.record(
-                conn,
-                incident_id=incident.id,
-                kind=Kind.RESOLVED,
-                actor=actor,
-                occurred_at=now,
-                text=f"{who(actor)} resolved {incident.ref} after {duration}.{tail}",
-                data={
+            resolution = summary or f"Resolved in Slack by {actor}"
+            return Entry(
+                Kind.RESOLVED,
+                f"{who(actor)} resolved {incident.ref} after {duration}.{tail}",
+                {
                     "summary": summary,
                     "duration_s": int((now - incident.declared_at).total_seconds()),
                     **({"cancelled": [r.id for r in cancelled]} if cancelled else {}),
                 },
+                at=now,
+                mirror=(
+                    (pager.PagerKind.UPDATE, {"status": "resolved", "resolution": resolution})
+                    if mirror
+                    else None
+                ),
             )
-            if mirror:
-                await self._mirror(
-                    conn, incident.id, pager.PagerKind.UPDATE, key=f"entry{entry.seq}",
-                    status="resolved", resolution=summary or f"Resolved in Slack by {actor}",
-                )  # fmt: skip
-            incident = await self._reload(conn, incident.id)
-        self.on_change()
-        return Change(incident, entry)
+
+        return await self._change(ref, actor=actor, step=step)
 
     async def page(self, *, ref: int | None, who: str, message: str | None, actor: str) -> Change:
         """`/ic page <contact>`: add a responder through PagerDuty, recorded in the timeline."""
@@ -487,21 +478,23 @@ class Incidents:
         if not wanted:
             raise Conflict(f"`{who}` has no PagerDuty user or escalation policy in severities.yml.")
         message = _checked_text(message, what="message") if message else None
-        now = self.clock()
-        async with self.pool.acquire() as conn, conn.transaction():
-            incident = await self._target(conn, ref, allow_resolved=False)
+
+        async def step(tx: Tx, incident: Incident) -> Entry:
             tail = f": {message}" if message else ""
-            entry = await timeline.record(
-                conn, incident_id=incident.id, kind=Kind.PAGED, actor=actor, occurred_at=now,
-                text=f"<@{actor}> paged {who} through PagerDuty{tail}",
-                data={"who": who, "targets": wanted, "message": message},
-            )  # fmt: skip
-            await self._mirror(
-                conn, incident.id, pager.PagerKind.RESPONDERS, key=f"entry{entry.seq}",
-                targets=wanted, message=message or f"Please join {incident.ref}: {incident.title}",
-            )  # fmt: skip
-        self.on_change()
-        return Change(incident, entry)
+            return Entry(
+                Kind.PAGED,
+                f"<@{actor}> paged {who} through PagerDuty{tail}",
+                {"who": who, "targets": wanted, "message": message},
+                mirror=(
+                    pager.PagerKind.RESPONDERS,
+                    {
+                        "targets": wanted,
+                        "message": message or f"Please join {incident.ref}: {incident.title}",
+                    },
+                ),
+            )
+
+        return await self._change(ref, actor=actor, reload=False, step=step)
 
     async def record_event(
         self,
@@ -515,39 +508,31 @@ class Incidents:
     ) -> Change:
         """An event from elsewhere (PagerDuty) into the timeline; an ack stamps the incident,
         at the declaration if it was acknowledged before (it still counts in MTTA)."""
-        now = self.clock()
-        async with self.pool.acquire() as conn, conn.transaction():
-            incident = await self._target(conn, incident_id, allow_resolved=True)
+
+        async def step(tx: Tx, incident: Incident) -> Entry:
             if acknowledged_at is not None and incident.acknowledged_at is None:
-                acknowledged_at = min(max(acknowledged_at, incident.declared_at), now)
-                await self._bump(conn, incident.id, now=now, acknowledged_at=acknowledged_at)
-            entry = await timeline.record(
-                conn, incident_id=incident.id, kind=kind, actor=actor, occurred_at=now,
-                text=text, data=data,
-            )  # fmt: skip
-            incident = await self._reload(conn, incident.id)
-        self.on_change()
-        return Change(incident, entry)
+                acked = min(max(acknowledged_at, incident.declared_at), tx.now)
+                await self._bump(tx, incident.id, acknowledged_at=acked)
+            return Entry(kind, text, data)
+
+        return await self._change(incident_id, actor=actor, allow_resolved=True, step=step)
 
     async def reopen(self, incident_id: int, *, actor: str, reason: str) -> Change:
         """A resolved incident comes back (reopened in PagerDuty): prompts start again."""
-        now = self.clock()
-        async with self.pool.acquire() as conn, conn.transaction():
-            incident = await self._target(conn, incident_id, allow_resolved=True)
+
+        async def step(tx: Tx, incident: Incident) -> Entry:
             if not incident.is_resolved:
                 raise Conflict(f"{incident.ref} is not resolved.")
-            await self._bump(
-                conn, incident.id, now=now, status=Status.INVESTIGATING.value, resolved_at=None
-            )
+            await self._bump(tx, incident.id, status=Status.INVESTIGATING.value, resolved_at=None)
             level = self.policy.level(incident.severity)
-            await prompts.plan_after_update(conn, incident.id, level, now=now)
-            entry = await timeline.record(
-                conn, incident_id=incident.id, kind=Kind.REOPENED, actor=actor, occurred_at=now,
-                text=f"{who(actor)} reopened {incident.ref}: {reason}", data={"reason": reason},
-            )  # fmt: skip
-            incident = await self._reload(conn, incident.id)
-        self.on_change()
-        return Change(incident, entry)
+            await prompts.plan_after_update(tx.conn, incident.id, level, now=tx.now)
+            return Entry(
+                Kind.REOPENED,
+                f"{who(actor)} reopened {incident.ref}: {reason}",
+                {"reason": reason},
+            )
+
+        return await self._change(incident_id, actor=actor, allow_resolved=True, step=step)
 
     async def tick_checklist(
         self, *, reminder_id: int, ticked: list[int], actor: str, among: range | None = None
@@ -555,8 +540,8 @@ class Incidents:
         """Record what changed on a post-incident checklist; None if nothing did (a repeat).
         `ticked` is what is ticked among the steps `among` (a group of a long checklist; None:
         all steps); steps outside it keep their state."""
-        now = self.clock()
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.uow.transaction() as tx:
+            conn = tx.conn
             found = await timers_sql.lock_reminder(conn, reminder_id)
             if found is None:
                 raise NotFound("That checklist no longer exists.")
@@ -576,39 +561,36 @@ class Incidents:
             parts += [f"unticked “{items[i]}”" for i in removed]
             title = found.title or (stage.title if stage else found.stage)
             done = f"{len(now_ticked)}/{len(items)} done"
-            entry = await timeline.record(
-                conn,
+            entry = await tx.record(
                 incident_id=incident_id,
                 kind=Kind.CHECKLIST_TICK,
                 actor=actor,
-                occurred_at=now,
                 text=f"<@{actor}> {', '.join(parts)} — {title} ({done}).",
                 data={"reminder": reminder_id, "added": added, "removed": removed},
             )
             incident = await self._reload(conn, incident_id)
-        self.on_change()
         return Change(incident, entry)
 
     # -- helpers -----------------------------------------------------------------------------
 
     async def _give_role(
-        self, conn: Conn, incident: Incident, role: str, user: str, *, actor: str, now: datetime,
+        self, tx: Tx, incident: Incident, role: str, user: str, *, actor: str,
         how: str = "assigned",
     ) -> str | None:  # fmt: skip
         """Give `role` to `user` (a first role given also acknowledges the incident) and bump
         the card; returns who held the role before."""
         previous = await incidents_sql.set_role(
-            conn, incident.id, role=role, user_id=user, assigned_by=actor, now=now, how=how
+            tx.conn, incident.id, role=role, user_id=user, assigned_by=actor, now=tx.now, how=how
         )
         fields: dict[str, object] = {}
         if incident.acknowledged_at is None:
-            fields["acknowledged_at"] = now
-        await self._bump(conn, incident.id, now=now, **fields)
+            fields["acknowledged_at"] = tx.now
+        await self._bump(tx, incident.id, **fields)
         return previous
 
-    async def _bump(self, conn: Conn, incident_id: int, *, now: datetime, **fields: object) -> None:
-        version = await incidents_sql.update(conn, incident_id, now=now, **fields)
-        await outbox_sql.enqueue_card(conn, incident_id=incident_id, version=version)
+    async def _bump(self, tx: Tx, incident_id: int, **fields: object) -> None:
+        """Change the incident row and queue its card (`incidents_sql.bump`)."""
+        await incidents_sql.bump(tx.conn, incident_id, now=tx.now, **fields)
 
     async def _reload(self, conn: Conn, incident_id: int) -> Incident:
         incident = await incidents_sql.get(conn, incident_id)

@@ -14,15 +14,13 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-import asyncpg
-
 from bot.core.errors import ErrorCode, IntegrationError
 from bot.core.logs import get_logger
-from bot.core.models import Clock, Incident, OnCall, PagerIncident, utcnow
+from bot.core.models import Incident, OnCall, PagerIncident
 from bot.delivery.outbox import LEASE, LeasedQueue
-from bot.domain import timeline
 from bot.domain.policy import SeverityPolicy
 from bot.domain.timeline import Kind
+from bot.domain.uow import UnitOfWork
 from bot.store import Conn
 from bot.store import incidents as incidents_sql
 from bot.store import outbox as outbox_sql
@@ -103,20 +101,18 @@ class PagerQueue(LeasedQueue):
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        uow: UnitOfWork,
         pager: Pager,
         *,
-        clock: Clock = utcnow,
         poll_interval: float = 1.0,
         lease: timedelta = LEASE,
-        on_change: Any = None,
     ) -> None:
-        super().__init__(pool, clock=clock, poll_interval=poll_interval, lease=lease)
+        super().__init__(uow.pool, clock=uow.clock, poll_interval=poll_interval, lease=lease)
+        self.uow = uow
         self.pager = pager
-        self.on_change = on_change or (lambda: None)
 
     async def _incident(self, incident_id: int) -> Incident:
-        async with self.pool.acquire() as conn:
+        async with self.uow.connection() as conn:
             incident = await incidents_sql.get(conn, incident_id)
         assert incident is not None
         return incident
@@ -159,32 +155,20 @@ class PagerQueue(LeasedQueue):
         return incident.pagerduty_id
 
     async def _linked(self, incident_id: int, created: PagerIncident) -> None:
-        now = self.clock()
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "UPDATE incidents SET pagerduty_id = $2, pagerduty_url = $3,"
-                " card_version = card_version + 1 WHERE id = $1 AND pagerduty_id IS NULL",
-                incident_id,
-                created.id,
-                created.html_url,
+        async with self.uow.transaction() as tx:
+            await incidents_sql.link_pagerduty(
+                tx.conn, incident_id, pagerduty_id=created.id, url=created.html_url, now=tx.now
             )
-            version: int = await conn.fetchval(
-                "SELECT card_version FROM incidents WHERE id = $1", incident_id
-            )
-            await outbox_sql.enqueue_card(conn, incident_id=incident_id, version=version)
-            await timeline.record(
-                conn,
+            await tx.record(
                 incident_id=incident_id,
                 kind=Kind.PAGERDUTY,
                 actor="pagerduty",
-                occurred_at=now,
                 text=(
                     f"PagerDuty incident #{created.number} opened:"
                     f" <{created.html_url}|{created.id}>"
                 ),
                 data={"pagerduty_id": created.id, "number": created.number},
             )
-        self.on_change()
 
     async def _on_failure(self, item: OutboxItem, exc: IntegrationError) -> None:
         if exc.permanent:
@@ -196,54 +180,37 @@ class PagerQueue(LeasedQueue):
     async def _refused(self, incident_id: int, exc: IntegrationError) -> None:
         """PagerDuty refused to open the incident: say so in the thread, once."""
         why = exc.message
-        async with self.pool.acquire() as conn, conn.transaction():
-            await timeline.record(
-                conn,
+        async with self.uow.transaction() as tx:
+            await tx.record(
                 incident_id=incident_id,
                 kind=Kind.PAGERDUTY,
                 actor="icbot",
-                occurred_at=self.clock(),
                 text=(
                     f"PagerDuty refused to open an incident ({why}),"
                     " so nobody was paged through PagerDuty: page by hand, or fix its settings."
                 ),
                 data={"refused": str(exc)},
             )
-        self.on_change()
 
     async def _on_success(self, item: OutboxItem) -> None:
         await self._set_lagging(item.incident_id, lagging=False, reason="")
 
     async def _set_lagging(self, incident_id: int, *, lagging: bool, reason: str) -> None:
         """Say so in the thread once when PagerDuty starts failing, and once when it recovers."""
-        now = self.clock()
-        async with self.pool.acquire() as conn, conn.transaction():
-            changed = await conn.fetchval(
-                "UPDATE incidents SET pagerduty_lagging = $2 WHERE id = $1"
-                " AND pagerduty_lagging <> $2 RETURNING true",
-                incident_id,
-                lagging,
-            )
-            if not changed:
+        async with self.uow.transaction() as tx:
+            if not await incidents_sql.set_pagerduty_lagging(tx.conn, incident_id, lagging=lagging):
                 return
-            pending = await conn.fetchval(
-                "SELECT count(*) FROM outbox WHERE incident_id = $1 AND channel = 'pagerduty'"
-                " AND done_at IS NULL",
-                incident_id,
-            )
+            pending = await outbox_sql.pending_for(tx.conn, incident_id, channel="pagerduty")
             text = (
                 f"PagerDuty is lagging ({reason.removeprefix('pagerduty: ')}): {pending} update(s)"
                 " queued, retrying with back-off. Slack commands keep working."
                 if lagging
                 else "PagerDuty caught up: queued updates delivered."
             )
-            await timeline.record(
-                conn,
+            await tx.record(
                 incident_id=incident_id,
                 kind=Kind.PAGERDUTY,
                 actor="icbot",
-                occurred_at=now,
                 text=text,
                 data={"lagging": lagging},
             )
-        self.on_change()

@@ -19,6 +19,7 @@ from bot.core.models import Incident, PagerIncident
 from bot.domain import once
 from bot.domain.incidents import Incidents
 from bot.domain.timeline import Kind
+from bot.domain.uow import UnitOfWork
 from bot.store import incidents as incidents_sql
 
 log = get_logger(__name__)
@@ -52,13 +53,14 @@ def _names(refs: Any) -> str:
 class PagerEvents:
     def __init__(
         self,
+        uow: UnitOfWork,
         incidents: Incidents,
         *,
         service_id: str,
         own_user_id: Callable[[], Awaitable[str | None]],
     ) -> None:
+        self.uow = uow
         self.incidents = incidents
-        self.pool = incidents.pool
         self.service_id = service_id
         self.own_user_id = own_user_id
 
@@ -75,12 +77,12 @@ class PagerEvents:
         if event_type not in HANDLED:
             return "ignored: event type"
         request = once.Request(
-            once.pagerduty_key(event["id"]), self.incidents.clock(), once.PAGERDUTY_WINDOW
+            once.pagerduty_key(event["id"]), self.uow.clock(), once.PAGERDUTY_WINDOW
         )
-        if await once.seen(self.pool, request):
+        if await once.seen(self.uow.pool, request):
             return "ignored: already applied"
         try:
-            with once.scope(request, pool=self.pool):
+            with once.scope(request, pool=self.uow.pool):
                 return await self._applied(event)
         except Repeated:
             return "ignored: already applied"
@@ -93,7 +95,7 @@ class PagerEvents:
         data = event["data"]
         pd_incident = data.get("incident") if event_type == "incident.annotated" else data
         pd_id = str((pd_incident or {}).get("id") or "")
-        async with self.pool.acquire() as conn:
+        async with self.uow.connection() as conn:
             incident = await incidents_sql.by_pagerduty_id(conn, pd_id) if pd_id else None
         if incident is None:
             if event_type == "incident.triggered":

@@ -18,17 +18,16 @@ import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-import asyncpg
-
 from bot.core import metrics
 from bot.core.logs import get_logger
-from bot.core.models import Clock, Incident, utcnow
+from bot.core.models import Incident
 from bot.core.text import inert
 from bot.core.timefmt import human_duration
 from bot.delivery.worker import Worker
 from bot.domain import pager, timeline
 from bot.domain.policy import SeverityLevel, SeverityPolicy
 from bot.domain.timeline import Kind
+from bot.domain.uow import UnitOfWork
 from bot.store import Conn
 from bot.store import incidents as incidents_sql
 from bot.store import timers as timers_sql
@@ -131,21 +130,17 @@ class Prompter(Worker):
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        uow: UnitOfWork,
         policy: SeverityPolicy,
         *,
-        clock: Clock = utcnow,
-        on_change: Callable[[], None] = lambda: None,
         poll_interval: float = 1.0,
         pagerduty: bool = False,
         sweepers: list[Callable[[], Awaitable[int]]] | None = None,
     ) -> None:
         super().__init__(poll_interval=poll_interval)
         self.sweepers = list(sweepers or [])  # other timed chores, e.g. expiring approvals
-        self.pool = pool
+        self.uow = uow
         self.policy = policy
-        self.clock = clock
-        self.on_change = on_change
         self.pagerduty = pagerduty
 
     async def _page(self, conn: Conn, incident: Incident, names: list[str], *, key: str) -> str:
@@ -165,29 +160,26 @@ class Prompter(Worker):
 
     async def tick(self) -> int:
         """Act on every timer due now; returns how many were handled."""
-        now = self.clock()
+        now = self.uow.clock()
         handled = 0
-        async with self.pool.acquire() as conn:
-            async with conn.transaction():
-                for incident_id in await timers_sql.claim_due_escalations(
-                    conn, now=now, limit=BATCH
-                ):
-                    await self._escalate_by_policy(conn, incident_id, now=now)
-                    handled += 1
-            async with conn.transaction():
-                for incident_id in await timers_sql.claim_due_prompts(conn, now=now, limit=BATCH):
-                    await self._prompt(conn, incident_id, now=now)
-                    handled += 1
-            async with conn.transaction():
-                for reminder_id, incident_id, stage in await timers_sql.claim_due_reminders(
-                    conn, now=now, limit=BATCH
-                ):
-                    await self._remind(conn, reminder_id, incident_id, stage, now=now)
-                    handled += 1
+        async with self.uow.transaction() as tx:
+            for incident_id in await timers_sql.claim_due_escalations(
+                tx.conn, now=now, limit=BATCH
+            ):
+                await self._escalate_by_policy(tx.conn, incident_id, now=now)
+                handled += 1
+        async with self.uow.transaction() as tx:
+            for incident_id in await timers_sql.claim_due_prompts(tx.conn, now=now, limit=BATCH):
+                await self._prompt(tx.conn, incident_id, now=now)
+                handled += 1
+        async with self.uow.transaction() as tx:
+            for reminder_id, incident_id, stage in await timers_sql.claim_due_reminders(
+                tx.conn, now=now, limit=BATCH
+            ):
+                await self._remind(tx.conn, reminder_id, incident_id, stage, now=now)
+                handled += 1
         for sweep in self.sweepers:
             handled += await sweep()
-        if handled:
-            self.on_change()
         return handled
 
     async def _load(self, conn: Conn, incident_id: int) -> Incident:
@@ -274,9 +266,7 @@ class Prompter(Worker):
     ) -> None:
         stage = self.policy.stage(stage_key)
         if stage is None:  # the stage was removed from the policy since
-            await conn.execute(
-                "UPDATE reminders SET posted_at = $2 WHERE id = $1", reminder_id, now
-            )
+            await timers_sql.mark_reminder_posted(conn, reminder_id, now=now, entry_id=None)
             return
         incident = await self._load(conn, incident_id)
         who = f"<@{incident.commander}>" if incident.commander else "<!channel>"
@@ -292,5 +282,5 @@ class Prompter(Worker):
         await timers_sql.mark_reminder_posted(conn, reminder_id, now=now, entry_id=entry.id)
 
     async def next_due(self) -> datetime | None:
-        async with self.pool.acquire() as conn:
+        async with self.uow.connection() as conn:
             return await timers_sql.next_due(conn)

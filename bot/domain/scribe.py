@@ -27,6 +27,7 @@ from bot.core.logs import get_logger
 from bot.core.models import Incident, TimelineEntry, incident_ref, who
 from bot.domain import timeline
 from bot.domain.incidents import MAX_TEXT, Change, Incidents
+from bot.domain.uow import UnitOfWork
 from bot.store import Conn
 from bot.store import captures as captures_sql
 from bot.store import outbox as outbox_sql
@@ -119,11 +120,10 @@ def _said(message: ChatMessage) -> str:
 
 
 class Scribe:
-    def __init__(self, incidents: Incidents, messages: MessageSource) -> None:
+    def __init__(self, uow: UnitOfWork, incidents: Incidents, messages: MessageSource) -> None:
+        self.uow = uow
         self.incidents = incidents
         self.messages = messages
-        self.pool = incidents.pool
-        self.clock = incidents.clock
 
     # -- listening ---------------------------------------------------------------------------
 
@@ -134,23 +134,23 @@ class Scribe:
         if not message.text.strip() and not message.files:
             return None
         assert message.thread_ts is not None
-        async with self.pool.acquire() as conn:
+        async with self.uow.connection() as conn:
             incident_id = await captures_sql.incident_for_thread(
                 conn, message.channel, message.thread_ts
             )
         if incident_id is None:
             return None
         link = await self._permalink(message.channel, message.ts, message.thread_ts)
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.uow.transaction() as tx:
             fresh = await captures_sql.insert(
-                conn, channel_id=message.channel, message_ts=message.ts,
+                tx.conn, channel_id=message.channel, message_ts=message.ts,
                 incident_id=incident_id, author=message.user, captured=True,
             )  # fmt: skip
             if not fresh:
                 return None  # a repeat delivery, or it was deleted before we saw it
-            entry = await timeline.record(
-                conn, incident_id=incident_id, kind=ScribeKind.MESSAGE, actor=message.user,
-                occurred_at=self.clock(), text=f"{who(message.user)}: {_said(message)}",
+            entry = await tx.record(
+                incident_id=incident_id, kind=ScribeKind.MESSAGE, actor=message.user,
+                text=f"{who(message.user)}: {_said(message)}",
                 data={**_words(message), "permalink": link},
             )  # fmt: skip
         log.info("scribe.captured", incident=incident_id, ts=message.ts, seq=entry.seq)
@@ -160,25 +160,25 @@ class Scribe:
         """Record the new text of a known message; an unknown thread reply is captured as is."""
         if message.is_bot or not message.user:
             return None
-        async with self.pool.acquire() as conn:
+        async with self.uow.connection() as conn:
             known = await captures_sql.get(conn, message.channel, message.ts)
         if known is None:
             return await self.message_posted(message)  # its `message` event is late or lost
-        async with self.pool.acquire() as conn, conn.transaction():
-            capture = await captures_sql.get(conn, message.channel, message.ts, lock=True)
+        async with self.uow.transaction() as tx:
+            capture = await captures_sql.get(tx.conn, message.channel, message.ts, lock=True)
             if capture is None or capture.deleted_at is not None:
                 return None
             versions = await captures_sql.content_entries(
-                conn, capture.incident_id, message.ts, kinds=CONTENT_KINDS
+                tx.conn, capture.incident_id, message.ts, kinds=CONTENT_KINDS
             )
             words = _words(message)
             stored = guard.redact(str(words["text"])).text  # as `timeline.record` keeps it
             if not versions or versions[-1].data.get("text") == stored:
                 return None  # nothing of its words known, or an unfurl: the words did not change
             original = versions[0].seq
-            entry = await timeline.record(
-                conn, incident_id=capture.incident_id, kind=ScribeKind.MESSAGE_EDITED,
-                actor=message.user, occurred_at=self.clock(),
+            entry = await tx.record(
+                incident_id=capture.incident_id, kind=ScribeKind.MESSAGE_EDITED,
+                actor=message.user,
                 text=f"{who(message.user)} edited their message (#{original}): {_said(message)}",
                 data={**words, "edits": original},
             )  # fmt: skip
@@ -188,17 +188,19 @@ class Scribe:
         self, *, channel: str, ts: str, thread_ts: str | None, author: str | None
     ) -> TimelineEntry | None:
         """Drop a deleted message's words from the timeline, keeping the chain verifiable."""
-        now = self.clock()
-        async with self.pool.acquire() as conn, conn.transaction():
-            capture = await captures_sql.get(conn, channel, ts, lock=True)
-            if capture is None and not await self._tombstone(conn, channel, ts, thread_ts, author):
+        now = self.uow.clock()
+        async with self.uow.transaction() as tx:
+            capture = await captures_sql.get(tx.conn, channel, ts, lock=True)
+            if capture is None and not await self._tombstone(
+                tx.conn, channel, ts, thread_ts, author
+            ):
                 # Not in an incident thread, or captured by another replica meanwhile: look again.
-                capture = await captures_sql.get(conn, channel, ts, lock=True)
+                capture = await captures_sql.get(tx.conn, channel, ts, lock=True)
             if capture is None or capture.deleted_at is not None:
                 return None
-            await captures_sql.mark_deleted(conn, channel, ts, at=now)
+            await captures_sql.mark_deleted(tx.conn, channel, ts, at=now)
             targets = await captures_sql.content_entries(
-                conn, capture.incident_id, ts, kinds=CONTENT_KINDS
+                tx.conn, capture.incident_id, ts, kinds=CONTENT_KINDS
             )
             if not targets:
                 return None
@@ -206,7 +208,7 @@ class Scribe:
             # Post-mortem drafts built since its first version may quote it: they go too.
             drafts = [
                 d for d in await timeline_sql.of_kinds(
-                    conn, capture.incident_id, [timeline.Kind.POSTMORTEM_POSTED]
+                    tx.conn, capture.incident_id, [timeline.Kind.POSTMORTEM_POSTED]
                 )
                 if d.data.get("file")
                 and int(d.data.get("upto") or 0) >= min(t.seq for t in targets)
@@ -221,7 +223,7 @@ class Scribe:
                 else ""
             )
             entry = await timeline.redact(
-                conn, incident_id=capture.incident_id, targets=targets,
+                tx.conn, incident_id=capture.incident_id, targets=targets,
                 kind=ScribeKind.MESSAGE_DELETED, actor=BOT, occurred_at=now,
                 text=(
                     f"A message by {who(capture.author)} was deleted in Slack; its text was"
@@ -233,7 +235,7 @@ class Scribe:
             )  # fmt: skip
             for draft in drafts:
                 await outbox_sql.enqueue_file_delete(
-                    conn, incident_id=capture.incident_id, file_id=str(draft.data["file"])
+                    tx.conn, incident_id=capture.incident_id, file_id=str(draft.data["file"])
                 )
         log.info("scribe.redacted", incident=capture.incident_id, ts=ts, entries=len(targets))
         return entry
@@ -253,7 +255,7 @@ class Scribe:
             return False
         return await captures_sql.insert(
             conn, channel_id=channel, message_ts=ts, incident_id=incident_id,
-            author=author, captured=False, deleted_at=self.clock(),
+            author=author, captured=False, deleted_at=self.uow.clock(),
         )  # fmt: skip
 
     # -- pins --------------------------------------------------------------------------------
@@ -264,7 +266,7 @@ class Scribe:
         None if the message belongs to no incident, is deleted, or was pinned already.
         Raises NotFound / Conflict for a war-room message when not exactly one incident is open.
         """
-        async with self.pool.acquire() as conn:
+        async with self.uow.connection() as conn:
             known = await captures_sql.get(conn, channel, ts)
         found: ChatMessage | None = None
         if known is not None:
@@ -283,28 +285,27 @@ class Scribe:
 
     async def unpin(self, *, channel: str, ts: str, by: str) -> TimelineEntry | None:
         """`by` took their :pushpin: away; the last one to go makes it an ordinary message."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            capture = await captures_sql.get(conn, channel, ts, lock=True)
+        async with self.uow.transaction() as tx:
+            capture = await captures_sql.get(tx.conn, channel, ts, lock=True)
             if capture is None or by not in capture.pinned_by:
                 return None
             remaining = [user for user in capture.pinned_by if user != by]
-            await captures_sql.set_pinned_by(conn, channel, ts, users=remaining)
+            await captures_sql.set_pinned_by(tx.conn, channel, ts, users=remaining)
             if remaining or capture.deleted_at is not None:
                 return None
-            entry = await timeline.record(
-                conn, incident_id=capture.incident_id, kind=ScribeKind.UNPINNED, actor=by,
-                occurred_at=self.clock(), data={"ts": ts, "by": by},
+            entry = await tx.record(
+                incident_id=capture.incident_id, kind=ScribeKind.UNPINNED, actor=by,
+                data={"ts": ts, "by": by},
                 text=(
                     f"{who(by)} removed the :pushpin: from a message by {who(capture.author)};"
                     " it is no longer a key event."
                 ),
             )  # fmt: skip
-        self.incidents.on_change()
         return entry
 
     async def _place(self, channel: str, ts: str) -> tuple[int, str, ChatMessage | None] | None:
         """(incident, author, the message) for a message not captured: None if not ours."""
-        async with self.pool.acquire() as conn:
+        async with self.uow.connection() as conn:
             bot_post = await captures_sql.incident_for_bot_post(conn, channel, ts)
         found = await self._fetch(channel, ts)
         if bot_post is not None:
@@ -312,7 +313,7 @@ class Scribe:
         if found is None or found.user is None:
             return None
         author = BOT if found.is_bot else found.user
-        async with self.pool.acquire() as conn:
+        async with self.uow.connection() as conn:
             if found.is_reply:
                 assert found.thread_ts is not None
                 incident_id = await captures_sql.incident_for_thread(conn, channel, found.thread_ts)
@@ -342,7 +343,7 @@ class Scribe:
                 f"{incident.ref} was resolved more than {CHOICE_DAYS} days ago;"
                 " choose a newer incident."
             )
-        async with self.pool.acquire() as conn:
+        async with self.uow.connection() as conn:
             known = await captures_sql.get(conn, channel, ts)
             bot_post = await captures_sql.incident_for_bot_post(conn, channel, ts)
         owner = known.incident_id if known is not None else bot_post
@@ -385,12 +386,12 @@ class Scribe:
         message was meanwhile placed in another incident's timeline.
         """
         channel, ts = target.channel, target.ts
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.uow.transaction() as tx:
             await captures_sql.insert(
-                conn, channel_id=channel, message_ts=ts, incident_id=target.incident_id,
+                tx.conn, channel_id=channel, message_ts=ts, incident_id=target.incident_id,
                 author=target.author, captured=False,
             )  # fmt: skip
-            capture = await captures_sql.get(conn, channel, ts, lock=True)
+            capture = await captures_sql.get(tx.conn, channel, ts, lock=True)
             assert capture is not None
             if capture.incident_id != target.incident_id:
                 raise Conflict(
@@ -398,26 +399,25 @@ class Scribe:
                 )
             if capture.deleted_at is not None or by in capture.pinned_by:
                 return None
-            await captures_sql.set_pinned_by(conn, channel, ts, users=[*capture.pinned_by, by])
+            await captures_sql.set_pinned_by(tx.conn, channel, ts, users=[*capture.pinned_by, by])
             if capture.pinned_by:
                 return None  # a key event already; the first pin is the one recorded
             data: dict[str, object] = {
                 "ts": ts, "by": by, "author": capture.author, "permalink": target.link,
             }  # fmt: skip
             words = await captures_sql.content_entries(
-                conn, capture.incident_id, ts, kinds=CONTENT_KINDS
+                tx.conn, capture.incident_id, ts, kinds=CONTENT_KINDS
             )
             if not words and target.message is not None:
                 data.update(_words(target.message))  # its words are not in the timeline yet
-            entry = await timeline.record(
-                conn, incident_id=capture.incident_id, kind=ScribeKind.PINNED, actor=by,
-                occurred_at=self.clock(), data=data,
+            entry = await tx.record(
+                incident_id=capture.incident_id, kind=ScribeKind.PINNED, actor=by,
+                data=data,
                 text=(
                     f"{who(by)} pinned <{target.link}|a message> by {who(capture.author)}"
                     " as a key event."
                 ),
             )  # fmt: skip
-        self.incidents.on_change()
         return entry
 
     async def key_event_choices(
@@ -427,7 +427,7 @@ class Scribe:
         last CHOICE_DAYS days) and the one to preselect: the incident whose thread (or timeline)
         the message is in, else the only open one."""
         choices = await self.incidents.list_recent(days=CHOICE_DAYS)
-        async with self.pool.acquire() as conn:
+        async with self.uow.connection() as conn:
             known = await captures_sql.get(conn, channel, message.ts)
             owner = known.incident_id if known is not None else None
             if owner is None:
@@ -448,7 +448,7 @@ class Scribe:
 
     def _offered(self, incident: Incident) -> bool:
         resolved = incident.resolved_at
-        return resolved is None or resolved >= self.clock() - timedelta(days=CHOICE_DAYS)
+        return resolved is None or resolved >= self.uow.clock() - timedelta(days=CHOICE_DAYS)
 
     # -- action items ------------------------------------------------------------------------
 
@@ -465,13 +465,12 @@ class Scribe:
             )
         incident = await self.incidents.get(ref, allow_resolved=True)
         owned = f" (owner {who(owner)})" if owner else " (no owner yet)"
-        async with self.pool.acquire() as conn, conn.transaction():
-            entry = await timeline.record(
-                conn, incident_id=incident.id, kind=ScribeKind.ACTION_ITEM, actor=actor,
-                occurred_at=self.clock(), data={"text": text, "owner": owner},
+        async with self.uow.transaction() as tx:
+            entry = await tx.record(
+                incident_id=incident.id, kind=ScribeKind.ACTION_ITEM, actor=actor,
+                data={"text": text, "owner": owner},
                 text=f"Action item from {who(actor)}: {text}{owned}",
             )  # fmt: skip
-        self.incidents.on_change()
         return Change(incident, entry)
 
     # -- Slack, with fallbacks ---------------------------------------------------------------

@@ -18,9 +18,9 @@ from bot.core.errors import IntegrationError, NotFound
 from bot.core.logs import get_logger
 from bot.core.metrics import REDACTIONS
 from bot.core.models import Incident
-from bot.domain import timeline
 from bot.domain.incidents import Incidents
 from bot.domain.timeline import Kind
+from bot.domain.uow import UnitOfWork
 from bot.playbooks.catalogue import Catalogue, CheckRef, Playbook
 from bot.playbooks.checks import CHECKS
 from bot.playbooks.checks.probes import NotConfigured, Probes
@@ -155,7 +155,10 @@ def report_text(report: Report) -> str:
 
 
 class Diagnoser:
-    def __init__(self, catalogue: Catalogue, probes: Probes, incidents: Incidents) -> None:
+    def __init__(
+        self, catalogue: Catalogue, probes: Probes, incidents: Incidents, *, uow: UnitOfWork
+    ) -> None:
+        self.uow = uow
         self.catalogue = catalogue
         self.probes = probes
         self.incidents = incidents
@@ -199,9 +202,8 @@ class Diagnoser:
     async def _record_report(
         self, incident: Incident, playbook: Playbook, report: Report, *, actor: str
     ) -> None:
-        pool = self.incidents.pool
-        now = self.incidents.clock()
-        async with pool.acquire() as conn, conn.transaction():
+        async with self.uow.transaction() as tx:
+            conn, now = tx.conn, tx.now
             checklist_id = None
             if playbook.steps:
                 checklist_id = await timers_sql.add_checklist(
@@ -218,10 +220,9 @@ class Diagnoser:
                 ],
                 "escalation": playbook.escalation,
             }
-            entry = await timeline.record(
-                conn, incident_id=incident.id, kind=Kind.DIAGNOSIS, actor=actor,
-                occurred_at=now, text=report_text(report), data=data,
+            entry = await tx.record(
+                incident_id=incident.id, kind=Kind.DIAGNOSIS, actor=actor,
+                text=report_text(report), data=data,
             )  # fmt: skip
             if checklist_id is not None:
                 await timers_sql.set_checklist_entry(conn, checklist_id, entry.id)
-        self.incidents.on_change()

@@ -26,6 +26,7 @@ from bot.domain.pager_events import PagerEvents
 from bot.domain.policy import load_severity_policy
 from bot.domain.prompts import Prompter
 from bot.domain.scribe import Scribe
+from bot.domain.uow import UnitOfWork
 from bot.integrations.actuator import HttpActuator
 from bot.integrations.kafka import KafkaLag
 from bot.integrations.kafka_io import (
@@ -87,6 +88,7 @@ async def open_services(
         )
         chat = SlackChat(client)
         channel_id = await chat.resolve_channel(settings.incident_channel)
+        uow = UnitOfWork(pool, clock=clock)
         outbox = Outbox(
             pool,
             chat,
@@ -97,13 +99,7 @@ async def open_services(
             lease=timedelta(seconds=settings.outbox_lease_seconds),
         )
         pager_queue = (
-            PagerQueue(
-                pool,
-                pager,
-                clock=clock,
-                lease=timedelta(seconds=settings.outbox_lease_seconds),
-                on_change=outbox.kick,
-            )
+            PagerQueue(uow, pager, lease=timedelta(seconds=settings.outbox_lease_seconds))
             if pager is not None
             else None
         )
@@ -119,21 +115,14 @@ async def open_services(
             else None
         )
 
-        def changed() -> None:
-            outbox.kick()
-            if pager_queue is not None:
-                pager_queue.kick()
-            if incident_events is not None:
-                incident_events.kick()
+        # What a committed change leaves behind, delivered now rather than at the next poll.
+        uow.after_commit(outbox.kick)
+        if pager_queue is not None:
+            uow.after_commit(pager_queue.kick)
+        if incident_events is not None:
+            uow.after_commit(incident_events.kick)
 
-        incidents = Incidents(
-            pool,
-            policy,
-            channel_id=channel_id,
-            clock=clock,
-            on_change=changed,
-            pagerduty=pager is not None,
-        )
+        incidents = Incidents(uow, policy, channel_id=channel_id, pagerduty=pager is not None)
 
         async def flag_token() -> str | None:
             """FEATURE_FLAG_TOKEN, else `feature_flag_token` at VAULT_SECRETS_PATH."""
@@ -175,6 +164,7 @@ async def open_services(
             return found
 
         approvals = Approvals(
+            uow,
             incidents,
             approval_policy,
             remediator,
@@ -187,10 +177,8 @@ async def open_services(
             return 0  # a chore: nothing the timer loop must hurry back for
 
         prompter = Prompter(
-            pool,
+            uow,
             policy,
-            clock=clock,
-            on_change=changed,
             poll_interval=settings.timer_poll_seconds,
             pagerduty=pager is not None,
             sweepers=[
@@ -212,7 +200,7 @@ async def open_services(
                 clamp_negative_lag=settings.kafka_clamp_negative_lag,
             )
             alert_intake = AlertIntake(
-                pool,
+                uow,
                 incidents,
                 policy,
                 source=alert_source,
@@ -220,11 +208,11 @@ async def open_services(
                 group_id=settings.kafka_group_id,
                 window=timedelta(seconds=settings.kafka_alert_window_seconds),
                 batch=settings.kafka_alert_batch,
-                clock=clock,
             )
         services = Services(
             settings=settings,
             pool=pool,
+            uow=uow,
             policy=policy,
             client=client,
             chat=chat,
@@ -236,6 +224,7 @@ async def open_services(
             pager_queue=pager_queue,
             pager_events=(
                 PagerEvents(
+                    uow,
                     incidents,
                     service_id=settings.pagerduty_service_id or "",
                     own_user_id=pager.own_user_id,
@@ -245,11 +234,11 @@ async def open_services(
             ),
             catalogue=catalogue,
             probes=probes,
-            diagnoser=Diagnoser(catalogue, probes, incidents),
+            diagnoser=Diagnoser(catalogue, probes, incidents, uow=uow),
             remediator=remediator,
             approvals=approvals,
             clock=clock,
-            scribe=Scribe(incidents, SlackMessages(client, parse=chat_message)),
+            scribe=Scribe(uow, incidents, SlackMessages(client, parse=chat_message)),
             alert_intake=alert_intake,
             incident_events=incident_events,
         )

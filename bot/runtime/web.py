@@ -22,6 +22,7 @@ from bot.core.logs import get_logger
 from bot.integrations.pagerduty import verify_signature
 from bot.pages import routes as pages
 from bot.store import db
+from bot.store import gauges as gauges_sql
 from commands.services import Services
 
 log = get_logger(__name__)
@@ -160,8 +161,13 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text; the gauges of shared state are read from PostgreSQL first (bounded)."""
     services = request.app[SERVICES]
+
+    async def read() -> dict[tuple[str, str], float]:
+        async with services.pool.acquire() as conn:
+            return await gauges_sql.shared_state(conn)
+
     await telemetry.refresh_from_database(
-        services.pool, severities=services.policy.levels, inflight=services.inflight.count
+        read, severities=services.policy.levels, inflight=services.inflight.count
     )
     return web.Response(
         body=generate_latest(telemetry.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}

@@ -140,3 +140,9 @@ async def database(dsn: str | None, data_dir: Path) -> AsyncIterator[str]:
         yield uri
     finally:
         await embedded.stop()
+
+
+async def wrote(conn: Conn) -> bool:
+    """Whether the open transaction has written anything (it holds a transaction id)."""
+    found: bool = await conn.fetchval("SELECT pg_current_xact_id_if_assigned() IS NOT NULL")
+    return found

@@ -11,6 +11,7 @@ import asyncpg
 from bot.core import guard
 from bot.core.models import Incident, Status
 from bot.store import Conn
+from bot.store import outbox as outbox_sql
 
 _COLUMNS = """id, title, severity, status, declared_by, channel_id, thread_ts, declared_at,
     acknowledged_at, mitigated_at, resolved_at, summary, last_status, last_status_at,
@@ -123,6 +124,43 @@ async def update(conn: Conn, incident_id: int, *, now: datetime, **fields: Any) 
     )
     version: int = await conn.fetchval(sql, incident_id, now, *(fields[n] for n in names))
     return version
+
+
+async def bump(conn: Conn, incident_id: int, *, now: datetime, **fields: Any) -> int:
+    """`update` and queue the card at its new version: the one place a change of the incident
+    row reaches its card. Returns the new card version."""
+    version = await update(conn, incident_id, now=now, **fields)
+    await outbox_sql.enqueue_card(conn, incident_id=incident_id, version=version)
+    return version
+
+
+async def link_pagerduty(
+    conn: Conn, incident_id: int, *, pagerduty_id: str, url: str, now: datetime
+) -> bool:
+    """Link the incident to the PagerDuty incident opened for it (a link made stays) and bump
+    its card; False if it was linked already."""
+    linked = await conn.fetchval(
+        "UPDATE incidents SET pagerduty_id = $2, pagerduty_url = $3"
+        " WHERE id = $1 AND pagerduty_id IS NULL RETURNING true",
+        incident_id,
+        pagerduty_id,
+        url,
+    )
+    if not linked:
+        return False
+    await bump(conn, incident_id, now=now)
+    return True
+
+
+async def set_pagerduty_lagging(conn: Conn, incident_id: int, *, lagging: bool) -> bool:
+    """Mark PagerDuty lagging (or caught up) for the incident; False if it already was."""
+    changed = await conn.fetchval(
+        "UPDATE incidents SET pagerduty_lagging = $2 WHERE id = $1"
+        " AND pagerduty_lagging <> $2 RETURNING true",
+        incident_id,
+        lagging,
+    )
+    return bool(changed)
 
 
 async def set_role(

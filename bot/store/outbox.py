@@ -53,6 +53,16 @@ async def enqueue_reply(
     )
 
 
+async def pending_for(conn: Conn, incident_id: int, *, channel: str) -> int:
+    """Items for `channel` (such as 'pagerduty') the incident still has to deliver."""
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM outbox WHERE incident_id = $1 AND channel = $2 AND done_at IS NULL",
+        incident_id,
+        channel,
+    )
+    return count
+
+
 async def enqueue_card(conn: Conn, *, incident_id: int, version: int) -> None:
     await conn.execute(
         """INSERT INTO outbox (incident_id, kind, dedupe_key)

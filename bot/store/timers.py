@@ -73,7 +73,7 @@ async def claim_due_reminders(
 
 
 async def mark_reminder_posted(
-    conn: Conn, reminder_id: int, *, now: datetime, entry_id: int
+    conn: Conn, reminder_id: int, *, now: datetime, entry_id: int | None
 ) -> None:
     await conn.execute(
         "UPDATE reminders SET posted_at = $2, entry_id = $3 WHERE id = $1",

@@ -42,6 +42,7 @@ from bot.domain.alerts import (
 )
 from bot.domain.incidents import Incidents
 from bot.domain.policy import SeverityPolicy, load_severity_policy
+from bot.domain.uow import UnitOfWork
 from bot.integrations.kafka_io import KafkaAlertSource, KafkaDeadLetters, KafkaProducerClient
 from bot.store import db
 from commands import blocks
@@ -152,7 +153,7 @@ async def pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture
 def incidents(pool: asyncpg.Pool, policy: SeverityPolicy) -> Incidents:
-    return Incidents(pool, policy, channel_id="C0INCIDENTS")
+    return Incidents(UnitOfWork(pool), policy, channel_id="C0INCIDENTS")
 
 
 def make_intake(
@@ -165,7 +166,8 @@ def make_intake(
     window: float = 300,
 ) -> AlertIntake:
     return AlertIntake(
-        pool, incidents, incidents.policy, source=source, dead_letters=dead or DeadLetterList(),
+        UnitOfWork(pool), incidents, incidents.policy, source=source,
+        dead_letters=dead or DeadLetterList(),
         group_id=group, window=timedelta(seconds=window), batch=1000,
     )  # fmt: skip
 
@@ -731,7 +733,7 @@ async def _child(dsn: str, bootstrap: str, topic: str, group: str, marker: str) 
 
     producer = KafkaProducerClient(bootstrap, idempotent=False)
     intake = AlertIntake(
-        pool, Incidents(pool, policy, channel_id="C0INCIDENTS"), policy,
+        UnitOfWork(pool), Incidents(UnitOfWork(pool), policy, channel_id="C0INCIDENTS"), policy,
         source=KafkaAlertSource(bootstrap, topics=[topic], group_id=group,
                                 resume=resume_positions(pool, group), offset_reset="earliest",
                                 session_timeout_ms=6000, clamp_negative_lag=True),
@@ -796,7 +798,7 @@ async def test_a_consumer_killed_between_store_and_commit_declares_nothing_twice
     )  # fmt: skip
     producer = KafkaProducerClient(broker.bootstrap, idempotent=False)
     intake = AlertIntake(
-        pool, incidents, incidents.policy, source=source, group_id=group, batch=500,
+        UnitOfWork(pool), incidents, incidents.policy, source=source, group_id=group, batch=500,
         dead_letters=KafkaDeadLetters(producer, topic + "-dlq"),
     )  # fmt: skip
     try:
@@ -835,7 +837,7 @@ async def test_after_the_broker_lost_its_log_new_alerts_are_not_skipped_as_store
     )  # fmt: skip
     producer = KafkaProducerClient(first.bootstrap, idempotent=False)
     intake = AlertIntake(
-        pool, incidents, incidents.policy, source=source, group_id=group,
+        UnitOfWork(pool), incidents, incidents.policy, source=source, group_id=group,
         dead_letters=KafkaDeadLetters(producer, topic + "-dlq"),
     )  # fmt: skip
 

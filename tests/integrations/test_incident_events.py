@@ -34,6 +34,7 @@ from bot.delivery.incident_events import IncidentEvents, event_value
 from bot.domain import timeline
 from bot.domain.incidents import Incidents
 from bot.domain.policy import load_severity_policy
+from bot.domain.uow import UnitOfWork
 from bot.integrations.kafka_io import KafkaEventSink, KafkaProducerClient
 from bot.store import db
 from sandbox.kafka_broker import TansuBroker
@@ -84,7 +85,9 @@ async def pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture
 def incidents(pool: asyncpg.Pool) -> Incidents:
-    return Incidents(pool, load_severity_policy(BUNDLED_PLAYBOOKS), channel_id="C0INCIDENTS")
+    return Incidents(
+        UnitOfWork(pool), load_severity_policy(BUNDLED_PLAYBOOKS), channel_id="C0INCIDENTS"
+    )
 
 
 async def some_history(incidents: Incidents, *, count: int = 2, notes: int = 3) -> None:
