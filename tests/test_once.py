@@ -223,3 +223,22 @@ async def test_a_repeated_shortcut_opens_one_form_and_its_submission_marks_once(
     await _twice(bot, submit, together=True)
     assert len(await bot.fetch("SELECT 1 FROM timeline WHERE kind = 'pinned'")) == 1
     assert len(bot.replies_to("dana")) == 2  # declared; added as a key event (once)
+
+
+async def test_a_busy_database_pool_never_holds_up_the_ack(bot: Bot) -> None:
+    """The repeat check before the ack is only a shortcut: with every pooled connection busy
+    (a burst of commands doing their work), a command is still acknowledged, and its work,
+    which claims the request itself, runs once the pool frees up."""
+    await bot.command("declare Payments failing sev2")
+    pool = bot.services.pool
+    held = [await pool.acquire() for _ in range(pool.get_max_size())]
+    try:
+        async with asyncio.timeout(10):  # without the bound, the check waits for a connection
+            status, _ = await bot.post(bot.command_request("note acked while busy", user="erin"))
+        assert status == 200
+    finally:
+        for conn in held:
+            await pool.release(conn)
+    await bot.settle()
+    notes = await _notes(bot)
+    assert len(notes) == 1 and notes[0].endswith(": acked while busy")
