@@ -76,19 +76,23 @@ def request_of(body: Any, *, at: datetime) -> once.Request | None:
 
 
 ONCE = "icbot_request"  # the context key of the request's `once.Request`
-# The early repeat check is a shortcut (the work claims the request itself): it may take this
-# long before the ack goes ahead without it. Without a bound it waited for a pooled connection,
-# which a burst of commands doing their work holds: acks then took seconds (bench/README.md).
+# The early repeat check is a shortcut (the work claims the request itself, so a repeat still
+# does nothing without it), made only for deliveries Slack marks as retries, and it may take
+# at most this long before the ack goes ahead without it. Made for every request and unbounded,
+# it waited for a pooled connection that a burst of commands doing their work held: acks then
+# took seconds (bench/README.md).
 REPEAT_CHECK_SECONDS = 0.05
 
 
 def _once_per_request(services: Services) -> Callable[..., Awaitable[BoltResponse | None]]:
     """Slack repeats requests (retries, replays, double submits): do each one's work once.
 
-    A repeat of a request already handled is acknowledged here and goes no further. Otherwise
-    the request is put in the context, and its listener runs in its `once.scope` (see
-    _acks_first), so its work claims it (bot/domain/once.py); a repeat arriving while the first
-    still runs finds that claim there. Events are claimed here, before their listeners run.
+    A retry (`X-Slack-Retry-Num`) of a request already handled is acknowledged here and goes no
+    further; any other repeat (a replay, a double submit) is found by its work's claim, which
+    costs no query before the ack. The request is put in the context, and its listener runs in
+    its `once.scope` (see _acks_first), so its work claims it (bot/domain/once.py); a repeat
+    arriving while the first still runs finds that claim there. Events are claimed here, before
+    their listeners run.
     """
 
     async def middleware(
@@ -97,9 +101,11 @@ def _once_per_request(services: Services) -> Callable[..., Awaitable[BoltRespons
         request = request_of(req.body, at=services.clock())
         if request is None:
             return await next()
+        retry = req.headers.get("x-slack-retry-num", [None])[0]
+        repeated = False
         if request.key.startswith("event:"):
             repeated = not await once.claim_event(services.pool, request)
-        else:
+        elif retry is not None:  # Slack says it is sending this again: skip its work early
             try:
                 async with asyncio.timeout(REPEAT_CHECK_SECONDS):
                     repeated = await once.seen(services.pool, request)
@@ -110,7 +116,6 @@ def _once_per_request(services: Services) -> Callable[..., Awaitable[BoltRespons
                 log.warning("slack.repeat_check_failed", error=type(exc).__name__)
                 repeated = False
         if repeated:
-            retry = req.headers.get("x-slack-retry-num", [None])[0]
             log.info("slack.request_repeated", key=request.key, retry=retry)
             return BoltResponse(status=200, body="")
         if not request.key.startswith("event:"):
