@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+import typer.core
 from pydantic import ValidationError
 
 from bot.core import logs
@@ -17,19 +20,38 @@ from bot.core.settings import Settings
 
 if TYPE_CHECKING:
     import asyncpg
+    from typer.models import CommandFunctionType
 
     from bot.domain.incidents import Incidents
 from bot.domain.timeline import Verification
 
-cli = typer.Typer(
-    help="icbot: incident response for #waqiti-incidents.",
-    no_args_is_help=False,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-audit_cli = typer.Typer(help="Check the tamper-evident timeline.", no_args_is_help=True)
+HELP = """`icbot` alone opens the shell: the bot in your terminal (try `icbot shell --sandbox`).
+
+Incident response for #waqiti-incidents: the commands below run it in Slack, migrate its
+database, and print or check what it recorded."""
+PLAIN_HELP: dict[str, Any] = {
+    "rich_markup_mode": None,  # plain help: no boxes, no `<bool>` type tags
+    "context_settings": {"help_option_names": ["-h", "--help"]},
+}
+
+
+class _Command(typer.core.TyperCommand):
+    """Usage lines say `INC-n`, as the help does, not typer's `{INC-n}`."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:  # typer vendors click: its Context
+        return [re.sub(r"^\{(.*)\}$", r"\1", piece) for piece in super().collect_usage_pieces(ctx)]
+
+
+class _Typer(typer.Typer):
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[CommandFunctionType], Any]:
+        kwargs.setdefault("cls", _Command)
+        return super().command(*args, **kwargs)
+
+
+cli = _Typer(help=HELP, no_args_is_help=False, pretty_exceptions_enable=False, **PLAIN_HELP)
+audit_cli = _Typer(help="Check the tamper-evident timeline.", no_args_is_help=True, **PLAIN_HELP)
 cli.add_typer(audit_cli, name="audit")
-playbooks_cli = typer.Typer(help="Playbooks and policy files.", no_args_is_help=True)
+playbooks_cli = _Typer(help="Playbooks and policy files.", no_args_is_help=True, **PLAIN_HELP)
 cli.add_typer(playbooks_cli, name="playbooks")
 
 
@@ -53,8 +75,22 @@ def _dsn(settings: Settings) -> str | None:
     return settings.database_url.get_secret_value() if settings.database_url else None
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"icbot {package_version('icbot')}")
+        raise typer.Exit()
+
+
 @cli.callback(invoke_without_command=True)
-def main_callback(ctx: typer.Context) -> None:
+def main_callback(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
     """With no command, runs the shell."""
     if ctx.invoked_subcommand is None:
         shell()
@@ -201,7 +237,7 @@ async def _migrate(settings: Settings) -> list[str]:
 
 @audit_cli.command("verify")
 def audit_verify(
-    incident: Annotated[str, typer.Argument(help="INC-n (or n)")],
+    incident: Annotated[str, typer.Argument(help="INC-n (or n)", metavar="INC-n")],
 ) -> None:
     """Re-hash an incident's timeline chain; exit 1 if anything was altered or removed."""
     number = _incident_number(incident)
@@ -228,7 +264,7 @@ async def _verify(settings: Settings, number: int) -> Verification:
 
 @cli.command()
 def postmortem(
-    incident: Annotated[str, typer.Argument(help="INC-n (or n)")],
+    incident: Annotated[str, typer.Argument(help="INC-n (or n)", metavar="INC-n")],
 ) -> None:
     """Print the post-mortem draft of an incident (Markdown, built from its timeline)."""
     number = _incident_number(incident)
@@ -303,7 +339,7 @@ def playbooks_validate(
 
 
 def main() -> None:
-    cli()
+    cli(prog_name="icbot")
 
 
 if __name__ == "__main__":

@@ -149,3 +149,9 @@ def test_a_file_the_bot_shares_shows_in_the_thread_with_its_text_capped_at_60_li
     assert "  ↳ │ **Severity**: SEV2" in shown  # the Markdown as it is
     assert lines[head + 61] == "  ↳ └ … 7 more lines not shown"
     assert "(only you) 📄 Posted the post-mortem draft of INC-1 in its thread" in out
+
+
+def test_shell_help_lists_diagnose_and_rollback(dsn: str) -> None:
+    result = _run("/help\n", {"DATABASE_URL": dsn})
+    assert result.returncode == 0, result.stderr
+    assert "/diagnose" in result.stdout and "/rollback" in result.stdout

@@ -62,6 +62,8 @@ FILE_LINES = 60  # of a file shared in a thread, shown in the terminal; the rest
 SHELL_HELP = """Type Slack commands as you would in #{channel}:
   /ic declare Payments failing sev2    /ic assign @dana scribe    /ic status Mitigating
   /ic help lists every /ic command. Buttons are numbered: type the number or the label.
+  /diagnose <playbook> [INC-n] runs a playbook's checks (/diagnose alone lists them);
+  /rollback <deployment> [revision] asks for an approved rollback.
   /say [INC-n] <text> posts in the incident's thread (messages are numbered: [msg 1]).
   /pin [n], /unpin [n] add or take away your 📌 on message n (default: the last one);
   /shortcut [n] runs "Add to incident timeline" on it.

@@ -1,0 +1,47 @@
+"""The `icbot` command line as a newcomer meets it: version, help, mistakes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib.metadata import version
+
+
+def _icbot(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        env={**os.environ, "COLUMNS": "100"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_version_prints_the_installed_version() -> None:
+    result = _icbot("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"icbot {version('icbot')}"
+
+
+def test_dash_h_is_help_and_leads_with_icbot_alone_opening_the_shell() -> None:
+    result = _icbot("-h")
+    assert result.returncode == 0, result.stderr
+    description = result.stdout.split("Usage:", 1)[1].splitlines()[2]
+    assert "`icbot` alone opens the shell" in description
+    assert "--install-completion" in result.stdout  # typer's completion
+
+
+def test_help_shows_no_type_tags_or_braces_in_usage_lines() -> None:
+    for args in (["--help"], ["postmortem", "-h"], ["audit", "verify", "-h"], ["shell", "-h"]):
+        out = _icbot(*args).stdout
+        assert "<bool>" not in out and "{" not in out, (args, out)
+    assert "Usage: icbot postmortem [OPTIONS] INC-n" in _icbot("postmortem", "-h").stdout
+
+
+def test_a_mistyped_command_gets_did_you_mean_and_exit_2() -> None:
+    result = _icbot("shel")
+    assert result.returncode == 2
+    assert "Did you mean 'shell'?" in result.stderr
+    assert len(result.stderr.splitlines()) <= 4  # not the whole usage
