@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from importlib.metadata import version
 
 
@@ -45,3 +46,29 @@ def test_a_mistyped_command_gets_did_you_mean_and_exit_2() -> None:
     assert result.returncode == 2
     assert "Did you mean 'shell'?" in result.stderr
     assert len(result.stderr.splitlines()) <= 4  # not the whole usage
+
+
+def _icbot_in(data: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        env={**os.environ, "XDG_DATA_HOME": str(data), "DATABASE_URL": "", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_migrate_says_what_it_did_in_one_line_without_pgserver_internals(tmp_path: Path) -> None:
+    first = _icbot_in(tmp_path, "migrate")
+    assert first.returncode == 0, first.stderr
+    again = _icbot_in(tmp_path, "migrate")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == "applied 0 migration(s)\n"
+    assert "initdb" not in first.stderr + again.stderr and "pg_ctl" not in again.stderr
+
+
+def test_migrate_shows_pgserver_at_debug_when_asked(tmp_path: Path) -> None:
+    result = _icbot_in(tmp_path, "migrate", LOG_LEVEL="DEBUG")
+    assert result.returncode == 0, result.stderr
+    assert "initdb" in result.stderr
