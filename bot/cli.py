@@ -15,7 +15,7 @@ import typer.core
 from pydantic import ValidationError
 
 from bot.core import logs
-from bot.core.errors import ConfigError, NotFound
+from bot.core.errors import ConfigError, IntegrationError, NotFound
 from bot.core.settings import Settings
 
 if TYPE_CHECKING:
@@ -187,6 +187,15 @@ def _run_service(run: Callable[..., Coroutine[Any, Any, None]]) -> None:
         )
     except (ValueError, ConfigError) as exc:
         raise _fail(str(exc)) from None
+    except IntegrationError as exc:  # Slack (or Vault...) unreachable at start-up
+        raise _fail(f"cannot start: {_with_cause(exc)}", 1) from None
+
+
+def _with_cause(exc: BaseException) -> str:
+    """`slack: conversations.list: ClientConnectorError (Cannot connect to host ...)`."""
+    cause = exc.__cause__
+    detail = str(cause).strip() if cause is not None else ""
+    return f"{exc} ({detail})" if detail and detail not in str(exc) else str(exc)
 
 
 @cli.command()

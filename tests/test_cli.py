@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 from importlib.metadata import version
+from pathlib import Path
 
 
 def _icbot(*args: str) -> subprocess.CompletedProcess[str]:
@@ -72,3 +72,26 @@ def test_migrate_shows_pgserver_at_debug_when_asked(tmp_path: Path) -> None:
     result = _icbot_in(tmp_path, "migrate", LOG_LEVEL="DEBUG")
     assert result.returncode == 0, result.stderr
     assert "initdb" in result.stderr
+
+
+def test_serve_with_slack_unreachable_fails_in_one_line_with_the_cause(dsn: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "serve"],
+        env={
+            **os.environ,
+            "DATABASE_URL": dsn,
+            "SLACK_BOT_TOKEN": "xoxb-1-unreachable",
+            "SLACK_SIGNING_SECRET": "0123456789abcdef",
+            "SLACK_API_URL": "http://127.0.0.1:9/api/",  # the discard port: nothing listens
+            "PORT": "0",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("icbot: cannot start: slack: conversations.list")
+    assert "127.0.0.1:9" in last  # the cause, not only its type
