@@ -66,6 +66,11 @@ def _settings() -> Settings:
         raise typer.Exit(2) from None
 
 
+def sandbox_data_dir(settings: Settings) -> Path:
+    """`$XDG_DATA_HOME/icbot/sandbox`: the sandbox's embedded database and stand-in state."""
+    return settings.data_dir / "sandbox"
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"icbot: {message}", err=True)
     return typer.Exit(code)
@@ -129,6 +134,8 @@ def shell(
             load_scenario(scenario)
         except ConfigError as exc:
             raise _fail(str(exc)) from None
+        # The sandbox's incidents (and fake PagerDuty links) stay out of the plain shell's database.
+        settings = settings.model_copy(update={"data_dir": sandbox_data_dir(settings)})
     try:
         code = asyncio.run(_run_shell(settings, scenario))
     except (ConfigError, NotFound) as exc:

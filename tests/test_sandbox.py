@@ -503,3 +503,27 @@ def test_sandbox_defaults_to_bad_deploy_and_an_unknown_scenario_is_refused(dsn: 
     assert "no scenario 'nope'; scenarios: alert-delivery, audit-gap, bad-deploy" in (
         refused.stderr
     )
+
+
+def test_two_sandbox_runs_in_a_row_on_one_data_dir_each_link_their_pagerduty_incident(
+    tmp_path: Path,
+) -> None:
+    """The stand-in's ids survive a restart (no `PIN0001` twice), and the sandbox keeps its own
+    data directory, apart from the plain shell's database."""
+    env = {**os.environ, "USER": "sam", "DATABASE_URL": "", "XDG_DATA_HOME": str(tmp_path)}
+    for run in (1, 2):
+        result = subprocess.run(
+            [sys.executable, "-m", "bot", "shell", "--sandbox"],
+            input="/ic declare Payments failing sev1\n",
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        both = result.stdout + result.stderr
+        assert "Traceback" not in both and "UniqueViolation" not in both, (run, both)
+        assert "round_failed" not in both, (run, both)
+        assert f"PagerDuty incident #{run} opened" in result.stdout, (run, result.stdout)
+    assert (tmp_path / "icbot" / "sandbox" / "pgdata").is_dir()
+    assert not (tmp_path / "icbot" / "pgdata").exists()

@@ -686,7 +686,10 @@ async def run_shell(
     `clock`: the bot's time (tests script an incident's minutes with it)."""
     interactive = stdin.isatty()
     channel = settings.incident_channel.lstrip("#")
-    async with FakeSlack(channels=(channel,)) as slack, ShellSandbox(scenario, out=out) as sandbox:
+    async with (
+        FakeSlack(channels=(channel,)) as slack,
+        ShellSandbox(scenario, out=out, state_dir=settings.data_dir) as sandbox,
+    ):
         shell_settings = settings.model_copy(
             update={"slack_api_url": slack.url, **sandbox.overrides}
         )
