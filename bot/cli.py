@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from importlib.metadata import version as package_version
@@ -212,6 +213,34 @@ def migrate() -> None:
     logs.configure(settings.log_format or "console", settings.log_level)
     applied = asyncio.run(_migrate(settings))
     typer.echo(f"applied {len(applied)} migration(s){': ' + ', '.join(applied) if applied else ''}")
+
+
+@cli.command()
+def reset(
+    sandbox: Annotated[
+        bool, typer.Option("--sandbox", help="Reset the sandbox's data (`shell --sandbox`).")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Start afresh: delete the embedded database (every incident in it), after confirmation."""
+    settings = _settings()
+    if settings.database_url and not sandbox:
+        raise _fail(
+            "DATABASE_URL is set: reset only deletes the embedded database; drop or empty"
+            " that database with your own tools"
+        )
+    target = sandbox_data_dir(settings) if sandbox else settings.data_dir / "pgdata"
+    if not target.exists():
+        typer.echo(f"nothing to reset: {target} does not exist")
+        return
+    if (target / "postmaster.pid").exists() or (target / "pgdata" / "postmaster.pid").exists():
+        raise _fail(f"{target} is in use: leave every icbot using it (shell, serve), then retry")
+    what = "the sandbox's data" if sandbox else "the embedded database and every incident in it"
+    if not yes and not typer.confirm(f"Delete {what} ({target})?", default=False):
+        typer.echo("nothing deleted")
+        raise typer.Exit(1)
+    shutil.rmtree(target)
+    typer.echo(f"deleted {target}; the next run starts afresh")
 
 
 @asynccontextmanager

@@ -48,14 +48,16 @@ def test_a_mistyped_command_gets_did_you_mean_and_exit_2() -> None:
     assert len(result.stderr.splitlines()) <= 4  # not the whole usage
 
 
-def _icbot_in(data: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def _icbot_in(
+    data: Path, *args: str, stdin: str = "", **env: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
         env={**os.environ, "XDG_DATA_HOME": str(data), "DATABASE_URL": "", **env},
         capture_output=True,
         text=True,
         timeout=120,
-        stdin=subprocess.DEVNULL,
+        input=stdin,
     )
 
 
@@ -95,3 +97,32 @@ def test_serve_with_slack_unreachable_fails_in_one_line_with_the_cause(dsn: str)
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("icbot: cannot start: slack: conversations.list")
     assert "127.0.0.1:9" in last  # the cause, not only its type
+
+
+def test_reset_deletes_the_embedded_database_only_after_confirmation(tmp_path: Path) -> None:
+    assert _icbot_in(tmp_path, "migrate").returncode == 0
+    pgdata = tmp_path / "icbot" / "pgdata"
+    assert pgdata.is_dir()
+    refused = _icbot_in(tmp_path, "reset", stdin="n\n")
+    assert refused.returncode == 1 and pgdata.is_dir()
+    done = _icbot_in(tmp_path, "reset", stdin="y\n")
+    assert done.returncode == 0, done.stderr
+    assert not pgdata.exists() and "deleted" in done.stdout
+    again = _icbot_in(tmp_path, "migrate")
+    assert again.returncode == 0 and "applied 0" not in again.stdout  # a fresh database
+
+
+def test_reset_sandbox_leaves_the_plain_shells_database_alone(tmp_path: Path) -> None:
+    assert _icbot_in(tmp_path, "migrate").returncode == 0
+    (tmp_path / "icbot" / "sandbox").mkdir()
+    (tmp_path / "icbot" / "sandbox" / "pagerduty.json").write_text('{"incident": 3}')
+    result = _icbot_in(tmp_path, "reset", "--sandbox", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "icbot" / "sandbox").exists()
+    assert (tmp_path / "icbot" / "pgdata").is_dir()
+
+
+def test_reset_refuses_a_configured_database(tmp_path: Path) -> None:
+    result = _icbot_in(tmp_path, "reset", "--yes", DATABASE_URL="postgresql://db.example/icbot")
+    assert result.returncode == 2
+    assert "DATABASE_URL" in result.stderr and "Traceback" not in result.stderr
