@@ -233,7 +233,9 @@ def reset(
     if not target.exists():
         typer.echo(f"nothing to reset: {target} does not exist")
         return
-    if (target / "postmaster.pid").exists() or (target / "pgdata" / "postmaster.pid").exists():
+    if _postgres_running(target / "postmaster.pid") or _postgres_running(
+        target / "pgdata" / "postmaster.pid"
+    ):
         raise _fail(f"{target} is in use: leave every icbot using it (shell, serve), then retry")
     what = "the sandbox's data" if sandbox else "the embedded database and every incident in it"
     if not yes and not typer.confirm(f"Delete {what} ({target})?", default=False):
@@ -241,6 +243,15 @@ def reset(
         raise typer.Exit(1)
     shutil.rmtree(target)
     typer.echo(f"deleted {target}; the next run starts afresh")
+
+
+def _postgres_running(pid_file: Path) -> bool:
+    """A server is running on that pgdata (its postmaster.pid names a live process)."""
+    try:
+        pid = int(pid_file.read_text(encoding="utf-8").split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    return Path(f"/proc/{pid}").exists()
 
 
 @asynccontextmanager
