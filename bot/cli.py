@@ -372,6 +372,7 @@ def playbooks_validate(
     ] = None,
 ) -> None:
     """Load every playbook and policy file; exit 1 with file:line errors if any is invalid."""
+    from bot.domain.approvals import load_approvals
     from bot.domain.policy import load_severity_policy
     from bot.playbooks.catalogue import validate_dir
 
@@ -379,10 +380,11 @@ def playbooks_validate(
     if not folder.is_dir():
         raise _fail(f"{folder} is not a directory")
     errors: list[str] = []
-    try:
-        load_severity_policy(folder)
-    except ConfigError as exc:
-        errors.append(str(exc))
+    for load in (load_severity_policy, load_approvals):
+        try:
+            load(folder)
+        except ConfigError as exc:
+            errors.append(str(exc))
     catalogue, problems = validate_dir(folder)
     errors.extend(problems)
     for error in errors:
@@ -391,7 +393,9 @@ def playbooks_validate(
         typer.echo(f"{len(errors)} error(s) in {folder}")
         raise typer.Exit(1)
     names = ", ".join(sorted(catalogue.playbooks))
-    typer.echo(f"{len(catalogue.playbooks)} playbooks OK ({names}); severities.yml OK")
+    typer.echo(
+        f"{len(catalogue.playbooks)} playbooks OK ({names}); severities.yml OK; approvals.yml OK"
+    )
 
 
 def main() -> None:

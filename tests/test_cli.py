@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from importlib.metadata import version
@@ -126,3 +127,14 @@ def test_reset_refuses_a_configured_database(tmp_path: Path) -> None:
     result = _icbot_in(tmp_path, "reset", "--yes", DATABASE_URL="postgresql://db.example/icbot")
     assert result.returncode == 2
     assert "DATABASE_URL" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_playbooks_validate_checks_approvals_yml_too(tmp_path: Path) -> None:
+    folder = tmp_path / "playbooks"
+    shutil.copytree(Path(__file__).parent.parent / "playbooks", folder)
+    ok = _icbot("playbooks", "validate", str(folder))
+    assert ok.returncode == 0 and "approvals.yml OK" in ok.stdout, ok.stdout
+    (folder / "approvals.yml").write_text("defaults:\n  required: many\n")
+    bad = _icbot("playbooks", "validate", str(folder))
+    assert bad.returncode == 1
+    assert "approvals.yml" in bad.stdout and "required" in bad.stdout, bad.stdout
