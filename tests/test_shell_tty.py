@@ -75,3 +75,27 @@ def test_ctrl_d_leaves_with_exit_0(tty_shell: pexpect.spawn) -> None:
     tty_shell.expect(pexpect.EOF, timeout=20)
     tty_shell.close()
     assert tty_shell.exitstatus == 0
+
+
+def test_ctrl_c_during_a_sandbox_command_leaves_at_once_with_130_and_no_traceback(
+    dsn: str, tmp_path: Path
+) -> None:
+    """The terminal's SIGINT reaches icbot only: the Kafka broker it runs is stopped after its
+    clients, not killed under them (which printed NodeNotReadyError for 40 s)."""
+    env = {**os.environ, "USER": "sam", "DATABASE_URL": dsn, "XDG_DATA_HOME": str(tmp_path),
+           "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"}  # fmt: skip
+    child = pexpect.spawn(
+        sys.executable, ["-m", "bot", "shell", "--sandbox"], env=env, encoding="utf-8",
+        timeout=60, dimensions=(40, 200),
+    )  # fmt: skip
+    child.expect("sam>")
+    child.sendline("/wait 30")
+    child.expect("/wait 30")
+    time.sleep(1)
+    child.sendintr()
+    started = time.monotonic()
+    child.expect(pexpect.EOF, timeout=30)
+    child.close()
+    assert time.monotonic() - started < 5
+    assert child.exitstatus == 130
+    assert "Traceback" not in child.before and "NodeNotReady" not in child.before

@@ -709,14 +709,18 @@ async def _interactive(shell: Shell, settings: Settings, sandbox: ShellSandbox) 
     def attach() -> None:
         shell.out = sys.stdout  # patched: prints land above the prompt
 
-    await read_loop(
-        prompt=lambda: f"@{shell.user_name}> ",
-        handle=shell.handle,
-        completer=completer,
-        history=settings.data_dir / "shell_history",
-        open_incidents=open_incidents,
-        attach=attach,
-    )
+    out = shell.out
+    try:
+        await read_loop(
+            prompt=lambda: f"@{shell.user_name}> ",
+            handle=shell.handle,
+            completer=completer,
+            history=settings.data_dir / "shell_history",
+            open_incidents=open_incidents,
+            attach=attach,
+        )
+    finally:
+        shell.out = out  # the prompt is gone: what follows (the sandbox's summary) prints plainly
 
 
 async def run_shell(
