@@ -62,17 +62,17 @@ def _icbot_in(
     )
 
 
-def test_migrate_says_what_it_did_in_one_line_without_pgserver_internals(tmp_path: Path) -> None:
-    first = _icbot_in(tmp_path, "migrate")
+def test_migrate_says_what_it_did_in_one_line_without_pgserver_internals(data_home: Path) -> None:
+    first = _icbot_in(data_home, "migrate")
     assert first.returncode == 0, first.stderr
-    again = _icbot_in(tmp_path, "migrate")
+    again = _icbot_in(data_home, "migrate")
     assert again.returncode == 0, again.stderr
     assert again.stdout == "applied 0 migration(s)\n"
     assert "initdb" not in first.stderr + again.stderr and "pg_ctl" not in again.stderr
 
 
-def test_migrate_shows_pgserver_at_debug_when_asked(tmp_path: Path) -> None:
-    result = _icbot_in(tmp_path, "migrate", LOG_LEVEL="DEBUG")
+def test_migrate_shows_pgserver_at_debug_when_asked(data_home: Path) -> None:
+    result = _icbot_in(data_home, "migrate", LOG_LEVEL="DEBUG")
     assert result.returncode == 0, result.stderr
     assert "initdb" in result.stderr
 
@@ -100,31 +100,31 @@ def test_serve_with_slack_unreachable_fails_in_one_line_with_the_cause(dsn: str)
     assert "127.0.0.1:9" in last  # the cause, not only its type
 
 
-def test_reset_deletes_the_embedded_database_only_after_confirmation(tmp_path: Path) -> None:
-    assert _icbot_in(tmp_path, "migrate").returncode == 0
-    pgdata = tmp_path / "icbot" / "pgdata"
+def test_reset_deletes_the_embedded_database_only_after_confirmation(data_home: Path) -> None:
+    assert _icbot_in(data_home, "migrate").returncode == 0
+    pgdata = data_home / "icbot" / "pgdata"
     assert pgdata.is_dir()
-    refused = _icbot_in(tmp_path, "reset", stdin="n\n")
+    refused = _icbot_in(data_home, "reset", stdin="n\n")
     assert refused.returncode == 1 and pgdata.is_dir()
-    done = _icbot_in(tmp_path, "reset", stdin="y\n")
+    done = _icbot_in(data_home, "reset", stdin="y\n")
     assert done.returncode == 0, done.stderr
     assert not pgdata.exists() and "deleted" in done.stdout
-    again = _icbot_in(tmp_path, "migrate")
+    again = _icbot_in(data_home, "migrate")
     assert again.returncode == 0 and "applied 0" not in again.stdout  # a fresh database
 
 
-def test_reset_sandbox_leaves_the_plain_shells_database_alone(tmp_path: Path) -> None:
-    assert _icbot_in(tmp_path, "migrate").returncode == 0
-    (tmp_path / "icbot" / "sandbox").mkdir()
-    (tmp_path / "icbot" / "sandbox" / "pagerduty.json").write_text('{"incident": 3}')
-    result = _icbot_in(tmp_path, "reset", "--sandbox", "--yes")
+def test_reset_sandbox_leaves_the_plain_shells_database_alone(data_home: Path) -> None:
+    assert _icbot_in(data_home, "migrate").returncode == 0
+    (data_home / "icbot" / "sandbox").mkdir()
+    (data_home / "icbot" / "sandbox" / "pagerduty.json").write_text('{"incident": 3}')
+    result = _icbot_in(data_home, "reset", "--sandbox", "--yes")
     assert result.returncode == 0, result.stderr
-    assert not (tmp_path / "icbot" / "sandbox").exists()
-    assert (tmp_path / "icbot" / "pgdata").is_dir()
+    assert not (data_home / "icbot" / "sandbox").exists()
+    assert (data_home / "icbot" / "pgdata").is_dir()
 
 
-def test_reset_refuses_a_configured_database(tmp_path: Path) -> None:
-    result = _icbot_in(tmp_path, "reset", "--yes", DATABASE_URL="postgresql://db.example/icbot")
+def test_reset_refuses_a_configured_database(data_home: Path) -> None:
+    result = _icbot_in(data_home, "reset", "--yes", DATABASE_URL="postgresql://db.example/icbot")
     assert result.returncode == 2
     assert "DATABASE_URL" in result.stderr and "Traceback" not in result.stderr
 

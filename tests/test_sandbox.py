@@ -506,11 +506,11 @@ def test_sandbox_defaults_to_bad_deploy_and_an_unknown_scenario_is_refused(dsn: 
 
 
 def test_two_sandbox_runs_in_a_row_on_one_data_dir_each_link_their_pagerduty_incident(
-    tmp_path: Path,
+    data_home: Path,
 ) -> None:
     """The stand-in's ids survive a restart (no `PIN0001` twice), and the sandbox keeps its own
     data directory, apart from the plain shell's database."""
-    env = {**os.environ, "USER": "sam", "DATABASE_URL": "", "XDG_DATA_HOME": str(tmp_path)}
+    env = {**os.environ, "USER": "sam", "DATABASE_URL": "", "XDG_DATA_HOME": str(data_home)}
     for run in (1, 2):
         result = subprocess.run(
             [sys.executable, "-m", "bot", "shell", "--sandbox"],
@@ -525,5 +525,5 @@ def test_two_sandbox_runs_in_a_row_on_one_data_dir_each_link_their_pagerduty_inc
         assert "Traceback" not in both and "UniqueViolation" not in both, (run, both)
         assert "round_failed" not in both, (run, both)
         assert f"PagerDuty incident #{run} opened" in result.stdout, (run, result.stdout)
-    assert (tmp_path / "icbot" / "sandbox" / "pgdata").is_dir()
-    assert not (tmp_path / "icbot" / "pgdata").exists()
+    assert (data_home / "icbot" / "sandbox" / "pgdata").is_dir()
+    assert not (data_home / "icbot" / "pgdata").exists()

@@ -66,8 +66,7 @@ def test_as_switches_the_acting_user(dsn: str) -> None:
     assert "Status update from @dana: on it" in result.stdout
 
 
-def test_without_database_url_an_embedded_postgres_starts_and_stops(tmp_path: Path) -> None:
-    data_home = tmp_path  # pytest's, removed with the rest: nothing left in /tmp
+def test_without_database_url_an_embedded_postgres_starts_and_stops(data_home: Path) -> None:
     env = {"XDG_DATA_HOME": str(data_home), "DATABASE_URL": ""}
     first = _run("/ic declare Embedded sev3\n", env)
     assert first.returncode == 0, first.stderr
