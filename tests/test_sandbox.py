@@ -13,6 +13,7 @@ import io
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -364,14 +365,16 @@ async def test_shell_sandbox_serves_the_webhook_route_and_reports_the_platform_a
 def _shell(
     script: str, dsn: str, *args: str, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bot", "shell", *args],
-        input=script,
-        env={**os.environ, "USER": "sam", "DATABASE_URL": dsn},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    # A data directory of its own: the sandbox keeps PagerDuty's numbers there between runs.
+    with tempfile.TemporaryDirectory(prefix="icbot-test-data-") as home:
+        return subprocess.run(
+            [sys.executable, "-m", "bot", "shell", *args],
+            input=script,
+            env={**os.environ, "USER": "sam", "DATABASE_URL": dsn, "XDG_DATA_HOME": home},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
 
 def _after(out: str, marker: str) -> str:
