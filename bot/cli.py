@@ -3,36 +3,60 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import shutil
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+import typer.core
 from pydantic import ValidationError
 
 from bot.core import logs
-from bot.core.errors import ConfigError, NotFound
+from bot.core.errors import ConfigError, IntegrationError, NotFound
 from bot.core.settings import Settings
 
 if TYPE_CHECKING:
     import asyncpg
+    from typer.models import CommandFunctionType
 
     from bot.domain.incidents import Incidents
 from bot.domain.timeline import Verification
 
-cli = typer.Typer(
-    help="icbot: incident response for #waqiti-incidents.",
-    no_args_is_help=False,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-audit_cli = typer.Typer(
+HELP = """`icbot` alone opens the shell: the bot in your terminal (try `icbot shell --sandbox`).
+
+Incident response for #waqiti-incidents: the commands below run it in Slack, migrate its
+database, and print or check what it recorded."""
+PLAIN_HELP: dict[str, Any] = {
+    "rich_markup_mode": None,  # plain help: no boxes, no `<bool>` type tags
+    "context_settings": {"help_option_names": ["-h", "--help"]},
+}
+
+
+class _Command(typer.core.TyperCommand):
+    """Usage lines say `INC-n`, as the help does, not typer's `{INC-n}`."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:  # typer vendors click: its Context
+        return [re.sub(r"^\{(.*)\}$", r"\1", piece) for piece in super().collect_usage_pieces(ctx)]
+
+
+class _Typer(typer.Typer):
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[CommandFunctionType], Any]:
+        kwargs.setdefault("cls", _Command)
+        return super().command(*args, **kwargs)
+
+
+cli = _Typer(help=HELP, no_args_is_help=False, pretty_exceptions_enable=False, **PLAIN_HELP)
+audit_cli = _Typer(
     help="Check the tamper-evident timeline; export an incident's evidence.",
     no_args_is_help=True,
+    **PLAIN_HELP,
 )
 cli.add_typer(audit_cli, name="audit")
-playbooks_cli = typer.Typer(help="Playbooks and policy files.", no_args_is_help=True)
+playbooks_cli = _Typer(help="Playbooks and policy files.", no_args_is_help=True, **PLAIN_HELP)
 cli.add_typer(playbooks_cli, name="playbooks")
 
 
@@ -47,6 +71,11 @@ def _settings() -> Settings:
         raise typer.Exit(2) from None
 
 
+def sandbox_data_dir(settings: Settings) -> Path:
+    """`$XDG_DATA_HOME/icbot/sandbox`: the sandbox's embedded database and stand-in state."""
+    return settings.data_dir / "sandbox"
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"icbot: {message}", err=True)
     return typer.Exit(code)
@@ -56,8 +85,22 @@ def _dsn(settings: Settings) -> str | None:
     return settings.database_url.get_secret_value() if settings.database_url else None
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"icbot {package_version('icbot')}")
+        raise typer.Exit()
+
+
 @cli.callback(invoke_without_command=True)
-def main_callback(ctx: typer.Context) -> None:
+def main_callback(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
     """With no command, runs the shell."""
     if ctx.invoked_subcommand is None:
         shell()
@@ -96,6 +139,8 @@ def shell(
             load_scenario(scenario)
         except ConfigError as exc:
             raise _fail(str(exc)) from None
+        # The sandbox's incidents (and fake PagerDuty links) stay out of the plain shell's database.
+        settings = settings.model_copy(update={"data_dir": sandbox_data_dir(settings)})
     try:
         code = asyncio.run(_run_shell(settings, scenario))
     except (ConfigError, NotFound) as exc:
@@ -171,6 +216,15 @@ def _run_service(run: Callable[..., Coroutine[Any, Any, None]]) -> None:
         )
     except (ValueError, ConfigError) as exc:
         raise _fail(str(exc)) from None
+    except IntegrationError as exc:  # Slack (or Vault...) unreachable at start-up
+        raise _fail(f"cannot start: {_with_cause(exc)}", 1) from None
+
+
+def _with_cause(exc: BaseException) -> str:
+    """`slack: conversations.list: ClientConnectorError (Cannot connect to host ...)`."""
+    cause = exc.__cause__
+    detail = str(cause).strip() if cause is not None else ""
+    return f"{exc} ({detail})" if detail and detail not in str(exc) else str(exc)
 
 
 @cli.command()
@@ -180,6 +234,45 @@ def migrate() -> None:
     logs.configure(settings.log_format or "console", settings.log_level)
     applied = asyncio.run(_migrate(settings))
     typer.echo(f"applied {len(applied)} migration(s){': ' + ', '.join(applied) if applied else ''}")
+
+
+@cli.command()
+def reset(
+    sandbox: Annotated[
+        bool, typer.Option("--sandbox", help="Reset the sandbox's data (`shell --sandbox`).")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Start afresh: delete the embedded database (every incident in it), after confirmation."""
+    settings = _settings()
+    if settings.database_url and not sandbox:
+        raise _fail(
+            "DATABASE_URL is set: reset only deletes the embedded database; drop or empty"
+            " that database with your own tools"
+        )
+    target = sandbox_data_dir(settings) if sandbox else settings.data_dir / "pgdata"
+    if not target.exists():
+        typer.echo(f"nothing to reset: {target} does not exist")
+        return
+    if _postgres_running(target / "postmaster.pid") or _postgres_running(
+        target / "pgdata" / "postmaster.pid"
+    ):
+        raise _fail(f"{target} is in use: leave every icbot using it (shell, serve), then retry")
+    what = "the sandbox's data" if sandbox else "the embedded database and every incident in it"
+    if not yes and not typer.confirm(f"Delete {what} ({target})?", default=False):
+        typer.echo("nothing deleted")
+        raise typer.Exit(1)
+    shutil.rmtree(target)
+    typer.echo(f"deleted {target}; the next run starts afresh")
+
+
+def _postgres_running(pid_file: Path) -> bool:
+    """A server is running on that pgdata (its postmaster.pid names a live process)."""
+    try:
+        pid = int(pid_file.read_text(encoding="utf-8").split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    return Path(f"/proc/{pid}").exists()
 
 
 @asynccontextmanager
@@ -222,7 +315,7 @@ async def _migrate(settings: Settings) -> list[str]:
 
 @audit_cli.command("verify")
 def audit_verify(
-    incident: Annotated[str | None, typer.Argument(help="INC-n (or n)")] = None,
+    incident: Annotated[str | None, typer.Argument(help="INC-n (or n)", metavar="INC-n")] = None,
     bundle: Annotated[
         Path | None,
         typer.Option(
@@ -315,7 +408,7 @@ async def _verify(settings: Settings, number: int) -> Verification:
 
 @cli.command()
 def postmortem(
-    incident: Annotated[str, typer.Argument(help="INC-n (or n)")],
+    incident: Annotated[str, typer.Argument(help="INC-n (or n)", metavar="INC-n")],
 ) -> None:
     """Print the post-mortem draft of an incident (Markdown, built from its timeline)."""
     number = _incident_number(incident)
@@ -367,6 +460,7 @@ def playbooks_validate(
     ] = None,
 ) -> None:
     """Load every playbook and policy file; exit 1 with file:line errors if any is invalid."""
+    from bot.domain.approvals import load_approvals
     from bot.domain.policy import load_severity_policy
     from bot.playbooks.catalogue import validate_dir
 
@@ -374,10 +468,11 @@ def playbooks_validate(
     if not folder.is_dir():
         raise _fail(f"{folder} is not a directory")
     errors: list[str] = []
-    try:
-        load_severity_policy(folder)
-    except ConfigError as exc:
-        errors.append(str(exc))
+    for load in (load_severity_policy, load_approvals):
+        try:
+            load(folder)
+        except ConfigError as exc:
+            errors.append(str(exc))
     catalogue, problems = validate_dir(folder)
     errors.extend(problems)
     for error in errors:
@@ -386,11 +481,13 @@ def playbooks_validate(
         typer.echo(f"{len(errors)} error(s) in {folder}")
         raise typer.Exit(1)
     names = ", ".join(sorted(catalogue.playbooks))
-    typer.echo(f"{len(catalogue.playbooks)} playbooks OK ({names}); severities.yml OK")
+    typer.echo(
+        f"{len(catalogue.playbooks)} playbooks OK ({names}); severities.yml OK; approvals.yml OK"
+    )
 
 
 def main() -> None:
-    cli()
+    cli(prog_name="icbot")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from commands.diagnose import DiagnoseHandlers
 from commands.diagnose import parse as parse_diagnose
 from commands.edge import Respond, run_reporting
 from commands.parsing import (
-    USAGE,
+    HELP_LINES,
     ActionItem,
     Assign,
     Declare,
@@ -151,7 +151,7 @@ class IcHandlers:
         incidents = s.incidents
         match parsed:
             case Help():
-                return blocks.help_text(list(USAGE.values()))
+                return blocks.help_text(list(HELP_LINES))
             case ListIncidents(history=True, days=days):
                 report = await incidents.history(days=days)
                 return blocks.incident_history(report, days=days)

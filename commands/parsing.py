@@ -10,6 +10,7 @@ from bot.core.models import normalise_role
 from bot.core.text import control_character
 
 SEVERITY = re.compile(r"^sev-?([1-4])$", re.I)
+BARE_SEVERITY = re.compile(r"^([1-4])$")  # `/ic sev 1`; a title ending in a number keeps it
 INCIDENT = re.compile(r"^inc-?([0-9]{1,9})$", re.I)  # ASCII digits: `int` refuses some others
 # Slack escapes mentions in slash commands as <@U123|name> (or <@U123> without the name).
 MENTION = re.compile(r"^<@([UW][A-Z0-9]{2,20})(?:\|[^>]*)?>$")
@@ -35,6 +36,11 @@ USAGE = {
     "list": "/ic list [--all] [--days N]",
     "help": "/ic help",
 }
+OTHER_COMMANDS = (
+    "/diagnose <playbook> [INC-n]  (alone: the playbooks)",
+    "/rollback <deployment> [revision] [INC-n]  (or --history)",
+)
+HELP_LINES = (*USAGE.values(), *OTHER_COMMANDS)
 ALIASES = {
     "severity": "sev", "update": "status", "close": "resolve", "ls": "list", "todo": "action",
     "pm": "postmortem", "post-mortem": "postmortem", "handoff": "handover",
@@ -153,6 +159,11 @@ def severity_key(token: str) -> str | None:
     return f"sev{match.group(1)}" if match else None
 
 
+def _sev_argument(token: str) -> str | None:
+    match = BARE_SEVERITY.match(token)
+    return f"sev{match.group(1)}" if match else severity_key(token)
+
+
 def _incident(token: str) -> int | None:
     match = INCIDENT.match(token)
     return int(match.group(1)) if match else None
@@ -218,9 +229,10 @@ def parse_ic(text: str) -> IcCommand:
     if sub == "handover":
         return _handover(number, rest)
     if sub == "sev":
-        if len(rest) != 1 or severity_key(rest[0]) is None:
+        severity = _sev_argument(rest[0]) if len(rest) == 1 else None
+        if severity is None:
             raise UsageError(usage("sev"))
-        return SetSeverity(incident=number, severity=severity_key(rest[0]) or "")
+        return SetSeverity(incident=number, severity=severity)
     if sub == "status":
         body = _rest(text, skipped)
         if not body:

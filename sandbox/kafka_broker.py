@@ -165,6 +165,9 @@ class TansuBroker(ChildServer):
             stdout=log,
             stderr=log,
             env=env,
+            # Its own session: Ctrl-C in the shell's terminal reaches icbot, which stops the
+            # broker after its clients; a SIGINT of its own killed it first (NodeNotReadyError).
+            start_new_session=True,
         )
 
     # ------------------------------------------------------------------ seeding helpers

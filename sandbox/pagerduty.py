@@ -86,6 +86,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -117,6 +118,7 @@ SUBDOMAIN = "waqiti"
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 100
 MAX_OFFSET_PLUS_LIMIT = 10_000
+KEPT_NUMBERS = frozenset({"incident"})  # ids a bot stores (unique); kept in `state_file`
 WEBHOOK_USER_AGENT = "PagerDuty-Webhook/V3.0"
 DUPLICATE_INCIDENT_KEY_ERROR = (
     "Open incident with matching dedup key already exists on this service"
@@ -357,7 +359,10 @@ class FakePagerDuty(StandIn):
         tls: LocalTLS | None = None,
         webhook_attempts: int = 3,
         webhook_retry_delay: float = 0.05,
+        state_file: Path | None = None,
     ) -> None:
+        """`state_file`: where the incident numbers are kept, so that a stand-in started again
+        on the same file goes on from the last one (a bot's database remembers `PIN0001`)."""
         self.api_key = api_key
         self.routing_key = routing_key
         self.html_base = f"https://{subdomain}.pagerduty.com"
@@ -387,7 +392,9 @@ class FakePagerDuty(StandIn):
 
         self._reopened_at: dict[str, str | None] = {}
         self._faults: dict[str, list[_Fault]] = {}
+        self._state_file = state_file
         self._seq: dict[str, int] = {}
+        self._seq.update(self._load_numbers())
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -514,7 +521,30 @@ class FakePagerDuty(StandIn):
 
     def _next(self, kind: str) -> int:
         self._seq[kind] = self._seq.get(kind, 0) + 1
+        if kind in KEPT_NUMBERS:
+            self._save_numbers()
         return self._seq[kind]
+
+    def _load_numbers(self) -> dict[str, int]:
+        if self._state_file is None or not self._state_file.exists():
+            return {}
+        try:
+            saved = json.loads(self._state_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            log.warning("pagerduty stand-in: unreadable %s, numbering from 1", self._state_file)
+            return {}
+        if not isinstance(saved, dict):
+            return {}
+        return {k: v for k, v in saved.items() if k in KEPT_NUMBERS and isinstance(v, int)}
+
+    def _save_numbers(self) -> None:
+        if self._state_file is None:
+            return
+        self._state_file.parent.mkdir(parents=True, exist_ok=True)
+        partial = self._state_file.with_suffix(".partial")
+        kept = {k: v for k, v in self._seq.items() if k in KEPT_NUMBERS}
+        partial.write_text(json.dumps(kept), encoding="utf-8")
+        partial.replace(self._state_file)
 
     def add_user(self, name: str, email: str, *, role: str = "user", id: str | None = None) -> User:
         """Register a user; idempotent by email."""

@@ -106,7 +106,10 @@ class SimulatedPlatform:
         *,
         tick_interval: float = 0.2,
         step_interval: float = 0.25,
+        state_dir: Path | None = None,
     ) -> None:
+        """`state_dir`: where stand-in state that must survive a restart is kept (PagerDuty's
+        incident numbers); None keeps nothing."""
         self.scenario = load_scenario(scenario) if isinstance(scenario, str) else scenario
         self.tick_interval = tick_interval
         self.step_interval = step_interval
@@ -117,7 +120,10 @@ class SimulatedPlatform:
         self.actuator = FakeActuator(
             services=sorted(self.scenario.services), flag_token=secrets.token_urlsafe(18)
         )
-        self.pagerduty = FakePagerDuty(api_key=secrets.token_hex(16))
+        self.pagerduty = FakePagerDuty(
+            api_key=secrets.token_hex(16),
+            state_file=state_dir / "pagerduty.json" if state_dir else None,
+        )
         self.kafka = TansuBroker(cluster_id=f"icbot-sandbox-{self.scenario.name}")
         self._dir: Path | None = None
         self._kubeconfig: Path | None = None

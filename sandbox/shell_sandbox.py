@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, TextIO
 
@@ -46,8 +47,9 @@ class ShellLike(Protocol):
 
 
 class ShellSandbox:
-    def __init__(self, scenario: str | None, *, out: TextIO) -> None:
+    def __init__(self, scenario: str | None, *, out: TextIO, state_dir: Path | None = None) -> None:
         self.scenario = scenario
+        self.state_dir = state_dir
         self.out = out
         self.platform: SimulatedPlatform | None = None
         self._shell: ShellLike | None = None
@@ -55,7 +57,7 @@ class ShellSandbox:
 
     async def __aenter__(self) -> ShellSandbox:
         if self.scenario is not None:
-            platform = SimulatedPlatform(self.scenario)
+            platform = SimulatedPlatform(self.scenario, state_dir=self.state_dir)
             try:
                 await platform.start()
             except (OSError, RuntimeError) as exc:  # e.g. tansu missing (TansuNotFound)

@@ -373,6 +373,10 @@ class FakeSlack(StandIn):
     def user_id(self, name: str) -> str | None:
         return self._user_by_name.get(name.lstrip("@"))
 
+    def user_names(self) -> list[str]:
+        """Every member's name (the shell completes @names with them)."""
+        return sorted(self._user_by_name)
+
     def user_name(self, user_id: str) -> str | None:
         user = self._users.get(user_id)
         return user.name if user else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import tempfile
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -40,6 +41,15 @@ PAGERDUTY_WEBHOOK_SECRET = "pd-webhook-secret-0123456789"
 # Per test session, so two runs on one machine (a developer's and CI's) never share it.
 TEMPLATE = f"icbot_template_{os.getpid()}"
 _db_names = itertools.count(1)
+
+
+@pytest.fixture
+def data_home() -> Iterator[Path]:
+    """An XDG_DATA_HOME for an embedded PostgreSQL, removed afterwards. Not `tmp_path`: run as
+    root, pgserver runs postgres as its own user, who cannot enter pytest's private folders."""
+    with tempfile.TemporaryDirectory(prefix="icbot-test-data-", ignore_cleanup_errors=True) as d:
+        os.chmod(d, 0o755)  # noqa: S103  (postgres, another user, must enter it)
+        yield Path(d)
 
 
 @pytest.fixture(scope="session")

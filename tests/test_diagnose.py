@@ -64,6 +64,13 @@ async def test_an_unknown_playbook_gets_the_list_and_runs_nothing(diag_bot: Bot)
     assert status == 200 and "no playbook `sagaa`" in body and "saga" in body
 
 
+async def test_a_mistyped_playbook_gets_did_you_mean(diag_bot: Bot) -> None:
+    status, body = await diag_bot.post_signed(
+        diag_bot.command_request("alert-delivry", command="/diagnose")
+    )
+    assert status == 200 and "Did you mean `alert-delivery`?" in body
+
+
 async def test_healthy_platform_reports_every_check_normal(diag_bot: Bot) -> None:
     await diag_bot.command("declare Payments failing sev2")
     started = time.monotonic()

@@ -178,3 +178,9 @@ async def test_help_lists_every_subcommand(bot: Bot) -> None:
     text = bot.last_reply()
     for sub in ("declare", "assign", "sev", "status", "note", "resolve", "timeline", "list"):
         assert f"/ic {sub}" in text
+
+
+async def test_help_lists_the_other_slash_commands_diagnose_and_rollback(bot: Bot) -> None:
+    await bot.command("help")
+    text = bot.last_reply()
+    assert "/diagnose <playbook>" in text and "/rollback <deployment>" in text

@@ -155,3 +155,22 @@ def test_list_arguments_give_a_window_of_1_to_365_days_or_the_list_usage(args: s
     assert isinstance(result, ListIncidents)
     assert 1 <= result.days <= 365
     assert result.history == bool(args.split())
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("sev 1", SetSeverity(None, "sev1")), ("sev INC-2 3", SetSeverity(2, "sev3"))],
+)
+def test_sev_accepts_a_bare_severity_number(text: str, expected: SetSeverity) -> None:
+    assert parsing.parse_ic(text) == expected
+
+
+def test_a_bare_number_ending_a_title_is_not_a_severity() -> None:
+    assert parsing.parse_ic("declare Checkout down for tier 2") == Declare(
+        "Checkout down for tier 2", None
+    )
+
+
+def test_sev_refuses_numbers_outside_the_policy() -> None:
+    with pytest.raises(UsageError, match="Usage"):
+        parsing.parse_ic("sev 5")

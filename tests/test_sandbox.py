@@ -13,6 +13,7 @@ import io
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -364,14 +365,16 @@ async def test_shell_sandbox_serves_the_webhook_route_and_reports_the_platform_a
 def _shell(
     script: str, dsn: str, *args: str, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bot", "shell", *args],
-        input=script,
-        env={**os.environ, "USER": "sam", "DATABASE_URL": dsn},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    # A data directory of its own: the sandbox keeps PagerDuty's numbers there between runs.
+    with tempfile.TemporaryDirectory(prefix="icbot-test-data-") as home:
+        return subprocess.run(
+            [sys.executable, "-m", "bot", "shell", *args],
+            input=script,
+            env={**os.environ, "USER": "sam", "DATABASE_URL": dsn, "XDG_DATA_HOME": home},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
 
 def _after(out: str, marker: str) -> str:
@@ -503,3 +506,27 @@ def test_sandbox_defaults_to_bad_deploy_and_an_unknown_scenario_is_refused(dsn: 
     assert "no scenario 'nope'; scenarios: alert-delivery, audit-gap, bad-deploy" in (
         refused.stderr
     )
+
+
+def test_two_sandbox_runs_in_a_row_on_one_data_dir_each_link_their_pagerduty_incident(
+    data_home: Path,
+) -> None:
+    """The stand-in's ids survive a restart (no `PIN0001` twice), and the sandbox keeps its own
+    data directory, apart from the plain shell's database."""
+    env = {**os.environ, "USER": "sam", "DATABASE_URL": "", "XDG_DATA_HOME": str(data_home)}
+    for run in (1, 2):
+        result = subprocess.run(
+            [sys.executable, "-m", "bot", "shell", "--sandbox"],
+            input="/ic declare Payments failing sev1\n",
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        both = result.stdout + result.stderr
+        assert "Traceback" not in both and "UniqueViolation" not in both, (run, both)
+        assert "round_failed" not in both, (run, both)
+        assert f"PagerDuty incident #{run} opened" in result.stdout, (run, result.stdout)
+    assert (data_home / "icbot" / "sandbox" / "pgdata").is_dir()
+    assert not (data_home / "icbot" / "pgdata").exists()

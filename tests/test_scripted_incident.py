@@ -103,7 +103,7 @@ def _timeline(draft: list[str]) -> list[str]:
 
 
 async def test_scripted_shell_incident_gives_the_postmortem_the_script_implies_and_verifies(
-    dsn: str, monkeypatch: pytest.MonkeyPatch
+    dsn: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("USER", "sam")
     # A whole minute, ahead of the real clock (what the stand-ins stamp must never be "later").
@@ -113,7 +113,7 @@ async def test_scripted_shell_incident_gives_the_postmortem_the_script_implies_a
         _env_file=None,  # type: ignore[call-arg]
         database_url=dsn,
         incident_channel="waqiti-incidents",
-        data_dir=Path("/tmp/icbot-test-unused"),
+        data_dir=tmp_path,  # the sandbox keeps PagerDuty's numbers there
     )
     out = io.StringIO()
     code = await run_shell(

@@ -66,9 +66,7 @@ def test_as_switches_the_acting_user(dsn: str) -> None:
     assert "Status update from @dana: on it" in result.stdout
 
 
-def test_without_database_url_an_embedded_postgres_starts_and_stops(tmp_path: Path) -> None:
-    data_home = Path("/tmp") / f"icbot-shell-test-{os.getpid()}"
-    data_home.mkdir(exist_ok=True)
+def test_without_database_url_an_embedded_postgres_starts_and_stops(data_home: Path) -> None:
     env = {"XDG_DATA_HOME": str(data_home), "DATABASE_URL": ""}
     first = _run("/ic declare Embedded sev3\n", env)
     assert first.returncode == 0, first.stderr
@@ -149,3 +147,9 @@ def test_a_file_the_bot_shares_shows_in_the_thread_with_its_text_capped_at_60_li
     assert "  ↳ │ **Severity**: SEV2" in shown  # the Markdown as it is
     assert lines[head + 61] == "  ↳ └ … 7 more lines not shown"
     assert "(only you) 📄 Posted the post-mortem draft of INC-1 in its thread" in out
+
+
+def test_shell_help_lists_diagnose_and_rollback(dsn: str) -> None:
+    result = _run("/help\n", {"DATABASE_URL": dsn})
+    assert result.returncode == 0, result.stderr
+    assert "/diagnose" in result.stdout and "/rollback" in result.stdout

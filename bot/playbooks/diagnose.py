@@ -8,6 +8,7 @@ checklist, remediations) is one timeline entry of the incident, after a "diagnos
 from __future__ import annotations
 
 import asyncio
+import difflib
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -167,7 +168,9 @@ class Diagnoser:
         found = self.catalogue.find(name)
         if found is None:
             known = ", ".join(sorted(self.catalogue.playbooks))
-            raise NotFound(f"There is no playbook `{name[:40]}`. Playbooks: {known}")
+            close = difflib.get_close_matches(name.lower(), self.catalogue.playbooks, n=1)
+            hint = f" Did you mean `{close[0]}`?" if close else ""
+            raise NotFound(f"There is no playbook `{name[:40]}`.{hint} Playbooks: {known}")
         return found
 
     async def incident(self, ref: int | None) -> Incident | None:

@@ -27,7 +27,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot.core.errors import UserError
 from bot.core.ids import Metadata
-from bot.core.models import Clock, utcnow
+from bot.core.models import Clock, Incident, Status, utcnow
 from bot.core.settings import Settings
 from bot.delivery.outbox import ChannelPacer
 from bot.domain.scribe import PIN_REACTION
@@ -62,6 +62,8 @@ FILE_LINES = 60  # of a file shared in a thread, shown in the terminal; the rest
 SHELL_HELP = """Type Slack commands as you would in #{channel}:
   /ic declare Payments failing sev2    /ic assign @dana scribe    /ic status Mitigating
   /ic help lists every /ic command. Buttons are numbered: type the number or the label.
+  /diagnose <playbook> [INC-n] runs a playbook's checks (/diagnose alone lists them);
+  /rollback <deployment> [revision] asks for an approved rollback.
   /say [INC-n] <text> posts in the incident's thread (messages are numbered: [msg 1]).
   /pin [n], /unpin [n] add or take away your 📌 on message n (default: the last one);
   /shortcut [n] runs "Add to incident timeline" on it.
@@ -112,6 +114,7 @@ class Shell:
         self.said: list[Message] = []  # what people said, numbered [msg n] as printed
         self.thread_ts: str | None = None  # the incident thread the bot last posted in
         self.busy = asyncio.Lock()
+        self.open_numbers: list[int] = []  # INC-n of the open incidents, for Tab completion
         self._events: list[tuple[str, Any]] = []
         self._digest_lines: dict[str, set[str]] = {}  # digest message ts -> lines printed
         slack.on_change.append(lambda kind, obj: self._events.append((kind, obj)))
@@ -677,6 +680,54 @@ class Shell:
         return self.channel_name if channel_id == self.channel_id else channel_id
 
 
+async def _piped(shell: Shell, stdin: TextIO) -> None:
+    """Lines from a script, each echoed after the prompt as if typed."""
+    while True:
+        line = await asyncio.to_thread(stdin.readline)
+        if not line:
+            return
+        if line.strip():
+            shell.print(f"@{shell.user_name}> {line.rstrip()}")
+        if not await shell.handle(line):
+            return
+
+
+async def _interactive(shell: Shell, settings: Settings, sandbox: ShellSandbox) -> None:
+    """A terminal: prompt_toolkit's line editor (`bot/runtime/shell_prompt.py`)."""
+    from bot.runtime.shell_prompt import ShellCompleter, read_loop
+
+    platform = sandbox.platform
+    completer = ShellCompleter(
+        playbooks=lambda: shell.services.catalogue.playbooks,
+        deployments=lambda: platform.scenario.deployments if platform else (),
+        users=shell.slack.user_names,
+        incidents=lambda: shell.open_numbers,
+    )
+
+    async def open_incidents() -> list[Incident]:
+        found = await shell.services.incidents.list_recent(
+            days=1
+        )  # every open one, and a day of resolved
+        shell.open_numbers = [i.id for i in found if i.status is not Status.RESOLVED]
+        return found
+
+    def attach() -> None:
+        shell.out = sys.stdout  # patched: prints land above the prompt
+
+    out = shell.out
+    try:
+        await read_loop(
+            prompt=lambda: f"@{shell.user_name}> ",
+            handle=shell.handle,
+            completer=completer,
+            history=settings.data_dir / "shell_history",
+            open_incidents=open_incidents,
+            attach=attach,
+        )
+    finally:
+        shell.out = out  # the prompt is gone: what follows (the sandbox's summary) prints plainly
+
+
 async def run_shell(
     settings: Settings,
     *,
@@ -689,7 +740,10 @@ async def run_shell(
     `clock`: the bot's time (tests script an incident's minutes with it)."""
     interactive = stdin.isatty()
     channel = settings.incident_channel.lstrip("#")
-    async with FakeSlack(channels=(channel,)) as slack, ShellSandbox(scenario, out=out) as sandbox:
+    async with (
+        FakeSlack(channels=(channel,)) as slack,
+        ShellSandbox(scenario, out=out, state_dir=settings.data_dir) as sandbox,
+    ):
         shell_settings = settings.model_copy(
             update={"slack_api_url": slack.url, **sandbox.overrides}
         )
@@ -709,17 +763,10 @@ async def run_shell(
             if interactive:
                 shell.print(SHELL_HELP.format(channel=channel))
             await sandbox.attach(shell)
-            while True:
-                if interactive:
-                    out.write(f"@{shell.user_name}> ")
-                    out.flush()
-                line = await asyncio.to_thread(stdin.readline)
-                if not line:
-                    break
-                if not interactive and line.strip():
-                    shell.print(f"@{shell.user_name}> {line.rstrip()}")
-                if not await shell.handle(line):
-                    break
+            if interactive:
+                await _interactive(shell, settings, sandbox)
+            else:
+                await _piped(shell, stdin)
             await sandbox.detach()
             printer.cancel()
             with contextlib.suppress(asyncio.CancelledError):

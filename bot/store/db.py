@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -84,6 +85,23 @@ async def pending_migrations(conn: Conn) -> list[str]:
     return [version for version, _ in _migration_files() if version not in done]
 
 
+class _PgserverAtDebug(logging.Filter):
+    """pgserver logs every initdb/pg_ctl run, with its output, at INFO: that is debugging
+    detail, shown only when LOG_LEVEL=DEBUG. Its warnings and errors keep their level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+def _quiet_pgserver() -> None:
+    pgserver_log = logging.getLogger("pgserver")
+    if not any(isinstance(f, _PgserverAtDebug) for f in pgserver_log.filters):
+        pgserver_log.addFilter(_PgserverAtDebug())
+
+
 class EmbeddedPostgres:
     """PostgreSQL from pgserver, data under the user's data directory, stopped on exit.
 
@@ -98,6 +116,7 @@ class EmbeddedPostgres:
 
     async def start(self) -> str:
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        _quiet_pgserver()
         self._server = await asyncio.to_thread(self._start_sync)
         admin_uri: str = self._server.get_uri()
         conn = await asyncpg.connect(admin_uri)
