@@ -242,3 +242,42 @@ async def test_check_outputs_are_redacted_before_they_are_stored_or_shown(
             assert clean(await stored_text(bot))
             assert all(clean(shown_text(m)) for m in bot.thread(1))
             assert all(clean(e.text) and clean(str(e.blocks)) for e in bot.slack.ephemerals)
+
+
+async def test_generated_card_numbers_of_every_network_and_grouping_never_enter_the_record(
+    bot: Bot,
+) -> None:
+    """Every network (tests/test_guard.py NETWORK_SAMPLES) in each way people group digits, as
+    thread messages and as notes: none is stored, posted or told back in full (a seeded draw,
+    so a failure names the number)."""
+    import random
+
+    from tests.test_guard import NETWORK_SAMPLES, complete_luhn
+
+    draw = random.Random(19)
+    cards: list[tuple[str, str]] = []  # (digits, as written)
+    for network in sorted(NETWORK_SAMPLES):
+        for prefix, length in NETWORK_SAMPLES[network]:
+            body = "".join(draw.choices("0123456789", k=length - 1 - len(prefix)))
+            digits = complete_luhn(prefix + body)
+            sep = draw.choice([" ", "-", ""])
+            groups = [digits[i : i + 4] for i in range(0, len(digits), 4)]
+            cards.append((digits, sep.join(groups) if sep else digits))
+    await bot.command("declare Card declines sev2", user="dana")
+    for n, (_, written) in enumerate(cards):
+        if n % 2:
+            await say(bot, "erin", f"customer {n} card {written} declined twice")
+        else:
+            await bot.command(f"note card {written} from ticket {n}", user="erin")
+    await bot.settle()
+    seen = [
+        await stored_text(bot),
+        # what the bot posted (people's own messages stay in Slack until they delete them)
+        *(shown_text(m) for m in bot.thread(1) if m.user == bot.slack.bot_user_id),
+        *(e.text for e in bot.slack.ephemerals),
+        *(str(b) for e in bot.slack.ephemerals for b in e.blocks),
+    ]
+    squeezed = " ".join(t.replace(" ", "").replace("-", "") for t in seen)
+    leaked = [written for digits, written in cards if digits in squeezed]
+    assert leaked == []
+    assert len(await redactions(bot)) == len(cards)
