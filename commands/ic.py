@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 from typing import Any
 
@@ -14,7 +13,7 @@ from bot.core.logs import get_logger
 from bot.domain import handover, history
 from bot.domain.drafts import Drafts
 from bot.pages.bundle import Exports
-from bot.pages.links import Linker, linker
+from bot.pages.links import Linker
 from commands import blocks, parsing
 from commands.approvals import ApprovalHandlers
 from commands.choices import asking_which, original_command
@@ -55,10 +54,10 @@ class IcHandlers:
         )
         self.exports = Exports(services.pool, services.chat, clock=services.clock)
 
-    @functools.cached_property
+    @property
     def links(self) -> Linker:
         """The incident-page links (made on first use: without secrets, that writes a key)."""
-        return linker(self.services.settings)
+        return self.services.links()
 
     def page_link(self, message: blocks.Message, incident_id: int) -> blocks.Message:
         url = self.links.url(incident_id, now=self.services.clock())

@@ -7,6 +7,7 @@ them, so this layer imports no `bot.integrations` and no `bot.runtime`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -27,6 +28,7 @@ from bot.domain.ports import Chat
 from bot.domain.prompts import Prompter
 from bot.domain.scribe import Scribe
 from bot.domain.uow import UnitOfWork
+from bot.pages.links import Linker
 from bot.playbooks.catalogue import Catalogue
 from bot.playbooks.checks.probes import Probes
 from bot.playbooks.diagnose import Diagnoser
@@ -55,6 +57,7 @@ class Services:
     approvals: Approvals
     clock: Clock
     scribe: Scribe
+    links: Callable[[], Linker]  # incident-page links, made on first use (may write a key)
     inflight: Inflight = field(default_factory=Inflight)
     alert_intake: AlertIntake | None = None  # KAFKA_ALERT_TOPICS set
     incident_events: IncidentEvents | None = None  # KAFKA_EVENTS_TOPIC set

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -89,11 +90,14 @@ async def open_services(
         chat = SlackChat(client)
         channel_id = await chat.resolve_channel(settings.incident_channel)
         uow = UnitOfWork(pool, clock=clock)
+        # The incident-page link maker, made on first use (with no secret set, that writes
+        # the laptop's key): shared by the thread's renderer and the /ic handlers.
+        links = functools.cache(lambda: linker(settings))
         outbox = Outbox(
             pool,
             chat,
             policy,
-            renderer=ThreadRenderer(lambda: linker(settings), clock=clock),
+            renderer=ThreadRenderer(links, clock=clock),
             clock=clock,
             pacer=pacer,
             lease=timedelta(seconds=settings.outbox_lease_seconds),
@@ -238,6 +242,7 @@ async def open_services(
             remediator=remediator,
             approvals=approvals,
             clock=clock,
+            links=links,
             scribe=Scribe(uow, incidents, SlackMessages(client, parse=chat_message)),
             alert_intake=alert_intake,
             incident_events=incident_events,
