@@ -43,7 +43,6 @@ from bot.pages import export
 from bot.playbooks.remediations import REMEDIATIONS
 from bot.store import actions as actions_sql
 from bot.store import incidents as incidents_sql
-from bot.store import timeline as timeline_sql
 from bot.store.actions import PendingAction
 
 FORMAT = "icbot-evidence/1"
@@ -93,15 +92,11 @@ async def load(pool: asyncpg.Pool, incident_id: int) -> tuple[export.Snapshot, l
         pool.acquire() as conn,
         conn.transaction(isolation="repeatable_read", readonly=True),
     ):
-        incident = await incidents_sql.get(conn, incident_id)
-        recorded = await timeline_sql.recorded_head(conn, incident_id)
-        if incident is None or recorded is None:
+        snapshot = await export.read(conn, incident_id)
+        if snapshot is None:
             raise NotFound(f"{incident_ref(incident_id)} does not exist.")
-        entries = await timeline_sql.entries(conn, incident_id)
         requests = await actions_sql.for_incident(conn, incident_id)
-    count, head = recorded
-    verification = timeline.verify_chain(entries, count=count, head=head)
-    return export.Snapshot(incident, entries, count, head, verification), requests
+    return snapshot, requests
 
 
 def build(

@@ -15,6 +15,7 @@ import asyncpg
 
 from bot.core.models import Incident, TimelineEntry
 from bot.domain import timeline
+from bot.store import Conn
 from bot.store import incidents as incidents_sql
 from bot.store import timeline as timeline_sql
 
@@ -32,20 +33,26 @@ class Snapshot:
     verification: timeline.Verification
 
 
+async def read(conn: Conn, incident_id: int) -> Snapshot | None:
+    """The incident's snapshot, in the caller's (repeatable-read) transaction; None if there
+    is no such incident."""
+    incident = await incidents_sql.get(conn, incident_id)
+    recorded = await timeline_sql.recorded_head(conn, incident_id)
+    if incident is None or recorded is None:
+        return None
+    entries = await timeline_sql.entries(conn, incident_id)
+    count, head = recorded
+    verification = timeline.verify_chain(entries, count=count, head=head)
+    return Snapshot(incident, entries, count, head, verification)
+
+
 async def load(pool: asyncpg.Pool, incident_id: int) -> Snapshot | None:
     """The incident's snapshot (read-only, repeatable read); None if there is no such incident."""
     async with (
         pool.acquire() as conn,
         conn.transaction(isolation="repeatable_read", readonly=True),
     ):
-        incident = await incidents_sql.get(conn, incident_id)
-        recorded = await timeline_sql.recorded_head(conn, incident_id)
-        if incident is None or recorded is None:
-            return None
-        entries = await timeline_sql.entries(conn, incident_id)
-    count, head = recorded
-    verification = timeline.verify_chain(entries, count=count, head=head)
-    return Snapshot(incident, entries, count, head, verification)
+        return await read(conn, incident_id)
 
 
 def _iso(moment: datetime | None) -> str | None:
