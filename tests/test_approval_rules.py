@@ -493,6 +493,23 @@ async def test_the_incident_picker_keeps_a_long_note_whole(bot: Bot) -> None:
     assert row["data"]["text"] == long_note.strip()
 
 
+async def test_an_unanswered_which_incident_question_is_forgotten_after_a_day(bot: Bot) -> None:
+    await bot.command("declare First sev2", user="alice")
+    await bot.command("declare Second sev3", user="alice")
+    await bot.command("note a note nobody placed", user="alice")
+    buttons = _buttons(bot.slack.ephemerals[-1])
+    assert len(await bot.fetch("SELECT id FROM incident_choices")) == 1
+    bot.clock.advance(hours=23)
+    await bot.tick()  # the timer loop prunes as one of its chores
+    assert len(await bot.fetch("SELECT id FROM incident_choices")) == 1
+    bot.clock.advance(hours=2)
+    await bot.tick()
+    assert await bot.fetch("SELECT id FROM incident_choices") == []
+    await _pick(bot, "alice", buttons[0])
+    assert "That button is no longer valid; run the command again." in bot.last_reply("alice")
+    assert await bot.fetch("SELECT id FROM timeline WHERE kind = 'note'") == []
+
+
 # -- Vault paths as the runbook writes them ---------------------------------------------------
 
 

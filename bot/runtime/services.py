@@ -45,12 +45,15 @@ from bot.playbooks.catalogue import load_catalogue
 from bot.playbooks.checks.probes import Probes
 from bot.playbooks.diagnose import Diagnoser
 from bot.playbooks.remediations.runner import Remediator
+from bot.store import choices as choices_sql
 from bot.store import db
 from commands.rendering import ThreadRenderer
 from commands.scribe import chat_message
 from commands.services import Services
 
 log = get_logger(__name__)
+
+CHOICES_KEPT = timedelta(days=1)  # a "Which incident?" question nobody answered by then
 
 
 @contextlib.asynccontextmanager
@@ -178,6 +181,8 @@ async def open_services(
 
         async def forget_old_requests() -> int:
             await once.prune(pool, now=clock())
+            async with pool.acquire() as conn:  # "Which incident?" questions nobody answered
+                await choices_sql.prune(conn, before=clock() - CHOICES_KEPT)
             return 0  # a chore: nothing the timer loop must hurry back for
 
         prompter = Prompter(

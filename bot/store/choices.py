@@ -26,3 +26,13 @@ async def get(conn: Conn, choice_id: int, *, user_id: str) -> str | None:
         user_id,
     )
     return command
+
+
+async def prune(conn: Conn, *, before: datetime) -> int:
+    """Forget questions asked before `before` (nobody answers a day-old one); returns how many."""
+    deleted: int = await conn.fetchval(
+        """WITH gone AS (DELETE FROM incident_choices WHERE created_at < $1 RETURNING 1)
+           SELECT count(*) FROM gone""",
+        before,
+    )
+    return deleted
