@@ -1326,20 +1326,32 @@ def oncall_list(oncalls: Sequence[OnCall]) -> Message:
     return Message(text=text, blocks=[_mrkdwn(text)])
 
 
-def choose_incident(question: str, choices: Sequence[Choice], *, command: str) -> Message:
+def choose_remediation_incident(
+    question: str, choices: Sequence[Choice], *, playbook: str, index: int
+) -> Message:
+    """ "Which incident?" for a remediation button of a report shown to one person: each button
+    is that remediation's button again, with the incident chosen."""
     buttons = [
         {
             "type": "button",
-            "action_id": f"{IcAction.PICK_INCIDENT}:{c.value}",
-            "text": {"type": "plain_text", "text": inert(c.label)[:75], "emoji": True},
-            "value": json.dumps({"incident": int(c.value), "command": command})[:2000],
+            # action_ids are unique within a message; the handler matches on the prefix.
+            "action_id": f"{RemediationAction.REQUEST}:{index}:{c.value}",
+            "text": {"type": "plain_text", "text": c.label[:75], "emoji": True},
+            "value": json.dumps({"playbook": playbook, "index": index, "incident": int(c.value)}),
         }
         for c in choices[:25]
     ]
     blocks: list[Block] = [_mrkdwn(question)]
-    for start in range(0, len(buttons), 5):  # an actions block holds at most 25; keep rows short
+    for start in range(0, len(buttons), 5):
         blocks.append({"type": "actions", "elements": buttons[start : start + 5]})
     return Message(text=question, blocks=blocks)
+
+
+def name_the_incident(question: str, choices: Sequence[Choice]) -> Message:
+    """ "Which incident?" where no button can carry the work: ask for `INC-n` in words."""
+    shown = ", ".join(inert(c.label) for c in choices[:10])
+    more = f" and {len(choices) - 10} more" if len(choices) > 10 else ""
+    return confirmation(f"{question} Open: {shown}{more}. Say which with `INC-n`.")
 
 
 def help_text(usage_lines: Sequence[str]) -> Message:

@@ -7,7 +7,7 @@ from typing import Any
 
 from slack_bolt.context.ack.async_ack import AsyncAck
 
-from bot.core.errors import UserError
+from bot.core.errors import Ambiguous, UserError
 from bot.playbooks.catalogue import Playbook
 from bot.playbooks.remediations.runner import NotAvailable
 from commands import blocks
@@ -104,6 +104,10 @@ class DiagnoseHandlers:
                     ref=incident, action=remedy.action, params=remedy.params,
                     label=remedy.label, actor=user,
                 )  # fmt: skip
+            except Ambiguous as exc:  # a report shown only to its caller: ask, then rerun this
+                return blocks.choose_remediation_incident(
+                    str(exc), exc.choices, playbook=playbook.name, index=int(choice["index"])
+                )
             except NotAvailable as exc:
                 raise UserError(
                     f"*{remedy.label}*: {exc} Do it by hand and record it with `/ic note`."

@@ -122,7 +122,7 @@ async def _answer(
         try:
             message = await work()
         except Ambiguous as exc:
-            message = blocks.choose_incident(str(exc), exc.choices, command=command)
+            message = blocks.name_the_incident(str(exc), exc.choices)
         except UserError as exc:
             message = blocks.confirmation(str(exc))
         await once.claim_first()

@@ -205,6 +205,38 @@ async def test_without_an_open_incident_the_report_is_shown_only_to_the_caller(
     assert await diag_bot.fetch("SELECT * FROM timeline") == []
 
 
+async def test_a_remediation_from_a_private_report_asks_which_incident_and_runs_on_the_pick(
+    diag_bot: Bot,
+) -> None:
+    await diag_bot.post_signed(diag_bot.command_request("saga", command="/diagnose"))
+    report = diag_bot.slack.ephemerals[-1]
+    button = next(
+        e for b in report.blocks if b["type"] == "actions" for e in b["elements"]
+        if e.get("action_id", "").startswith(RemediationAction.REQUEST)
+    )  # fmt: skip
+    await diag_bot.command("declare Payments failing sev2")
+    await diag_bot.command("declare Refunds slow sev3")
+    dana = diag_bot.user("dana")
+
+    def click(pressed: dict[str, Any]) -> Any:
+        return diag_bot.requests.block_action(
+            action_id=pressed["action_id"], value=pressed["value"],
+            label=pressed["text"]["text"], block_id="r", user_id=dana, user_name="dana",
+            channel_id=diag_bot.channel, channel_name="waqiti-incidents",
+            response_url=diag_bot.slack.new_response_url(channel=diag_bot.channel, user=dana),
+        )  # fmt: skip
+
+    await diag_bot.post_signed(click(button))
+    question = diag_bot.slack.ephemerals[-1]
+    picks = [e for b in question.blocks if b["type"] == "actions" for e in b["elements"]]
+    assert [p["text"]["text"] for p in picks] == ["INC-1 Payments failing", "INC-2 Refunds slow"]
+    assert await diag_bot.fetch("SELECT id FROM pending_actions") == []
+    await diag_bot.post_signed(click(picks[1]))
+    rows = await diag_bot.fetch("SELECT incident_id, requested_by FROM pending_actions")
+    assert [(r["incident_id"], r["requested_by"]) for r in rows] == [(2, dana)]
+    assert "Asked for approval" in diag_bot.replies_to("dana")[-1]
+
+
 async def test_declaring_suggests_matching_playbooks(diag_bot: Bot) -> None:
     await diag_bot.command("declare SAGA compensation storm on payments sev2")
     assert "Playbooks that may help: `/diagnose saga`" in diag_bot.last_reply()
