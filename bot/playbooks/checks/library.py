@@ -40,7 +40,7 @@ class HealthParams(ServiceParams):
     component: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_./-]{1,100}$")
 
 
-class BreakerParams(ServiceParams):
+class BreakersParams(ServiceParams):
     names: list[str] | None = None  # only these breakers; default: all
 
 
@@ -122,10 +122,10 @@ async def actuator_health(p: HealthParams, probes: Probes) -> Reading:
 
 @check(
     "actuator.circuit_breakers",
-    BreakerParams,
+    BreakersParams,
     "resilience4j circuit breakers not CLOSED (/actuator/circuitbreakers).",
 )
-async def actuator_circuit_breakers(p: BreakerParams, probes: Probes) -> Reading:
+async def actuator_circuit_breakers(p: BreakersParams, probes: Probes) -> Reading:
     body = await probes.need_actuator().circuit_breakers(p.service)
     breakers: dict[str, Any] = body.get("circuitBreakers") or {}
     if p.names is not None:

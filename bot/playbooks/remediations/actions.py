@@ -13,7 +13,7 @@ from typing import Any
 from bot.core.errors import UsageError, UserError
 from bot.playbooks.checks.probes import Revision
 from bot.playbooks.remediations.registry import (
-    BreakerParams,
+    BreakerTransitionParams,
     DeploymentTarget,
     FlagParams,
     RollbackParams,
@@ -183,19 +183,21 @@ class ScaleDeployment:
         )
 
 
-@remediation("circuit_breaker", BreakerParams, "Transition a resilience4j circuit breaker")
+@remediation(
+    "circuit_breaker", BreakerTransitionParams, "Transition a resilience4j circuit breaker"
+)
 class CircuitBreaker:
     @staticmethod
-    def target(p: BreakerParams) -> str:
+    def target(p: BreakerTransitionParams) -> str:
         return f"circuit breaker {p.service}/{p.breaker}"
 
     @staticmethod
-    def backout(p: BreakerParams, preview: dict[str, Any]) -> str:
+    def backout(p: BreakerTransitionParams, preview: dict[str, Any]) -> str:
         was = _state(preview).get("state")
         return f"Transition circuit breaker `{p.service}/{p.breaker}` back to the previous {was}"
 
     @staticmethod
-    async def preview(p: BreakerParams, r: Remediator) -> Preview:
+    async def preview(p: BreakerTransitionParams, r: Remediator) -> Preview:
         state = await r.breaker_state(p)
         to = p.to or "CLOSED"
         if to not in BREAKER_UPDATES:
@@ -212,7 +214,7 @@ class CircuitBreaker:
         )
 
     @staticmethod
-    async def run(p: BreakerParams, preview: dict[str, Any], r: Remediator) -> Outcome:
+    async def run(p: BreakerTransitionParams, preview: dict[str, Any], r: Remediator) -> Outcome:
         to = str(preview["to"])
         await r.actuator_ops().transition_breaker(p.service, p.breaker, BREAKER_UPDATES[to])
         state = await r.breaker_state(p)

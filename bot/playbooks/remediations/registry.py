@@ -31,7 +31,7 @@ class ScaleParams(DeploymentTarget):
     consumer_group: str | None = Field(default=None, min_length=1, max_length=200)
 
 
-class BreakerParams(_Params):
+class BreakerTransitionParams(_Params):
     service: str = Field(pattern=NAME)
     breaker: str = Field(min_length=1, max_length=100)
     to: Literal["CLOSED", "FORCED_OPEN", "HALF_OPEN", "DISABLED"] | None = None  # None = reset

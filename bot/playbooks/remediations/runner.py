@@ -22,7 +22,7 @@ from bot.core.timefmt import human_duration
 from bot.playbooks.checks.probes import DeploymentInfo, Lag, Revision
 from bot.playbooks.remediations.registry import (
     REMEDIATIONS,
-    BreakerParams,
+    BreakerTransitionParams,
     DeploymentTarget,
     PreviewFn,
     RunFn,
@@ -223,7 +223,7 @@ class Remediator:
             raise NotAvailable("Service endpoints are not configured (SERVICE_URL_TEMPLATE).")
         return self.actuator
 
-    async def breaker_state(self, p: BreakerParams) -> str:
+    async def breaker_state(self, p: BreakerTransitionParams) -> str:
         body = await self.actuator_ops().circuit_breakers(p.service)
         breakers = body.get("circuitBreakers") or {}
         if p.breaker not in breakers:
