@@ -170,9 +170,10 @@ def _wrap(exc: aiosmtplib.SMTPException, target: SmtpTarget) -> IntegrationError
             f"{where} answered {exc.code}",
             permanent=permanent,
         )
-    if isinstance(exc, aiosmtplib.SMTPNotSupported):
-        return IntegrationError(
-            SERVICE, ErrorCode.DENIED,
-            f"{where} does not offer what SMTP_URL asks for (STARTTLS, or AUTH)", permanent=True,
-        )  # fmt: skip
-    return IntegrationError(SERVICE, ErrorCode.UNAVAILABLE, f"{where}: {type(exc).__name__}")
+    # What is left is aiosmtplib refusing to go on: the server offers no STARTTLS (and we
+    # have a password to send) or no AUTH method we speak. Asking again will not help.
+    return IntegrationError(
+        SERVICE, ErrorCode.DENIED,
+        f"{where} does not offer what SMTP_URL needs (STARTTLS before a password, or AUTH)",
+        permanent=True,
+    )  # fmt: skip
