@@ -49,7 +49,7 @@ class ReceivedMail:
 
     @property
     def subject(self) -> str:
-        return str(self.message["Subject"])
+        return str(self.message["Subject"]).strip()  # a folded long subject unfolds to " …"
 
     @property
     def body(self) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -351,3 +353,26 @@ async def test_without_smtp_url_nothing_watches_or_emails(dsn: str, slack: FakeS
     async with running_bot(dsn, slack) as plain:
         assert plain.services.email_queue is None
         assert plain.services.outbox.watchers == []
+
+
+async def test_the_shell_takes_slack_down_and_up_and_the_email_goes_out(dsn: str) -> None:
+    """`/slack down` in `icbot shell`, with SMTP_URL set in the environment as an operator would."""
+    async with FakeSmtp() as server:
+        script = (
+            "/ic declare Payments failing sev2\n/slack down\n/ic note Checkout errors at 30%\n"
+            "/wait 5\n/slack up\n/wait 4\n"
+        )
+        env = {
+            **os.environ, "USER": "sam", "DATABASE_URL": dsn, "SMTP_URL": server.url(),
+            "FALLBACK_EMAILS": FALLBACK, "SLACK_DOWN_AFTER": "2s",
+        }  # fmt: skip
+        shell = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(shell.communicate(script.encode()), timeout=120)
+    assert shell.returncode == 0, err.decode()
+    assert "Checkout errors at 30%" in texts(server.messages)
+    assert all(FALLBACK in m.recipients for m in server.messages)
+    assert "Slack reachable again" in out.decode()  # posted in the thread once Slack answered
+    assert "Traceback" not in err.decode()
