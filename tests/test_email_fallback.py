@@ -187,6 +187,21 @@ async def test_slack_failing_for_less_than_the_threshold_sends_no_email(
     assert health["failing_since"] is None and health["down_since"] is None
 
 
+async def test_posts_slack_refused_and_gave_up_on_are_emailed_too(bot: Bot, smtp: FakeSmtp) -> None:
+    """A revoked token: Slack answers, refusing every post; the outbox gives each one up."""
+    await declared(bot)
+    bot.slack.fail("chat.postMessage", status=200, error="account_inactive", times=50)
+    bot.slack.fail("conversations.replies", status=200, error="account_inactive", times=50)
+    await bot.command("note Posted while the token is revoked", drain=False)
+    for _ in range(5):
+        await slack_attempt(bot)
+    given_up = await bot.fetch("SELECT failed FROM outbox WHERE channel = 'slack' AND failed")
+    assert given_up, "the refused post was given up"
+    await email_round(bot)
+    assert "Posted while the token is revoked" in texts(smtp.messages)
+    assert await kinds(bot, Kind.SLACK_UNREACHABLE) == 1
+
+
 async def test_a_rate_limited_slack_is_not_down() -> None:
     busy = IntegrationError("slack", ErrorCode.RATE_LIMITED, "rate limited", retry_after=30)
     outage = IntegrationError("slack", ErrorCode.UNAVAILABLE, "failed with HTTP 503")

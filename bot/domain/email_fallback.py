@@ -113,6 +113,10 @@ class SlackWatch:
             await fallback_sql.post_failed(conn, now=self.uow.clock(), error=str(exc))
 
     async def succeeded(self) -> None:
+        async with self.uow.connection() as conn:
+            health = await fallback_sql.health(conn)
+        if health.failing_since is None and health.down_since is None:
+            return  # the usual case, after every post: one read, no write, no lock
         async with self.uow.transaction() as tx:
             was = await fallback_sql.post_succeeded(tx.conn)
             if was is False or was is None:
