@@ -9,7 +9,9 @@ aiosmtplib client is tested against a real server, not a mock:
   CA's certificate and requires AUTH, refused before TLS (aiosmtpd's ``auth_require_tls``,
   "538 5.7.11 Encryption required") and with wrong credentials ("535 5.7.8 Authentication
   credentials invalid"), as RFC 4954 says.
-- ``implicit_tls=True``: TLS from the first byte (``smtps://``, RFC 8314).
+- ``implicit_tls=True``: TLS from the first byte (``smtps://``, RFC 8314). aiosmtpd cannot see
+  that its transport is TLS already, so AUTH would be withheld; ``auth_require_tls=False`` is
+  the workaround its maintainers give (https://github.com/aio-libs/aiosmtpd/issues/281).
 
 Every accepted message is parsed into :attr:`FakeSmtp.messages` (with its envelope) and handed
 to the :attr:`FakeSmtp.on_message` listeners (the shell prints it). :meth:`FakeSmtp.fail` makes
@@ -146,7 +148,7 @@ class FakeSmtp(StandIn):
         if self.username is not None:
             kwargs.update(auth_required=True, authenticator=self._authenticate)
         if self.implicit_tls:
-            kwargs["auth_require_tls"] = False  # the whole connection is TLS already
+            kwargs["auth_require_tls"] = False  # TLS already (aio-libs/aiosmtpd#281)
         return SMTP(_Handler(self), **kwargs)
 
     async def start(self) -> None:
