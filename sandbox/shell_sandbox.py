@@ -22,7 +22,7 @@ import contextlib
 import secrets
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from aiohttp import web
 from pydantic import SecretStr
@@ -32,7 +32,9 @@ from bot.core.errors import ConfigError
 from bot.runtime.web import build_web_app
 from commands.services import Services
 from sandbox.platform import SimulatedPlatform
-from sandbox.smtp import FakeSmtp, ReceivedMail
+
+if TYPE_CHECKING:
+    from sandbox.smtp import FakeSmtp, ReceivedMail
 
 NOTICE = "  ⚙ sandbox: "
 # Email when Slack is down (issue 21): who gets it besides the roles, and how soon it starts.
@@ -63,9 +65,6 @@ class ShellSandbox:
 
     async def __aenter__(self) -> ShellSandbox:
         if self.scenario is not None:
-            self.smtp = FakeSmtp()
-            await self.smtp.start()
-            self.smtp.on_message.append(self._print_mail)
             platform = SimulatedPlatform(self.scenario, state_dir=self.state_dir)
             try:
                 await platform.start()
@@ -73,6 +72,16 @@ class ShellSandbox:
                 raise ConfigError(f"the sandbox could not start: {exc}") from exc
             self.platform = platform
             platform.on_notice.append(self._print_notice)
+            from sandbox.smtp import FakeSmtp  # aiosmtpd: the `sandbox` extra, like the platform
+
+            smtp = FakeSmtp()
+            smtp.on_message.append(self._print_mail)
+            try:
+                await smtp.start()
+            except OSError as exc:
+                await platform.stop()
+                raise ConfigError(f"the sandbox's SMTP server could not start: {exc}") from exc
+            self.smtp = smtp
         return self
 
     async def __aexit__(
