@@ -202,6 +202,26 @@ async def test_posts_slack_refused_and_gave_up_on_are_emailed_too(bot: Bot, smtp
     assert await kinds(bot, Kind.SLACK_UNREACHABLE) == 1
 
 
+async def test_an_smtp_server_answering_4xx_gets_the_email_again_later_once(
+    bot: Bot, smtp: FakeSmtp
+) -> None:
+    await declared(bot)
+    await slack_goes_down(bot)
+    bot.clock.advance(minutes=3)
+    smtp.fail("451 4.3.0 Mail server temporarily rejected message", times=1)
+    await queue(bot).run_round()
+    assert smtp.messages == []
+    retry = await bot.fetch(
+        "SELECT last_error FROM outbox WHERE channel = 'email' AND last_error IS NOT NULL"
+    )
+    assert "answered 451" in retry[0]["last_error"]
+    bot.clock.advance(seconds=5)
+    await queue(bot).drain(timeout=10)
+    ids = [m.message_id for m in smtp.messages]
+    assert ids and len(ids) == len(set(ids))
+    assert "Slack looks down from here" in texts(smtp.messages)
+
+
 async def test_a_rate_limited_slack_is_not_down() -> None:
     busy = IntegrationError("slack", ErrorCode.RATE_LIMITED, "rate limited", retry_after=30)
     outage = IntegrationError("slack", ErrorCode.UNAVAILABLE, "failed with HTTP 503")
