@@ -20,6 +20,7 @@ from bot.delivery.incident_events import IncidentEvents
 from bot.delivery.outbox import Outbox
 from bot.domain.alerts import AlertIntake
 from bot.domain.approvals import Approvals
+from bot.domain.email_fallback import EmailQueue
 from bot.domain.incidents import Incidents
 from bot.domain.pager import Pager, PagerQueue
 from bot.domain.pager_events import PagerEvents
@@ -61,3 +62,4 @@ class Services:
     inflight: Inflight = field(default_factory=Inflight)
     alert_intake: AlertIntake | None = None  # KAFKA_ALERT_TOPICS set
     incident_events: IncidentEvents | None = None  # KAFKA_EVENTS_TOPIC set
+    email_queue: EmailQueue | None = None  # SMTP_URL set: email when Slack is down (issue 21)

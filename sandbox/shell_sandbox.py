@@ -22,9 +22,10 @@ import contextlib
 import secrets
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from aiohttp import web
+from pydantic import SecretStr
 from slack_bolt.async_app import AsyncApp
 
 from bot.core.errors import ConfigError
@@ -32,7 +33,13 @@ from bot.runtime.web import build_web_app
 from commands.services import Services
 from sandbox.platform import SimulatedPlatform
 
+if TYPE_CHECKING:
+    from sandbox.smtp import FakeSmtp, ReceivedMail
+
 NOTICE = "  ⚙ sandbox: "
+# Email when Slack is down (issue 21): who gets it besides the roles, and how soon it starts.
+SANDBOX_FALLBACK_EMAILS = "oncall@waqiti.example"
+SANDBOX_SLACK_DOWN_AFTER = 20.0  # seconds (2 minutes in production): `/slack down`, `/wait 25`
 
 
 class ShellLike(Protocol):
@@ -54,6 +61,7 @@ class ShellSandbox:
         self.platform: SimulatedPlatform | None = None
         self._shell: ShellLike | None = None
         self._runner: web.AppRunner | None = None
+        self.smtp: FakeSmtp | None = None  # receives the email fallback; prints what it gets
 
     async def __aenter__(self) -> ShellSandbox:
         if self.scenario is not None:
@@ -64,6 +72,16 @@ class ShellSandbox:
                 raise ConfigError(f"the sandbox could not start: {exc}") from exc
             self.platform = platform
             platform.on_notice.append(self._print_notice)
+            from sandbox.smtp import FakeSmtp  # aiosmtpd: the `sandbox` extra, like the platform
+
+            smtp = FakeSmtp()
+            smtp.on_message.append(self._print_mail)
+            try:
+                await smtp.start()
+            except OSError as exc:
+                await platform.stop()
+                raise ConfigError(f"the sandbox's SMTP server could not start: {exc}") from exc
+            self.smtp = smtp
         return self
 
     async def __aexit__(
@@ -76,11 +94,23 @@ class ShellSandbox:
         platform, self.platform = self.platform, None
         if platform is not None:
             await platform.stop()
+        smtp, self.smtp = self.smtp, None
+        if smtp is not None:
+            await smtp.stop()
 
     @property
     def overrides(self) -> dict[str, Any]:
         """Settings that point the bot at the platform (empty without a scenario)."""
-        return self.platform.settings_overrides() if self.platform is not None else {}
+        if self.platform is None:
+            return {}
+        email: dict[str, Any] = {}
+        if self.smtp is not None:
+            email = {
+                "smtp_url": SecretStr(self.smtp.url()),
+                "fallback_emails": SANDBOX_FALLBACK_EMAILS,
+                "slack_down_after": SANDBOX_SLACK_DOWN_AFTER,
+            }
+        return {**self.platform.settings_overrides(), **email}
 
     async def attach(self, shell: ShellLike) -> None:
         """Serve the webhook route, connect PagerDuty to it, print what the drill is about."""
@@ -88,6 +118,10 @@ class ShellSandbox:
         if platform is None:
             return
         self._shell = shell
+        # The shell's person has a Slack email, so the email fallback writes to them too.
+        name = getattr(shell, "user_name", None)
+        if isinstance(name, str) and hasattr(shell, "slack"):
+            shell.slack.add_user(name, email=f"{name}@waqiti.example")
         app = _web_app(shell.services, shell.app)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -125,6 +159,11 @@ class ShellSandbox:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+
+    def _print_mail(self, mail: ReceivedMail) -> None:
+        """What the SMTP server received, as the people it went to would read it."""
+        body = "\n".join(f"      {line}" for line in mail.body.rstrip().splitlines())
+        self._print_notice(f"✉ email to {', '.join(mail.recipients)}: {mail.subject}\n{body}")
 
     def _print_notice(self, text: str) -> None:
         self.out.write(f"{NOTICE}{text}\n")

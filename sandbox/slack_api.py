@@ -240,6 +240,7 @@ class FakeSlack(StandIn):
         self._user_by_name: dict[str, str] = {}
         self._hooks: dict[str, _Hook] = {}
         self._faults: dict[str, list[_Fault]] = {}
+        self.outage: int | None = None  # `down()`: every Web API call answers this 5xx
         self._next_channel = 1
         self._next_user = 1
         self._ts_sec = 0
@@ -413,6 +414,16 @@ class FakeSlack(StandIn):
             _Fault(status, retry_after, error) for _ in range(times)
         )
 
+    def down(self, status: int = 503) -> None:
+        """Slack is down: every Web API call answers ``status`` (5xx) until :meth:`up`."""
+        if status < 500:
+            raise ValueError("an outage answers 5xx")
+        self.outage = status
+
+    def up(self) -> None:
+        """Slack answers again."""
+        self.outage = None
+
     def calls_to(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
 
@@ -575,6 +586,8 @@ class FakeSlack(StandIn):
         try:
             args, token = await self._read_params(request)
             fault = self._take_fault(method)
+            if fault is None and self.outage is not None:
+                fault = _Fault(self.outage, 0, "service_unavailable")
             if fault is not None:
                 return self._fault_response(method, args, fault)
             handler = self._methods.get(method)

@@ -29,6 +29,7 @@ STORED_KINDS = {
     "MESSAGE": "message", "MESSAGE_EDITED": "message_edited",
     "MESSAGE_DELETED": "message_deleted", "PINNED": "pinned", "UNPINNED": "unpinned",
     "ACTION_ITEM": "action_item",
+    "SLACK_UNREACHABLE": "slack_unreachable", "SLACK_REACHABLE": "slack_reachable",
 }  # fmt: skip
 
 

@@ -7,8 +7,10 @@ Built once in the entry point (`bot/cli.py`), never at import time. Names follow
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +23,27 @@ BUNDLED_PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 _PLACEHOLDERS = {"changeme", "xoxb-your-token", "your-signing-secret", "secret", "xxx"}
 
 
+_EMAIL = re.compile(r"^[^@\s,<>]+@[^@\s,<>]+\.[^@\s,<>]+$")
+
+
+def smtp_url_problem(url: str) -> str | None:
+    """What is wrong with an SMTP_URL, worded without any part of it (None: nothing)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return "SMTP_URL is not a URL such as smtp://user:password@host:587"
+    if parts.scheme not in ("smtp", "smtps"):
+        return "SMTP_URL must start with smtp:// (STARTTLS) or smtps:// (implicit TLS)"
+    if not parts.hostname:
+        return "SMTP_URL names no host (smtp://user:password@host:587)"
+    if port == 0:
+        return "SMTP_URL has port 0"
+    if parts.password and not parts.username:
+        return "SMTP_URL has a password but no user"
+    return None
+
+
 def default_data_dir() -> Path:
     """`$XDG_DATA_HOME/icbot`, default `~/.local/share/icbot` (where embedded PostgreSQL lives)."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
@@ -28,7 +51,10 @@ def default_data_dir() -> Path:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    # hide_input_in_errors: a refused value (SMTP_URL, DATABASE_URL) may hold a password.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
@@ -94,8 +120,19 @@ class Settings(BaseSettings):
     public_url: str | None = None
     web_link_secret: SecretStr | None = None
     web_link_ttl: float = Field(default=7 * 24 * 3600.0, gt=0)  # seconds, or `7d`, `12h`
+    # Email when Slack is down (issue 21, bot/domain/email_fallback.py): off unless SMTP_URL is
+    # set. `smtp://user:pass@host:587` (STARTTLS; required when there is a password) or
+    # `smtps://host:465` (implicit TLS), credentials optional. Key events and status prompts go
+    # to the roles' emails and FALLBACK_EMAILS (comma-separated) once Slack has failed every
+    # post for SLACK_DOWN_AFTER. SMTP_FROM: the sender (unset: the SMTP user if it is an
+    # address, else icbot@<SMTP host>); SMTP_CA_BUNDLE: an extra CA file (tests, the sandbox).
+    smtp_url: SecretStr | None = None
+    smtp_from: str | None = None
+    smtp_ca_bundle: Path | None = None
+    fallback_emails: str | None = None
+    slack_down_after: float = Field(default=120.0, gt=0)  # seconds, or `2m`, `90s`
 
-    @field_validator("web_link_ttl", mode="before")
+    @field_validator("web_link_ttl", "slack_down_after", mode="before")
     @classmethod
     def _duration(cls, value: object) -> object:
         return parse_duration(value) if isinstance(value, str) else value
@@ -121,6 +158,32 @@ class Settings(BaseSettings):
         if raw.lower() in _PLACEHOLDERS:
             raise ValueError("is a placeholder value; set the real secret")
         return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        problem = smtp_url_problem(value.get_secret_value())
+        if problem:
+            raise ValueError(problem)  # worded without the URL: it may hold a password
+        return value
+
+    @field_validator("fallback_emails")
+    @classmethod
+    def _emails(cls, value: str | None) -> str | None:
+        for address in [a.strip() for a in (value or "").split(",") if a.strip()]:
+            if not _EMAIL.match(address):
+                raise ValueError(f"{address!r} is not an email address (name@example.com)")
+        return value
+
+    @property
+    def fallback_email_list(self) -> list[str]:
+        return [a.strip() for a in (self.fallback_emails or "").split(",") if a.strip()]
+
+    @property
+    def email_enabled(self) -> bool:
+        return self.smtp_url is not None
 
     @property
     def pagerduty_webhook_secrets(self) -> list[str]:

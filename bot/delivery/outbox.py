@@ -230,6 +230,14 @@ class Renderer(Protocol):
     def thread_digest(self, entries: Sequence[TimelineEntry]) -> Rendered: ...
 
 
+class Watcher(Protocol):
+    """Hears how each Slack post went (the email fallback's `SlackWatch`)."""
+
+    async def failed(self, exc: IntegrationError) -> None: ...
+
+    async def succeeded(self) -> None: ...
+
+
 class Outbox(LeasedQueue):
     """The Slack channel: incident cards and thread replies, worded by `renderer`."""
 
@@ -253,8 +261,15 @@ class Outbox(LeasedQueue):
         self.policy = policy
         self.renderer = renderer
         self.pacer = pacer or ChannelPacer(per_second=1.0, burst=3)
+        self.watchers: list[Watcher] = []
+
+    async def _on_success(self, item: OutboxItem) -> None:
+        for watcher in self.watchers:
+            await watcher.succeeded()
 
     async def _on_failure(self, item: OutboxItem, exc: IntegrationError) -> None:
+        for watcher in self.watchers:
+            await watcher.failed(exc)
         if exc.retry_after is None:
             return
         async with self.pool.acquire() as conn:

@@ -86,6 +86,10 @@ class Kind(StrEnum):
     PINNED = "pinned"  # a key event; data["ts"] names the message
     UNPINNED = "unpinned"
     ACTION_ITEM = "action_item"  # data: text, owner (Slack user id or None)
+    # Email when Slack is down (bot/domain/email_fallback.py): key events, data["since"] = the
+    # outage's start (ISO); once per outage and incident each.
+    SLACK_UNREACHABLE = "slack_unreachable"
+    SLACK_REACHABLE = "slack_reachable"
 
 
 ScribeKind = Kind  # the scribe's kinds are members of Kind; this name stays for their callers

@@ -21,6 +21,7 @@ from bot.delivery.outbox import ChannelPacer, Outbox
 from bot.domain import once
 from bot.domain.alerts import AlertIntake, resume_positions
 from bot.domain.approvals import Approvals, load_approvals
+from bot.domain.email_fallback import EmailQueue, SlackWatch
 from bot.domain.incidents import Incidents
 from bot.domain.pager import PagerQueue
 from bot.domain.pager_events import PagerEvents
@@ -39,14 +40,17 @@ from bot.integrations.kafka_io import (
 from bot.integrations.kubernetes import KubeWriter, default_namespace
 from bot.integrations.pagerduty import PagerDutyAdapter
 from bot.integrations.slack import SlackChat, SlackMessages
+from bot.integrations.slack_directory import SlackDirectory
+from bot.integrations.smtp import SmtpMailer
 from bot.integrations.vault import VaultSecrets
-from bot.pages.links import linker
+from bot.pages.links import Linker, linker
 from bot.playbooks.catalogue import load_catalogue
 from bot.playbooks.checks.probes import Probes
 from bot.playbooks.diagnose import Diagnoser
 from bot.playbooks.remediations.runner import Remediator
 from bot.store import choices as choices_sql
 from bot.store import db
+from commands.mail import MailRenderer
 from commands.rendering import ThreadRenderer
 from commands.scribe import chat_message
 from commands.services import Services
@@ -128,6 +132,9 @@ async def open_services(
             uow.after_commit(pager_queue.kick)
         if incident_events is not None:
             uow.after_commit(incident_events.kick)
+        email_queue = _email_queue(settings, uow, outbox, client, links)
+        if email_queue is not None:
+            uow.after_commit(email_queue.kick)
 
         incidents = Incidents(uow, policy, channel_id=channel_id, pagerduty=pager is not None)
 
@@ -251,6 +258,7 @@ async def open_services(
             scribe=Scribe(uow, incidents, SlackMessages(client, parse=chat_message)),
             alert_intake=alert_intake,
             incident_events=incident_events,
+            email_queue=email_queue,
         )
         if run_workers:
             workers.append(asyncio.create_task(outbox.run_forever(), name="outbox"))
@@ -263,6 +271,8 @@ async def open_services(
                 workers.append(
                     asyncio.create_task(incident_events.run_forever(), name="incident-events")
                 )
+            if email_queue is not None:
+                workers.append(asyncio.create_task(email_queue.run_forever(), name="email"))
         yield services
     finally:
         for task in workers:
@@ -318,4 +328,30 @@ def _pager(settings: Settings) -> PagerDutyAdapter | None:
         service_id=settings.pagerduty_service_id or "",
         base_url=settings.pagerduty_api_url,
         ca_bundle=str(settings.pagerduty_ca_bundle) if settings.pagerduty_ca_bundle else None,
+    )
+
+
+def _email_queue(
+    settings: Settings,
+    uow: UnitOfWork,
+    outbox: Outbox,
+    client: AsyncWebClient,
+    links: Callable[[], Linker],
+) -> EmailQueue | None:
+    """Email when Slack is down: SMTP_URL set, else off (and the outbox watches nothing)."""
+    mailer = SmtpMailer.from_settings(settings)
+    if mailer is None:
+        log.info("email.off", reason="Email is not configured (SMTP_URL)")
+        return None
+    watch = SlackWatch(uow, down_after=timedelta(seconds=settings.slack_down_after))
+    outbox.watchers.append(watch)
+    return EmailQueue(
+        uow,
+        mailer,
+        watch=watch,
+        directory=SlackDirectory(client),
+        renderer=MailRenderer(),
+        fallback=settings.fallback_email_list,
+        link=lambda incident_id, now: links().url(incident_id, now=now),
+        lease=timedelta(seconds=settings.outbox_lease_seconds),
     )

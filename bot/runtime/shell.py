@@ -67,7 +67,8 @@ SHELL_HELP = """Type Slack commands as you would in #{channel}:
   /say [INC-n] <text> posts in the incident's thread (messages are numbered: [msg 1]).
   /pin [n], /unpin [n] add or take away your 📌 on message n (default: the last one);
   /shortcut [n] runs "Add to incident timeline" on it.
-  /as @name acts as another person. /wait 5 lets 5 seconds pass. /quit (or Ctrl-D) leaves."""
+  /as @name acts as another person. /wait 5 lets 5 seconds pass. /quit (or Ctrl-D) leaves.
+  /slack down, /slack up: Slack's API fails, then recovers (email fallback, with --sandbox)."""
 INCIDENT_REF = re.compile(r"^INC-(\d+)\s*", re.I)
 
 
@@ -142,6 +143,9 @@ class Shell:
         if line.startswith("/wait"):
             await self._wait(line[5:].strip())
             return True
+        if line.split(" ", 1)[0] == "/slack":
+            self._slack_outage(line[6:].strip())
+            return True
         if line.startswith("/as"):
             name = line[3:].strip().lstrip("@").lower()
             if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,40}", name):
@@ -177,8 +181,30 @@ class Shell:
         deadline = asyncio.get_running_loop().time() + max(0.0, min(seconds, 600.0))
         while (left := deadline - asyncio.get_running_loop().time()) > 0:
             await asyncio.sleep(min(left, 0.2))
-            await self.services.outbox.drain()
+            await self._drain()
             self.flush()
+
+    def _slack_outage(self, arg: str) -> None:
+        """`/slack down`, `/slack up`: Slack's Web API answers 503 (the email fallback's drill)."""
+        if arg == "down":
+            self.slack.down()
+            self.print(
+                "(Slack's Web API now answers 503: the bot's posts wait in its outbox. After"
+                " SLACK_DOWN_AFTER the incident's key events also go by email. /slack up ends it.)"
+            )
+        elif arg == "up":
+            self.slack.up()
+            self.print("(Slack answers again: the outbox posts what waited, with its back-off.)")
+        else:
+            self.print("usage: /slack down | /slack up")
+
+    async def _drain(self) -> None:
+        """Post what the outbox holds; while Slack is down (`/slack down`) it waits there."""
+        if self.slack.outage is None:
+            # After an outage some posts wait out their back-off (up to a minute): the outbox
+            # worker posts them then, and `background` prints them.
+            with contextlib.suppress(TimeoutError):
+                await self.services.outbox.drain()
 
     def _mentions(self, text: str) -> str:
         """`@dana` typed in the terminal becomes the `<@U…|dana>` Slack sends for a picked name."""
@@ -455,7 +481,7 @@ class Shell:
 
     async def _settle(self) -> None:
         await self.services.inflight.idle()
-        await self.services.outbox.drain()
+        await self._drain()
         self.flush()
 
     def _form_errors(self, form: Form, body: str) -> None:
@@ -661,7 +687,7 @@ class Shell:
             await asyncio.sleep(0.5)
             if self._events and not self.busy.locked():
                 async with self.busy:
-                    await self.services.outbox.drain()
+                    await self._drain()
                     self.flush()
 
     def _names(self, text: str) -> str:
