@@ -27,6 +27,7 @@ USAGE = {
     "status": "/ic status [INC-n] <text>",
     "note": "/ic note [INC-n] <text>",
     "action": "/ic action [INC-n] <text> [@owner]",
+    "action done": "/ic action [INC-n] done <n>",
     "resolve": "/ic resolve [INC-n] [summary]",
     "timeline": "/ic timeline [INC-n] [--page N]",
     "postmortem": "/ic postmortem [INC-n]",
@@ -137,6 +138,14 @@ class ActionItem:
 
 
 @dataclass(frozen=True)
+class ActionDone:
+    """`/ic action [INC-n] done <n>`: tick action item n (and its Jira issue, if filed)."""
+
+    incident: int | None
+    number: int
+
+
+@dataclass(frozen=True)
 class Postmortem:
     incident: int | None
 
@@ -150,7 +159,7 @@ class Export:
 
 IcCommand = (
     Declare | Assign | Handover | SetSeverity | Status | Note | Resolve | Timeline | ListIncidents
-    | Help | OnCall | Page | ActionItem | Postmortem | Export
+    | Help | OnCall | Page | ActionItem | Postmortem | Export | ActionDone
 )  # fmt: skip
 
 
@@ -255,6 +264,8 @@ def parse_ic(text: str) -> IcCommand:
     if sub == "timeline":
         return Timeline(incident=number, page=_page(rest))
     if sub == "action":
+        if len(rest) == 2 and rest[0].lower() == "done" and ITEM_NUMBER.fullmatch(rest[1]):
+            return ActionDone(incident=number, number=int(rest[1].lstrip("#")))
         return _action(number, _rest(text, skipped))
     if sub == "postmortem":
         if rest:
@@ -268,6 +279,7 @@ def parse_ic(text: str) -> IcCommand:
 
 
 MAX_PAGE = 10_000
+ITEM_NUMBER = re.compile(r"#?[1-9][0-9]{0,3}")  # `/ic action done 3` (or `#3`)
 
 
 def _page(args: list[str]) -> int:

@@ -29,6 +29,7 @@ STORED_KINDS = {
     "MESSAGE": "message", "MESSAGE_EDITED": "message_edited",
     "MESSAGE_DELETED": "message_deleted", "PINNED": "pinned", "UNPINNED": "unpinned",
     "ACTION_ITEM": "action_item",
+    "JIRA_LINKED": "jira_linked", "ACTION_ITEM_DONE": "action_item_done", "JIRA": "jira",
 }  # fmt: skip
 
 

@@ -95,6 +95,15 @@ class Settings(BaseSettings):
     web_link_secret: SecretStr | None = None
     web_link_ttl: float = Field(default=7 * 24 * 3600.0, gt=0)  # seconds, or `7d`, `12h`
 
+    # Jira follow-ups (issue 21): action items filed as Jira Cloud issues; off until the URL,
+    # the account (email + API token) and the project are set.
+    jira_url: str | None = None
+    jira_email: str | None = None
+    jira_api_token: SecretStr | None = None
+    jira_project: str | None = None
+    jira_issue_type: str = "Task"
+    jira_webhook_secret: SecretStr | None = None
+
     @field_validator("web_link_ttl", mode="before")
     @classmethod
     def _duration(cls, value: object) -> object:
@@ -110,6 +119,8 @@ class Settings(BaseSettings):
         "vault_secret_id",
         "feature_flag_token",
         "web_link_secret",
+        "jira_api_token",
+        "jira_webhook_secret",
     )
     @classmethod
     def _refuse_placeholders(cls, value: SecretStr | None) -> SecretStr | None:
@@ -144,6 +155,10 @@ class Settings(BaseSettings):
         return bool(
             self.pagerduty_api_token and self.pagerduty_from_email and self.pagerduty_service_id
         )
+
+    @property
+    def jira_enabled(self) -> bool:
+        return bool(self.jira_url and self.jira_email and self.jira_api_token and self.jira_project)
 
     def require_slack(self) -> tuple[str, str]:
         """The bot token and signing secret, or a clear error naming what is missing."""

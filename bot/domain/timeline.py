@@ -86,6 +86,10 @@ class Kind(StrEnum):
     PINNED = "pinned"  # a key event; data["ts"] names the message
     UNPINNED = "unpinned"
     ACTION_ITEM = "action_item"  # data: text, owner (Slack user id or None)
+    # Jira follow-ups (issue 21, bot/domain/jira.py); data["item"] is the item's entry seq.
+    JIRA_LINKED = "jira_linked"  # the item's Jira issue was filed: data key, url, item, number
+    ACTION_ITEM_DONE = "action_item_done"  # ticked in Slack or resolved in Jira: data via
+    JIRA = "jira"  # Jira refused the issue or a transition (said once, so someone looks)
 
 
 ScribeKind = Kind  # the scribe's kinds are members of Kind; this name stays for their callers
@@ -111,6 +115,7 @@ FOLDED = frozenset(
         ScribeKind.PINNED,
         ScribeKind.UNPINNED,
         ScribeKind.ACTION_ITEM,
+        Kind.ACTION_ITEM_DONE,
     }
 )
 

@@ -22,6 +22,7 @@ from bot.domain import once
 from bot.domain.alerts import AlertIntake, resume_positions
 from bot.domain.approvals import Approvals, load_approvals
 from bot.domain.incidents import Incidents
+from bot.domain.jira import Followups, JiraQueue
 from bot.domain.pager import PagerQueue
 from bot.domain.pager_events import PagerEvents
 from bot.domain.policy import load_severity_policy
@@ -29,6 +30,7 @@ from bot.domain.prompts import Prompter
 from bot.domain.scribe import Scribe
 from bot.domain.uow import UnitOfWork
 from bot.integrations.actuator import HttpActuator
+from bot.integrations.jira import JiraClient
 from bot.integrations.kafka import KafkaLag
 from bot.integrations.kafka_io import (
     KafkaAlertSource,
@@ -39,6 +41,7 @@ from bot.integrations.kafka_io import (
 from bot.integrations.kubernetes import KubeWriter, default_namespace
 from bot.integrations.pagerduty import PagerDutyAdapter
 from bot.integrations.slack import SlackChat, SlackMessages
+from bot.integrations.slack_emails import SlackEmails
 from bot.integrations.vault import VaultSecrets
 from bot.pages.links import linker
 from bot.playbooks.catalogue import load_catalogue
@@ -78,6 +81,7 @@ async def open_services(
     kafka_out = _kafka_producer(settings)
     alert_source: KafkaAlertSource | None = None
     vault = VaultSecrets.from_settings(settings)
+    jira = _jira(settings)
     try:
         async with pool.acquire() as conn:
             await db.migrate(conn)
@@ -127,6 +131,22 @@ async def open_services(
             uow.after_commit(incident_events.kick)
 
         incidents = Incidents(uow, policy, channel_id=channel_id, pagerduty=pager is not None)
+
+        # Jira follow-ups (issue 21): action items filed as issues when JIRA_* is set.
+        jira_queue = (
+            JiraQueue(
+                uow,
+                jira,
+                SlackEmails(client),
+                page_link=lambda incident_id: links().url(incident_id, now=clock()),
+                lease=timedelta(seconds=settings.outbox_lease_seconds),
+            )
+            if jira is not None
+            else None
+        )
+        if jira_queue is not None:
+            uow.after_commit(jira_queue.kick)
+        followups = Followups(uow, incidents, jira=jira is not None)
 
         async def flag_token() -> str | None:
             """FEATURE_FLAG_TOKEN, else `feature_flag_token` at VAULT_SECRETS_PATH."""
@@ -243,9 +263,13 @@ async def open_services(
             approvals=approvals,
             clock=clock,
             links=links,
-            scribe=Scribe(uow, incidents, SlackMessages(client, parse=chat_message)),
+            scribe=Scribe(
+                uow, incidents, SlackMessages(client, parse=chat_message), jira=jira is not None
+            ),
             alert_intake=alert_intake,
             incident_events=incident_events,
+            followups=followups,
+            jira_queue=jira_queue,
         )
         if run_workers:
             workers.append(asyncio.create_task(outbox.run_forever(), name="outbox"))
@@ -258,6 +282,8 @@ async def open_services(
                 workers.append(
                     asyncio.create_task(incident_events.run_forever(), name="incident-events")
                 )
+            if jira_queue is not None:
+                workers.append(asyncio.create_task(jira_queue.run_forever(), name="jira"))
         yield services
     finally:
         for task in workers:
@@ -281,6 +307,8 @@ async def open_services(
             await kafka_out.close()
         if vault is not None:
             await vault.close()
+        if jira is not None:
+            await jira.close()
 
 
 async def _kube(settings: Settings) -> KubeWriter | None:
@@ -313,4 +341,18 @@ def _pager(settings: Settings) -> PagerDutyAdapter | None:
         service_id=settings.pagerduty_service_id or "",
         base_url=settings.pagerduty_api_url,
         ca_bundle=str(settings.pagerduty_ca_bundle) if settings.pagerduty_ca_bundle else None,
+    )
+
+
+def _jira(settings: Settings) -> JiraClient | None:
+    """Jira follow-ups: off unless JIRA_URL, JIRA_EMAIL, JIRA_API_TOKEN and JIRA_PROJECT are set."""
+    if not settings.jira_enabled:
+        return None
+    assert settings.jira_url and settings.jira_email and settings.jira_api_token
+    return JiraClient(
+        base_url=settings.jira_url,
+        email=settings.jira_email,
+        api_token=settings.jira_api_token.get_secret_value(),
+        project=settings.jira_project or "",
+        issue_type=settings.jira_issue_type,
     )
