@@ -32,6 +32,7 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,6 +149,7 @@ class FakeJira(StandIn):
         self.pending_webhooks: list[Webhook] = []
         self.delivered: list[tuple[Webhook, int]] = []
         self._limited: list[float] = []  # Retry-After of each of the next requests refused
+        self.on_notice: list[Callable[[str], None]] = []  # "Jira: PAY-1 created …" (the shell)
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
 
@@ -205,6 +207,13 @@ class FakeJira(StandIn):
                     statuses.append(resp.status)
                     self.delivered.append((hook, resp.status))
         return statuses
+
+    def status(self) -> list[str]:
+        """One line per issue: key, status, summary (the shell's summary at the end)."""
+        return [
+            f"{i.key} [{i.status['name']}] {i.fields.get('summary', '')}"
+            for i in self.issues.values()
+        ]
 
     def calls_to(self, method: str, path_prefix: str) -> list[tuple[str, str, Any]]:
         return [c for c in self.calls if c[0] == method and c[1].startswith(path_prefix)]
@@ -299,6 +308,8 @@ class FakeJira(StandIn):
             fields={**fields, "status": STATUSES["10000"]},
             history=["To Do"],
         )
+        who = self.users[assignee["accountId"]].display_name if assignee else "nobody"
+        self._notice(f"Jira: {key} created: {fields['summary']} (assignee {who})")
         return web.json_response(
             {"id": issue_id, "key": key, "self": f"{self.url}/rest/api/3/issue/{issue_id}"},
             status=201,
@@ -394,10 +405,15 @@ class FakeJira(StandIn):
 
     # ------------------------------------------------------------------ workflow and webhooks
 
+    def _notice(self, text: str) -> None:
+        for hook in self.on_notice:
+            hook(text)
+
     def _move(self, issue: Issue, tid: str, *, by: str) -> None:
         before = issue.status
         issue.fields["status"] = STATUSES[TRANSITIONS[tid]]
         issue.history.append(issue.status["name"])
+        self._notice(f"Jira: {issue.key} moved to {issue.status['name']} by {by}")
         body = {
             "timestamp": 0,
             "webhookEvent": "jira:issue_updated",

@@ -7,6 +7,10 @@ thread and the post-mortem, and a tick on either side (Slack or Jira) shows on b
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import tempfile
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -16,6 +20,7 @@ import pytest
 
 from bot.domain.jira import JiraIssue, JiraQueue
 from bot.store.outbox import OutboxItem
+from commands.parsing import ActionDone, ActionItem, parse_ic
 from sandbox.jira import EMAIL, PROJECT, TOKEN, FakeJira, sign
 from sandbox.slack_api import FakeSlack
 from tests.conftest import Bot, running_bot
@@ -263,6 +268,7 @@ async def test_a_crash_after_our_commit_but_before_the_outbox_knew_records_nothi
     await settle(jira_bot)
     assert len(jira.issues) == 1
     assert await kinds_count(jira_bot, "jira_linked") == 1
+    assert not jira.calls_to("POST", "/rest/api/3/search/jql")  # our own record sufficed
 
 
 async def test_a_429_from_jira_waits_for_its_retry_after(jira_bot: Bot, jira: FakeJira) -> None:
@@ -338,3 +344,41 @@ async def test_the_stand_in_refuses_a_description_that_is_not_adf(jira: FakeJira
     assert body["errorMessages"] == []
     assert set(body["errors"]) == {"description", "labels"}
     assert not jira.issues
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("action done 3", ActionDone(incident=None, number=3)),
+        ("action INC-2 done #1", ActionDone(incident=2, number=1)),
+        ("todo done 12", ActionDone(incident=None, number=12)),
+        ("action done with the migration", ActionItem(None, "done with the migration", None)),
+        ("action done 0", ActionItem(None, "done 0", None)),
+        ("action done 3 <@U0DANA001|dana>", ActionItem(None, "done 3", "U0DANA001")),
+    ],
+)
+def test_action_done_takes_an_item_number_and_anything_else_is_an_item(
+    text: str, parsed: object
+) -> None:
+    assert parse_ic(text) == parsed
+
+
+def test_a_bad_deploy_in_the_sandbox_shell_ends_with_a_jira_key_in_the_thread(dsn: str) -> None:
+    script = (
+        "/ic declare Payments failing sev1\n/ic action Add a canary step to deploys @dana\n"
+        "/wait 1\n/ic action done 1\n/ic resolve\n"
+    )
+    with tempfile.TemporaryDirectory(prefix="icbot-test-data-") as home:
+        result = subprocess.run(
+            [sys.executable, "-m", "bot", "shell", "--sandbox", "--scenario", "bad-deploy"],
+            input=script,
+            env={**os.environ, "USER": "sam", "DATABASE_URL": dsn, "XDG_DATA_HOME": home},
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Jira: PAY-1 created: Add a canary step to deploys (assignee Dana)" in out
+    assert "🎫 Jira PAY-1" in out  # the key, in the incident's thread
+    assert "Jira: PAY-1 moved to Done by icbot" in out
+    assert "Jira: PAY-1 [Done] Add a canary step to deploys" in out  # the summary at the end
+    assert "Traceback" not in result.stderr

@@ -247,6 +247,10 @@ class JiraQueue(LeasedQueue):
         label = item_label(incident, seq)
         issue = None
         if item.attempts > 1:
+            async with self.uow.connection() as conn:
+                state = await jira_sql.get(conn, incident.id, seq)
+            if state is not None and state.jira_key and state.jira_url:
+                return state.jira_key  # linked already; only the outbox did not hear of it
             # An earlier attempt may have filed it and died before it could say so.
             issue = await self.tracker.find_issue(label=label)
             if issue is not None:
