@@ -382,3 +382,16 @@ def test_a_bad_deploy_in_the_sandbox_shell_ends_with_a_jira_key_in_the_thread(ds
     assert "Jira: PAY-1 moved to Done by icbot" in out
     assert "Jira: PAY-1 [Done] Add a canary step to deploys" in out  # the summary at the end
     assert "Traceback" not in result.stderr
+
+
+async def test_a_handover_briefing_lists_only_the_items_still_open(bot: Bot) -> None:
+    await bot.command("declare Payments failing sev2", user="dana")
+    await bot.command("action Alert on DB pool saturation", user="dana")
+    await bot.command("action Add config diffs to the deploy checklist", user="dana")
+    await bot.command("action done 1", user="dana")
+    await bot.command(f"handover <@{bot.user('kim')}|kim>", user="dana")
+    [handover] = await bot.fetch("SELECT data FROM timeline WHERE kind = 'handover'")
+    data = json.loads(handover["data"]) if isinstance(handover["data"], str) else handover["data"]
+    actions = data["summary"]["actions"]
+    assert [a["text"] for a in actions] == ["Add config diffs to the deploy checklist"]
+    assert data["summary"]["actions_total"] == 1
