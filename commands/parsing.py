@@ -27,7 +27,6 @@ USAGE = {
     "status": "/ic status [INC-n] <text>",
     "note": "/ic note [INC-n] <text>",
     "action": "/ic action [INC-n] <text> [@owner]",
-    "action done": "/ic action [INC-n] done <n>",
     "resolve": "/ic resolve [INC-n] [summary]",
     "timeline": "/ic timeline [INC-n] [--page N]",
     "postmortem": "/ic postmortem [INC-n]",
@@ -41,7 +40,12 @@ OTHER_COMMANDS = (
     "/diagnose <playbook> [INC-n]  (alone: the playbooks)",
     "/rollback <deployment> [revision] [INC-n]  (or --history)",
 )
-HELP_LINES = (*USAGE.values(), *OTHER_COMMANDS)
+ACTION_DONE_USAGE = "/ic action [INC-n] done <n>"  # a form of `action`, listed after it
+HELP_LINES = (
+    *(line for sub, text in USAGE.items()
+      for line in ((text, ACTION_DONE_USAGE) if sub == "action" else (text,))),
+    *OTHER_COMMANDS,
+)  # fmt: skip
 ALIASES = {
     "severity": "sev", "update": "status", "close": "resolve", "ls": "list", "todo": "action",
     "pm": "postmortem", "post-mortem": "postmortem", "handoff": "handover",

@@ -114,7 +114,7 @@ class JiraClient:
     def browse_url(self, key: str) -> str:
         return f"{self.base}/browse/{quote(key, safe='')}"
 
-    async def _call(
+    async def _request(
         self,
         method: str,
         path: str,
@@ -169,7 +169,7 @@ class JiraClient:
         }
         if assignee:
             fields["assignee"] = {"accountId": assignee}
-        created = await self._call("POST", "/rest/api/3/issue", body={"fields": fields})
+        created = await self._request("POST", "/rest/api/3/issue", body={"fields": fields})
         if not isinstance(created, dict) or not created.get("key"):
             raise IntegrationError("jira", ErrorCode.UNAVAILABLE, "create issue: no key returned")
         key = str(created["key"])
@@ -177,7 +177,7 @@ class JiraClient:
 
     async def find_issue(self, *, label: str) -> JiraIssue | None:
         jql = f'project = "{self.project}" AND labels = "{label}" ORDER BY created ASC'
-        found = await self._call(
+        found = await self._request(
             "POST",
             "/rest/api/3/search/jql",
             body={"jql": jql, "fields": ["summary"], "maxResults": 1},
@@ -189,7 +189,7 @@ class JiraClient:
         return JiraIssue(key=key, url=self.browse_url(key))
 
     async def find_user(self, email: str) -> str | None:
-        users = await self._call("GET", "/rest/api/3/user/search", params={"query": email})
+        users = await self._request("GET", "/rest/api/3/user/search", params={"query": email})
         for user in users if isinstance(users, list) else []:
             if (
                 isinstance(user, dict)
@@ -202,17 +202,17 @@ class JiraClient:
 
     async def resolve_issue(self, key: str) -> bool:
         path = f"/rest/api/3/issue/{quote(key, safe='')}"
-        issue = await self._call("GET", path, params={"fields": "status"})
+        issue = await self._request("GET", path, params={"fields": "status"})
         category = (
             ((issue or {}).get("fields") or {}).get("status", {}).get("statusCategory", {})
         ).get("key")
         if category == DONE:
             return False
-        listed = await self._call("GET", f"{path}/transitions")
+        listed = await self._request("GET", f"{path}/transitions")
         for transition in (listed or {}).get("transitions") or []:
             to = transition.get("to") or {}
             if (to.get("statusCategory") or {}).get("key") == DONE:
-                await self._call(
+                await self._request(
                     "POST", f"{path}/transitions", body={"transition": {"id": transition["id"]}}
                 )
                 return True
