@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.core.models import who
 from bot.domain.jira import JiraIssue, JiraQueue
 from bot.store.outbox import OutboxItem
 from commands.parsing import ActionDone, ActionItem, parse_ic
@@ -136,6 +137,8 @@ async def test_resolving_the_issue_in_jira_ticks_the_item_once(
     assert await kinds_count(jira_bot, "action_item_done") == 1
     assert [json.loads(h.body)["issue"]["key"] for h, _ in jira.delivered] == ["PAY-1"] * 2
     assert any("resolved in Jira (PAY-1)" in text for text in jira_bot.thread_texts(1))
+    [done] = await jira_bot.fetch("SELECT actor FROM timeline WHERE kind = 'action_item_done'")
+    assert who(done["actor"]) == "Jira (Dana Scully)"
     assert not jira.calls_to("POST", "/rest/api/3/issue/PAY-1/transitions")  # no echo
     await jira_bot.command("action done 1", drain=False)
     assert "done already" in jira_bot.last_reply()

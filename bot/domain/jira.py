@@ -193,7 +193,7 @@ class Followups:
             await tx.record(
                 incident_id=state.incident_id,
                 kind=Kind.ACTION_ITEM_DONE,
-                actor=JIRA_ACTOR,
+                actor=actor,
                 text=f"Action item {number} was resolved in Jira ({key}): {text or ''}",
                 data={"item": state.item_seq, "number": number, "via": "jira", "key": key,
                       "by": by},
