@@ -398,3 +398,27 @@ async def test_a_handover_briefing_lists_only_the_items_still_open(bot: Bot) -> 
     actions = data["summary"]["actions"]
     assert [a["text"] for a in actions] == ["Add config diffs to the deploy checklist"]
     assert data["summary"]["actions_total"] == 1
+
+
+async def test_a_card_number_or_secret_in_an_item_never_reaches_jira(
+    jira_bot: Bot, jira: FakeJira
+) -> None:
+    await jira_bot.command("declare Checkout failing sev2")
+    await jira_bot.command(
+        "action rotate password=hunter22 and purge card 4111 1111 1111 1111", drain=False
+    )
+    await settle(jira_bot)
+    [issue] = jira.issues.values()
+    sent = json.dumps(issue.fields)
+    assert "hunter22" not in sent and "4111" not in sent
+    assert "[redacted: password]" in issue.fields["summary"]
+
+
+async def test_the_webhook_is_refused_when_its_secret_is_not_set(
+    dsn: str, slack: FakeSlack, jira: FakeJira
+) -> None:
+    settings = {**jira_settings(jira), "jira_webhook_secret": None}
+    async with running_bot(dsn, slack, **settings) as bot:
+        body = b'{"webhookEvent": "jira:issue_updated"}'
+        status, text = await _post_hook(bot, body, {"X-Hub-Signature": sign(body, "")})
+        assert status == 401 and "Jira webhooks are not configured" in text

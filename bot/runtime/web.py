@@ -143,8 +143,10 @@ async def jira_webhook(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     raw = await request.read()
     secret = services.settings.jira_webhook_secret
-    if secret is None or services.followups is None:
+    if services.jira_queue is None or services.followups is None:
         return web.json_response({"error": "Jira is not configured"}, status=401)
+    if secret is None:
+        return web.json_response({"error": "Jira webhooks are not configured"}, status=401)
     if not jira_integration.verify_signature(
         raw, request.headers.get("X-Hub-Signature"), secret.get_secret_value()
     ):
