@@ -91,6 +91,9 @@ ENTRY_EMOJI = {
     "alert_firing": ":bell:",
     "alert_resolved": ":white_check_mark:",
     "postmortem_posted": ":page_facing_up:",
+    "jira_linked": ":ticket:",
+    "action_item_done": ":ballot_box_with_check:",
+    "jira": ":warning:",
 }
 # Slack's limits (https://docs.slack.dev/reference/block-kit/blocks and chat.postMessage)
 TEXT_MAX = 40_000  # a message's `text`
@@ -471,6 +474,7 @@ DIGEST_GROUPS = {
     "alert_firing": "alert",
     "alert_resolved": "alert",
     "postmortem_posted": "post-mortem draft",
+    "action_item_done": "action item done",
 }
 DIGEST_LINES = 15  # the newest lines shown; `/ic timeline` has them all
 DIGEST_LINE_MAX = 180
@@ -1377,3 +1381,30 @@ def error_text(error_id: str) -> str:
         f":warning: Something went wrong on my side (error id `{error_id}`)."
         " Check the incident thread before trying again, and give the bot's owners the id."
     )
+
+
+# -- Jira follow-ups (issue 21) -------------------------------------------------------------------
+
+JIRA_OFF = "Jira is not configured, so no Jira issue is filed."
+
+
+def action_item_added(ref: str, *, number: int, jira: bool) -> Message:
+    """`/ic action …`: recorded as item `number`; filed in Jira, or why not."""
+    filed = " It is being filed in Jira; its key will appear in the thread." if jira else (
+        f" {JIRA_OFF}"
+    )  # fmt: skip
+    return confirmation(
+        f"Action item added to *{ref}*; the post-mortem lists it."
+        f" It is item {number}: `/ic action {ref} done {number}` ticks it.{filed}"
+    )
+
+
+def action_item_ticked(ref: str, *, number: int, key: object, jira: bool) -> Message:
+    """`/ic action done n`: ticked; its Jira issue (if one was filed) goes to Done."""
+    if key:
+        then = f" Its Jira issue {key} is being moved to Done."
+    elif jira:
+        then = " If a Jira issue is still being filed for it, it is moved to Done once filed."
+    else:
+        then = f" {JIRA_OFF.replace('is filed', 'was filed')}"
+    return confirmation(f":ballot_box_with_check: Action item {number} of *{ref}* is done.{then}")

@@ -210,9 +210,22 @@ class IcHandlers:
                 change = await self.scribe.add_action_item(
                     ref=ref, text=body, owner=owner, actor=user
                 )
-                return blocks.confirmation(
-                    f"Action item added to *{change.incident.ref}*; the post-mortem lists it."
+                if s.followups is None:
+                    return blocks.confirmation(
+                        f"Action item added to *{change.incident.ref}*; the post-mortem lists it."
+                    )
+                number = await s.followups.number(change)
+                return blocks.action_item_added(
+                    change.incident.ref, number=number, jira=s.jira_queue is not None
                 )
+            case parsing.ActionDone(incident=ref, number=number):
+                if s.followups is None:
+                    raise UsageError("Action items cannot be ticked here.")
+                change = await s.followups.tick(ref=ref, number=number, actor=user)
+                return blocks.action_item_ticked(
+                    change.incident.ref, number=number, key=change.entry.data.get("key"),
+                    jira=s.jira_queue is not None,
+                )  # fmt: skip
             case Postmortem(incident=ref):
                 incident = await incidents.get(ref)
                 try:

@@ -40,7 +40,12 @@ OTHER_COMMANDS = (
     "/diagnose <playbook> [INC-n]  (alone: the playbooks)",
     "/rollback <deployment> [revision] [INC-n]  (or --history)",
 )
-HELP_LINES = (*USAGE.values(), *OTHER_COMMANDS)
+ACTION_DONE_USAGE = "/ic action [INC-n] done <n>"  # a form of `action`, listed after it
+HELP_LINES = (
+    *(line for sub, text in USAGE.items()
+      for line in ((text, ACTION_DONE_USAGE) if sub == "action" else (text,))),
+    *OTHER_COMMANDS,
+)  # fmt: skip
 ALIASES = {
     "severity": "sev", "update": "status", "close": "resolve", "ls": "list", "todo": "action",
     "pm": "postmortem", "post-mortem": "postmortem", "handoff": "handover",
@@ -137,6 +142,14 @@ class ActionItem:
 
 
 @dataclass(frozen=True)
+class ActionDone:
+    """`/ic action [INC-n] done <n>`: tick action item n (and its Jira issue, if filed)."""
+
+    incident: int | None
+    number: int
+
+
+@dataclass(frozen=True)
 class Postmortem:
     incident: int | None
 
@@ -150,7 +163,7 @@ class Export:
 
 IcCommand = (
     Declare | Assign | Handover | SetSeverity | Status | Note | Resolve | Timeline | ListIncidents
-    | Help | OnCall | Page | ActionItem | Postmortem | Export
+    | Help | OnCall | Page | ActionItem | Postmortem | Export | ActionDone
 )  # fmt: skip
 
 
@@ -255,6 +268,8 @@ def parse_ic(text: str) -> IcCommand:
     if sub == "timeline":
         return Timeline(incident=number, page=_page(rest))
     if sub == "action":
+        if len(rest) == 2 and rest[0].lower() == "done" and ITEM_NUMBER.fullmatch(rest[1]):
+            return ActionDone(incident=number, number=int(rest[1].lstrip("#")))
         return _action(number, _rest(text, skipped))
     if sub == "postmortem":
         if rest:
@@ -268,6 +283,7 @@ def parse_ic(text: str) -> IcCommand:
 
 
 MAX_PAGE = 10_000
+ITEM_NUMBER = re.compile(r"#?[1-9][0-9]{0,3}")  # `/ic action done 3` (or `#3`)
 
 
 def _page(args: list[str]) -> int:

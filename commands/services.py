@@ -22,6 +22,7 @@ from bot.domain.alerts import AlertIntake
 from bot.domain.approvals import Approvals
 from bot.domain.email_fallback import EmailQueue
 from bot.domain.incidents import Incidents
+from bot.domain.jira import Followups, JiraQueue
 from bot.domain.pager import Pager, PagerQueue
 from bot.domain.pager_events import PagerEvents
 from bot.domain.policy import SeverityPolicy
@@ -63,3 +64,6 @@ class Services:
     alert_intake: AlertIntake | None = None  # KAFKA_ALERT_TOPICS set
     incident_events: IncidentEvents | None = None  # KAFKA_EVENTS_TOPIC set
     email_queue: EmailQueue | None = None  # SMTP_URL set: email when Slack is down (issue 21)
+    # Jira follow-ups (issue 21): ticking action items always; filing them when JIRA_* is set.
+    followups: Followups | None = None
+    jira_queue: JiraQueue | None = None  # JIRA_URL, JIRA_EMAIL, JIRA_API_TOKEN, JIRA_PROJECT set

@@ -31,7 +31,9 @@ from slack_bolt.async_app import AsyncApp
 from bot.core.errors import ConfigError
 from bot.runtime.web import build_web_app
 from commands.services import Services
+from sandbox.jira import FakeJira
 from sandbox.platform import SimulatedPlatform
+from sandbox.slack_api import FakeSlack
 
 if TYPE_CHECKING:
     from sandbox.smtp import FakeSmtp, ReceivedMail
@@ -40,6 +42,8 @@ NOTICE = "  ⚙ sandbox: "
 # Email when Slack is down (issue 21): who gets it besides the roles, and how soon it starts.
 SANDBOX_FALLBACK_EMAILS = "oncall@waqiti.example"
 SANDBOX_SLACK_DOWN_AFTER = 20.0  # seconds (2 minutes in production): `/slack down`, `/wait 25`
+JIRA_PEOPLE = ("dana", "erin", "sam")  # Jira users by their Slack email (an owner → assignee)
+JIRA_DOMAIN = "waqiti.example"
 
 
 class ShellLike(Protocol):
@@ -62,6 +66,8 @@ class ShellSandbox:
         self._shell: ShellLike | None = None
         self._runner: web.AppRunner | None = None
         self.smtp: FakeSmtp | None = None  # receives the email fallback; prints what it gets
+        self.jira: FakeJira | None = None  # Jira follow-ups (issue 21)
+        self._jira_secret = secrets.token_hex(16)
 
     async def __aenter__(self) -> ShellSandbox:
         if self.scenario is not None:
@@ -82,6 +88,7 @@ class ShellSandbox:
                 await platform.stop()
                 raise ConfigError(f"the sandbox's SMTP server could not start: {exc}") from exc
             self.smtp = smtp
+            await self._start_jira()
         return self
 
     async def __aexit__(
@@ -91,6 +98,9 @@ class ShellSandbox:
         tb: TracebackType | None,
     ) -> None:
         await self._stop_web()
+        jira, self.jira = self.jira, None
+        if jira is not None:
+            await jira.stop()
         platform, self.platform = self.platform, None
         if platform is not None:
             await platform.stop()
@@ -111,6 +121,7 @@ class ShellSandbox:
                 "slack_down_after": SANDBOX_SLACK_DOWN_AFTER,
             }
         return {**self.platform.settings_overrides(), **email}
+        return {**self.platform.settings_overrides(), **self._jira_overrides()}
 
     async def attach(self, shell: ShellLike) -> None:
         """Serve the webhook route, connect PagerDuty to it, print what the drill is about."""
@@ -129,6 +140,7 @@ class ShellSandbox:
         await site.start()
         port = self._runner.addresses[0][1]
         shell.print(platform.scenario.intro())
+        self._attach_jira(shell, f"http://127.0.0.1:{port}/jira/webhook")
         await platform.connect_webhooks(f"http://127.0.0.1:{port}/pagerduty/webhook")
         # What the alert caused (an incident declared from PagerDuty) shows before the prompt.
         await shell.services.inflight.idle()
@@ -147,12 +159,15 @@ class ShellSandbox:
             if services.pager_queue is not None:
                 await services.pager_queue.drain(timeout=10)
             await platform.pagerduty.drain_webhooks(timeout=10)
+            await self._drain_jira(services)
             await services.outbox.drain(timeout=10)
         shell.flush()
         verdict = "healthy ✓" if platform.healthy() else "not healthy yet"
         shell.print(f"Sandbox {platform.scenario.name}: the platform is {verdict}")
         for line in platform.status():
             shell.print(f"  {line}")
+        for line in self.jira.status() if self.jira is not None else []:
+            shell.print(f"  Jira: {line}")
         await self._stop_web()
 
     async def _stop_web(self) -> None:
@@ -164,6 +179,42 @@ class ShellSandbox:
         """What the SMTP server received, as the people it went to would read it."""
         body = "\n".join(f"      {line}" for line in mail.body.rstrip().splitlines())
         self._print_notice(f"✉ email to {', '.join(mail.recipients)}: {mail.subject}\n{body}")
+    # -- Jira follow-ups (issue 21): the Jira stand-in, its people, its webhooks --------------
+
+    async def _start_jira(self) -> None:
+        jira = FakeJira(token=secrets.token_hex(16))
+        await jira.start()
+        jira.on_notice.append(self._print_notice)
+        for name in JIRA_PEOPLE:
+            jira.add_user(name.title(), f"{name}@{JIRA_DOMAIN}")
+        self.jira = jira
+
+    def _jira_overrides(self) -> dict[str, Any]:
+        if self.jira is None:
+            return {}
+        return {
+            "jira_url": self.jira.url,
+            "jira_email": self.jira.email,
+            "jira_api_token": SecretStr(self.jira.token),
+            "jira_project": self.jira.project,
+            "jira_webhook_secret": SecretStr(self._jira_secret),
+        }
+
+    def _attach_jira(self, shell: ShellLike, hook_url: str) -> None:
+        """The sandbox's people have a Slack email Jira knows; Jira's webhooks reach the bot."""
+        if self.jira is None:
+            return
+        slack = getattr(shell, "slack", None)  # the shell's Slack stand-in, where there is one
+        if isinstance(slack, FakeSlack):
+            for name in JIRA_PEOPLE:
+                slack.add_user(name, email=f"{name}@{JIRA_DOMAIN}")
+        self.jira.subscribe(hook_url, self._jira_secret)
+
+    async def _drain_jira(self, services: Services) -> None:
+        if services.jira_queue is not None:
+            await services.jira_queue.drain(timeout=10)
+        if self.jira is not None:
+            await self.jira.deliver_webhooks()
 
     def _print_notice(self, text: str) -> None:
         self.out.write(f"{NOTICE}{text}\n")

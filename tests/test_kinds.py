@@ -30,6 +30,7 @@ STORED_KINDS = {
     "MESSAGE_DELETED": "message_deleted", "PINNED": "pinned", "UNPINNED": "unpinned",
     "ACTION_ITEM": "action_item",
     "SLACK_UNREACHABLE": "slack_unreachable", "SLACK_REACHABLE": "slack_reachable",
+    "JIRA_LINKED": "jira_linked", "ACTION_ITEM_DONE": "action_item_done", "JIRA": "jira",
 }  # fmt: skip
 
 

@@ -59,7 +59,7 @@ def normalise_role(raw: str) -> str | None:
     return " ".join(key.replace("-", " ").replace("_", " ").split())
 
 
-SYSTEM_ACTORS = {"pagerduty": "PagerDuty", "icbot": "icbot", "alerts": "Alerting"}
+SYSTEM_ACTORS = {"pagerduty": "PagerDuty", "icbot": "icbot", "alerts": "Alerting", "jira": "Jira"}
 
 
 def who(actor: str) -> str:

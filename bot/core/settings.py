@@ -132,6 +132,15 @@ class Settings(BaseSettings):
     fallback_emails: str | None = None
     slack_down_after: float = Field(default=120.0, gt=0)  # seconds, or `2m`, `90s`
 
+    # Jira follow-ups (issue 21): action items filed as Jira Cloud issues; off until the URL,
+    # the account (email + API token) and the project are set.
+    jira_url: str | None = None
+    jira_email: str | None = None
+    jira_api_token: SecretStr | None = None
+    jira_project: str | None = None
+    jira_issue_type: str = "Task"
+    jira_webhook_secret: SecretStr | None = None
+
     @field_validator("web_link_ttl", "slack_down_after", mode="before")
     @classmethod
     def _duration(cls, value: object) -> object:
@@ -147,6 +156,8 @@ class Settings(BaseSettings):
         "vault_secret_id",
         "feature_flag_token",
         "web_link_secret",
+        "jira_api_token",
+        "jira_webhook_secret",
     )
     @classmethod
     def _refuse_placeholders(cls, value: SecretStr | None) -> SecretStr | None:
@@ -207,6 +218,10 @@ class Settings(BaseSettings):
         return bool(
             self.pagerduty_api_token and self.pagerduty_from_email and self.pagerduty_service_id
         )
+
+    @property
+    def jira_enabled(self) -> bool:
+        return bool(self.jira_url and self.jira_email and self.jira_api_token and self.jira_project)
 
     def require_slack(self) -> tuple[str, str]:
         """The bot token and signing secret, or a clear error naming what is missing."""

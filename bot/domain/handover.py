@@ -39,7 +39,8 @@ RELEVANCE: dict[str, int] = {
     Kind.PROMPT: 3, Kind.CHECKLIST: 3, ScribeKind.UNPINNED: 3, ScribeKind.MESSAGE_DELETED: 3,
 }  # fmt: skip
 UNRANKED = 2
-ACTION_ITEM_KINDS = (ScribeKind.ACTION_ITEM,)  # no kind closes one yet: every item is open
+# An item, and what closes one (ticked in Slack or resolved in Jira: data["item"] = its seq).
+ACTION_ITEM_KINDS = (ScribeKind.ACTION_ITEM, Kind.ACTION_ITEM_DONE)
 
 # The word to type for a role (`/ic handover @x ic`): the parser reads one word.
 ROLE_WORDS = {IC: "ic", "comms lead": "comms"}
@@ -105,7 +106,12 @@ def briefing(
             "text": compact(incident.last_status, MAX_STATUS),
             "ago_s": _seconds(now - incident.last_status_at),
         }
-    items = [e for e in action_items if e.redacted_at is None]
+    done = {e.data.get("item") for e in action_items if e.kind == Kind.ACTION_ITEM_DONE}
+    items = [
+        e
+        for e in action_items
+        if e.kind == ScribeKind.ACTION_ITEM and e.redacted_at is None and e.seq not in done
+    ]
     recent = [e for e in window if e.redacted_at is None and now - e.occurred_at <= WINDOW]
     ranked = sorted(recent, key=lambda e: (RELEVANCE.get(e.kind, UNRANKED), e.seq))
     return {

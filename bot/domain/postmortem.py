@@ -397,13 +397,20 @@ def _marked_notes(entries: Sequence[TimelineEntry], marker: re.Pattern[str]) -> 
 
 
 def _action_items(entries: Sequence[TimelineEntry]) -> list[str]:
+    """Each item with its owner, ticked when done, and its Jira issue when one was filed."""
+    done = {e.data.get("item") for e in entries if e.kind == Kind.ACTION_ITEM_DONE}
+    filed = {e.data.get("item"): e.data for e in entries if e.kind == Kind.JIRA_LINKED}
     items: list[str] = []
     for entry in entries:
         if entry.kind != ScribeKind.ACTION_ITEM:
             continue
         owner = entry.data.get("owner")
         whose = who(str(owner)) if owner else "[owner]"
-        items.append(f"{len(items) + 1}. [ ] {_line(str(entry.data.get('text') or ''))} — {whose}")
+        tick = "x" if entry.seq in done else " "
+        jira = filed.get(entry.seq)
+        issue = f" ([{_line(str(jira['key']))}]({jira['url']}))" if jira else ""
+        text = _line(str(entry.data.get("text") or ""))
+        items.append(f"{len(items) + 1}. [{tick}] {text} — {whose}{issue}")
     return items
 
 

@@ -9,7 +9,8 @@
 - The message shortcut "Add to incident timeline" does the same for a message in any channel
   the app is in, for the incident the person chooses (`key_event_choices`, `key_event_target`).
   Both end in `mark_key_event`, so a message is one key event however it was pinned.
-- `/ic action` records an action item for the post-mortem (`action_item`).
+- `/ic action` records an action item for the post-mortem (`action_item`), and files it in Jira
+  when Jira is configured (queued in the same transaction: `bot/domain/jira.py`).
 
 Captured messages and edits are not posted back into the thread (they are already there);
 pins, unpins and action items are. The bot's own messages are never captured.
@@ -25,7 +26,7 @@ from bot.core import guard
 from bot.core.errors import Conflict, IntegrationError, NotFound, UsageError
 from bot.core.logs import get_logger
 from bot.core.models import Incident, TimelineEntry, incident_ref, who
-from bot.domain import timeline
+from bot.domain import jira, timeline
 from bot.domain.incidents import MAX_TEXT, Change, Incidents
 from bot.domain.uow import UnitOfWork
 from bot.store import Conn
@@ -120,10 +121,13 @@ def _said(message: ChatMessage) -> str:
 
 
 class Scribe:
-    def __init__(self, uow: UnitOfWork, incidents: Incidents, messages: MessageSource) -> None:
+    def __init__(
+        self, uow: UnitOfWork, incidents: Incidents, messages: MessageSource, *, jira: bool = False
+    ) -> None:
         self.uow = uow
         self.incidents = incidents
         self.messages = messages
+        self.jira = jira  # Jira configured: each action item is filed there (bot/domain/jira.py)
 
     # -- listening ---------------------------------------------------------------------------
 
@@ -471,6 +475,9 @@ class Scribe:
                 data={"text": text, "owner": owner},
                 text=f"Action item from {who(actor)}: {text}{owned}",
             )  # fmt: skip
+            if self.jira:
+                number = len(await jira.action_items(tx.conn, incident.id))
+                await jira.queue_issue(tx.conn, incident, entry, number=number)
         return Change(incident, entry)
 
     # -- Slack, with fallbacks ---------------------------------------------------------------

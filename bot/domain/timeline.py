@@ -90,6 +90,10 @@ class Kind(StrEnum):
     # outage's start (ISO); once per outage and incident each.
     SLACK_UNREACHABLE = "slack_unreachable"
     SLACK_REACHABLE = "slack_reachable"
+    # Jira follow-ups (issue 21, bot/domain/jira.py); data["item"] is the item's entry seq.
+    JIRA_LINKED = "jira_linked"  # the item's Jira issue was filed: data key, url, item, number
+    ACTION_ITEM_DONE = "action_item_done"  # ticked in Slack or resolved in Jira: data via
+    JIRA = "jira"  # Jira refused the issue or a transition (said once, so someone looks)
 
 
 ScribeKind = Kind  # the scribe's kinds are members of Kind; this name stays for their callers
@@ -115,6 +119,7 @@ FOLDED = frozenset(
         ScribeKind.PINNED,
         ScribeKind.UNPINNED,
         ScribeKind.ACTION_ITEM,
+        Kind.ACTION_ITEM_DONE,
     }
 )
 

@@ -23,6 +23,7 @@ from bot.domain.alerts import AlertIntake, resume_positions
 from bot.domain.approvals import Approvals, load_approvals
 from bot.domain.email_fallback import EmailQueue, SlackWatch
 from bot.domain.incidents import Incidents
+from bot.domain.jira import Followups, JiraQueue
 from bot.domain.pager import PagerQueue
 from bot.domain.pager_events import PagerEvents
 from bot.domain.policy import load_severity_policy
@@ -30,6 +31,7 @@ from bot.domain.prompts import Prompter
 from bot.domain.scribe import Scribe
 from bot.domain.uow import UnitOfWork
 from bot.integrations.actuator import HttpActuator
+from bot.integrations.jira import JiraClient
 from bot.integrations.kafka import KafkaLag
 from bot.integrations.kafka_io import (
     KafkaAlertSource,
@@ -41,6 +43,7 @@ from bot.integrations.kubernetes import KubeWriter, default_namespace
 from bot.integrations.pagerduty import PagerDutyAdapter
 from bot.integrations.slack import SlackChat, SlackMessages
 from bot.integrations.slack_directory import SlackDirectory
+from bot.integrations.slack_emails import SlackEmails
 from bot.integrations.smtp import SmtpMailer
 from bot.integrations.vault import VaultSecrets
 from bot.pages.links import Linker, linker
@@ -85,6 +88,7 @@ async def open_services(
     kafka_out = _kafka_producer(settings)
     alert_source: KafkaAlertSource | None = None
     vault = VaultSecrets.from_settings(settings)
+    jira = _jira(settings)
     try:
         async with pool.acquire() as conn:
             await db.migrate(conn)
@@ -137,6 +141,22 @@ async def open_services(
             uow.after_commit(email_queue.kick)
 
         incidents = Incidents(uow, policy, channel_id=channel_id, pagerduty=pager is not None)
+
+        # Jira follow-ups (issue 21): action items filed as issues when JIRA_* is set.
+        jira_queue = (
+            JiraQueue(
+                uow,
+                jira,
+                SlackEmails(client),
+                page_link=lambda incident_id: links().url(incident_id, now=clock()),
+                lease=timedelta(seconds=settings.outbox_lease_seconds),
+            )
+            if jira is not None
+            else None
+        )
+        if jira_queue is not None:
+            uow.after_commit(jira_queue.kick)
+        followups = Followups(uow, incidents, jira=jira is not None)
 
         async def flag_token() -> str | None:
             """FEATURE_FLAG_TOKEN, else `feature_flag_token` at VAULT_SECRETS_PATH."""
@@ -255,10 +275,14 @@ async def open_services(
             approvals=approvals,
             clock=clock,
             links=links,
-            scribe=Scribe(uow, incidents, SlackMessages(client, parse=chat_message)),
+            scribe=Scribe(
+                uow, incidents, SlackMessages(client, parse=chat_message), jira=jira is not None
+            ),
             alert_intake=alert_intake,
             incident_events=incident_events,
             email_queue=email_queue,
+            followups=followups,
+            jira_queue=jira_queue,
         )
         if run_workers:
             workers.append(asyncio.create_task(outbox.run_forever(), name="outbox"))
@@ -273,6 +297,8 @@ async def open_services(
                 )
             if email_queue is not None:
                 workers.append(asyncio.create_task(email_queue.run_forever(), name="email"))
+            if jira_queue is not None:
+                workers.append(asyncio.create_task(jira_queue.run_forever(), name="jira"))
         yield services
     finally:
         for task in workers:
@@ -296,6 +322,8 @@ async def open_services(
             await kafka_out.close()
         if vault is not None:
             await vault.close()
+        if jira is not None:
+            await jira.close()
 
 
 async def _kube(settings: Settings) -> KubeWriter | None:
@@ -354,4 +382,18 @@ def _email_queue(
         fallback=settings.fallback_email_list,
         link=lambda incident_id, now: links().url(incident_id, now=now),
         lease=timedelta(seconds=settings.outbox_lease_seconds),
+    )
+
+
+def _jira(settings: Settings) -> JiraClient | None:
+    """Jira follow-ups: off unless JIRA_URL, JIRA_EMAIL, JIRA_API_TOKEN and JIRA_PROJECT are set."""
+    if not settings.jira_enabled:
+        return None
+    assert settings.jira_url and settings.jira_email and settings.jira_api_token
+    return JiraClient(
+        base_url=settings.jira_url,
+        email=settings.jira_email,
+        api_token=settings.jira_api_token.get_secret_value(),
+        project=settings.jira_project or "",
+        issue_type=settings.jira_issue_type,
     )

@@ -57,6 +57,7 @@ EMOJI = {
     ":grey_question:": "❔", ":pager:": "📟", ":gear:": "⚙️", ":no_entry:": "⛔",
     ":hourglass_flowing_sand:": "⏳", ":speech_balloon:": "💬", ":pushpin:": "📌",
     ":no_entry_sign:": "🚫", ":page_facing_up:": "📄",
+    ":ticket:": "🎫",
 }  # fmt: skip
 FILE_LINES = 60  # of a file shared in a thread, shown in the terminal; the rest is counted
 SHELL_HELP = """Type Slack commands as you would in #{channel}:

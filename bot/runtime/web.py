@@ -19,6 +19,8 @@ from slack_sdk.signature import SignatureVerifier
 from bot.core import metrics as telemetry
 from bot.core.errors import UserError
 from bot.core.logs import get_logger
+from bot.domain import jira as jira_domain
+from bot.integrations import jira as jira_integration
 from bot.integrations.pagerduty import verify_signature
 from bot.pages import routes as pages
 from bot.store import db
@@ -135,6 +137,39 @@ async def pagerduty_webhook(request: web.Request) -> web.Response:
     return web.json_response({"status": outcome})
 
 
+async def jira_webhook(request: web.Request) -> web.Response:
+    """Jira Cloud admin webhooks: `X-Hub-Signature` checked; an issue moved to Done ticks its
+    action item once (a repeat finds it ticked)."""
+    services = request.app[SERVICES]
+    raw = await request.read()
+    secret = services.settings.jira_webhook_secret
+    if services.jira_queue is None or services.followups is None:
+        return web.json_response({"error": "Jira is not configured"}, status=401)
+    if secret is None:
+        return web.json_response({"error": "Jira webhooks are not configured"}, status=401)
+    if not jira_integration.verify_signature(
+        raw, request.headers.get("X-Hub-Signature"), secret.get_secret_value()
+    ):
+        log.warning("jira.bad_signature")
+        return web.json_response({"error": "invalid signature"}, status=401)
+    try:
+        body = json.loads(raw)
+        if not isinstance(body, dict):
+            raise ValueError("not an object")
+        resolved = jira_domain.resolved_issue(body)
+    except ValueError as exc:
+        return web.json_response({"error": f"malformed webhook: {exc}"}, status=400)
+    outcome = "ignored"
+    if resolved is not None:
+        key, by = resolved
+        outcome = await services.followups.resolved_in_jira(key, by=by)
+    log.info(
+        "jira.webhook", outcome=outcome,
+        webhook_id=request.headers.get("X-Atlassian-Webhook-Identifier"),
+    )  # fmt: skip
+    return web.json_response({"status": outcome})
+
+
 async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -181,6 +216,7 @@ def build_web_app(services: Services, bolt: AsyncApp, *, signing_secret: str) ->
     app[VERIFIER] = SignatureVerifier(signing_secret)
     app.router.add_post("/slack/events", slack_events)
     app.router.add_post("/pagerduty/webhook", pagerduty_webhook)
+    app.router.add_post("/jira/webhook", jira_webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
