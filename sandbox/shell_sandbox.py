@@ -120,8 +120,7 @@ class ShellSandbox:
                 "fallback_emails": SANDBOX_FALLBACK_EMAILS,
                 "slack_down_after": SANDBOX_SLACK_DOWN_AFTER,
             }
-        return {**self.platform.settings_overrides(), **email}
-        return {**self.platform.settings_overrides(), **self._jira_overrides()}
+        return {**self.platform.settings_overrides(), **email, **self._jira_overrides()}
 
     async def attach(self, shell: ShellLike) -> None:
         """Serve the webhook route, connect PagerDuty to it, print what the drill is about."""
@@ -179,6 +178,7 @@ class ShellSandbox:
         """What the SMTP server received, as the people it went to would read it."""
         body = "\n".join(f"      {line}" for line in mail.body.rstrip().splitlines())
         self._print_notice(f"✉ email to {', '.join(mail.recipients)}: {mail.subject}\n{body}")
+
     # -- Jira follow-ups (issue 21): the Jira stand-in, its people, its webhooks --------------
 
     async def _start_jira(self) -> None:
