@@ -20,6 +20,7 @@ from bot.delivery.incident_events import IncidentEvents
 from bot.delivery.outbox import Outbox
 from bot.domain.alerts import AlertIntake
 from bot.domain.approvals import Approvals
+from bot.domain.grafana import GrafanaQueue
 from bot.domain.incidents import Incidents
 from bot.domain.pager import Pager, PagerQueue
 from bot.domain.pager_events import PagerEvents
@@ -61,3 +62,4 @@ class Services:
     inflight: Inflight = field(default_factory=Inflight)
     alert_intake: AlertIntake | None = None  # KAFKA_ALERT_TOPICS set
     incident_events: IncidentEvents | None = None  # KAFKA_EVENTS_TOPIC set
+    grafana_queue: GrafanaQueue | None = None  # GRAFANA_URL and GRAFANA_TOKEN set (issue 21)

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     public_url: str | None = None
     web_link_secret: SecretStr | None = None
     web_link_ttl: float = Field(default=7 * 24 * 3600.0, gt=0)  # seconds, or `7d`, `12h`
+    # Grafana annotations on resolve (issue 21): both unset → off ("Grafana is not configured").
+    grafana_url: str | None = None
+    grafana_token: SecretStr | None = None  # a service account token, sent as Bearer
 
     @field_validator("web_link_ttl", mode="before")
     @classmethod
@@ -110,6 +113,7 @@ class Settings(BaseSettings):
         "vault_secret_id",
         "feature_flag_token",
         "web_link_secret",
+        "grafana_token",
     )
     @classmethod
     def _refuse_placeholders(cls, value: SecretStr | None) -> SecretStr | None:
@@ -144,6 +148,10 @@ class Settings(BaseSettings):
         return bool(
             self.pagerduty_api_token and self.pagerduty_from_email and self.pagerduty_service_id
         )
+
+    @property
+    def grafana_enabled(self) -> bool:
+        return bool(self.grafana_url and self.grafana_token)
 
     def require_slack(self) -> tuple[str, str]:
         """The bot token and signing secret, or a clear error naming what is missing."""

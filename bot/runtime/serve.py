@@ -267,6 +267,8 @@ async def flush_outboxes(services: Services, timeout: float) -> None:
     queues: list[Any] = [services.outbox]
     if services.pager_queue is not None:
         queues.append(services.pager_queue)
+    if services.grafana_queue is not None:
+        queues.append(services.grafana_queue)
     for queue in queues:
         try:
             await queue.drain(timeout=timeout)

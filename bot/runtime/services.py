@@ -21,7 +21,8 @@ from bot.delivery.outbox import ChannelPacer, Outbox
 from bot.domain import once
 from bot.domain.alerts import AlertIntake, resume_positions
 from bot.domain.approvals import Approvals, load_approvals
-from bot.domain.incidents import Incidents
+from bot.domain.grafana import Dashboard, GrafanaAnnotations, GrafanaQueue
+from bot.domain.incidents import Incidents, ResolveHook
 from bot.domain.pager import PagerQueue
 from bot.domain.pager_events import PagerEvents
 from bot.domain.policy import load_severity_policy
@@ -29,6 +30,7 @@ from bot.domain.prompts import Prompter
 from bot.domain.scribe import Scribe
 from bot.domain.uow import UnitOfWork
 from bot.integrations.actuator import HttpActuator
+from bot.integrations.grafana import GrafanaAdapter
 from bot.integrations.kafka import KafkaLag
 from bot.integrations.kafka_io import (
     KafkaAlertSource,
@@ -126,7 +128,39 @@ async def open_services(
         if incident_events is not None:
             uow.after_commit(incident_events.kick)
 
-        incidents = Incidents(uow, policy, channel_id=channel_id, pagerduty=pager is not None)
+        # Issue 21, Grafana annotations and the PagerDuty summary note: queued by every resolve.
+        grafana = _grafana(settings)
+        if grafana is not None:
+            closers.append(grafana.close)
+        grafana_queue = (
+            GrafanaQueue(uow, grafana, lease=timedelta(seconds=settings.outbox_lease_seconds))
+            if grafana is not None
+            else None
+        )
+        if grafana_queue is not None:
+            uow.after_commit(grafana_queue.kick)
+
+        def page_link(incident_id: int) -> str | None:
+            return links().url(incident_id, now=clock())
+
+        def severity_name(severity: str) -> str:
+            return policy.level(severity).name
+
+        on_resolve: list[ResolveHook] = [
+            GrafanaAnnotations(
+                enabled=grafana is not None,
+                dashboards={
+                    name: [Dashboard(g.dashboard_uid, g.panel_id) for g in playbook.grafana]
+                    for name, playbook in catalogue.playbooks.items()
+                },
+                severity_name=severity_name,
+                link=page_link,
+            )
+        ]
+
+        incidents = Incidents(
+            uow, policy, channel_id=channel_id, pagerduty=pager is not None, on_resolve=on_resolve
+        )
 
         async def flag_token() -> str | None:
             """FEATURE_FLAG_TOKEN, else `feature_flag_token` at VAULT_SECRETS_PATH."""
@@ -246,12 +280,15 @@ async def open_services(
             scribe=Scribe(uow, incidents, SlackMessages(client, parse=chat_message)),
             alert_intake=alert_intake,
             incident_events=incident_events,
+            grafana_queue=grafana_queue,
         )
         if run_workers:
             workers.append(asyncio.create_task(outbox.run_forever(), name="outbox"))
             workers.append(asyncio.create_task(prompter.run_forever(), name="prompter"))
             if pager_queue is not None:
                 workers.append(asyncio.create_task(pager_queue.run_forever(), name="pager"))
+            if grafana_queue is not None:
+                workers.append(asyncio.create_task(grafana_queue.run_forever(), name="grafana"))
             if alert_intake is not None:
                 workers.append(asyncio.create_task(alert_intake.run_forever(), name="alerts"))
             if incident_events is not None:
@@ -314,3 +351,11 @@ def _pager(settings: Settings) -> PagerDutyAdapter | None:
         base_url=settings.pagerduty_api_url,
         ca_bundle=str(settings.pagerduty_ca_bundle) if settings.pagerduty_ca_bundle else None,
     )
+
+
+def _grafana(settings: Settings) -> GrafanaAdapter | None:
+    """GRAFANA_URL and GRAFANA_TOKEN (a service account token); unset: Grafana is off."""
+    if not settings.grafana_enabled:
+        return None
+    assert settings.grafana_url is not None and settings.grafana_token is not None
+    return GrafanaAdapter(settings.grafana_url, settings.grafana_token.get_secret_value())
