@@ -25,6 +25,7 @@ from bot.domain.grafana import Dashboard, GrafanaAnnotations, GrafanaQueue
 from bot.domain.incidents import Incidents, ResolveHook
 from bot.domain.pager import PagerQueue
 from bot.domain.pager_events import PagerEvents
+from bot.domain.pager_summary import PagerSummary
 from bot.domain.policy import load_severity_policy
 from bot.domain.prompts import Prompter
 from bot.domain.scribe import Scribe
@@ -157,6 +158,8 @@ async def open_services(
                 link=page_link,
             )
         ]
+        if pager is not None:
+            on_resolve.append(PagerSummary(severity_name=severity_name, link=page_link))
 
         incidents = Incidents(
             uow, policy, channel_id=channel_id, pagerduty=pager is not None, on_resolve=on_resolve
