@@ -264,19 +264,25 @@ async def test_grafana_rate_limit_is_waited_out_for_retry_after(
     assert len(creates) == 2  # the refused one, then one after Retry-After
 
 
-async def test_a_bad_token_is_refused_and_not_retried(
+async def test_a_bad_token_is_refused_once_not_retried_and_said_in_the_thread(
     dsn: str, slack: FakeSlack, grafana: FakeGrafana
 ) -> None:
     async with running_bot(
         dsn, slack, grafana_url=grafana.url, grafana_token="glsa_wrong_token_123"
     ) as bot:
         await bot.command("declare Payments failing sev2")
+        bot.clock.advance(minutes=3)
+        await bot.command("status Mitigated: rolled back")
+        bot.clock.advance(minutes=3)
         await bot.command("resolve rolled back")
         await settle(bot)
         rows = await bot.fetch("SELECT failed, last_error FROM outbox WHERE channel = 'grafana'")
-    assert [r["failed"] for r in rows] == [True]
+        thread = "\n".join(bot.thread_texts(1))
+    assert [r["failed"] for r in rows] == [True, True]  # impact and incident: each tried once
     assert "HTTP 401" in rows[0]["last_error"]
-    assert not grafana.annotations and len(grafana.calls_to("findAnnotations")) == 1
+    assert not grafana.annotations and len(grafana.calls_to("findAnnotations")) == 2
+    assert thread.count("Grafana refused the annotation") == 1
+    assert "check GRAFANA_TOKEN" in thread
 
 
 async def test_without_grafana_resolve_works_and_says_grafana_is_not_configured(

@@ -29,6 +29,7 @@ STORED_KINDS = {
     "MESSAGE": "message", "MESSAGE_EDITED": "message_edited",
     "MESSAGE_DELETED": "message_deleted", "PINNED": "pinned", "UNPINNED": "unpinned",
     "ACTION_ITEM": "action_item",
+    "GRAFANA": "grafana",
 }  # fmt: skip
 
 

@@ -236,3 +236,26 @@ class GrafanaQueue(LeasedQueue):
             annotation_id = await self.annotator.create(body)
             log.info("grafana.created", item=item.dedupe_key, annotation=annotation_id)
         return str(annotation_id)
+
+    async def _on_failure(self, item: OutboxItem, exc: IntegrationError) -> None:
+        """Grafana refused (a bad token, a body it will not take): say so in the thread, once
+        per resolve; outages and 429s are only retried."""
+        if not exc.permanent:
+            return
+        resolution = item.dedupe_key.split(":")[2]  # inc<id>:grafana:r<n>:...
+        where = item.payload.get("dashboardUID") or "the organisation's annotations"
+        async with self.uow.transaction() as tx:
+            said = await timeline_sql.of_kinds(tx.conn, item.incident_id, [Kind.GRAFANA])
+            if any(e.data.get("resolution") == resolution for e in said):
+                return
+            await tx.record(
+                incident_id=item.incident_id,
+                kind=Kind.GRAFANA,
+                actor="icbot",
+                text=(
+                    f"Grafana refused the annotation on `{where}` ({exc.message}), so the impact"
+                    " window is not annotated: check GRAFANA_TOKEN and the playbooks' dashboard"
+                    " uids."
+                ),
+                data={"refused": str(exc), "resolution": resolution},
+            )

@@ -86,6 +86,7 @@ class Kind(StrEnum):
     PINNED = "pinned"  # a key event; data["ts"] names the message
     UNPINNED = "unpinned"
     ACTION_ITEM = "action_item"  # data: text, owner (Slack user id or None)
+    GRAFANA = "grafana"  # Grafana refused an annotation (issue 21); data: refused, resolution
 
 
 ScribeKind = Kind  # the scribe's kinds are members of Kind; this name stays for their callers

@@ -40,7 +40,7 @@ class GrafanaAdapter:
             params.append(("dashboardUID", dashboard_uid))
         if panel_id is not None:
             params.append(("panelId", str(panel_id)))
-        answer = await self._call("GET", "/api/annotations", params=params)
+        answer = await self._request("GET", "/api/annotations", params=params)
         if not isinstance(answer, list):
             raise IntegrationError(
                 SERVICE, ErrorCode.UNAVAILABLE, "find: not a list of annotations"
@@ -56,15 +56,15 @@ class GrafanaAdapter:
         ]
 
     async def create(self, body: Mapping[str, Any]) -> int:
-        answer = await self._call("POST", "/api/annotations", json=dict(body))
+        answer = await self._request("POST", "/api/annotations", json=dict(body))
         if not isinstance(answer, dict) or "id" not in answer:
             raise IntegrationError(SERVICE, ErrorCode.UNAVAILABLE, "create: no annotation id")
         return int(answer["id"])
 
     async def patch(self, annotation_id: int, body: Mapping[str, Any]) -> None:
-        await self._call("PATCH", f"/api/annotations/{annotation_id}", json=dict(body))
+        await self._request("PATCH", f"/api/annotations/{annotation_id}", json=dict(body))
 
-    async def _call(
+    async def _request(
         self,
         method: str,
         path: str,
