@@ -151,6 +151,18 @@ async def test_resolve_annotates_the_diagnosed_playbooks_dashboards_over_the_imp
     assert "Grafana: annotating the impact window (`waqiti-payments` panel 2," in thread
 
 
+async def test_the_annotation_text_escapes_outside_words_and_keeps_the_link(
+    g_bot: Bot, grafana: FakeGrafana
+) -> None:
+    await g_bot.command("declare Checkout <b>down</b> & failing sev2")
+    await g_bot.command("resolve " + "long summary " * 200)
+    await settle(g_bot)
+    [annotation] = grafana.annotations.values()
+    assert "Checkout &lt;b&gt;down&lt;/b&gt; &amp; failing" in annotation.text
+    assert len(annotation.text) < 2000
+    assert annotation.text.endswith('">Incident page</a>')
+
+
 async def test_with_no_playbook_dashboard_one_organisation_annotation_covers_the_incident(
     g_bot: Bot, grafana: FakeGrafana
 ) -> None:

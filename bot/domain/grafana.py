@@ -19,6 +19,7 @@ instead of adding a second. A 429 waits `Retry-After` (the outbox's own retry pl
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -40,6 +41,7 @@ log = get_logger(__name__)
 CHANNEL = "grafana"
 NOT_CONFIGURED = "Grafana is not configured"
 MAX_TEXT = 2000  # of an annotation's text: a tooltip, not a report
+MAX_SUMMARY = 1000  # of the summary quoted in it
 
 
 class GrafanaKind(StrEnum):
@@ -115,15 +117,21 @@ def windows(incident: Incident) -> list[tuple[Window, datetime]]:
 def annotation_text(
     incident: Incident, *, window: Window, severity_name: str, link: str | None
 ) -> str:
+    """Grafana shows the text as (sanitised) HTML: outside words are escaped, the link is one.
+    A long summary is cut (the incident page has it whole), never the link."""
     what = "impact (declared → mitigated)" if window is Window.IMPACT else "declared → resolved"
+    title = html.escape(incident.title)
     lines = [
-        f"{incident.ref} {incident.severity.upper()} ({severity_name}): {incident.title}",
+        f"{incident.ref} {incident.severity.upper()} ({severity_name}): {title}",
         f"Window: {what}",
     ]
     if incident.summary:
-        lines.append(f"Summary: {incident.summary}")
+        summary = incident.summary
+        if len(summary) > MAX_SUMMARY:
+            summary = summary[: MAX_SUMMARY - 1] + "…"
+        lines.append(f"Summary: {html.escape(summary)}")
     if link:
-        lines.append(f'<a href="{link}">Incident page</a>')
+        lines.append(f'<a href="{html.escape(link)}">Incident page</a>')
     text = "\n".join(lines)
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
 
