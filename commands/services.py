@@ -21,6 +21,7 @@ from bot.delivery.outbox import Outbox
 from bot.domain.alerts import AlertIntake
 from bot.domain.approvals import Approvals
 from bot.domain.email_fallback import EmailQueue
+from bot.domain.grafana import GrafanaQueue
 from bot.domain.incidents import Incidents
 from bot.domain.jira import Followups, JiraQueue
 from bot.domain.pager import Pager, PagerQueue
@@ -67,3 +68,4 @@ class Services:
     # Jira follow-ups (issue 21): ticking action items always; filing them when JIRA_* is set.
     followups: Followups | None = None
     jira_queue: JiraQueue | None = None  # JIRA_URL, JIRA_EMAIL, JIRA_API_TOKEN, JIRA_PROJECT set
+    grafana_queue: GrafanaQueue | None = None  # GRAFANA_URL and GRAFANA_TOKEN set (issue 21)

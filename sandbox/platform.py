@@ -53,6 +53,7 @@ from aiokafka import (  # type: ignore[import-untyped]
 from pydantic import SecretStr
 
 from sandbox.actuator import FakeActuator
+from sandbox.grafana import FakeGrafana
 from sandbox.kafka_broker import TansuBroker
 from sandbox.kubernetes import RESTARTED_AT, FakeKubernetes
 from sandbox.pagerduty import FakePagerDuty
@@ -125,6 +126,7 @@ class SimulatedPlatform:
             state_file=state_dir / "pagerduty.json" if state_dir else None,
         )
         self.kafka = TansuBroker(cluster_id=f"icbot-sandbox-{self.scenario.name}")
+        self.grafana = FakeGrafana()  # annotations on resolve (issue 21)
         self._dir: Path | None = None
         self._kubeconfig: Path | None = None
         self._producer: Any = None
@@ -147,6 +149,7 @@ class SimulatedPlatform:
             self._dir = Path(tempfile.mkdtemp(prefix="icbot-sandbox-"))
             await asyncio.gather(self.kube.start(), self.actuator.start(), self.pagerduty.start())
             await self.kafka.start()
+            await self.grafana.start()
             self._kubeconfig = self.kube.write_kubeconfig(
                 self._dir / "kubeconfig", namespace="waqiti", context="waqiti-sandbox"
             )
@@ -175,6 +178,7 @@ class SimulatedPlatform:
             with contextlib.suppress(Exception):
                 await producer.stop()
         await self.kafka.stop()
+        await self.grafana.stop()
         await self.pagerduty.stop()
         await self.actuator.stop()
         await self.kube.stop()
@@ -218,6 +222,8 @@ class SimulatedPlatform:
             "pagerduty_ca_bundle": Path(self.pagerduty.ca_path),
             "pagerduty_webhook_secret": SecretStr(self.webhook_secret),
             "feature_flag_token": SecretStr(self.actuator.flag_token),
+            "grafana_url": self.grafana.url,
+            "grafana_token": SecretStr(self.grafana.token),
         }
 
     async def connect_webhooks(self, url: str) -> None:
@@ -278,6 +284,20 @@ class SimulatedPlatform:
             for i in sorted(self.pagerduty.incidents.values(), key=lambda i: i["incident_number"])
         ]
         lines.append("PagerDuty: " + (", ".join(incidents) if incidents else "no incidents"))
+        annotations = [
+            f"{a.dashboard_uid or 'organisation'}"
+            + (f" panel {a.panel_id}" if a.panel_id else "")
+            + f" ({', '.join(t for t in a.tags if t.startswith('INC-'))})"
+            for a in sorted(self.grafana.annotations.values(), key=lambda a: a.id)
+        ]
+        lines.append("Grafana annotations: " + (", ".join(annotations) if annotations else "none"))
+        summaries = [
+            f"#{i['incident_number']}"
+            for i in sorted(self.pagerduty.incidents.values(), key=lambda i: i["incident_number"])
+            for note in self.pagerduty.notes.get(str(i["id"]), [])
+            if str(note.get("content", "")).startswith("Incident summary (icbot)")
+        ]
+        lines.append("PagerDuty summary notes: " + (", ".join(summaries) if summaries else "none"))
         return lines
 
     def healthy(self) -> bool:

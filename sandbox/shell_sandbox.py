@@ -157,6 +157,8 @@ class ShellSandbox:
             await services.inflight.idle()
             if services.pager_queue is not None:
                 await services.pager_queue.drain(timeout=10)
+            if services.grafana_queue is not None:
+                await services.grafana_queue.drain(timeout=10)
             await platform.pagerduty.drain_webhooks(timeout=10)
             await self._drain_jira(services)
             await services.outbox.drain(timeout=10)

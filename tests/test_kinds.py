@@ -31,6 +31,7 @@ STORED_KINDS = {
     "ACTION_ITEM": "action_item",
     "SLACK_UNREACHABLE": "slack_unreachable", "SLACK_REACHABLE": "slack_reachable",
     "JIRA_LINKED": "jira_linked", "ACTION_ITEM_DONE": "action_item_done", "JIRA": "jira",
+    "GRAFANA": "grafana",
 }  # fmt: skip
 
 

@@ -224,6 +224,12 @@ async def test_declare_note_resolve_make_exactly_the_matching_pagerduty_calls(
     await pd_bot.command("note gateway timeouts")
     await pd_bot.command("resolve rolled back")
     writes = [c.operation for c in pagerduty.calls if c.method != "GET"]
-    assert writes == ["createIncident", "createIncidentNote", "updateIncident"]
+    # The note, then the resolve's summary note (issue 21), then the resolve itself.
+    assert writes == [
+        "createIncident",
+        "createIncidentNote",
+        "createIncidentNote",
+        "updateIncident",
+    ]
     resolve = pagerduty.calls_to("updateIncident")[0].body["incident"]
     assert resolve["status"] == "resolved" and resolve["resolution"] == "rolled back"

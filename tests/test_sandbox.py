@@ -315,7 +315,7 @@ async def test_pagerduty_webhooks_flow_back_and_the_alert_declares_an_incident(
         await platform.pagerduty.drain_webhooks()
         assert platform.pagerduty.incidents[pd_id]["status"] == "resolved"
         assert "PagerDuty: incident #1 resolved by icbot" in platform.notices
-        assert platform.status()[-1] == "PagerDuty: #1 resolved"
+        assert "PagerDuty: #1 resolved" in platform.status()
 
 
 class _Shell:
@@ -354,7 +354,7 @@ async def test_shell_sandbox_serves_the_webhook_route_and_reports_the_platform_a
             ]  # the page came back through POST /pagerduty/webhook, signature checked
             assert shell.flushes == 1
             await sandbox.detach()
-        assert shell.lines[-5] == "Sandbox audit-gap: the platform is not healthy yet"
+        assert "Sandbox audit-gap: the platform is not healthy yet" in shell.lines
         assert "  Circuit breakers: encryption-audit-service/kafka OPEN" in shell.lines
     assert "  ⚙ sandbox: PagerDuty: incident #1 triggered on payments" in out.getvalue()
 

@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     smtp_ca_bundle: Path | None = None
     fallback_emails: str | None = None
     slack_down_after: float = Field(default=120.0, gt=0)  # seconds, or `2m`, `90s`
+    # Grafana annotations on resolve (issue 21): both unset → off ("Grafana is not configured").
+    grafana_url: str | None = None
+    grafana_token: SecretStr | None = None  # a service account token, sent as Bearer
 
     # Jira follow-ups (issue 21): action items filed as Jira Cloud issues; off until the URL,
     # the account (email + API token) and the project are set.
@@ -158,6 +161,7 @@ class Settings(BaseSettings):
         "web_link_secret",
         "jira_api_token",
         "jira_webhook_secret",
+        "grafana_token",
     )
     @classmethod
     def _refuse_placeholders(cls, value: SecretStr | None) -> SecretStr | None:
@@ -222,6 +226,10 @@ class Settings(BaseSettings):
     @property
     def jira_enabled(self) -> bool:
         return bool(self.jira_url and self.jira_email and self.jira_api_token and self.jira_project)
+
+    @property
+    def grafana_enabled(self) -> bool:
+        return bool(self.grafana_url and self.grafana_token)
 
     def require_slack(self) -> tuple[str, str]:
         """The bot token and signing secret, or a clear error naming what is missing."""

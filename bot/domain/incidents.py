@@ -6,10 +6,10 @@ Every change runs in one transaction with the timeline entry that describes it
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from bot.core.errors import Ambiguous, Choice, Conflict, NotFound, UsageError
 from bot.core.models import (
@@ -61,6 +61,14 @@ class Entry:
     mirror: tuple[pager.PagerKind, dict[str, Any]] | None = None
 
 
+class ResolveHook(Protocol):
+    """Work a resolve queues in its own transaction (a Grafana annotation, a PagerDuty summary):
+    `incident` as resolved; `resolution` counts this incident's resolves (2 after a reopen).
+    Returns a sentence for the resolve's timeline entry, if there is something to say."""
+
+    async def on_resolve(self, tx: Tx, incident: Incident, *, resolution: int) -> str | None: ...
+
+
 def stage_of(text: str) -> Status | None:
     """`Mitigating: rolled back` → MITIGATING. The first word may name a lifecycle stage."""
     first = text.strip().split(maxsplit=1)[0] if text.strip() else ""
@@ -80,11 +88,13 @@ class Incidents:
         *,
         channel_id: str,
         pagerduty: bool = False,
+        on_resolve: Sequence[ResolveHook] = (),
     ) -> None:
         self.uow = uow
         self.policy = policy
         self.channel_id = channel_id
         self.pagerduty = pagerduty  # mirror changes to PagerDuty (through its outbox)
+        self.on_resolve = list(on_resolve)  # queued with every resolve (issue 21)
 
     async def _mirror(
         self, conn: Conn, incident_id: int, kind: pager.PagerKind, *, key: str, **payload: Any
@@ -427,6 +437,14 @@ class Incidents:
             if incident.acknowledged_at is None:
                 fields["acknowledged_at"] = now
             await incidents_sql.bump(conn, incident.id, now=now, **fields)  # PagerDuty's time
+            said: list[str] = []
+            if self.on_resolve:
+                resolved = await self._reload(conn, incident.id)
+                before = await timeline_sql.of_kinds(conn, incident.id, [Kind.RESOLVED])
+                for hook in self.on_resolve:
+                    sentence = await hook.on_resolve(tx, resolved, resolution=len(before) + 1)
+                    if sentence:
+                        said.append(sentence)
             await prompts.plan_after_resolve(conn, incident.id, self.policy, now=now)
             # Requests end with their incident: no click counts after this, and reopening
             # does not bring them back.
@@ -446,6 +464,8 @@ class Incidents:
                 tail += "\nCancelled pending requests: " + ", ".join(
                     f"*{r.label}* (#{r.id})" for r in cancelled
                 )
+            if said:
+                tail += "\n" + " ".join(said)
             resolution = summary or f"Resolved in Slack by {actor}"
             return Entry(
                 Kind.RESOLVED,

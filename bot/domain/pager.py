@@ -28,6 +28,8 @@ from bot.store.outbox import OutboxItem
 
 log = get_logger(__name__)
 
+MAX_NOTE = 25_000  # characters of a note PagerDuty takes (longer is refused)
+
 
 class Pager(Protocol):
     async def create_incident(
@@ -45,6 +47,8 @@ class Pager(Protocol):
     ) -> None: ...
 
     async def add_note(self, pd_id: str, text: str) -> None: ...
+
+    async def notes(self, pd_id: str) -> list[str]: ...
 
     async def add_responders(
         self, pd_id: str, *, targets: list[tuple[str, str]], message: str
@@ -142,7 +146,14 @@ class PagerQueue(LeasedQueue):
                 priority=p.get("priority"), resolution=p.get("resolution"),
             )  # fmt: skip
         elif item.kind == PagerKind.NOTE:
-            await self.pager.add_note(incident.pagerduty_id, p["text"])
+            # A retry may follow a note PagerDuty added before this replica could record it:
+            # the same words already there are that note (notes carry no key of ours).
+            if item.attempts > 1 and p["text"][:MAX_NOTE] in await self.pager.notes(
+                incident.pagerduty_id
+            ):
+                log.info("pager.note_already_added", item=item.dedupe_key)
+            else:
+                await self.pager.add_note(incident.pagerduty_id, p["text"])
         elif item.kind == PagerKind.RESPONDERS:
             targets = [(t["type"], t["id"]) for t in p["targets"]]
             await self.pager.add_responders(

@@ -94,6 +94,7 @@ class Kind(StrEnum):
     JIRA_LINKED = "jira_linked"  # the item's Jira issue was filed: data key, url, item, number
     ACTION_ITEM_DONE = "action_item_done"  # ticked in Slack or resolved in Jira: data via
     JIRA = "jira"  # Jira refused the issue or a transition (said once, so someone looks)
+    GRAFANA = "grafana"  # Grafana refused an annotation (issue 21); data: refused, resolution
 
 
 ScribeKind = Kind  # the scribe's kinds are members of Kind; this name stays for their callers

@@ -208,6 +208,11 @@ class PagerDutyAdapter:
             ),
         )
 
+    async def notes(self, pd_id: str) -> list[str]:
+        """The contents of the incident's notes (`GET /incidents/{id}/notes`, not paginated)."""
+        found = await self._run("list notes", lambda: self.client.rget(f"/incidents/{pd_id}/notes"))
+        return [str(n.get("content") or "") for n in found or [] if isinstance(n, dict)]
+
     async def own_user_id(self) -> str | None:
         if self._own_id is None:
             users = await self._run(

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 import bot.playbooks.checks.library  # noqa: F401  (registers the bundled checks)
 from bot.core.errors import ConfigError
@@ -104,6 +111,14 @@ class RemediationRef(BaseModel):
         return self
 
 
+class GrafanaPanel(BaseModel):
+    """A dashboard (and optionally one of its panels) the incident is annotated on at resolve."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    dashboard_uid: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    panel_id: int | None = Field(default=None, ge=1)
+
+
 class Playbook(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(pattern=SLUG)
@@ -118,6 +133,12 @@ class Playbook(BaseModel):
     remediations: list[RemediationRef] = Field(default_factory=list)
     escalation: list[str] = Field(default_factory=list)
     verification: list[CheckRef] = Field(default_factory=list)
+    grafana: list[GrafanaPanel] = Field(default_factory=list)  # one mapping, or a list of them
+
+    @field_validator("grafana", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, dict) else value
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Playbook:
@@ -188,6 +209,8 @@ def _line(root: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
     line = node.start_mark.line + 1 if node is not None else None
     for part in loc:
         child = None
+        if isinstance(node, yaml.MappingNode) and isinstance(part, int):
+            continue  # one mapping where a list is allowed (`grafana: {...}`): its own item
         if isinstance(node, yaml.MappingNode):
             child = next((v for k, v in node.value if getattr(k, "value", None) == part), None)
             if child is None:  # a check's or remediation's own parameter: look in `params`

@@ -269,6 +269,8 @@ async def flush_outboxes(services: Services, timeout: float) -> None:
         queues.append(services.pager_queue)
     if services.jira_queue is not None:
         queues.append(services.jira_queue)
+    if services.grafana_queue is not None:
+        queues.append(services.grafana_queue)
     for queue in queues:
         try:
             await queue.drain(timeout=timeout)

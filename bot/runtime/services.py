@@ -22,15 +22,18 @@ from bot.domain import once
 from bot.domain.alerts import AlertIntake, resume_positions
 from bot.domain.approvals import Approvals, load_approvals
 from bot.domain.email_fallback import EmailQueue, SlackWatch
-from bot.domain.incidents import Incidents
+from bot.domain.grafana import Dashboard, GrafanaAnnotations, GrafanaQueue
+from bot.domain.incidents import Incidents, ResolveHook
 from bot.domain.jira import Followups, JiraQueue
 from bot.domain.pager import PagerQueue
 from bot.domain.pager_events import PagerEvents
+from bot.domain.pager_summary import PagerSummary
 from bot.domain.policy import load_severity_policy
 from bot.domain.prompts import Prompter
 from bot.domain.scribe import Scribe
 from bot.domain.uow import UnitOfWork
 from bot.integrations.actuator import HttpActuator
+from bot.integrations.grafana import GrafanaAdapter
 from bot.integrations.jira import JiraClient
 from bot.integrations.kafka import KafkaLag
 from bot.integrations.kafka_io import (
@@ -140,7 +143,41 @@ async def open_services(
         if email_queue is not None:
             uow.after_commit(email_queue.kick)
 
-        incidents = Incidents(uow, policy, channel_id=channel_id, pagerduty=pager is not None)
+        # Issue 21, Grafana annotations and the PagerDuty summary note: queued by every resolve.
+        grafana = _grafana(settings)
+        if grafana is not None:
+            closers.append(grafana.close)
+        grafana_queue = (
+            GrafanaQueue(uow, grafana, lease=timedelta(seconds=settings.outbox_lease_seconds))
+            if grafana is not None
+            else None
+        )
+        if grafana_queue is not None:
+            uow.after_commit(grafana_queue.kick)
+
+        def page_link(incident_id: int) -> str | None:
+            return links().url(incident_id, now=clock())
+
+        def severity_name(severity: str) -> str:
+            return policy.level(severity).name
+
+        on_resolve: list[ResolveHook] = [
+            GrafanaAnnotations(
+                enabled=grafana is not None,
+                dashboards={
+                    name: [Dashboard(g.dashboard_uid, g.panel_id) for g in playbook.grafana]
+                    for name, playbook in catalogue.playbooks.items()
+                },
+                severity_name=severity_name,
+                link=page_link,
+            )
+        ]
+        if pager is not None:
+            on_resolve.append(PagerSummary(severity_name=severity_name, link=page_link))
+
+        incidents = Incidents(
+            uow, policy, channel_id=channel_id, pagerduty=pager is not None, on_resolve=on_resolve
+        )
 
         # Jira follow-ups (issue 21): action items filed as issues when JIRA_* is set.
         jira_queue = (
@@ -283,12 +320,15 @@ async def open_services(
             email_queue=email_queue,
             followups=followups,
             jira_queue=jira_queue,
+            grafana_queue=grafana_queue,
         )
         if run_workers:
             workers.append(asyncio.create_task(outbox.run_forever(), name="outbox"))
             workers.append(asyncio.create_task(prompter.run_forever(), name="prompter"))
             if pager_queue is not None:
                 workers.append(asyncio.create_task(pager_queue.run_forever(), name="pager"))
+            if grafana_queue is not None:
+                workers.append(asyncio.create_task(grafana_queue.run_forever(), name="grafana"))
             if alert_intake is not None:
                 workers.append(asyncio.create_task(alert_intake.run_forever(), name="alerts"))
             if incident_events is not None:
@@ -397,3 +437,11 @@ def _jira(settings: Settings) -> JiraClient | None:
         project=settings.jira_project or "",
         issue_type=settings.jira_issue_type,
     )
+
+
+def _grafana(settings: Settings) -> GrafanaAdapter | None:
+    """GRAFANA_URL and GRAFANA_TOKEN (a service account token); unset: Grafana is off."""
+    if not settings.grafana_enabled:
+        return None
+    assert settings.grafana_url is not None and settings.grafana_token is not None
+    return GrafanaAdapter(settings.grafana_url, settings.grafana_token.get_secret_value())

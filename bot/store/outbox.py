@@ -134,6 +134,22 @@ async def enqueue_pager(
     )
 
 
+async def enqueue_channel(
+    conn: Conn, *, channel: str, incident_id: int, kind: str, key: str, payload: dict[str, Any]
+) -> None:
+    """A write to another outside system (`channel`, e.g. 'grafana'), queued with the change
+    that causes it; `key` makes it idempotent."""
+    await conn.execute(
+        """INSERT INTO outbox (incident_id, kind, dedupe_key, channel, payload)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (dedupe_key) DO NOTHING""",
+        incident_id,
+        kind,
+        key,
+        channel,
+        guard.redact_value(payload)[0],  # no card number or secret leaves either
+    )
+
+
 async def claim(
     conn: Conn, *, now: datetime, lease: timedelta, limit: int, channel: str = "slack"
 ) -> list[OutboxItem]:
