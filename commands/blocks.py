@@ -1365,3 +1365,18 @@ def error_text(error_id: str) -> str:
         f":warning: Something went wrong on my side (error id `{error_id}`)."
         " Check the incident thread before trying again, and give the bot's owners the id."
     )
+
+
+# The public status page (issue 21).
+
+
+def statuspage_label(status: str) -> str:
+    """The name of a public update's approval request."""
+    return f"Status page update ({status})"
+
+
+def statuspage_proposed(pending_id: int, ref: str) -> Message:
+    return confirmation(
+        f"Asked for approval in *{ref}*'s thread (request #{pending_id}). Nothing is published"
+        " until someone else approves the exact text shown on the card."
+    )

@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     public_url: str | None = None
     web_link_secret: SecretStr | None = None
     web_link_ttl: float = Field(default=7 * 24 * 3600.0, gt=0)  # seconds, or `7d`, `12h`
+    # Atlassian Statuspage (issue 21): public updates, each behind an approval. Off unless
+    # both the key and the page are set ("Statuspage is not configured").
+    statuspage_api_key: SecretStr | None = None
+    statuspage_page_id: str | None = None
+    statuspage_api_url: str = "https://api.statuspage.io"
 
     @field_validator("web_link_ttl", mode="before")
     @classmethod
@@ -110,6 +115,7 @@ class Settings(BaseSettings):
         "vault_secret_id",
         "feature_flag_token",
         "web_link_secret",
+        "statuspage_api_key",
     )
     @classmethod
     def _refuse_placeholders(cls, value: SecretStr | None) -> SecretStr | None:
@@ -144,6 +150,10 @@ class Settings(BaseSettings):
         return bool(
             self.pagerduty_api_token and self.pagerduty_from_email and self.pagerduty_service_id
         )
+
+    @property
+    def statuspage_enabled(self) -> bool:
+        return bool(self.statuspage_api_key and (self.statuspage_page_id or "").strip())
 
     def require_slack(self) -> tuple[str, str]:
         """The bot token and signing secret, or a clear error naming what is missing."""

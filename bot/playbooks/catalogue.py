@@ -104,6 +104,28 @@ class RemediationRef(BaseModel):
         return self
 
 
+ComponentStatus = Literal[
+    "degraded_performance", "partial_outage", "major_outage", "under_maintenance"
+]  # fmt: skip
+
+
+class StatuspageRef(BaseModel):
+    """`statuspage:` in a playbook: the Statuspage components its incidents affect, by name or
+    id as the page shows them, and the status they get while the incident is open (unset: from
+    the severity, see `bot/playbooks/remediations/statuspage.py`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    components: list[str] = Field(min_length=1, max_length=20)
+    impact: ComponentStatus | None = None
+
+    @model_validator(mode="after")
+    def _names(self) -> StatuspageRef:
+        for name in self.components:
+            if not name.strip() or len(name) > 100:
+                raise ValueError(f"component {name!r} must be a name or id (1-100 characters)")
+        return self
+
+
 class Playbook(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(pattern=SLUG)
@@ -118,6 +140,7 @@ class Playbook(BaseModel):
     remediations: list[RemediationRef] = Field(default_factory=list)
     escalation: list[str] = Field(default_factory=list)
     verification: list[CheckRef] = Field(default_factory=list)
+    statuspage: StatuspageRef | None = None  # issue 21: the public status page's components
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Playbook:

@@ -39,12 +39,14 @@ from bot.integrations.kafka_io import (
 from bot.integrations.kubernetes import KubeWriter, default_namespace
 from bot.integrations.pagerduty import PagerDutyAdapter
 from bot.integrations.slack import SlackChat, SlackMessages
+from bot.integrations.statuspage import StatuspageClient
 from bot.integrations.vault import VaultSecrets
 from bot.pages.links import linker
 from bot.playbooks.catalogue import load_catalogue
 from bot.playbooks.checks.probes import Probes
 from bot.playbooks.diagnose import Diagnoser
 from bot.playbooks.remediations.runner import Remediator
+from bot.playbooks.remediations.statuspage import StatusPages
 from bot.store import db
 from commands.rendering import ThreadRenderer
 from commands.scribe import chat_message
@@ -78,6 +80,7 @@ async def open_services(
     kafka_out = _kafka_producer(settings)
     alert_source: KafkaAlertSource | None = None
     vault = VaultSecrets.from_settings(settings)
+    statuspage_api = _statuspage(settings)
     try:
         async with pool.acquire() as conn:
             await db.migrate(conn)
@@ -146,6 +149,11 @@ async def open_services(
             clock=clock,
             verify_timeout=settings.verify_timeout_seconds,
             namespace=default_namespace(settings.kube_namespace, settings.kubeconfig),
+            statuspage=(
+                StatusPages(statuspage_api, uow, catalogue, channel_id=channel_id)
+                if statuspage_api is not None
+                else None
+            ),
         )
 
         async def group_members(group: str) -> set[str]:
@@ -281,6 +289,8 @@ async def open_services(
             await kafka_out.close()
         if vault is not None:
             await vault.close()
+        if statuspage_api is not None:
+            await statuspage_api.close()
 
 
 async def _kube(settings: Settings) -> KubeWriter | None:
@@ -313,4 +323,16 @@ def _pager(settings: Settings) -> PagerDutyAdapter | None:
         service_id=settings.pagerduty_service_id or "",
         base_url=settings.pagerduty_api_url,
         ca_bundle=str(settings.pagerduty_ca_bundle) if settings.pagerduty_ca_bundle else None,
+    )
+
+
+def _statuspage(settings: Settings) -> StatuspageClient | None:
+    """The Statuspage adapter when STATUSPAGE_API_KEY and STATUSPAGE_PAGE_ID are set."""
+    if not settings.statuspage_enabled:
+        return None
+    assert settings.statuspage_api_key is not None and settings.statuspage_page_id is not None
+    return StatuspageClient(
+        api_key=settings.statuspage_api_key.get_secret_value(),
+        page_id=settings.statuspage_page_id.strip(),
+        base_url=settings.statuspage_api_url,
     )
