@@ -3,7 +3,8 @@
 `SimulatedPlatform` starts, on 127.0.0.1 only, the stand-ins the bot talks to in production —
 the Kubernetes API (`FakeKubernetes`, its controllers ticking in the background), actuator
 endpoints of the platform's services (`FakeActuator`, with the config service's flags),
-PagerDuty over HTTPS (`FakePagerDuty`) and a real Kafka-protocol broker (`TansuBroker`) —
+PagerDuty over HTTPS (`FakePagerDuty`), a real Kafka-protocol broker (`TansuBroker`) and the
+public status page (`FakeStatuspage`, Statuspage's API) —
 loads a scenario (`sandbox/scenario.py`) into them and keeps the platform alive::
 
     async with SimulatedPlatform("bad-deploy") as platform:
@@ -57,6 +58,7 @@ from sandbox.kafka_broker import TansuBroker
 from sandbox.kubernetes import RESTARTED_AT, FakeKubernetes
 from sandbox.pagerduty import FakePagerDuty
 from sandbox.scenario import Scenario, StreamSpec, expand, load_scenario
+from sandbox.statuspage import FakeStatuspage
 
 __all__ = ["LAG_WARNING", "PAGERDUTY_FROM", "PAGERDUTY_SERVICE", "SimulatedPlatform"]
 
@@ -125,6 +127,7 @@ class SimulatedPlatform:
             state_file=state_dir / "pagerduty.json" if state_dir else None,
         )
         self.kafka = TansuBroker(cluster_id=f"icbot-sandbox-{self.scenario.name}")
+        self.statuspage = FakeStatuspage()  # the public status page (issue 21)
         self._dir: Path | None = None
         self._kubeconfig: Path | None = None
         self._producer: Any = None
@@ -147,6 +150,8 @@ class SimulatedPlatform:
             self._dir = Path(tempfile.mkdtemp(prefix="icbot-sandbox-"))
             await asyncio.gather(self.kube.start(), self.actuator.start(), self.pagerduty.start())
             await self.kafka.start()
+            await self.statuspage.start()
+            self.statuspage.on_change.append(self._on_statuspage)
             self._kubeconfig = self.kube.write_kubeconfig(
                 self._dir / "kubeconfig", namespace="waqiti", context="waqiti-sandbox"
             )
@@ -175,6 +180,7 @@ class SimulatedPlatform:
             with contextlib.suppress(Exception):
                 await producer.stop()
         await self.kafka.stop()
+        await self.statuspage.stop()
         await self.pagerduty.stop()
         await self.actuator.stop()
         await self.kube.stop()
@@ -218,6 +224,9 @@ class SimulatedPlatform:
             "pagerduty_ca_bundle": Path(self.pagerduty.ca_path),
             "pagerduty_webhook_secret": SecretStr(self.webhook_secret),
             "feature_flag_token": SecretStr(self.actuator.flag_token),
+            "statuspage_api_key": SecretStr(self.statuspage.api_key),
+            "statuspage_page_id": self.statuspage.page_id,
+            "statuspage_api_url": self.statuspage.url,
         }
 
     async def connect_webhooks(self, url: str) -> None:
@@ -278,6 +287,9 @@ class SimulatedPlatform:
             for i in sorted(self.pagerduty.incidents.values(), key=lambda i: i["incident_number"])
         ]
         lines.append("PagerDuty: " + (", ".join(incidents) if incidents else "no incidents"))
+        public = [f"“{i['name']}” {i['status']}" for i in self.statuspage.incidents.values()]
+        if public:  # only once something was published (issue 21)
+            lines.append("Status page: " + ", ".join(public))
         return lines
 
     def healthy(self) -> bool:
@@ -589,6 +601,10 @@ class SimulatedPlatform:
             )
         elif action in ("acknowledged", "resolved", "reopened"):
             self._notice(f"PagerDuty: incident #{number} {action} by {by}")
+
+    def _on_statuspage(self, event: str, incident: dict[str, Any]) -> None:
+        verb = "published" if event == "incident.created" else "updated"
+        self._notice(f"Status page: “{incident['name']}” {verb}, {incident['status']}")
 
 
 def _image(dep: dict[str, Any]) -> str:

@@ -37,6 +37,7 @@ import datetime as dt
 import json
 import secrets
 import string
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +100,9 @@ class FakeStatuspage(StandIn):
     incidents: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     url: str = ""
+    # Told `("incident.created" | "incident.updated", incident)` after each change (the sandbox
+    # prints it).
+    on_change: list[Callable[[str, dict[str, Any]], None]] = field(default_factory=list)
     _runner: web.AppRunner | None = None
     _faults: list[_Fault] = field(default_factory=list)
 
@@ -150,7 +154,9 @@ class FakeStatuspage(StandIn):
         problem = self._invalid(fields, creating=True)
         if problem:
             return _error(422, problem)
-        return web.json_response(self._new_incident(fields), status=201)
+        incident = self._new_incident(fields)
+        self._changed("incident.created", incident)
+        return web.json_response(incident, status=201)
 
     async def _patch(self, request: web.Request) -> web.Response:
         refused, body = await self._admit(request)
@@ -179,6 +185,7 @@ class FakeStatuspage(StandIn):
         if fields.get("body"):
             incident["incident_updates"].insert(0, self._update(incident, str(fields["body"])))
         incident["updated_at"] = now
+        self._changed("incident.updated", incident)
         return web.json_response(incident)
 
     async def _list(self, request: web.Request) -> web.Response:
@@ -242,6 +249,10 @@ class FakeStatuspage(StandIn):
         if not isinstance(body, dict) or not isinstance(body.get("incident"), dict):
             return _error(400, "The request body must be a JSON object with an incident"), {}
         return None, body
+
+    def _changed(self, event: str, incident: dict[str, Any]) -> None:
+        for listener in self.on_change:
+            listener(event, incident)
 
     def _invalid(self, fields: dict[str, Any], *, creating: bool) -> str | None:
         status = fields.get("status", "investigating" if creating else None)
