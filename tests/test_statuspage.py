@@ -15,8 +15,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.core.errors import UsageError
 from bot.core.ids import ApprovalAction
 from bot.core.settings import BUNDLED_PLAYBOOKS
+from bot.playbooks.catalogue import validate_dir
+from commands import parsing
 from sandbox.slack_api import FakeSlack
 from sandbox.statuspage import FakeStatuspage
 from tests.conftest import Bot, running_bot, shown_text
@@ -316,3 +319,50 @@ def test_in_the_sandbox_shell_a_public_update_is_published_once_comms_approves(d
     assert "created the public incident" in approved
     assert "Status page: “Payments failing” investigating" in approved  # the platform's summary
     assert "Traceback" not in result.stderr
+
+
+# The grammar and the playbook key.
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "statuspage identified A fix is rolling out.",
+            (None, "identified", "A fix is rolling out."),
+        ),
+        ("statuspage INC-4 Resolved All good.\nThanks.", (4, "resolved", "All good.\nThanks.")),
+        ("status-page monitoring Watching it.", (None, "monitoring", "Watching it.")),
+    ],
+)
+def test_statuspage_commands_parse_to_the_status_and_the_text_as_typed(
+    text: str, expected: tuple[int | None, str, str]
+) -> None:
+    parsed = parsing.parse_ic(text)
+    assert isinstance(parsed, parsing.StatuspageUpdate)
+    assert (parsed.incident, parsed.status, parsed.text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("statuspage", "Give the public status and text."),
+        ("statuspage identified", "Write the public text customers will read."),
+        ("statuspage investigatng We look.", "Did you mean `investigating`?"),
+        ("statuspage fixed All good.", "use investigating, identified, monitoring or resolved"),
+    ],
+)
+def test_a_malformed_statuspage_command_gets_its_usage(text: str, says: str) -> None:
+    with pytest.raises(UsageError) as exc:
+        parsing.parse_ic(text)
+    assert says in str(exc.value) and parsing.USAGE["statuspage"] in str(exc.value)
+
+
+def test_the_help_lists_the_statuspage_command() -> None:
+    assert parsing.USAGE["statuspage"] in parsing.HELP_LINES
+
+
+def test_a_playbook_statuspage_key_with_an_unknown_field_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "p.yml").write_text(PLAYBOOK.replace("  components:", "  compnents:"))
+    _, errors = validate_dir(tmp_path)
+    assert errors and "p.yml:" in errors[0] and "statuspage" in errors[0]
