@@ -205,6 +205,20 @@ async def test_without_statuspage_settings_the_update_says_not_configured(
         assert await bot.fetch("SELECT id FROM pending_actions") == []
 
 
+async def test_a_key_statuspage_refuses_gets_a_clear_message_and_records_nothing(
+    dsn: str, slack: FakeSlack, statuspage: FakeStatuspage, tmp_path: Path
+) -> None:
+    settings = {**statuspage_settings(statuspage), "statuspage_api_key": "not-the-key"}
+    async with running_bot(dsn, slack, playbooks_dir=_policy(tmp_path), **settings) as bot:
+        await _incident(bot)
+        await bot.command(f"statuspage investigating {PUBLIC}", user="alice")
+        reply = bot.last_reply("alice")
+        assert "Statuspage did not answer" in reply and "HTTP 401" in reply
+        assert "not-the-key" not in reply
+        assert await bot.fetch("SELECT id FROM pending_actions") == []
+    assert statuspage.incidents == {}
+
+
 async def test_approve_clicked_twice_publishes_one_update(
     dsn: str, slack: FakeSlack, statuspage: FakeStatuspage, tmp_path: Path
 ) -> None:
