@@ -249,7 +249,10 @@ async def test_after_a_crash_between_create_and_commit_the_next_update_finds_the
         name="Card payments failing", status="investigating", body=PUBLIC,
         metadata={"icbot": {"incident": "INC-1", "channel": sbot.channel}},
     )  # fmt: skip
-    statuspage.add_incident(name="Someone else's", metadata={"icbot": {"incident": "INC-1"}})
+    # Same name and number, another workspace's war room: not ours.
+    statuspage.add_incident(
+        name="Card payments failing", metadata={"icbot": {"incident": "INC-1", "channel": "C0"}}
+    )
     pending = await _propose(sbot, "identified A faulty release; rolling back.")
     assert f"Updates the public incident `{earlier['id']}`" in _card(sbot)
     await sbot.post_signed(_click(sbot, "bob", ApprovalAction.APPROVE, pending))

@@ -49,21 +49,21 @@ class StatuspageClient:
         return f"{self.base_url}/v1/pages/{quote(self.page_id, safe='')}/incidents{suffix}"
 
     async def create_incident(self, fields: dict[str, Any]) -> dict[str, Any]:
-        body = await self._call("POST", self._url(), json={"incident": fields})
+        body = await self._request("POST", self._url(), json={"incident": fields})
         return _object(body)
 
     async def update_incident(self, incident_id: str, fields: dict[str, Any]) -> dict[str, Any]:
         url = self._url(f"/{quote(incident_id, safe='')}")
-        return _object(await self._call("PATCH", url, json={"incident": fields}))
+        return _object(await self._request("PATCH", url, json={"incident": fields}))
 
     async def incident(self, incident_id: str) -> dict[str, Any]:
-        return _object(await self._call("GET", self._url(f"/{quote(incident_id, safe='')}")))
+        return _object(await self._request("GET", self._url(f"/{quote(incident_id, safe='')}")))
 
     async def list_incidents(
         self, *, q: str | None = None, limit: int = 100, page: int = 1
     ) -> list[dict[str, Any]]:
         params = {"limit": str(limit), "page": str(page), **({"q": q} if q else {})}
-        body = await self._call("GET", self._url(), params=params)
+        body = await self._request("GET", self._url(), params=params)
         if not isinstance(body, list):
             raise IntegrationError(SERVICE, ErrorCode.REFUSED, "incidents: not a JSON list")
         return [i for i in body if isinstance(i, dict)]
@@ -71,12 +71,12 @@ class StatuspageClient:
     async def components(self) -> list[dict[str, Any]]:
         """The page's components (`GET /v1/pages/{page_id}/components`)."""
         url = f"{self.base_url}/v1/pages/{quote(self.page_id, safe='')}/components"
-        body = await self._call("GET", url)
+        body = await self._request("GET", url)
         if not isinstance(body, list):
             raise IntegrationError(SERVICE, ErrorCode.REFUSED, "components: not a JSON list")
         return [c for c in body if isinstance(c, dict)]
 
-    async def _call(
+    async def _request(
         self,
         method: str,
         url: str,
