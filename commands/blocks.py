@@ -1408,3 +1408,18 @@ def action_item_ticked(ref: str, *, number: int, key: object, jira: bool) -> Mes
     else:
         then = f" {JIRA_OFF.replace('is filed', 'was filed')}"
     return confirmation(f":ballot_box_with_check: Action item {number} of *{ref}* is done.{then}")
+
+
+# The public status page (issue 21).
+
+
+def statuspage_label(status: str) -> str:
+    """The name of a public update's approval request."""
+    return f"Status page update ({status})"
+
+
+def statuspage_proposed(pending_id: int, ref: str) -> Message:
+    return confirmation(
+        f"Asked for approval in *{ref}*'s thread (request #{pending_id}). Nothing is published"
+        " until someone else approves the exact text shown on the card."
+    )

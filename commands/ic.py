@@ -35,6 +35,7 @@ from commands.parsing import (
     Resolve,
     SetSeverity,
     Status,
+    StatuspageUpdate,
     Timeline,
 )
 from commands.services import Services
@@ -263,6 +264,16 @@ class IcHandlers:
             case parsing.Page(incident=ref, who=who, message=message):
                 change = await incidents.page(ref=ref, who=who, message=message, actor=user)
                 return blocks.confirmation(f"Paging {who} on *{change.incident.ref}*.")
+            case StatuspageUpdate(incident=ref, status=status, text=body):
+                incident = await incidents.get(ref, allow_resolved=False)
+                pending = await s.approvals.propose(
+                    ref=incident.id,
+                    action="statuspage_update",
+                    params={"incident_id": incident.id, "status": status, "body": body},
+                    label=blocks.statuspage_label(status),
+                    actor=user,
+                )
+                return blocks.statuspage_proposed(pending.id, incident.ref)
             case Resolve(incident=ref, summary=summary):
                 change = await incidents.resolve(ref=ref, summary=summary, actor=user)
                 done = blocks.confirmation(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 
@@ -33,6 +34,9 @@ USAGE = {
     "export": "/ic export [INC-n]",
     "oncall": "/ic oncall",
     "page": "/ic page [INC-n] <contact> [message]",
+    "statuspage": (
+        "/ic statuspage [INC-n] <investigating|identified|monitoring|resolved> <public text>"
+    ),
     "list": "/ic list [--all] [--days N]",
     "help": "/ic help",
 }
@@ -49,7 +53,9 @@ HELP_LINES = (
 ALIASES = {
     "severity": "sev", "update": "status", "close": "resolve", "ls": "list", "todo": "action",
     "pm": "postmortem", "post-mortem": "postmortem", "handoff": "handover",
+    "status-page": "statuspage",
 }  # fmt: skip
+PUBLIC_STATUSES = ("investigating", "identified", "monitoring", "resolved")  # Statuspage's
 
 
 def usage(sub: str | None = None) -> str:
@@ -161,9 +167,18 @@ class Export:
     incident: int | None
 
 
+@dataclass(frozen=True)
+class StatuspageUpdate:
+    """A public update on the status page, proposed for approval (issue 21)."""
+
+    incident: int | None
+    status: str  # one of PUBLIC_STATUSES
+    text: str
+
+
 IcCommand = (
     Declare | Assign | Handover | SetSeverity | Status | Note | Resolve | Timeline | ListIncidents
-    | Help | OnCall | Page | ActionItem | Postmortem | Export | ActionDone
+    | Help | OnCall | Page | ActionItem | Postmortem | Export | ActionDone | StatuspageUpdate
 )  # fmt: skip
 
 
@@ -267,6 +282,8 @@ def parse_ic(text: str) -> IcCommand:
         return Page(incident=number, who=who, message=_rest(text, skipped + 1) or None)
     if sub == "timeline":
         return Timeline(incident=number, page=_page(rest))
+    if sub == "statuspage":
+        return _statuspage(number, rest, _rest(text, skipped + 1))
     if sub == "action":
         if len(rest) == 2 and rest[0].lower() == "done" and ITEM_NUMBER.fullmatch(rest[1]):
             return ActionDone(incident=number, number=int(rest[1].lstrip("#")))
@@ -333,6 +350,23 @@ def _action(number: int | None, body: str) -> ActionItem:
     if not body:
         raise UsageError("Say what needs doing. " + usage("action"))
     return ActionItem(incident=number, text=body, owner=owner.group(1) if owner else None)
+
+
+def _statuspage(number: int | None, rest: list[str], body: str) -> StatuspageUpdate:
+    """`<investigating|identified|monitoring|resolved> <public text>`."""
+    if not rest:
+        raise UsageError("Give the public status and text. " + usage("statuspage"))
+    status = rest[0].lower()
+    if status not in PUBLIC_STATUSES:
+        close = difflib.get_close_matches(status, PUBLIC_STATUSES, n=1)
+        hint = f" Did you mean `{close[0]}`?" if close else ""
+        raise UsageError(
+            f"`{rest[0][:40]}` is not a status page status: use investigating, identified,"
+            f" monitoring or resolved.{hint} " + usage("statuspage")
+        )
+    if not body:
+        raise UsageError("Write the public text customers will read. " + usage("statuspage"))
+    return StatuspageUpdate(incident=number, status=status, text=body)
 
 
 def _mention_and_role(rest: list[str], sub: str) -> tuple[str, str | None]:

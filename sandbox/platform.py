@@ -3,7 +3,8 @@
 `SimulatedPlatform` starts, on 127.0.0.1 only, the stand-ins the bot talks to in production —
 the Kubernetes API (`FakeKubernetes`, its controllers ticking in the background), actuator
 endpoints of the platform's services (`FakeActuator`, with the config service's flags),
-PagerDuty over HTTPS (`FakePagerDuty`) and a real Kafka-protocol broker (`TansuBroker`) —
+PagerDuty over HTTPS (`FakePagerDuty`), a real Kafka-protocol broker (`TansuBroker`) and the
+public status page (`FakeStatuspage`, Statuspage's API) —
 loads a scenario (`sandbox/scenario.py`) into them and keeps the platform alive::
 
     async with SimulatedPlatform("bad-deploy") as platform:
@@ -58,6 +59,7 @@ from sandbox.kafka_broker import TansuBroker
 from sandbox.kubernetes import RESTARTED_AT, FakeKubernetes
 from sandbox.pagerduty import FakePagerDuty
 from sandbox.scenario import Scenario, StreamSpec, expand, load_scenario
+from sandbox.statuspage import FakeStatuspage
 
 __all__ = ["LAG_WARNING", "PAGERDUTY_FROM", "PAGERDUTY_SERVICE", "SimulatedPlatform"]
 
@@ -127,6 +129,7 @@ class SimulatedPlatform:
         )
         self.kafka = TansuBroker(cluster_id=f"icbot-sandbox-{self.scenario.name}")
         self.grafana = FakeGrafana()  # annotations on resolve (issue 21)
+        self.statuspage = FakeStatuspage()  # the public status page (issue 21)
         self._dir: Path | None = None
         self._kubeconfig: Path | None = None
         self._producer: Any = None
@@ -150,6 +153,8 @@ class SimulatedPlatform:
             await asyncio.gather(self.kube.start(), self.actuator.start(), self.pagerduty.start())
             await self.kafka.start()
             await self.grafana.start()
+            await self.statuspage.start()
+            self.statuspage.on_change.append(self._on_statuspage)
             self._kubeconfig = self.kube.write_kubeconfig(
                 self._dir / "kubeconfig", namespace="waqiti", context="waqiti-sandbox"
             )
@@ -179,6 +184,7 @@ class SimulatedPlatform:
                 await producer.stop()
         await self.kafka.stop()
         await self.grafana.stop()
+        await self.statuspage.stop()
         await self.pagerduty.stop()
         await self.actuator.stop()
         await self.kube.stop()
@@ -224,6 +230,9 @@ class SimulatedPlatform:
             "feature_flag_token": SecretStr(self.actuator.flag_token),
             "grafana_url": self.grafana.url,
             "grafana_token": SecretStr(self.grafana.token),
+            "statuspage_api_key": SecretStr(self.statuspage.api_key),
+            "statuspage_page_id": self.statuspage.page_id,
+            "statuspage_api_url": self.statuspage.url,
         }
 
     async def connect_webhooks(self, url: str) -> None:
@@ -298,6 +307,9 @@ class SimulatedPlatform:
             if str(note.get("content", "")).startswith("Incident summary (icbot)")
         ]
         lines.append("PagerDuty summary notes: " + (", ".join(summaries) if summaries else "none"))
+        public = [f"“{i['name']}” {i['status']}" for i in self.statuspage.incidents.values()]
+        if public:  # only once something was published (issue 21)
+            lines.append("Status page: " + ", ".join(public))
         return lines
 
     def healthy(self) -> bool:
@@ -609,6 +621,10 @@ class SimulatedPlatform:
             )
         elif action in ("acknowledged", "resolved", "reopened"):
             self._notice(f"PagerDuty: incident #{number} {action} by {by}")
+
+    def _on_statuspage(self, event: str, incident: dict[str, Any]) -> None:
+        verb = "published" if event == "incident.created" else "updated"
+        self._notice(f"Status page: “{incident['name']}” {verb}, {incident['status']}")
 
 
 def _image(dep: dict[str, Any]) -> str:

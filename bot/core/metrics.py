@@ -67,6 +67,7 @@ IC_SUBCOMMANDS = frozenset(
     {
         "declare", "assign", "handover", "sev", "status", "note", "resolve", "timeline",
         "oncall", "page", "list", "help", "postmortem", "action", "export",
+        "statuspage",  # issue 21
     }
 )  # fmt: skip
 INTERACTION_TYPES = frozenset(

@@ -134,6 +134,11 @@ class Settings(BaseSettings):
     # Grafana annotations on resolve (issue 21): both unset → off ("Grafana is not configured").
     grafana_url: str | None = None
     grafana_token: SecretStr | None = None  # a service account token, sent as Bearer
+    # Atlassian Statuspage (issue 21): public updates, each behind an approval. Off unless
+    # both the key and the page are set ("Statuspage is not configured").
+    statuspage_api_key: SecretStr | None = None
+    statuspage_page_id: str | None = None
+    statuspage_api_url: str = "https://api.statuspage.io"
 
     # Jira follow-ups (issue 21): action items filed as Jira Cloud issues; off until the URL,
     # the account (email + API token) and the project are set.
@@ -162,6 +167,7 @@ class Settings(BaseSettings):
         "jira_api_token",
         "jira_webhook_secret",
         "grafana_token",
+        "statuspage_api_key",
     )
     @classmethod
     def _refuse_placeholders(cls, value: SecretStr | None) -> SecretStr | None:
@@ -230,6 +236,10 @@ class Settings(BaseSettings):
     @property
     def grafana_enabled(self) -> bool:
         return bool(self.grafana_url and self.grafana_token)
+
+    @property
+    def statuspage_enabled(self) -> bool:
+        return bool(self.statuspage_api_key and (self.statuspage_page_id or "").strip())
 
     def require_slack(self) -> tuple[str, str]:
         """The bot token and signing secret, or a clear error naming what is missing."""

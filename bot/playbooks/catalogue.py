@@ -119,6 +119,28 @@ class GrafanaPanel(BaseModel):
     panel_id: int | None = Field(default=None, ge=1)
 
 
+ComponentStatus = Literal[
+    "degraded_performance", "partial_outage", "major_outage", "under_maintenance"
+]  # fmt: skip
+
+
+class StatuspageRef(BaseModel):
+    """`statuspage:` in a playbook: the Statuspage components its incidents affect, by name or
+    id as the page shows them, and the status they get while the incident is open (unset: from
+    the severity, see `bot/playbooks/remediations/statuspage.py`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    components: list[str] = Field(min_length=1, max_length=20)
+    impact: ComponentStatus | None = None
+
+    @model_validator(mode="after")
+    def _names(self) -> StatuspageRef:
+        for name in self.components:
+            if not name.strip() or len(name) > 100:
+                raise ValueError(f"component {name!r} must be a name or id (1-100 characters)")
+        return self
+
+
 class Playbook(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(pattern=SLUG)
@@ -139,6 +161,8 @@ class Playbook(BaseModel):
     @classmethod
     def _one_or_many(cls, value: object) -> object:
         return [value] if isinstance(value, dict) else value
+
+    statuspage: StatuspageRef | None = None  # issue 21: the public status page's components
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Playbook:

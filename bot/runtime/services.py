@@ -48,12 +48,14 @@ from bot.integrations.slack import SlackChat, SlackMessages
 from bot.integrations.slack_directory import SlackDirectory
 from bot.integrations.slack_emails import SlackEmails
 from bot.integrations.smtp import SmtpMailer
+from bot.integrations.statuspage import StatuspageClient
 from bot.integrations.vault import VaultSecrets
 from bot.pages.links import Linker, linker
 from bot.playbooks.catalogue import load_catalogue
 from bot.playbooks.checks.probes import Probes
 from bot.playbooks.diagnose import Diagnoser
 from bot.playbooks.remediations.runner import Remediator
+from bot.playbooks.remediations.statuspage import StatusPages
 from bot.store import choices as choices_sql
 from bot.store import db
 from commands.mail import MailRenderer
@@ -92,6 +94,7 @@ async def open_services(
     alert_source: KafkaAlertSource | None = None
     vault = VaultSecrets.from_settings(settings)
     jira = _jira(settings)
+    statuspage_api = _statuspage(settings)
     try:
         async with pool.acquire() as conn:
             await db.migrate(conn)
@@ -213,6 +216,11 @@ async def open_services(
             clock=clock,
             verify_timeout=settings.verify_timeout_seconds,
             namespace=default_namespace(settings.kube_namespace, settings.kubeconfig),
+            statuspage=(
+                StatusPages(statuspage_api, uow, catalogue, channel_id=channel_id)
+                if statuspage_api is not None
+                else None
+            ),
         )
 
         async def group_members(group: str) -> set[str]:
@@ -364,6 +372,8 @@ async def open_services(
             await vault.close()
         if jira is not None:
             await jira.close()
+        if statuspage_api is not None:
+            await statuspage_api.close()
 
 
 async def _kube(settings: Settings) -> KubeWriter | None:
@@ -445,3 +455,15 @@ def _grafana(settings: Settings) -> GrafanaAdapter | None:
         return None
     assert settings.grafana_url is not None and settings.grafana_token is not None
     return GrafanaAdapter(settings.grafana_url, settings.grafana_token.get_secret_value())
+
+
+def _statuspage(settings: Settings) -> StatuspageClient | None:
+    """The Statuspage adapter when STATUSPAGE_API_KEY and STATUSPAGE_PAGE_ID are set."""
+    if not settings.statuspage_enabled:
+        return None
+    assert settings.statuspage_api_key is not None and settings.statuspage_page_id is not None
+    return StatuspageClient(
+        api_key=settings.statuspage_api_key.get_secret_value(),
+        page_id=settings.statuspage_page_id.strip(),
+        base_url=settings.statuspage_api_url,
+    )

@@ -7,7 +7,9 @@ its preview and run (`bot/playbooks/remediations/actions.py`).
 
 from __future__ import annotations
 
-import bot.playbooks.remediations.actions  # noqa: F401  (registers the bundled remediations)
+# Registers the bundled remediations, and statuspage_update (issue 21).
+import bot.playbooks.remediations.actions
+import bot.playbooks.remediations.statuspage  # noqa: F401
 from bot.playbooks.remediations.registry import REMEDIATIONS, RemediationSpec, remediation
 
 __all__ = ["REMEDIATIONS", "RemediationSpec", "remediation"]

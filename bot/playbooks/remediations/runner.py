@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
@@ -27,6 +27,9 @@ from bot.playbooks.remediations.registry import (
     PreviewFn,
     RunFn,
 )
+
+if TYPE_CHECKING:
+    from bot.playbooks.remediations.statuspage import StatusPages
 
 
 class KubeOps(Protocol):
@@ -117,7 +120,9 @@ class Remediator:
         verify_timeout: float = 120.0,
         poll: float = 0.5,
         namespace: str = "default",
+        statuspage: StatusPages | None = None,
     ) -> None:
+        self.statuspage = statuspage  # public updates (issue 21); None: not configured
         # Where a deployment is looked for when none is named: KUBE_NAMESPACE, else the
         # kubeconfig context's namespace (as kubectl), else "default".
         self.namespace = namespace
@@ -201,6 +206,13 @@ class Remediator:
         if spec is None or spec.preview is None or spec.run is None:
             raise NotAvailable(f"`{action}` is not available yet in this build.")
         return spec.preview, spec.run
+
+    def statuspage_ops(self) -> StatusPages:
+        if self.statuspage is None:
+            raise NotAvailable(
+                "Statuspage is not configured (STATUSPAGE_API_KEY and STATUSPAGE_PAGE_ID)."
+            )
+        return self.statuspage
 
     def vault_ops(self) -> SecretOps:
         if self.secrets is None:
