@@ -28,6 +28,7 @@ from bot.core.models import (
     incident_ref,
     who,
 )
+from bot.core.numfmt import measured
 from bot.core.text import compact, inert
 from bot.core.timefmt import clock_time, human_duration, stamp
 from bot.domain.history import (
@@ -549,7 +550,7 @@ def handover_reply(entry: TimelineEntry) -> Message:
     else:
         update += "\nA status prompt is due now."
     if s.get("unanswered"):
-        update += f" {s['unanswered']} prompt(s) unanswered."
+        update += f" {_plural(s['unanswered'], 'prompt')} unanswered."
     roles = " · ".join(f"{role}: {_person(user)}" for role, user in s.get("roles") or [])
     minutes = int(s.get("window_s") or 0) // 60
     recent = [
@@ -678,7 +679,7 @@ def diagnosis_blocks(
     for f in data.get("findings", []):
         unit = str(f.get("unit") or "")
         spaced = unit if unit in ("%", "") else f" {unit}"
-        value = f" *{f['value']:g}{spaced}*" if f.get("value") is not None else ""
+        value = f" *{measured(f['value'])}{spaced}*" if f.get("value") is not None else ""
         threshold = f" _({f['threshold']})_" if f.get("threshold") else ""
         lines.append(
             f"{BAND_EMOJI.get(f['band'], '•')} {f['title']}:{value} {f['band']}{threshold}"

@@ -25,6 +25,7 @@ from bot.core import metrics
 from bot.core.errors import ConfigError, Conflict, NotFound, UserError
 from bot.core.logs import get_logger
 from bot.core.models import IC, Incident, normalise_role
+from bot.core.numfmt import plural
 from bot.domain.incidents import Incidents
 from bot.domain.policy import Duration
 from bot.domain.timeline import Kind
@@ -280,8 +281,8 @@ class Approvals:
                 actor=actor,
                 occurred_at=now,
                 text=(
-                    f"<@{actor}> requests *{label}* (`{action}`), needing {need.required}"
-                    f" approval(s) from {who}: " + "; ".join(preview.lines)
+                    f"<@{actor}> requests *{label}* (`{action}`), needing"
+                    f" {plural(need.required, 'approval')} from {who}: " + "; ".join(preview.lines)
                 ),
                 data={"pending_id": pending.id, "action": action, "params": pending.params},
             )

@@ -59,9 +59,10 @@ class Threshold(BaseModel):
 
     def describe(self) -> str:
         w, c, u = f"{self.warning:g}", f"{self.critical:g}", self.unit
+        warning = f"at {w}{u}" if w == c else None  # a band of one value: said once
         if self.direction == "above":
-            return f"normal <{w}{u}, warning {w}-{c}{u}, critical >{c}{u}"
-        return f"normal >{w}{u}, warning {c}-{w}{u}, critical <{c}{u}"
+            return f"normal <{w}{u}, warning {warning or f'{w}-{c}{u}'}, critical >{c}{u}"
+        return f"normal >{w}{u}, warning {warning or f'{c}-{w}{u}'}, critical <{c}{u}"
 
 
 class CheckRef(BaseModel):

@@ -1,0 +1,51 @@
+"""How numbers, bands and Slack markup read: in the diagnosis, the approval card and the shell."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.core.numfmt import measured, plural
+from bot.playbooks.catalogue import Threshold
+from commands.blocks import diagnosis_blocks
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(4.49969, "4.5"), (3.2000000000000006, "3.2"), (1.0049, "1"), (127.0, "127"), (42.46, "42.5"), (1234.5, "1234"), (0.0312, "0.031"),
+     (0.5, "0.5"), (0.0, "0")],
+)  # fmt: skip
+def test_a_measured_value_is_shown_to_at_most_three_significant_figures(
+    value: float, shown: str
+) -> None:
+    assert measured(value) == shown
+
+
+def test_a_finding_shows_its_value_as_its_detail_does() -> None:
+    finding = {
+        "title": "SAGA compensation rate",
+        "value": 4.49969,
+        "unit": "%",
+        "band": "critical",
+        "threshold": "normal <0.1%, warning 0.1-1%, critical >1%",
+        "detail": "1299 of 28875 (4.5%)",
+    }
+    data = {"playbook": "saga", "title": "SAGA", "verdict": "CRITICAL", "worst": "critical",
+            "findings": [finding]}  # fmt: skip
+    text = str(diagnosis_blocks(data)[1]["text"]["text"])
+    assert "4.5%" in text and "4.4996" not in text
+
+
+def test_a_warning_band_of_one_value_is_said_once() -> None:
+    assert Threshold(warning=0.5, critical=0.5).describe() == (
+        "normal <0.5, warning at 0.5, critical >0.5"
+    )
+    assert Threshold(warning=90, critical=90, direction="below", unit="%").describe() == (
+        "normal >90%, warning at 90%, critical <90%"
+    )
+    assert Threshold(warning=1, critical=2).describe() == "normal <1, warning 1-2, critical >2"
+
+
+def test_counted_words_take_the_plural_only_when_more_than_one() -> None:
+    assert plural(1, "approval") == "1 approval"
+    assert plural(2, "approval") == "2 approvals"
+    assert plural(0, "entry", "entries") == "0 entries"
