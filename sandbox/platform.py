@@ -308,7 +308,7 @@ class SimulatedPlatform:
                 spec.image,
                 replicas=spec.replicas,
                 history=spec.history,
-                age=spec.uptime,  # the scenario's "went out 12 minutes ago"
+                age=spec.uptime or 0.0,  # the scenario's "went out 12 minutes ago"
             )
             self._epochs[name] = _Epoch(spec.image, None, spec.uptime or 0.0)
             self._seen_deployments[name] = (spec.image, None, spec.replicas)

@@ -6,6 +6,7 @@ import pytest
 
 from bot.core.numfmt import measured, plural
 from bot.playbooks.catalogue import Threshold
+from bot.runtime.terminal_text import terminal_text
 from commands.blocks import diagnosis_blocks
 
 
@@ -49,3 +50,43 @@ def test_counted_words_take_the_plural_only_when_more_than_one() -> None:
     assert plural(1, "approval") == "1 approval"
     assert plural(2, "approval") == "2 approvals"
     assert plural(0, "entry", "entries") == "0 entries"
+
+
+def _text(mrkdwn: str, *, styled: bool = False) -> str:
+    names = {"U0000000001": "dana"}
+    return terminal_text(
+        mrkdwn, user_name=names.get, channel_name=lambda c: "incidents", styled=styled
+    )
+
+
+def test_mrkdwn_in_the_terminal_loses_its_marks_and_keeps_its_words() -> None:
+    assert _text("*INC-1* is `critical` _(normal <0.1%)_ ~old~") == (
+        "INC-1 is critical (normal <0.1%) old"
+    )
+    assert _text("a `rollback_deployment` and snake_case_words stay") == (
+        "a rollback_deployment and snake_case_words stay"
+    )
+    assert _text("&lt;tag&gt; &amp; x") == "<tag> & x"
+
+
+def test_mentions_channels_and_links_read_as_names_and_urls() -> None:
+    assert (
+        _text("<@U0000000001> and <@U0000000009|erin> in <#C1>") == "@dana and @erin in #incidents"
+    )
+    assert _text("<https://x.example/a|the page> · <https://x.example/b>") == (
+        "the page (https://x.example/a) · https://x.example/b"
+    )
+    assert _text("<!here> <!subteam^S1|@oncall> <mailto:a@b.example|a@b.example>") == (
+        "@here @oncall a@b.example"
+    )
+
+
+def test_a_code_block_is_indented_and_a_quote_is_a_bar() -> None:
+    assert _text("Draft:\n```# Title\n*not bold*```") == "Draft:\n    # Title\n    *not bold*"
+    assert _text("> from revision 3\n> to revision 2") == "│ from revision 3\n│ to revision 2"
+
+
+def test_on_a_terminal_bold_italic_and_code_are_styled() -> None:
+    assert _text("*a* _b_ `c`", styled=True) == (
+        "\x1b[1ma\x1b[22m \x1b[3mb\x1b[23m \x1b[2mc\x1b[22m"
+    )

@@ -32,6 +32,7 @@ from bot.core.settings import Settings
 from bot.delivery.outbox import ChannelPacer
 from bot.domain.scribe import PIN_REACTION
 from bot.runtime.services import open_services
+from bot.runtime.terminal_text import terminal_text
 from bot.store import captures as captures_sql
 from bot.store.db import database
 from commands.app import SHORTCUTS, SLASH_COMMANDS, build_slack_app
@@ -43,21 +44,6 @@ from sandbox.slack_requests import SignedRequest, SlackRequests
 MENTION_TYPED = re.compile(r"(?<![<\w])@([a-z0-9][a-z0-9._-]{0,40})", re.I)
 USER_REF = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
 CHANNEL_REF = re.compile(r"<#([A-Z0-9]+)(?:\|([^>]*))?>")
-BOLD = re.compile(r"\*([^*\n]+)\*")
-LINK_REF = re.compile(r"<(https?://[^|>]+)\|([^>]+)>")
-EMOJI = {
-    ":rotating_light:": "🚨", ":white_check_mark:": "✅", ":mag:": "🔍", ":dart:": "🎯",
-    ":hammer_and_wrench:": "🛠", ":eyes:": "👀", ":adhesive_bandage:": "🩹", ":memo:": "📝",
-    ":loudspeaker:": "📢", ":bust_in_silhouette:": "👤", ":chart_with_upwards_trend:": "📈",
-    ":red_circle:": "🔴", ":large_orange_circle:": "🟠", ":large_yellow_circle:": "🟡",
-    ":white_circle:": "⚪", ":warning:": "⚠️", ":small_blue_diamond:": "🔹",
-    ":alarm_clock:": "⏰", ":telephone_receiver:": "📞", ":clipboard:": "📋",
-    ":ballot_box_with_check:": "☑️", ":stethoscope:": "🩺", ":large_green_circle:": "🟢",
-    ":information_source:": "💡", ":raised_hand:": "✋", ":x:": "❌", ":hourglass:": "⌛",
-    ":grey_question:": "❔", ":pager:": "📟", ":gear:": "⚙️", ":no_entry:": "⛔",
-    ":hourglass_flowing_sand:": "⏳", ":speech_balloon:": "💬", ":pushpin:": "📌",
-    ":no_entry_sign:": "🚫", ":page_facing_up:": "📄",
-}  # fmt: skip
 FILE_LINES = 60  # of a file shared in a thread, shown in the terminal; the rest is counted
 SHELL_HELP = """Type Slack commands as you would in #{channel}:
   /ic declare Payments failing sev2    /ic assign @dana scribe    /ic status Mitigating
@@ -101,6 +87,8 @@ class Shell:
         self.app = app
         self.slack = slack
         self.out = out
+        # bold, italic and dim code on a terminal that shows them; plain text down a pipe
+        self.styled = out.isatty() and not os.environ.get("NO_COLOR")
         self.requests = SlackRequests(signing_secret=secrets.token_hex(16))
         self.channel_name = services.settings.incident_channel.lstrip("#")
         self.channel_id = services.channel_id
@@ -117,6 +105,8 @@ class Shell:
         self.open_numbers: list[int] = []  # INC-n of the open incidents, for Tab completion
         self._events: list[tuple[str, Any]] = []
         self._digest_lines: dict[str, set[str]] = {}  # digest message ts -> lines printed
+        self._printed: dict[str, list[str]] = {}  # message ts -> its lines as last printed
+        self._acting = False  # a line typed here is being handled (not a timer's post)
         slack.on_change.append(lambda kind, obj: self._events.append((kind, obj)))
         slack.deliver_events_to(self.requests, self._deliver)
 
@@ -125,7 +115,11 @@ class Shell:
     async def handle(self, line: str) -> bool:
         """Run one line; False means quit."""
         async with self.busy:
-            return await self._handle(line)
+            self._acting = True
+            try:
+                return await self._handle(line)
+            finally:
+                self._acting = False
 
     async def _handle(self, line: str) -> bool:
         line = line.strip()
@@ -487,7 +481,15 @@ class Shell:
 
     def flush(self) -> None:
         events, self._events = self._events, []
-        for kind, obj in events:
+        # A message edited several times since the last flush is printed once, as it is now
+        # (the stand-in's Message is edited in place: earlier edits would print the same).
+        last_edit = {
+            obj.ts: i for i, (kind, obj) in enumerate(events)
+            if kind == "update" and isinstance(obj, Message)
+        }  # fmt: skip
+        for i, (kind, obj) in enumerate(events):
+            if kind == "update" and isinstance(obj, Message) and last_edit[obj.ts] != i:
+                continue
             if kind == "view" and isinstance(obj, dict):
                 self._open_form(obj)
             elif isinstance(obj, Message):
@@ -512,7 +514,12 @@ class Shell:
                         self.print(f"  ↳ {line}")
                 self._show_files(message, prefix="  ↳ ")
                 return
+            previous = self.buttons
             lines = self._render_own(message.blocks, message.text, message=message)
+            if kind == "update" and self._printed.get(message.ts) == lines:
+                self.buttons = previous  # an edit that changed nothing shown: not printed again
+                return
+            self._printed[message.ts] = lines
             contexts = [b for b in message.blocks if b.get("type") == "context"]
             if len(lines) >= 2 and len(contexts) == len(lines) - 1 == len(message.blocks) - 1:
                 # an entry and its context lines (its time, a page link): one line
@@ -583,11 +590,19 @@ class Shell:
         self, blocks: list[dict[str, Any]], fallback: str, *, message: Message | None
     ) -> list[str]:
         """Render a message; its buttons become the numbered ones. One without buttons (a reply
-        posted by a timer or a webhook meanwhile) leaves the previous buttons clickable."""
+        posted by a timer or a webhook meanwhile) leaves the previous buttons clickable, unless
+        what was typed moved on to another incident's thread (a new card, a reply elsewhere):
+        the buttons left behind there are no longer the ones to choose from."""
         previous, self.buttons = self.buttons, []
         lines = self._render(blocks, fallback, message=message)
         if not self.buttons:
-            self.buttons = previous
+            moved_on = (
+                self._acting
+                and message is not None
+                and any(b.message is not None and _thread(b.message) != _thread(message)
+                        for b in previous)
+            )  # fmt: skip
+            self.buttons = [] if moved_on else previous
         return lines
 
     def _render(
@@ -670,11 +685,13 @@ class Shell:
         return CHANNEL_REF.sub(lambda m: "#" + (m.group(2) or self._channel_name(m.group(1))), text)
 
     def _plain(self, text: str) -> str:
-        text = self._names(text)
-        text = LINK_REF.sub(lambda m: f"{m.group(2)} ({m.group(1)})", text)
-        for code, emoji in EMOJI.items():
-            text = text.replace(code, emoji)
-        return BOLD.sub(r"\1", text)
+        """Slack mrkdwn as the terminal shows it (`bot/runtime/terminal_text.py`)."""
+        return terminal_text(
+            text,
+            user_name=self.slack.user_name,
+            channel_name=self._channel_name,
+            styled=self.styled,
+        )
 
     def _channel_name(self, channel_id: str) -> str:
         return self.channel_name if channel_id == self.channel_id else channel_id
@@ -772,6 +789,11 @@ async def run_shell(
             with contextlib.suppress(asyncio.CancelledError):
                 await printer
     return 0
+
+
+def _thread(message: Message) -> str:
+    """The ts of the thread a message is in (a card is its own thread)."""
+    return message.thread_ts or message.ts
 
 
 def _is_text(content: bytes) -> bool:
