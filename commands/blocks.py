@@ -28,7 +28,7 @@ from bot.core.models import (
     incident_ref,
     who,
 )
-from bot.core.numfmt import measured
+from bot.core.numfmt import measured, plural
 from bot.core.text import compact, inert
 from bot.core.timefmt import clock_time, human_duration, stamp
 from bot.domain.history import (
@@ -1041,7 +1041,7 @@ def export_posted(
     link = f"<{permalink}|{filename}>" if permalink else f"`{filename}`"
     return confirmation(
         f":lock: Posted the evidence bundle of *{ref}* in its thread as {link}: {entries}"
-        f" timeline entries with their hashes, {changes} change record(s). Bundle SHA-256"
+        f" timeline entries with their hashes, {plural(changes, 'change record')}. Bundle SHA-256"
         f" `{digest}`; `icbot audit verify --bundle {filename}` checks it offline."
     )
 
@@ -1125,7 +1125,8 @@ def timeline_listing(
     page = min(max(page, 1), len(pages))
     shown = [entries[i] for i in pages[page - 1]]
     lines = [_timeline_line(e) for e in shown]
-    title = f"*Timeline of {incident.ref}: {inert(incident.title)}* ({len(entries)} entries)"
+    counted = plural(len(entries), "entry", "entries")
+    title = f"*Timeline of {incident.ref}: {inert(incident.title)}* ({counted})"
     if len(pages) > 1:
         title += f" · page {page} of {len(pages)}: #{shown[0].seq} to #{shown[-1].seq}"
     blocks: list[Block] = [_mrkdwn(title)]

@@ -24,7 +24,7 @@ from bot.domain.incidents import Incidents
 from bot.domain.pager import Pager, PagerQueue
 from bot.domain.pager_events import PagerEvents
 from bot.domain.policy import SeverityPolicy
-from bot.domain.ports import Chat
+from bot.domain.ports import Chat, Directory
 from bot.domain.prompts import Prompter
 from bot.domain.scribe import Scribe
 from bot.domain.uow import UnitOfWork
@@ -61,3 +61,4 @@ class Services:
     inflight: Inflight = field(default_factory=Inflight)
     alert_intake: AlertIntake | None = None  # KAFKA_ALERT_TOPICS set
     incident_events: IncidentEvents | None = None  # KAFKA_EVENTS_TOPIC set
+    directory: Directory | None = None  # names for mentions in files (users.info, cached)

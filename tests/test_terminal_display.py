@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
+from bot.core.mentions import mentioned, with_names
 from bot.core.numfmt import measured, plural
 from bot.playbooks.catalogue import Threshold
 from bot.runtime.terminal_text import terminal_text
@@ -90,3 +96,43 @@ def test_on_a_terminal_bold_italic_and_code_are_styled() -> None:
     assert _text("*a* _b_ `c`", styled=True) == (
         "\x1b[1ma\x1b[22m \x1b[3mb\x1b[23m \x1b[2mc\x1b[22m"
     )
+
+
+# ---------------------------------------------------------------------- names after the shell
+
+
+def _icbot(args: list[str], stdin: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        input=stdin,
+        env={**os.environ, "USER": "sam", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_postmortem_after_the_shell_names_its_people_and_they_keep_their_ids(
+    dsn: str, data_home: Path
+) -> None:
+    """The shell keeps its workspace's people (`slack-users.json`, a users.list answer) in the
+    data directory: the next shell gives them the same ids, and `icbot postmortem` names them."""
+    env = {"DATABASE_URL": dsn, "XDG_DATA_HOME": str(data_home), "SLACK_BOT_TOKEN": ""}
+    first = _icbot(["shell"], "/as @dana\n/ic declare Payments failing sev2\n", env)
+    assert first.returncode == 0, first.stderr
+    # Another run meets @erin first: @dana keeps her id, so INC-1's commander is still her.
+    second = _icbot(["shell"], "/as @erin\n/ic timeline INC-1\n", env)
+    assert second.returncode == 0, second.stderr
+    assert "@dana declared INC-1" in second.stdout, second.stdout
+    assert "Payments failing (1 entry)" in second.stdout  # not "1 entries"
+    printed = _icbot(["postmortem", "INC-1"], "", env)
+    assert printed.returncode == 0, printed.stderr
+    assert "<@U" not in printed.stdout, printed.stdout
+    assert "Declared by @dana as SEV2" in printed.stdout, printed.stdout
+    assert (data_home / "icbot" / "slack-users.json").is_file()
+
+
+def test_a_mention_of_someone_unknown_keeps_its_label_or_its_id() -> None:
+    text = "<@U0000000001> asked <@U0000000002|erin> and <@U0000000003>"
+    assert mentioned(text) == {"U0000000001", "U0000000002", "U0000000003"}
+    assert with_names(text, {"U0000000001": "Dana"}) == "@Dana asked @erin and @U0000000003"

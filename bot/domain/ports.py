@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -62,4 +63,13 @@ class Chat(Protocol):
 
     async def delete_file(self, file_id: str) -> None:
         """Delete a file the bot shared (gone already is fine). Raises IntegrationError."""
+        ...
+
+
+class Directory(Protocol):
+    """Who a Slack user id is, for text Slack will not render (a file, the terminal)."""
+
+    async def names(self, user_ids: Collection[str]) -> dict[str, str]:
+        """The display name of each of `user_ids` the workspace knows (others are left out).
+        Raises IntegrationError."""
         ...

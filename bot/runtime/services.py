@@ -39,6 +39,7 @@ from bot.integrations.kafka_io import (
 from bot.integrations.kubernetes import KubeWriter, default_namespace
 from bot.integrations.pagerduty import PagerDutyAdapter
 from bot.integrations.slack import SlackChat, SlackMessages
+from bot.integrations.slack_directory import SlackDirectory
 from bot.integrations.vault import VaultSecrets
 from bot.pages.links import linker
 from bot.playbooks.catalogue import load_catalogue
@@ -246,6 +247,7 @@ async def open_services(
             scribe=Scribe(uow, incidents, SlackMessages(client, parse=chat_message)),
             alert_intake=alert_intake,
             incident_events=incident_events,
+            directory=SlackDirectory(client),
         )
         if run_workers:
             workers.append(asyncio.create_task(outbox.run_forever(), name="outbox"))

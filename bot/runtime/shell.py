@@ -27,10 +27,12 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot.core.errors import UserError
 from bot.core.ids import Metadata
+from bot.core.mentions import mentioned
 from bot.core.models import Clock, Incident, Status, utcnow
 from bot.core.settings import Settings
 from bot.delivery.outbox import ChannelPacer
 from bot.domain.scribe import PIN_REACTION
+from bot.runtime.directory import shell_users
 from bot.runtime.services import open_services
 from bot.runtime.terminal_text import terminal_text
 from bot.store import captures as captures_sql
@@ -107,6 +109,7 @@ class Shell:
         self._digest_lines: dict[str, set[str]] = {}  # digest message ts -> lines printed
         self._printed: dict[str, list[str]] = {}  # message ts -> its lines as last printed
         self._acting = False  # a line typed here is being handled (not a timer's post)
+        self._known: dict[str, str] = {}  # user id -> name, as users.info gave it
         slack.on_change.append(lambda kind, obj: self._events.append((kind, obj)))
         slack.deliver_events_to(self.requests, self._deliver)
 
@@ -172,7 +175,7 @@ class Shell:
         while (left := deadline - asyncio.get_running_loop().time()) > 0:
             await asyncio.sleep(min(left, 0.2))
             await self.services.outbox.drain()
-            self.flush()
+            await self._flush()
 
     def _mentions(self, text: str) -> str:
         """`@dana` typed in the terminal becomes the `<@U…|dana>` Slack sends for a picked name."""
@@ -450,7 +453,7 @@ class Shell:
     async def _settle(self) -> None:
         await self.services.inflight.idle()
         await self.services.outbox.drain()
-        self.flush()
+        await self._flush()
 
     def _form_errors(self, form: Form, body: str) -> None:
         """The app refused the modal: show the errors and ask those fields again."""
@@ -478,6 +481,19 @@ class Shell:
     def print(self, text: str = "") -> None:
         self.out.write(text + "\n")
         self.out.flush()
+
+    async def _flush(self) -> None:
+        """Print what happened, mentions named as Slack names them (`users.info`, cached)."""
+        directory = self.services.directory
+        if directory is not None and self._events:
+            seen = json.dumps([_said(obj) for _, obj in self._events])
+            unknown = mentioned(seen) - self._known.keys()
+            if unknown:
+                self._known.update(await directory.names(unknown))
+        self.flush()
+
+    def _user_name(self, user_id: str) -> str | None:
+        return self._known.get(user_id) or self.slack.user_name(user_id)
 
     def flush(self) -> None:
         events, self._events = self._events, []
@@ -677,18 +693,18 @@ class Shell:
             if self._events and not self.busy.locked():
                 async with self.busy:
                     await self.services.outbox.drain()
-                    self.flush()
+                    await self._flush()
 
     def _names(self, text: str) -> str:
         """`<@U…>` and `<#C…>` as the @name and #channel a reader knows; nothing else changed."""
-        text = USER_REF.sub(lambda m: "@" + (self.slack.user_name(m.group(1)) or m.group(1)), text)
+        text = USER_REF.sub(lambda m: "@" + (self._user_name(m.group(1)) or m.group(1)), text)
         return CHANNEL_REF.sub(lambda m: "#" + (m.group(2) or self._channel_name(m.group(1))), text)
 
     def _plain(self, text: str) -> str:
         """Slack mrkdwn as the terminal shows it (`bot/runtime/terminal_text.py`)."""
         return terminal_text(
             text,
-            user_name=self.slack.user_name,
+            user_name=self._user_name,
             channel_name=self._channel_name,
             styled=self.styled,
         )
@@ -758,7 +774,7 @@ async def run_shell(
     interactive = stdin.isatty()
     channel = settings.incident_channel.lstrip("#")
     async with (
-        FakeSlack(channels=(channel,)) as slack,
+        FakeSlack(channels=(channel,), users_file=shell_users(settings.data_dir)) as slack,
         ShellSandbox(scenario, out=out, state_dir=settings.data_dir) as sandbox,
     ):
         shell_settings = settings.model_copy(
@@ -789,6 +805,13 @@ async def run_shell(
             with contextlib.suppress(asyncio.CancelledError):
                 await printer
     return 0
+
+
+def _said(obj: Any) -> Any:
+    """What a printed event says (text and blocks), for the mentions in it."""
+    if isinstance(obj, Message | Ephemeral):
+        return [obj.text, obj.blocks]
+    return obj if isinstance(obj, dict) else None
 
 
 def _thread(message: Message) -> str:
