@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from bot.core import logs
 from bot.core.errors import ConfigError, IntegrationError, NotFound
+from bot.core.numfmt import plural
 from bot.core.settings import Settings
 
 if TYPE_CHECKING:
@@ -484,7 +485,7 @@ def playbooks_validate(
     for error in errors:
         typer.echo(error)
     if errors:
-        typer.echo(f"{len(errors)} error(s) in {folder}")
+        typer.echo(f"{plural(len(errors), 'error')} in {folder}")
         raise typer.Exit(1)
     names = ", ".join(sorted(catalogue.playbooks))
     typer.echo(
