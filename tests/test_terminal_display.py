@@ -136,3 +136,14 @@ def test_a_mention_of_someone_unknown_keeps_its_label_or_its_id() -> None:
     text = "<@U0000000001> asked <@U0000000002|erin> and <@U0000000003>"
     assert mentioned(text) == {"U0000000001", "U0000000002", "U0000000003"}
     assert with_names(text, {"U0000000001": "Dana"}) == "@Dana asked @erin and @U0000000003"
+
+
+def test_diagnose_in_the_plain_shell_says_the_sandbox_has_a_platform_to_look_at(
+    dsn: str, data_home: Path
+) -> None:
+    env = {"DATABASE_URL": dsn, "XDG_DATA_HOME": str(data_home), "SLACK_BOT_TOKEN": ""}
+    result = _icbot(["shell"], "/ic declare Payments failing sev2\n/diagnose saga\n", env)
+    assert result.returncode == 0, result.stderr
+    diagnosed = result.stdout[result.stdout.index("@sam> /diagnose saga") :]
+    assert "(no platform runs beside this shell, so the checks reach nothing:" in diagnosed
+    assert "`icbot shell --sandbox`" not in diagnosed and "icbot shell --sandbox" in diagnosed

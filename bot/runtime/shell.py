@@ -110,6 +110,7 @@ class Shell:
         self._printed: dict[str, list[str]] = {}  # message ts -> its lines as last printed
         self._acting = False  # a line typed here is being handled (not a timer's post)
         self._known: dict[str, str] = {}  # user id -> name, as users.info gave it
+        self.platform_hint = False  # no sandbox: say once where /diagnose finds something
         slack.on_change.append(lambda kind, obj: self._events.append((kind, obj)))
         slack.deliver_events_to(self.requests, self._deliver)
 
@@ -160,6 +161,12 @@ class Shell:
                 self.print(f"(Slack: {command} is not a command this app has; try /ic help)")
                 return True
             await self._slash(command, self._mentions(text.strip()))
+            if command == "/diagnose" and text.strip() and self.platform_hint:
+                self.platform_hint = False
+                self.print(
+                    "(no platform runs beside this shell, so the checks reach nothing:"
+                    " icbot shell --sandbox starts one where every playbook finds something)"
+                )
         else:
             await self._click(line)
         return True
@@ -792,6 +799,7 @@ async def run_shell(
             ) as services,
         ):
             shell = Shell(services, build_slack_app(services), slack, out)
+            shell.platform_hint = sandbox.platform is None
             printer = asyncio.create_task(shell.background())
             if interactive:
                 shell.print(SHELL_HELP.format(channel=channel))
