@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from bot.core import logs
 from bot.core.errors import ConfigError, IntegrationError, NotFound
+from bot.core.numfmt import plural
 from bot.core.settings import Settings
 
 if TYPE_CHECKING:
@@ -416,17 +417,23 @@ def postmortem(
     logs.configure(settings.log_format or "console", "WARNING")
     try:
         markdown = asyncio.run(_postmortem(settings, number))
-    except NotFound as exc:
+    except (NotFound, ConfigError) as exc:
         raise _fail(str(exc)) from None
+    except IntegrationError as exc:  # Slack, asked for people's names, did not answer
+        raise _fail(f"cannot name the people in it: {_with_cause(exc)}", 1) from None
     typer.echo(markdown, nl=False)
 
 
 async def _postmortem(settings: Settings, number: int) -> str:
+    """The draft as the file posted in Slack has it: mentions as people's names."""
+    from bot.domain.drafts import named
     from bot.domain.postmortem import render
+    from bot.runtime.directory import open_directory
 
     async with _one_connection_pool(settings) as pool:
         incident, entries = await _incidents(pool, settings).timeline(number)
-        return render(incident, entries)
+    async with open_directory(settings) as directory:
+        return await named(render(incident, entries), directory)
 
 
 @cli.command()
@@ -478,7 +485,7 @@ def playbooks_validate(
     for error in errors:
         typer.echo(error)
     if errors:
-        typer.echo(f"{len(errors)} error(s) in {folder}")
+        typer.echo(f"{plural(len(errors), 'error')} in {folder}")
         raise typer.Exit(1)
     names = ", ".join(sorted(catalogue.playbooks))
     typer.echo(

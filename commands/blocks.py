@@ -28,6 +28,7 @@ from bot.core.models import (
     incident_ref,
     who,
 )
+from bot.core.numfmt import measured, plural
 from bot.core.text import compact, inert
 from bot.core.timefmt import clock_time, human_duration, stamp
 from bot.domain.history import (
@@ -553,7 +554,7 @@ def handover_reply(entry: TimelineEntry) -> Message:
     else:
         update += "\nA status prompt is due now."
     if s.get("unanswered"):
-        update += f" {s['unanswered']} prompt(s) unanswered."
+        update += f" {_plural(s['unanswered'], 'prompt')} unanswered."
     roles = " · ".join(f"{role}: {_person(user)}" for role, user in s.get("roles") or [])
     minutes = int(s.get("window_s") or 0) // 60
     recent = [
@@ -682,7 +683,7 @@ def diagnosis_blocks(
     for f in data.get("findings", []):
         unit = str(f.get("unit") or "")
         spaced = unit if unit in ("%", "") else f" {unit}"
-        value = f" *{f['value']:g}{spaced}*" if f.get("value") is not None else ""
+        value = f" *{measured(f['value'])}{spaced}*" if f.get("value") is not None else ""
         threshold = f" _({f['threshold']})_" if f.get("threshold") else ""
         lines.append(
             f"{BAND_EMOJI.get(f['band'], '•')} {f['title']}:{value} {f['band']}{threshold}"
@@ -1044,7 +1045,7 @@ def export_posted(
     link = f"<{permalink}|{filename}>" if permalink else f"`{filename}`"
     return confirmation(
         f":lock: Posted the evidence bundle of *{ref}* in its thread as {link}: {entries}"
-        f" timeline entries with their hashes, {changes} change record(s). Bundle SHA-256"
+        f" timeline entries with their hashes, {plural(changes, 'change record')}. Bundle SHA-256"
         f" `{digest}`; `icbot audit verify --bundle {filename}` checks it offline."
     )
 
@@ -1128,7 +1129,8 @@ def timeline_listing(
     page = min(max(page, 1), len(pages))
     shown = [entries[i] for i in pages[page - 1]]
     lines = [_timeline_line(e) for e in shown]
-    title = f"*Timeline of {incident.ref}: {inert(incident.title)}* ({len(entries)} entries)"
+    counted = plural(len(entries), "entry", "entries")
+    title = f"*Timeline of {incident.ref}: {inert(incident.title)}* ({counted})"
     if len(pages) > 1:
         title += f" · page {page} of {len(pages)}: #{shown[0].seq} to #{shown[-1].seq}"
     blocks: list[Block] = [_mrkdwn(title)]

@@ -52,6 +52,7 @@ class IcHandlers:
             services.incidents,
             services.chat,
             picture_link=lambda i: self.links.url(i.id, now=services.clock(), suffix=".svg"),
+            directory=services.directory,
         )
         self.exports = Exports(services.pool, services.chat, clock=services.clock)
 

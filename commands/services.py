@@ -27,7 +27,7 @@ from bot.domain.jira import Followups, JiraQueue
 from bot.domain.pager import Pager, PagerQueue
 from bot.domain.pager_events import PagerEvents
 from bot.domain.policy import SeverityPolicy
-from bot.domain.ports import Chat
+from bot.domain.ports import Chat, Directory
 from bot.domain.prompts import Prompter
 from bot.domain.scribe import Scribe
 from bot.domain.uow import UnitOfWork
@@ -69,3 +69,4 @@ class Services:
     followups: Followups | None = None
     jira_queue: JiraQueue | None = None  # JIRA_URL, JIRA_EMAIL, JIRA_API_TOKEN, JIRA_PROJECT set
     grafana_queue: GrafanaQueue | None = None  # GRAFANA_URL and GRAFANA_TOKEN set (issue 21)
+    directory: Directory | None = None  # names for mentions in files (users.info, cached)

@@ -472,8 +472,12 @@ class FakeKubernetes(StandIn):
         container: str = "app",
         annotations: Mapping[str, str] | None = None,
         strategy: Mapping[str, Any] | None = None,
+        age: float = 3600.0,
     ) -> dict[str, Any]:
         """Seed a rolled-out Deployment plus its ReplicaSet history and running pods.
+
+        ``age``: seconds since the current revision went out; each earlier one went out an hour
+        before the next.
 
         ``history`` lists earlier images, oldest first: each gets a scaled-to-zero ReplicaSet
         with revisions 1..n, the current ``image`` gets revision n+1 and ``replicas`` pods
@@ -511,7 +515,7 @@ class FakeKubernetes(StandIn):
                 "namespace": namespace,
                 "uid": self._uid(),
                 "generation": len(images),
-                "creationTimestamp": _rfc3339(now - 3600 * len(images)),
+                "creationTimestamp": _rfc3339(now - age - 3600 * (len(images) - 1)),
                 "labels": dict(labels),
                 "annotations": {**(annotations or {}), REVISION: str(len(images))},
             },
@@ -522,7 +526,7 @@ class FakeKubernetes(StandIn):
         self._commit("deployments", dep, "ADDED")
         for i, img in enumerate(images):
             rs = self._new_replicaset(
-                dep, template(img), i + 1, created=now - 3600 * (len(images) - i)
+                dep, template(img), i + 1, created=now - age - 3600 * (len(images) - 1 - i)
             )
             rs["spec"]["replicas"] = replicas if i == len(images) - 1 else 0
             self._commit("replicasets", rs, "ADDED")

@@ -335,7 +335,12 @@ class SimulatedPlatform:
             )
         for name, spec in self.scenario.deployments.items():
             self.kube.add_deployment(
-                spec.namespace, name, spec.image, replicas=spec.replicas, history=spec.history
+                spec.namespace,
+                name,
+                spec.image,
+                replicas=spec.replicas,
+                history=spec.history,
+                age=spec.uptime or 0.0,  # the scenario's "went out 12 minutes ago"
             )
             self._epochs[name] = _Epoch(spec.image, None, spec.uptime or 0.0)
             self._seen_deployments[name] = (spec.image, None, spec.replicas)

@@ -53,6 +53,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
@@ -205,7 +206,11 @@ class FakeSlack(StandIn):
         channels: Iterable[str] = ("waqiti-incidents",),
         bot_name: str = "icbot",
         clock: Callable[[], float] = time.time,
+        users_file: Path | None = None,
     ) -> None:
+        """`users_file`: where the workspace's members are kept between runs, as Slack's
+        `users.list` answers them (the shell's people keep their ids, and `icbot postmortem`
+        names them from it)."""
         self.token = token
         self.bot_user_id = bot_user_id
         self.team_id = team_id
@@ -251,6 +256,9 @@ class FakeSlack(StandIn):
 
         self._users[bot_user_id] = _User(bot_user_id, bot_name, bot_name, True, self._created)
         self._user_by_name[bot_name] = bot_user_id
+        self.users_file = users_file
+        if users_file is not None:
+            self._load_users(users_file)
         for name in channels:
             self.add_channel(name)
 
@@ -365,7 +373,35 @@ class FakeSlack(StandIn):
         self._user_by_name[name] = uid
         if email:
             self.emails[email.lower()] = uid
+        self._save_users()
         return uid
+
+    def _load_users(self, path: Path) -> None:
+        try:
+            members = json.loads(path.read_text(encoding="utf-8")).get("members") or []
+        except FileNotFoundError:
+            return
+        for member in members:
+            uid, name = str(member["id"]), str(member["name"])
+            if uid == self.bot_user_id or name in self._user_by_name:
+                continue
+            real_name = str(member.get("real_name") or name)
+            self._users[uid] = _User(uid, name, real_name, False, int(member.get("updated", 0)))
+            self._user_by_name[name] = uid
+            email = (member.get("profile") or {}).get("email")
+            if email:
+                self.emails[str(email).lower()] = uid
+            if uid.startswith("U") and uid[1:].isdigit():
+                self._next_user = max(self._next_user, int(uid[1:]) + 1)
+
+    def _save_users(self) -> None:
+        if self.users_file is None:
+            return
+        people = [self._render_user(u) for u in self._users.values() if not u.is_bot]
+        self.users_file.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.users_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"ok": True, "members": people}, indent=1) + "\n")
+        temporary.replace(self.users_file)
 
     def add_usergroup(self, group_id: str, user_ids: Iterable[str]) -> None:
         """A Slack user group (``S…``) and its members, for ``usergroups.users.list``."""

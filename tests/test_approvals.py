@@ -409,3 +409,9 @@ async def test_a_run_that_outlives_the_sweepers_limit_still_reports_its_real_out
     assert "finished after it had been reported interrupted" in results[1]["text"]
     image = fake.deployment(NS, DEPLOY)["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "payments:1.4.1"
+
+
+async def test_a_request_for_one_approval_says_approval_without_a_plural(rbot: Bot) -> None:
+    await _request_rollback(rbot)
+    rows = await rbot.fetch("SELECT text FROM timeline WHERE kind = 'approval_requested'")
+    assert "needing 1 approval from" in rows[0]["text"], rows[0]["text"]

@@ -79,6 +79,17 @@ def test_declaring_an_incident_suggests_its_playbook_first(
     assert suggested[:1] == [expected], (title, suggested)
 
 
+@pytest.mark.parametrize(
+    "title",
+    ["Second incident", "Test incident sev4", "Something is wrong", "Weird issue in prod"],
+)
+def test_a_title_without_a_distinctive_word_suggests_no_playbook(
+    catalogue: Catalogue, title: str
+) -> None:
+    """Words most playbooks share ("incident", "service") say nothing about which one fits."""
+    assert [p.name for p in catalogue.suggest(title)] == []
+
+
 def test_names_and_aliases_are_unique_across_playbooks(catalogue: Catalogue) -> None:
     keys = [k for p in catalogue.playbooks.values() for k in [p.name, *p.aliases]]
     assert sorted(k for k in set(keys) if keys.count(k) > 1) == []

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from bot.core.models import Incident, Status, TimelineEntry
+from bot.domain.drafts import named
 from bot.domain.postmortem import figures, render
 from bot.domain.timeline import Kind
 from commands import blocks
@@ -379,11 +380,16 @@ async def scripted_incident(bot: Bot) -> None:
     await bot.command(
         "resolve Bad deploy halved the DB pool; rolled back to revision 41", user="dana"
     )
-    assert dana == "U0000000001"  # the golden file names people by these ids
+    assert dana == "U0000000001"  # ids stay stable run after run (the file shows their names)
 
 
-def _icbot(args: list[str], dsn: str) -> subprocess.CompletedProcess[str]:
+def _icbot(
+    args: list[str], dsn: str, slack: FakeSlack | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`slack`: the workspace the CLI asks for people's names (`users.info`)."""
     env = {**os.environ, "DATABASE_URL": dsn, "LOG_FORMAT": "console"}
+    if slack is not None:
+        env |= {"SLACK_BOT_TOKEN": slack.token, "SLACK_API_URL": slack.url}
     return subprocess.run(
         [sys.executable, "-m", "bot", *args], env=env, capture_output=True, text=True, timeout=120
     )
@@ -404,7 +410,7 @@ async def test_scripted_incident_postmortem_matches_the_golden_file(dsn: str) ->
         # The CLI prints the same bytes (posting the draft, recorded since, changed none of
         # it), and the chain behind them verifies.
         assert (await bot.kinds())[-1] == Kind.POSTMORTEM_POSTED
-        printed = _icbot(["postmortem", "INC-1"], dsn)
+        printed = await asyncio.to_thread(_icbot, ["postmortem", "INC-1"], dsn, slack)
         assert printed.returncode == 0, printed.stderr
         assert printed.stdout.encode("utf-8") == posted.content
         assert (await bot.services.incidents.verify(1)).ok
@@ -420,8 +426,9 @@ async def test_postmortem_cli_reports_an_unknown_incident(bot: Bot, dsn: str) ->
 
 
 async def _draft_now(bot: Bot, number: int = 1) -> str:
+    """The draft as a file shows it: rendered from the timeline, people named."""
     incident, entries = await bot.services.incidents.timeline(number)
-    return render(incident, entries)
+    return await named(render(incident, entries), bot.services.directory)
 
 
 async def _posted_entries(bot: Bot) -> list[Any]:
@@ -497,10 +504,11 @@ async def test_the_posted_draft_can_be_rebuilt_from_the_timeline_alone(bot: Bot)
     await bot.command("note Root cause: the pool was halved", user="erin")  # the timeline moves on
     incident, entries = await bot.services.incidents.timeline(1)
     [entry] = [e for e in entries if e.kind == Kind.POSTMORTEM_POSTED]
-    rebuilt = render(incident, [e for e in entries if e.seq <= entry.data["upto"]])
+    upto = [e for e in entries if e.seq <= entry.data["upto"]]
+    rebuilt = await named(render(incident, upto), bot.services.directory)
     [posted] = bot.posted_files(1)
     assert rebuilt.encode("utf-8") == posted.content
-    assert render(incident, entries) != rebuilt
+    assert render(incident, entries) != render(incident, upto)
 
 
 async def test_asking_again_posts_a_fresh_draft_as_the_timeline_grows(bot: Bot) -> None:
@@ -632,3 +640,31 @@ async def test_a_deleted_message_takes_the_drafts_that_could_quote_it_out_of_the
     assert note["data"]["drafts_removed"] == [quoting.id]
     assert all("hunter2" not in text for text in bot.thread_texts(1))
     assert (await bot.services.incidents.verify(1)).ok
+
+
+async def test_the_posted_draft_names_people_where_the_timeline_has_their_ids(bot: Bot) -> None:
+    """Slack shows a file as it is: `<@U…>` in it would be raw ids. The timeline keeps them."""
+    await _an_incident(bot)
+    await bot.command("postmortem INC-1", user="erin")
+    [posted] = bot.posted_files(1)
+    draft = (posted.content or b"").decode("utf-8")
+    assert "<@U" not in draft, draft
+    assert "Declared by @dana as SEV2" in draft and "Mitigated (@dana): rolled back" in draft
+    texts = [r["text"] for r in await bot.fetch("SELECT text FROM timeline ORDER BY seq")]
+    assert any(f"<@{bot.slack.user_id('dana')}>" in text for text in texts)  # stored unchanged
+    assert (await bot.services.incidents.verify(1)).ok
+
+
+async def test_names_come_from_users_info_asked_once_per_person(bot: Bot) -> None:
+    await _an_incident(bot)
+    await bot.command("postmortem INC-1", user="erin")
+    await bot.command("postmortem INC-1", user="dana")
+    asked = [c.args.get("user") for c in bot.slack.calls_to("users.info")]
+    assert asked == [bot.slack.user_id("dana")], asked  # the second draft's names were cached
+
+
+async def test_postmortem_cli_names_people_from_slack(bot: Bot, dsn: str) -> None:
+    await _an_incident(bot)
+    printed = await asyncio.to_thread(_icbot, ["postmortem", "INC-1"], dsn, bot.slack)
+    assert printed.returncode == 0, printed.stderr
+    assert "<@U" not in printed.stdout and "@dana" in printed.stdout, printed.stdout

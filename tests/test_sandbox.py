@@ -399,7 +399,7 @@ def test_bad_deploy_rollback_approved_by_another_user_heals_the_platform(dsn: st
     assert "CRITICAL: SAGA compensation rate, payment-service pods not ready" in first
     assert "(CrashLoopBackOff)" in first
     card = _after(out, "@sam> /rollback payment-service")
-    assert "to revision 2: `waqiti/payment-service:1.4.1`" in card
+    assert "to revision 2: waqiti/payment-service:1.4.1" in card
     approved = _after(out, "@dana> approve")
     assert "Done and verified (by @dana)" in approved
     assert "successfully rolled out (3/3 ready)" in approved
@@ -490,7 +490,7 @@ def test_healthy_platform_diagnoses_normal_and_a_drill_rollback_stays_healthy(ds
     for playbook in ("saga", "alert-delivery", "audit-gap"):
         section = _after(out, f"@sam> /diagnose {playbook}").split("\n@sam> ")[0]
         assert "All checks are within normal ranges." in section, section
-    assert "revision 3: `waqiti/payment-service:1.4.1` ← current" in out
+    assert "revision 3: waqiti/payment-service:1.4.1 ← current" in out
     assert "Done and verified (by @dana)" in _after(out, "@dana> approve")
     assert "Sandbox healthy: the platform is healthy ✓" in out
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 SCRIPT = (
@@ -17,14 +18,16 @@ SCRIPT = (
 
 
 def _run(stdin: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bot"],
-        input=stdin,
-        env={**os.environ, "USER": "sam", **env},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    # A data directory of its own unless the test gives one: the shell keeps its people there.
+    with tempfile.TemporaryDirectory(prefix="icbot-test-data-") as home:
+        return subprocess.run(
+            [sys.executable, "-m", "bot"],
+            input=stdin,
+            env={**os.environ, "USER": "sam", "XDG_DATA_HOME": home, **env},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
 
 
 def test_piped_script_prints_card_thread_replies_and_timeline(dsn: str) -> None:

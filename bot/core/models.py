@@ -118,6 +118,16 @@ class Incident:
 
 
 @dataclass(frozen=True)
+class Member:
+    """A Slack member as `users.info` shows them: their email (scope `users:read.email`; None
+    when Slack shows none) and the name Slack shows (None for an id Slack does not know)."""
+
+    user_id: str
+    email: str | None
+    name: str | None
+
+
+@dataclass(frozen=True)
 class PagerIncident:
     """A PagerDuty incident, as far as the bot needs to know it."""
 

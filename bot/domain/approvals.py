@@ -18,13 +18,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bot.core import metrics
+from bot.core import metrics, yamlfile
 from bot.core.errors import ConfigError, Conflict, NotFound, UserError
 from bot.core.logs import get_logger
 from bot.core.models import IC, Incident, normalise_role
+from bot.core.numfmt import plural
 from bot.domain.incidents import Incidents
 from bot.domain.policy import Duration
 from bot.domain.timeline import Kind
@@ -112,10 +112,11 @@ def load_approvals(playbooks_dir: Path) -> ApprovalsFile:
     path = playbooks_dir / "approvals.yml"
     if not path.exists():
         return ApprovalsFile()
+    raw, root = yamlfile.read(path)
     try:
-        return ApprovalsFile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
-    except (yaml.YAMLError, ValidationError) as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+        return ApprovalsFile.model_validate(raw or {})
+    except ValidationError as exc:
+        raise ConfigError(yamlfile.problems(path, root, exc)) from exc
 
 
 def requirement(policy: ApprovalsFile, action: str, params: dict[str, Any]) -> Requirement:
@@ -280,8 +281,8 @@ class Approvals:
                 actor=actor,
                 occurred_at=now,
                 text=(
-                    f"<@{actor}> requests *{label}* (`{action}`), needing {need.required}"
-                    f" approval(s) from {who}: " + "; ".join(preview.lines)
+                    f"<@{actor}> requests *{label}* (`{action}`), needing"
+                    f" {plural(need.required, 'approval')} from {who}: " + "; ".join(preview.lines)
                 ),
                 data={"pending_id": pending.id, "action": action, "params": pending.params},
             )

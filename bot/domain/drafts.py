@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.core.errors import Conflict, NotFound
+from bot.core.mentions import mentioned, with_names
 from bot.core.models import Incident, TimelineEntry, incident_ref, who
 from bot.domain import once
 from bot.domain.incidents import Incidents
-from bot.domain.ports import Chat
+from bot.domain.ports import Chat, Directory
 from bot.domain.postmortem import Figures, figures, render
 from bot.domain.timeline import Kind
 from bot.domain.uow import UnitOfWork
@@ -55,6 +56,13 @@ def filename(incident: Incident) -> str:
     return f"postmortem-{incident.ref}.md"
 
 
+async def named(draft: str, directory: Directory | None) -> str:
+    """The draft with `<@U…>` as @names: a file in Slack shows mentions as typed, raw ids."""
+    if directory is None:
+        return draft
+    return with_names(draft, await directory.names(mentioned(draft)))
+
+
 def title(incident: Incident) -> str:
     return f"{incident.ref} post-mortem draft"
 
@@ -78,11 +86,13 @@ class Drafts:
         chat: Chat,
         *,
         picture_link: Callable[[Incident], str] | None = None,
+        directory: Directory | None = None,
     ) -> None:
         self.uow = uow
         self.incidents = incidents
         self.chat = chat
         self.picture_link = picture_link  # the incident page's SVG, linked from the post
+        self.directory = directory  # people's names for the file's mentions
 
     async def post(self, incident_id: int, *, actor: str) -> Posted:
         """Post the draft of the incident in its thread. Raises IntegrationError when Slack
@@ -99,7 +109,7 @@ class Drafts:
                     f"{incident.ref}'s card is not in <#{incident.channel_id}> yet, so its"
                     " thread has no place for the draft; try again in a moment."
                 )
-            draft = render(incident, entries)
+            draft = await named(render(incident, entries), self.directory)
             shown = figures(incident, entries)
             shared = await self.chat.share_file(
                 channel=incident.channel_id,

@@ -37,12 +37,12 @@ from bot.core.logs import get_logger
 from bot.core.models import Incident, TimelineEntry
 from bot.core.timefmt import clock_time, human_duration
 from bot.delivery.outbox import LEASE, LeasedQueue
+from bot.domain.ports import Directory
 from bot.domain.timeline import Kind
 from bot.domain.uow import UnitOfWork
 from bot.store import fallback as fallback_sql
 from bot.store import incidents as incidents_sql
 from bot.store import timeline as timeline_sql
-from bot.store.fallback import Person
 from bot.store.outbox import OutboxItem, OutboxKind
 
 log = get_logger(__name__)
@@ -75,12 +75,6 @@ class Mailer(Protocol):
         """Send one plain-text email; its Message-ID is made from `key` (stable across
         retries) and it joins the conversation `thread`. Returns the Message-ID. Raises
         IntegrationError (``permanent`` when the server refused it for good)."""
-        ...
-
-
-class Directory(Protocol):
-    async def person(self, user_id: str) -> Person:
-        """A Slack member's email (None if Slack shows none) and name. Raises IntegrationError."""
         ...
 
 
@@ -220,7 +214,7 @@ class EmailQueue(LeasedQueue):
             )
         for user_id in wanted:
             try:
-                person = await self.directory.person(user_id)
+                person = await self.directory.member(user_id)
             except IntegrationError as exc:  # Slack is failing: the cache stays as it was
                 log.info("email.lookup_failed", user=user_id, error=str(exc))
                 return 0

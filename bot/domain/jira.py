@@ -28,6 +28,7 @@ from bot.core.logs import get_logger
 from bot.core.models import Incident, TimelineEntry, who
 from bot.delivery.outbox import LEASE, LeasedQueue
 from bot.domain.incidents import Change, Incidents
+from bot.domain.ports import Directory
 from bot.domain.timeline import Kind
 from bot.domain.uow import UnitOfWork
 from bot.store import Conn
@@ -81,12 +82,6 @@ class Tracker(Protocol):
     async def resolve_issue(self, key: str) -> bool:
         """Move the issue to a Done status; False if it was done already."""
         ...
-
-
-class Directory(Protocol):
-    """Slack users' emails (`users.info`, cached)."""
-
-    async def email(self, user_id: str) -> str | None: ...
 
 
 def item_label(incident: Incident, item_seq: int) -> str:
@@ -306,7 +301,7 @@ class JiraQueue(LeasedQueue):
 
     async def _email(self, user_id: str) -> str | None:
         try:
-            return await self.directory.email(user_id)
+            return (await self.directory.member(user_id)).email
         except IntegrationError as exc:  # filed without an assignee rather than not at all
             log.warning("jira.owner_email_unknown", user=user_id, error=str(exc))
             return None

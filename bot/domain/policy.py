@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from bot.core import yamlfile
 from bot.core.errors import ConfigError
 from bot.core.timefmt import parse_duration
 
@@ -84,18 +84,13 @@ class SeverityPolicy:
 def load_severity_policy(playbooks_dir: Path) -> SeverityPolicy:
     path = playbooks_dir / "severities.yml"
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw, root = yamlfile.read(path)
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: not found") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
     try:
         parsed = SeverityFile.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from exc
+        raise ConfigError(yamlfile.problems(path, root, exc)) from exc
     keys = [stage.key for stage in parsed.post_incident]
     if len(set(keys)) != len(keys):
         raise ConfigError(f"{path}: post_incident stage keys must be unique")
@@ -107,10 +102,15 @@ def load_severity_policy(playbooks_dir: Path) -> SeverityPolicy:
         try:
             level.prompt.format(who="", ref="", title="", severity="", since="")
         except (KeyError, IndexError, ValueError) as exc:
-            raise ConfigError(f"{path}: {key}.prompt has an unknown placeholder: {exc}") from exc
+            raise ConfigError(
+                f"{yamlfile.where(path, root, [key, 'prompt'])} has an unknown placeholder: {exc}"
+            ) from exc
         for name in level.escalate_to:
             if name not in parsed.contacts:
-                raise ConfigError(f"{path}: {key}.escalate_to names unknown contact {name!r}")
+                raise ConfigError(
+                    f"{yamlfile.where(path, root, [key, 'escalate_to'])} names unknown contact"
+                    f" {name!r}"
+                )
     return SeverityPolicy(
         levels={key: getattr(parsed, key) for key in SEVERITY_KEYS},
         default=parsed.default,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from bot.core.models import Member
 
 
 @dataclass(frozen=True)
@@ -62,4 +65,19 @@ class Chat(Protocol):
 
     async def delete_file(self, file_id: str) -> None:
         """Delete a file the bot shared (gone already is fine). Raises IntegrationError."""
+        ...
+
+
+class Directory(Protocol):
+    """Who a Slack user id is (`users.info`, cached): names for text Slack will not render (a
+    file, the terminal), emails for a Jira assignee and the email fallback."""
+
+    async def names(self, user_ids: Collection[str]) -> dict[str, str]:
+        """The display name of each of `user_ids` the workspace knows (others are left out).
+        Raises IntegrationError."""
+        ...
+
+    async def member(self, user_id: str) -> Member:
+        """The member's email and name (both None for an id the workspace does not know).
+        Raises IntegrationError."""
         ...

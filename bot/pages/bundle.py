@@ -36,6 +36,7 @@ import asyncpg
 from bot.core.errors import Conflict, NotFound
 from bot.core.models import Clock, TimelineEntry, incident_ref, who
 from bot.core.models import Status as IncidentStatus
+from bot.core.numfmt import plural
 from bot.domain import once, timeline
 from bot.domain.ports import Chat, SharedFile
 from bot.domain.timeline import Kind
@@ -281,7 +282,7 @@ def change_markdown(doc: dict[str, Any], change: dict[str, Any]) -> str:
     lines.append(f"- Requested by {req['by']} at {req['at']}{seq}")
     policy = change["policy"]
     lines.append(
-        f"- Policy: {policy['required']} approval(s) from {', '.join(policy['approvers'])}"
+        f"- Policy: {plural(policy['required'], 'approval')} from {', '.join(policy['approvers'])}"
     )
     for a in change["approved"]:
         lines.append(f"- Approved by {a['by']} at {a['at']} (timeline entry {a['seq']})")

@@ -66,9 +66,10 @@ class Threshold(BaseModel):
 
     def describe(self) -> str:
         w, c, u = f"{self.warning:g}", f"{self.critical:g}", self.unit
+        warning = f"at {w}{u}" if w == c else None  # a band of one value: said once
         if self.direction == "above":
-            return f"normal <{w}{u}, warning {w}-{c}{u}, critical >{c}{u}"
-        return f"normal >{w}{u}, warning {c}-{w}{u}, critical <{c}{u}"
+            return f"normal <{w}{u}, warning {warning or f'{w}-{c}{u}'}, critical >{c}{u}"
+        return f"normal >{w}{u}, warning {warning or f'{c}-{w}{u}'}, critical <{c}{u}"
 
 
 class CheckRef(BaseModel):
@@ -189,14 +190,21 @@ class Catalogue:
         return next((p for p in self.playbooks.values() if key in p.aliases), None)
 
     def suggest(self, text: str, *, limit: int = 3) -> list[Playbook]:
-        """Playbooks whose name, aliases or symptoms share words with `text`."""
+        """Playbooks whose name, aliases or symptoms share words with `text`. A word found in
+        more than a fifth of the playbooks (at least two) tells them apart no better than
+        "incident" does, and is not counted."""
         words = _words(text)
-        scored = []
-        for playbook in self.playbooks.values():
-            vocab = _words(
+        vocabs = {
+            playbook.name: _words(
                 " ".join([playbook.name, playbook.title, *playbook.aliases, *playbook.symptoms])
             )
-            score = len(words & vocab)
+            for playbook in self.playbooks.values()
+        }
+        common_over = max(2, len(vocabs) // 5)
+        words = {w for w in words if sum(w in v for v in vocabs.values()) <= common_over}
+        scored = []
+        for playbook in self.playbooks.values():
+            score = len(words & vocabs[playbook.name])
             if score:
                 scored.append((-score, playbook.name, playbook))
         return [p for _, _, p in sorted(scored)[:limit]]

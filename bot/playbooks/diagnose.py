@@ -19,6 +19,7 @@ from bot.core.errors import IntegrationError, NotFound
 from bot.core.logs import get_logger
 from bot.core.metrics import REDACTIONS
 from bot.core.models import Incident
+from bot.core.numfmt import measured, plural
 from bot.domain.incidents import Incidents
 from bot.domain.timeline import Kind
 from bot.domain.uow import UnitOfWork
@@ -126,7 +127,7 @@ def verdict(findings: Sequence[Finding]) -> tuple[str, str]:
     if warning:
         parts.append("warning: " + ", ".join(warning))
     if broken:
-        parts.append(f"{len(broken)} check(s) could not run ({', '.join(broken)})")
+        parts.append(f"{plural(len(broken), 'check')} could not run ({', '.join(broken)})")
     if not parts:
         return worst, "All checks are within normal ranges."
     return worst, "; ".join(parts) + "."
@@ -150,7 +151,7 @@ def report_text(report: Report) -> str:
     lines = [f"Diagnosis `{report.playbook}` ({report.title}): {report.verdict}"]
     for f in report.findings:
         unit = f.unit if f.unit in ("%", "") else f" {f.unit}"
-        value = f" = {f.value:g}{unit}" if f.value is not None else ""
+        value = f" = {measured(f.value)}{unit}" if f.value is not None else ""
         lines.append(f"• {f.title}{value} [{f.band}] {f.detail}")
     return "\n".join(lines)
 

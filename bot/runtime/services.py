@@ -29,6 +29,7 @@ from bot.domain.pager import PagerQueue
 from bot.domain.pager_events import PagerEvents
 from bot.domain.pager_summary import PagerSummary
 from bot.domain.policy import load_severity_policy
+from bot.domain.ports import Directory
 from bot.domain.prompts import Prompter
 from bot.domain.scribe import Scribe
 from bot.domain.uow import UnitOfWork
@@ -46,7 +47,6 @@ from bot.integrations.kubernetes import KubeWriter, default_namespace
 from bot.integrations.pagerduty import PagerDutyAdapter
 from bot.integrations.slack import SlackChat, SlackMessages
 from bot.integrations.slack_directory import SlackDirectory
-from bot.integrations.slack_emails import SlackEmails
 from bot.integrations.smtp import SmtpMailer
 from bot.integrations.statuspage import StatuspageClient
 from bot.integrations.vault import VaultSecrets
@@ -142,7 +142,8 @@ async def open_services(
             uow.after_commit(pager_queue.kick)
         if incident_events is not None:
             uow.after_commit(incident_events.kick)
-        email_queue = _email_queue(settings, uow, outbox, client, links)
+        directory = SlackDirectory(client)  # users.info, cached: names and emails
+        email_queue = _email_queue(settings, uow, outbox, directory, links)
         if email_queue is not None:
             uow.after_commit(email_queue.kick)
 
@@ -187,7 +188,7 @@ async def open_services(
             JiraQueue(
                 uow,
                 jira,
-                SlackEmails(client),
+                directory,
                 page_link=lambda incident_id: links().url(incident_id, now=clock()),
                 lease=timedelta(seconds=settings.outbox_lease_seconds),
             )
@@ -329,6 +330,7 @@ async def open_services(
             followups=followups,
             jira_queue=jira_queue,
             grafana_queue=grafana_queue,
+            directory=directory,
         )
         if run_workers:
             workers.append(asyncio.create_task(outbox.run_forever(), name="outbox"))
@@ -413,7 +415,7 @@ def _email_queue(
     settings: Settings,
     uow: UnitOfWork,
     outbox: Outbox,
-    client: AsyncWebClient,
+    directory: Directory,
     links: Callable[[], Linker],
 ) -> EmailQueue | None:
     """Email when Slack is down: SMTP_URL set, else off (and the outbox watches nothing)."""
@@ -427,7 +429,7 @@ def _email_queue(
         uow,
         mailer,
         watch=watch,
-        directory=SlackDirectory(client),
+        directory=directory,
         renderer=MailRenderer(),
         fallback=settings.fallback_email_list,
         link=lambda incident_id, now: links().url(incident_id, now=now),

@@ -27,11 +27,14 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot.core.errors import UserError
 from bot.core.ids import Metadata
+from bot.core.mentions import mentioned
 from bot.core.models import Clock, Incident, Status, utcnow
 from bot.core.settings import Settings
 from bot.delivery.outbox import ChannelPacer
 from bot.domain.scribe import PIN_REACTION
+from bot.runtime.directory import shell_users
 from bot.runtime.services import open_services
+from bot.runtime.terminal_text import terminal_text
 from bot.store import captures as captures_sql
 from bot.store.db import database
 from commands.app import SHORTCUTS, SLASH_COMMANDS, build_slack_app
@@ -43,22 +46,6 @@ from sandbox.slack_requests import SignedRequest, SlackRequests
 MENTION_TYPED = re.compile(r"(?<![<\w])@([a-z0-9][a-z0-9._-]{0,40})", re.I)
 USER_REF = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
 CHANNEL_REF = re.compile(r"<#([A-Z0-9]+)(?:\|([^>]*))?>")
-BOLD = re.compile(r"\*([^*\n]+)\*")
-LINK_REF = re.compile(r"<(https?://[^|>]+)\|([^>]+)>")
-EMOJI = {
-    ":rotating_light:": "🚨", ":white_check_mark:": "✅", ":mag:": "🔍", ":dart:": "🎯",
-    ":hammer_and_wrench:": "🛠", ":eyes:": "👀", ":adhesive_bandage:": "🩹", ":memo:": "📝",
-    ":loudspeaker:": "📢", ":bust_in_silhouette:": "👤", ":chart_with_upwards_trend:": "📈",
-    ":red_circle:": "🔴", ":large_orange_circle:": "🟠", ":large_yellow_circle:": "🟡",
-    ":white_circle:": "⚪", ":warning:": "⚠️", ":small_blue_diamond:": "🔹",
-    ":alarm_clock:": "⏰", ":telephone_receiver:": "📞", ":clipboard:": "📋",
-    ":ballot_box_with_check:": "☑️", ":stethoscope:": "🩺", ":large_green_circle:": "🟢",
-    ":information_source:": "💡", ":raised_hand:": "✋", ":x:": "❌", ":hourglass:": "⌛",
-    ":grey_question:": "❔", ":pager:": "📟", ":gear:": "⚙️", ":no_entry:": "⛔",
-    ":hourglass_flowing_sand:": "⏳", ":speech_balloon:": "💬", ":pushpin:": "📌",
-    ":no_entry_sign:": "🚫", ":page_facing_up:": "📄",
-    ":ticket:": "🎫",
-}  # fmt: skip
 FILE_LINES = 60  # of a file shared in a thread, shown in the terminal; the rest is counted
 SHELL_HELP = """Type Slack commands as you would in #{channel}:
   /ic declare Payments failing sev2    /ic assign @dana scribe    /ic status Mitigating
@@ -103,6 +90,8 @@ class Shell:
         self.app = app
         self.slack = slack
         self.out = out
+        # bold, italic and dim code on a terminal that shows them; plain text down a pipe
+        self.styled = out.isatty() and not os.environ.get("NO_COLOR")
         self.requests = SlackRequests(signing_secret=secrets.token_hex(16))
         self.channel_name = services.settings.incident_channel.lstrip("#")
         self.channel_id = services.channel_id
@@ -119,6 +108,10 @@ class Shell:
         self.open_numbers: list[int] = []  # INC-n of the open incidents, for Tab completion
         self._events: list[tuple[str, Any]] = []
         self._digest_lines: dict[str, set[str]] = {}  # digest message ts -> lines printed
+        self._printed: dict[str, list[str]] = {}  # message ts -> its lines as last printed
+        self._acting = False  # a line typed here is being handled (not a timer's post)
+        self._known: dict[str, str] = {}  # user id -> name, as users.info gave it
+        self.platform_hint = False  # no sandbox: say once where /diagnose finds something
         slack.on_change.append(lambda kind, obj: self._events.append((kind, obj)))
         slack.deliver_events_to(self.requests, self._deliver)
 
@@ -127,7 +120,11 @@ class Shell:
     async def handle(self, line: str) -> bool:
         """Run one line; False means quit."""
         async with self.busy:
-            return await self._handle(line)
+            self._acting = True
+            try:
+                return await self._handle(line)
+            finally:
+                self._acting = False
 
     async def _handle(self, line: str) -> bool:
         line = line.strip()
@@ -168,6 +165,12 @@ class Shell:
                 self.print(f"(Slack: {command} is not a command this app has; try /ic help)")
                 return True
             await self._slash(command, self._mentions(text.strip()))
+            if command == "/diagnose" and text.strip() and self.platform_hint:
+                self.platform_hint = False
+                self.print(
+                    "(no platform runs beside this shell, so the checks reach nothing:"
+                    " icbot shell --sandbox starts one where every playbook finds something)"
+                )
         else:
             await self._click(line)
         return True
@@ -183,7 +186,7 @@ class Shell:
         while (left := deadline - asyncio.get_running_loop().time()) > 0:
             await asyncio.sleep(min(left, 0.2))
             await self._drain()
-            self.flush()
+            await self._flush()
 
     def _slack_outage(self, arg: str) -> None:
         """`/slack down`, `/slack up`: Slack's Web API answers 503 (the email fallback's drill)."""
@@ -483,7 +486,7 @@ class Shell:
     async def _settle(self) -> None:
         await self.services.inflight.idle()
         await self._drain()
-        self.flush()
+        await self._flush()
 
     def _form_errors(self, form: Form, body: str) -> None:
         """The app refused the modal: show the errors and ask those fields again."""
@@ -512,9 +515,30 @@ class Shell:
         self.out.write(text + "\n")
         self.out.flush()
 
+    async def _flush(self) -> None:
+        """Print what happened, mentions named as Slack names them (`users.info`, cached)."""
+        directory = self.services.directory
+        if directory is not None and self._events:
+            seen = json.dumps([_said(obj) for _, obj in self._events])
+            unknown = mentioned(seen) - self._known.keys()
+            if unknown:
+                self._known.update(await directory.names(unknown))
+        self.flush()
+
+    def _user_name(self, user_id: str) -> str | None:
+        return self._known.get(user_id) or self.slack.user_name(user_id)
+
     def flush(self) -> None:
         events, self._events = self._events, []
-        for kind, obj in events:
+        # A message edited several times since the last flush is printed once, as it is now
+        # (the stand-in's Message is edited in place: earlier edits would print the same).
+        last_edit = {
+            obj.ts: i for i, (kind, obj) in enumerate(events)
+            if kind == "update" and isinstance(obj, Message)
+        }  # fmt: skip
+        for i, (kind, obj) in enumerate(events):
+            if kind == "update" and isinstance(obj, Message) and last_edit[obj.ts] != i:
+                continue
             if kind == "view" and isinstance(obj, dict):
                 self._open_form(obj)
             elif isinstance(obj, Message):
@@ -539,7 +563,12 @@ class Shell:
                         self.print(f"  ↳ {line}")
                 self._show_files(message, prefix="  ↳ ")
                 return
+            previous = self.buttons
             lines = self._render_own(message.blocks, message.text, message=message)
+            if kind == "update" and self._printed.get(message.ts) == lines:
+                self.buttons = previous  # an edit that changed nothing shown: not printed again
+                return
+            self._printed[message.ts] = lines
             contexts = [b for b in message.blocks if b.get("type") == "context"]
             if len(lines) >= 2 and len(contexts) == len(lines) - 1 == len(message.blocks) - 1:
                 # an entry and its context lines (its time, a page link): one line
@@ -610,11 +639,19 @@ class Shell:
         self, blocks: list[dict[str, Any]], fallback: str, *, message: Message | None
     ) -> list[str]:
         """Render a message; its buttons become the numbered ones. One without buttons (a reply
-        posted by a timer or a webhook meanwhile) leaves the previous buttons clickable."""
+        posted by a timer or a webhook meanwhile) leaves the previous buttons clickable, unless
+        what was typed moved on to another incident's thread (a new card, a reply elsewhere):
+        the buttons left behind there are no longer the ones to choose from."""
         previous, self.buttons = self.buttons, []
         lines = self._render(blocks, fallback, message=message)
         if not self.buttons:
-            self.buttons = previous
+            moved_on = (
+                self._acting
+                and message is not None
+                and any(b.message is not None and _thread(b.message) != _thread(message)
+                        for b in previous)
+            )  # fmt: skip
+            self.buttons = [] if moved_on else previous
         return lines
 
     def _render(
@@ -689,19 +726,21 @@ class Shell:
             if self._events and not self.busy.locked():
                 async with self.busy:
                     await self._drain()
-                    self.flush()
+                    await self._flush()
 
     def _names(self, text: str) -> str:
         """`<@U…>` and `<#C…>` as the @name and #channel a reader knows; nothing else changed."""
-        text = USER_REF.sub(lambda m: "@" + (self.slack.user_name(m.group(1)) or m.group(1)), text)
+        text = USER_REF.sub(lambda m: "@" + (self._user_name(m.group(1)) or m.group(1)), text)
         return CHANNEL_REF.sub(lambda m: "#" + (m.group(2) or self._channel_name(m.group(1))), text)
 
     def _plain(self, text: str) -> str:
-        text = self._names(text)
-        text = LINK_REF.sub(lambda m: f"{m.group(2)} ({m.group(1)})", text)
-        for code, emoji in EMOJI.items():
-            text = text.replace(code, emoji)
-        return BOLD.sub(r"\1", text)
+        """Slack mrkdwn as the terminal shows it (`bot/runtime/terminal_text.py`)."""
+        return terminal_text(
+            text,
+            user_name=self._user_name,
+            channel_name=self._channel_name,
+            styled=self.styled,
+        )
 
     def _channel_name(self, channel_id: str) -> str:
         return self.channel_name if channel_id == self.channel_id else channel_id
@@ -768,7 +807,7 @@ async def run_shell(
     interactive = stdin.isatty()
     channel = settings.incident_channel.lstrip("#")
     async with (
-        FakeSlack(channels=(channel,)) as slack,
+        FakeSlack(channels=(channel,), users_file=shell_users(settings.data_dir)) as slack,
         ShellSandbox(scenario, out=out, state_dir=settings.data_dir) as sandbox,
     ):
         shell_settings = settings.model_copy(
@@ -786,6 +825,7 @@ async def run_shell(
             ) as services,
         ):
             shell = Shell(services, build_slack_app(services), slack, out)
+            shell.platform_hint = sandbox.platform is None
             printer = asyncio.create_task(shell.background())
             if interactive:
                 shell.print(SHELL_HELP.format(channel=channel))
@@ -799,6 +839,18 @@ async def run_shell(
             with contextlib.suppress(asyncio.CancelledError):
                 await printer
     return 0
+
+
+def _said(obj: Any) -> Any:
+    """What a printed event says (text and blocks), for the mentions in it."""
+    if isinstance(obj, Message | Ephemeral):
+        return [obj.text, obj.blocks]
+    return obj if isinstance(obj, dict) else None
+
+
+def _thread(message: Message) -> str:
+    """The ts of the thread a message is in (a card is its own thread)."""
+    return message.thread_ts or message.ts
 
 
 def _is_text(content: bytes) -> bool:

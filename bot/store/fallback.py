@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.core import guard
+from bot.core.models import Member
 from bot.store import Conn
 
 EMAIL_CHANNEL = "email"
@@ -15,13 +16,6 @@ EMAIL_CHANNEL = "email"
 class SlackHealth:
     failing_since: datetime | None
     down_since: datetime | None
-
-
-@dataclass(frozen=True)
-class Person:
-    user_id: str
-    email: str | None
-    name: str | None
 
 
 async def health(conn: Conn, *, lock: bool = False) -> SlackHealth:
@@ -120,11 +114,11 @@ async def enqueue_unposted(conn: Conn, *, kind: str, reply_kind: str, since: dat
     return int(status.split()[-1])
 
 
-async def people(conn: Conn, user_ids: list[str]) -> dict[str, Person]:
+async def people(conn: Conn, user_ids: list[str]) -> dict[str, Member]:
     rows = await conn.fetch(
         "SELECT user_id, email, name FROM user_emails WHERE user_id = ANY($1)", user_ids
     )
-    return {r["user_id"]: Person(r["user_id"], r["email"], r["name"]) for r in rows}
+    return {r["user_id"]: Member(r["user_id"], r["email"], r["name"]) for r in rows}
 
 
 async def uncached_role_holders(conn: Conn, *, stale_before: datetime, limit: int) -> list[str]:
@@ -141,7 +135,7 @@ async def uncached_role_holders(conn: Conn, *, stale_before: datetime, limit: in
     return [r["user_id"] for r in rows]
 
 
-async def remember(conn: Conn, person: Person, *, now: datetime) -> None:
+async def remember(conn: Conn, person: Member, *, now: datetime) -> None:
     await conn.execute(
         """INSERT INTO user_emails (user_id, email, name, fetched_at) VALUES ($1, $2, $3, $4)
            ON CONFLICT (user_id) DO UPDATE

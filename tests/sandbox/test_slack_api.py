@@ -17,16 +17,12 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from sandbox.slack_api import FakeSlack, Message
 from sandbox.slack_requests import SignedRequest, SlackRequests
 
-SPECS = Path(__file__).resolve().parents[2].parent / "shared" / "specs"
+SPECS = Path(__file__).resolve().parents[1] / "specs"  # vendored, MIT: tests/specs/README.md
 SAMPLES = SPECS / "slack" / "java-slack-sdk-json-logs" / "api"
 EVENT_SAMPLES = SPECS / "slack" / "java-slack-sdk-json-logs" / "events"
 BOLT_SAMPLES = SPECS / "slack" / "bolt-python-test-payloads"
 WRAPPER_SCHEMA = SPECS / "slack" / "slack_common_event_wrapper_schema.json"
 OPENAPI = SPECS / "slack" / "slack_web_openapi_v2.json"
-needs_specs = pytest.mark.skipif(
-    not SAMPLES.is_dir() or not OPENAPI.is_file(),
-    reason=f"Slack spec samples not found under {SPECS} (shape check needs ../shared/specs)",
-)
 
 SECTION = {"type": "section", "text": {"type": "mrkdwn", "text": "*SEV1* payments down"}}
 META = {"event_type": "incident_opened", "event_payload": {"incident_id": "INC-7", "sev": 1}}
@@ -676,7 +672,6 @@ async def test_without_somewhere_to_deliver_people_cannot_act(slack: FakeSlack) 
         await slack.user_says("waqiti-incidents", "erin", "hello?")
 
 
-@needs_specs
 async def test_delivered_events_have_the_keys_slack_sends(
     slack: FakeSlack, delivered: list[SignedRequest]
 ) -> None:
@@ -711,7 +706,6 @@ def _modal(**element: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
-@needs_specs
 async def test_views_open_answers_with_the_view_in_slacks_shape(
     slack: FakeSlack, client: AsyncWebClient
 ) -> None:
@@ -1128,7 +1122,6 @@ async def _exercise(method: str, slack: FakeSlack, client: AsyncWebClient) -> li
     return [resp.data]
 
 
-@needs_specs
 @pytest.mark.parametrize(
     "method",
     [
@@ -1154,7 +1147,6 @@ async def test_response_keys_appear_in_slack_sample_shape(
         assert _unknown_keys(body, shape) == [], f"{method} returned keys Slack never sends"
 
 
-@needs_specs
 async def test_file_answers_carry_the_keys_slack_s_samples_show(
     slack: FakeSlack, client: AsyncWebClient
 ) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.core import guard
+from bot.core.numfmt import measured
 from bot.playbooks.checks.probes import Probes
 from bot.playbooks.checks.registry import Reading, check
 
@@ -88,7 +89,9 @@ async def actuator_metric(p: MetricParams, probes: Probes) -> Reading:
     body = await probes.need_actuator().metric(p.service, p.metric, p.tags)
     value = _measurement(body, p.statistic) * p.scale
     unit = "%" if p.scale == 100 else str(body.get("baseUnit") or "")
-    return Reading(value=value, detail=f"{p.service} {p.metric} = {value:g}{unit}", unit=unit)
+    return Reading(
+        value=value, detail=f"{p.service} {p.metric} = {measured(value)}{unit}", unit=unit
+    )
 
 
 @check("actuator.ratio", RatioParams, "One actuator metric divided by another (e.g. SAGA rate).")
@@ -104,7 +107,7 @@ async def actuator_ratio(p: RatioParams, probes: Probes) -> Reading:
     unit = "%" if p.percent else ""
     return Reading(
         value=ratio,
-        detail=f"{numerator:g} of {denominator:g} ({ratio:.2f}{unit})",
+        detail=f"{numerator:g} of {denominator:g} ({measured(ratio)}{unit})",
         unit=unit,
     )
 
