@@ -373,7 +373,7 @@ def test_the_sandbox_bad_deploy_ends_with_annotations_and_a_pagerduty_summary_no
         )
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "Grafana: annotating the impact window (`waqiti-payments` panel 2" in out
+    assert "Grafana: annotating the impact window (waqiti-payments panel 2" in out
     # No "Mitigated" update: mitigated at the resolve, so one window (declared → resolved) each.
     assert (
         "Grafana annotations: waqiti-payments panel 2 (INC-1), waqiti-payment-saga panel 4 (INC-1)"

@@ -155,7 +155,7 @@ async def test_the_postmortem_shows_each_items_jira_key_and_tick(
     await settle(jira_bot)
     await jira_bot.command("postmortem")
     draft = jira_bot.posted_files(1)[-1].content.decode()
-    assert f"1. [x] Alert on DB pool saturation — <@{jira_bot.slack.user_id('dana')}>" in draft
+    assert "1. [x] Alert on DB pool saturation — @dana" in draft  # the file names people
     assert f"([PAY-1]({jira.url}/browse/PAY-1))" in draft
     assert (
         f"2. [ ] Add config diffs to the deploy checklist — [owner] ([PAY-2]({jira.url}/browse/PAY-2))"
