@@ -763,7 +763,8 @@ class AlertIntake(Worker):
             return
         await self.incidents.change_severity_in(
             tx, incident, wanted, actor=ACTOR,
-            because=f"by alert {_named(worst[0])} (severity {worst[1].severity})",
+            alert={"name": worst[0].row.alert_name, "service": worst[0].row.service,
+                   "severity": worst[1].severity or "none"},
         )  # fmt: skip
 
     async def _record(self, tx: Tx, incident_id: int, effect: _Effect) -> _CardWatch | None:
