@@ -24,6 +24,7 @@ data: a missing or mistyped field reads as empty, so an entry always renders.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -232,7 +233,7 @@ def _s(data: Mapping[str, Any], key: str) -> str:
 
 def _n(data: Mapping[str, Any], key: str) -> int:
     value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return 0
     return int(value)
 
