@@ -53,6 +53,28 @@ SAMPLES: list[tuple[Kind, str, dict[str, Any]]] = [
                                                                          "label": "Restart x"}])),
     (Kind.REOPENED, "pagerduty", wording.data(reason="reopened in PagerDuty")),
     (Kind.PAGED, U1, wording.data(who="dba", targets=[], message="join please")),
+    (Kind.APPROVAL_REQUESTED, U1, wording.data(pending_id=1, action="restart_deployment",
+                                               params={}, label="Restart x", required=2,
+                                               approvers=["anyone", f"user:{U3}", "group:S1",
+                                                          "role:dba"],
+                                               preview=["Restart `x`", "3 pods"])),
+    (Kind.APPROVAL_GIVEN, U2, wording.data(pending_id=1, label="Restart x", decision="partial",
+                                           approvals=1, required=2)),
+    (Kind.APPROVED, U2, wording.data(pending_id=1, label="Restart x", decision="approved",
+                                     approvals=2, required=2)),
+    (Kind.APPROVAL_DENIED, U2, wording.data(pending_id=1, label="Restart x", decision="denied",
+                                            approvals=0, required=2)),
+    (Kind.APPROVAL_EXPIRED, "icbot", wording.data(pending_id=1, label="Restart x")),
+    (Kind.REMEDIATION_STARTED, "icbot", wording.data(pending_id=1, label="Restart x")),
+    (Kind.REMEDIATION_RESULT, "icbot", wording.data(pending_id=1, label="Restart x", ok=False,
+                                                    summary="failed: boom", verification="no",
+                                                    ran=True, late=True)),
+    (Kind.REMEDIATION_RESULT, "icbot", wording.data(pending_id=1, label="Restart x", ok=False,
+                                                    summary="it changed", changed=True,
+                                                    verification="not run")),
+    (Kind.REMEDIATION_RESULT, "icbot", wording.data(pending_id=1, label="Restart x", ok=False,
+                                                    summary="interrupted", interrupted="running",
+                                                    verification="not verified")),
     (Kind.CHECKLIST_TICK, U2, wording.data(reminder=1, added=[0], removed=[1], title="Immediate",
                                            ticked=["a"], unticked=["b"], done=1, of=4)),
 ]  # fmt: skip
@@ -156,7 +178,24 @@ V2_OF_V1 = {
     5: wording.data(text="Root cause: *bad* `deploy` & <b>"),
     6: wording.data(**{"from": "sev1", "to": "sev2"}, name="High"),
     10: wording.data(summary="Rolled back the deploy", duration_s=1),
+    7: wording.data(pending_id=1, label="Roll back payment-service", decision="approved",
+                    approvals=1, required=1),
+    8: wording.data(pending_id=1, label="Roll back payment-service"),
+    9: wording.data(pending_id=1, label="Roll back payment-service", ok=True, ran=True,
+                    summary="rolled back waqiti/payment-service to revision 2 (`payments:1.4.1`)",
+                    verification="deployment payment-service successfully rolled out (3/3 ready)"),
 }  # fmt: skip
+
+
+def test_v2_approval_requests_store_the_words_v1_rows_stored() -> None:
+    entries, _ = _v1_rows()
+    [requested] = [e for e in entries if e.kind == Kind.APPROVAL_REQUESTED]
+    preview = requested.text.split(" from anyone: ", 1)[1].split("; ")
+    data = wording.data(pending_id=1, action="rollback_deployment", params={},
+                        label="Roll back payment-service", required=1, approvers=["anyone"],
+                        preview=preview)  # fmt: skip
+    stored = wording.stored_text(requested.kind, actor=U1, incident_id=1, data=data)
+    assert stored == requested.text
 
 
 def test_v2_rows_store_the_words_v1_rows_stored() -> None:

@@ -372,3 +372,78 @@ def _ticked(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
         out += [", " if i else "", f"{verb} “", Said(str(step)), "”"]
     done = f"{_n(d, 'done')}/{_n(d, 'of')} done"
     return [*out, " — ", Said(_s(d, "title")), f" ({done})."]
+
+
+# -- approvals and remediations ----------------------------------------------------------------
+
+APPROVER_WORDS = {
+    "anyone": "anyone",
+    "incident_commander": "the incident commander",
+    "oncall": "whoever is on call in PagerDuty",
+}
+
+
+def approvers(rules: Sequence[Any]) -> list[Piece]:
+    """Who may approve (`approvals.yml` rules): "anyone or <@U1> or the dba"."""
+    out: list[Piece] = []
+    for i, rule in enumerate(str(r) for r in rules):
+        kind, _, rest = rule.partition(":")
+        out.append(" or " if i else "")
+        if rule in APPROVER_WORDS:
+            out.append(APPROVER_WORDS[rule])
+        elif kind == "user":
+            out.append(Person(rest))
+        elif kind == "group":  # the bot's own ping of a user group, inert where posted
+            out.append(Said(f"<!subteam^{rest}>"))
+        else:
+            out += ["the ", Said(rest)]
+    return out
+
+
+@_renders("approval_requested")
+def _requested(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    preview = "; ".join(str(line) for line in _list(d, "preview"))
+    return [
+        Person(actor), " requests ", Strong(_s(d, "label")), " (", Code(_s(d, "action")),
+        f"), needing {_n(d, 'required')} approval(s) from ", *approvers(_list(d, "approvers")),
+        ": ", Said(preview),
+    ]  # fmt: skip
+
+
+@_renders("approval_given", "approved", "approval_denied")
+def _decided(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    label = Strong(_s(d, "label"))
+    decision = _s(d, "decision")
+    if decision == "denied":
+        return [Person(actor), " denied ", label, "; nothing was done."]
+    if decision == "approved":
+        return [Person(actor), " approved ", label, "; running it now."]
+    counted = f" ({_n(d, 'approvals')} of {_n(d, 'required')}); waiting for another approver."
+    return [Person(actor), " approved ", label, counted]
+
+
+@_renders("approval_expired")
+def _expired(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    return [Strong(_s(d, "label")), " expired without enough approvals; nothing was done."]
+
+
+@_renders("remediation_started")
+def _started(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    return ["Running ", Strong(_s(d, "label")), "…"]
+
+
+@_renders("remediation_result")
+def _result(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    label, summary = _s(d, "label"), _s(d, "summary")
+    late = " (it finished after it had been reported interrupted)" if d.get("late") else ""
+    if d.get("changed"):
+        return [
+            Emoji("warning"), " ", Strong(label), " was not run: ", Said(summary),
+            ". Nothing was done; ", Strong("Request again"), " asks for a fresh approval.", late,
+        ]  # fmt: skip
+    if d.get("ok") is True or d.get("ran"):
+        mark = Emoji("white_check_mark" if d.get("ok") is True else "x")
+        verification = _s(d, "verification")
+        return [mark, " ", Said(label), ": ", Said(summary), ". Verification: ",
+                Said(verification), late]  # fmt: skip
+    return [Emoji("x"), " ", Said(label), ": ", Said(summary), ".", late]

@@ -485,13 +485,14 @@ class Incidents:
         incident_id: int,
         *,
         kind: Kind,
-        text: str,
         actor: str,
         data: dict[str, Any],
+        text: str | None = None,
         acknowledged_at: datetime | None = None,
     ) -> Change:
         """An event from elsewhere (PagerDuty) into the timeline; an ack stamps the incident,
-        at the declaration if it was acknowledged before (it still counts in MTTA)."""
+        at the declaration if it was acknowledged before (it still counts in MTTA). Without
+        `text`, `data` is versioned and the words are rendered from it."""
 
         async def step(tx: Tx, incident: Incident) -> Entry:
             if acknowledged_at is not None and incident.acknowledged_at is None:
