@@ -75,6 +75,15 @@ SAMPLES: list[tuple[Kind, str, dict[str, Any]]] = [
     (Kind.REMEDIATION_RESULT, "icbot", wording.data(pending_id=1, label="Restart x", ok=False,
                                                     summary="interrupted", interrupted="running",
                                                     verification="not verified")),
+    (Kind.ALERT_FIRING, "alerts", wording.data(alerts=[{"alert_name": "LedgerDown",
+                                                        "service": "ledger", "again": True}],
+                                               count=1, fired={"source": "alertmanager",
+                                                               "severity": "critical",
+                                                               "mapped": "sev1",
+                                                               "summary": "Ledger down"})),
+    (Kind.ALERT_RESOLVED, "alerts", wording.data(alerts=[{"alert_name": "LedgerDown",
+                                                          "service": "ledger", "firing": 1200}],
+                                                 count=1)),
     (Kind.CHECKLIST_TICK, U2, wording.data(reminder=1, added=[0], removed=[1], title="Immediate",
                                            ticked=["a"], unticked=["b"], done=1, of=4)),
 ]  # fmt: skip
@@ -301,3 +310,28 @@ def test_any_data_renders_without_raising(
     entry = _entry(kind, actor, {**fields, "v": 2})
     assert isinstance(wording.entry_text(entry, flavour), str)
     assert isinstance(wording.stored_text(kind, actor=actor, incident_id=1, data=entry.data), str)
+
+
+def _alerts(n: int, **extra: Any) -> list[dict[str, Any]]:
+    return [{"alert_name": f"A{i}", "service": "s", **extra} for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("kind", "data", "v1"),
+    [
+        (Kind.ALERT_FIRING, SAMPLES[-3][2],
+         "Alert *LedgerDown* on `ledger` is firing again (alertmanager, severity critical → SEV1):"
+         " Ledger down"),
+        (Kind.ALERT_FIRING, wording.data(alerts=_alerts(7, again=True), count=7),
+         "7 alerts are firing: *A0* on `s` (again), *A1* on `s` (again), *A2* on `s` (again),"
+         " *A3* on `s` (again), *A4* on `s` (again) and 2 more."),
+        (Kind.ALERT_RESOLVED, SAMPLES[-2][2],
+         "Alert *LedgerDown* on `ledger` resolved (1,200 firing notifications in its window)."),
+        (Kind.ALERT_RESOLVED, wording.data(alerts=_alerts(2), count=2),
+         "2 alerts resolved: *A0* on `s`, *A1* on `s`."),
+    ],
+)  # fmt: skip
+def test_alert_entries_store_the_words_v1_alert_entries_had(
+    kind: Kind, data: dict[str, Any], v1: str
+) -> None:
+    assert wording.stored_text(kind, actor="alerts", incident_id=1, data=data) == v1

@@ -447,3 +447,47 @@ def _result(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
         return [mark, " ", Said(label), ": ", Said(summary), ". Verification: ",
                 Said(verification), late]  # fmt: skip
     return [Emoji("x"), " ", Said(label), ": ", Said(summary), ".", late]
+
+
+# -- alerts ------------------------------------------------------------------------------------
+
+MAX_LISTED = 5  # alerts named in one entry's words; the rest are counted
+
+
+def _alert(alert: Mapping[str, Any]) -> list[Piece]:
+    return [Strong(_s(alert, "alert_name")), " on ", Code(_s(alert, "service"))]
+
+
+def _alerts(d: Mapping[str, Any], *, again: bool) -> list[Piece]:
+    """The first MAX_LISTED alerts named, "and N more" of the `count`."""
+    alerts = [a for a in _list(d, "alerts") if isinstance(a, dict)]
+    out: list[Piece] = []
+    for i, alert in enumerate(alerts[:MAX_LISTED]):
+        repeat = " (again)" if again and alert.get("again") else ""
+        out += [", " if i else "", *_alert(alert), repeat]
+    more = max(_n(d, "count"), len(alerts)) - MAX_LISTED
+    return [*out, f" and {more} more" if more > 0 else ""]
+
+
+@_renders("alert_firing")
+def _firing(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    alerts = [a for a in _list(d, "alerts") if isinstance(a, dict)]
+    fired = _map(d, "fired")
+    if _n(d, "count") == 1 and alerts and fired:
+        again = " again" if alerts[0].get("again") else ""
+        return [
+            "Alert ", *_alert(alerts[0]), f" is firing{again} (", Said(_s(fired, "source")),
+            ", severity ", Said(_s(fired, "severity")), f" → {_s(fired, 'mapped').upper()}): ",
+            Said(_s(fired, "summary")),
+        ]  # fmt: skip
+    return [f"{_n(d, 'count')} alerts are firing: ", *_alerts(d, again=True), "."]
+
+
+@_renders("alert_resolved")
+def _alert_resolved(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    alerts = [a for a in _list(d, "alerts") if isinstance(a, dict)]
+    if _n(d, "count") == 1 and alerts:
+        n = _n(alerts[0], "firing")
+        counted = f" ({n:,} firing notification{'s' if n != 1 else ''} in its window)."
+        return ["Alert ", *_alert(alerts[0]), " resolved", counted]
+    return [f"{_n(d, 'count')} alerts resolved: ", *_alerts(d, again=False), "."]
