@@ -23,6 +23,7 @@ from bot.core.models import TimelineEntry, utcnow
 from bot.core.text import inert
 from bot.core.wording import Flavour
 from bot.domain import timeline
+from bot.domain.policy import DEFAULT_PROMPT
 from bot.domain.timeline import Kind
 from commands import blocks
 from tests.conftest import Bot
@@ -84,6 +85,16 @@ SAMPLES: list[tuple[Kind, str, dict[str, Any]]] = [
     (Kind.ALERT_RESOLVED, "alerts", wording.data(alerts=[{"alert_name": "LedgerDown",
                                                           "service": "ledger", "firing": 1200}],
                                                  count=1)),
+    (Kind.PROMPT, "icbot", wording.data(prompt_seq=2, reminder=True, template=DEFAULT_PROMPT,
+                                        who=None, title="Payments", severity="sev2",
+                                        since="30m")),
+    (Kind.PROMPT_ESCALATED, "icbot", wording.data(prompt_seq=3, contacts=["dba"], who=U1,
+                                                  pings=[U2, "S0DBA", "dba"], since="45m",
+                                                  paging="paged")),
+    (Kind.ESCALATED, "icbot", wording.data(contacts=["dba"], policy="sev1", pings=["S0DBA"],
+                                           after_s=600.0, title="Payments", paging="off")),
+    (Kind.CHECKLIST, "icbot", wording.data(reminder=1, stage="now", items=["a"],
+                                           title="Immediate", who=U1)),
     (Kind.CHECKLIST_TICK, U2, wording.data(reminder=1, added=[0], removed=[1], title="Immediate",
                                            ticked=["a"], unticked=["b"], done=1, of=4)),
 ]  # fmt: skip
@@ -148,8 +159,7 @@ def test_outside_text_is_inert_in_slack_and_markdown_and_plain_in_plain() -> Non
 
 
 def test_bold_and_code_are_markup_in_slack_and_markdown_and_words_in_plain() -> None:
-    _, actor, data = SAMPLES[6]
-    entry = _entry(Kind.SEVERITY, actor, data)
+    entry = _entry(Kind.SEVERITY, "alerts", next(d for k, _, d in SAMPLES if "alert" in d))
     said = (
         "Severity SEV3 → SEV1 (Critical) by alert {b}LedgerDown{b} on `ledger` (severity critical)."
     )
@@ -312,6 +322,10 @@ def test_any_data_renders_without_raising(
     assert isinstance(wording.stored_text(kind, actor=actor, incident_id=1, data=entry.data), str)
 
 
+def _sample(kind: Kind) -> dict[str, Any]:
+    return next(data for k, _, data in SAMPLES if k == kind)
+
+
 def _alerts(n: int, **extra: Any) -> list[dict[str, Any]]:
     return [{"alert_name": f"A{i}", "service": "s", **extra} for i in range(n)]
 
@@ -319,13 +333,13 @@ def _alerts(n: int, **extra: Any) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(
     ("kind", "data", "v1"),
     [
-        (Kind.ALERT_FIRING, SAMPLES[-3][2],
+        (Kind.ALERT_FIRING, _sample(Kind.ALERT_FIRING),
          "Alert *LedgerDown* on `ledger` is firing again (alertmanager, severity critical → SEV1):"
          " Ledger down"),
         (Kind.ALERT_FIRING, wording.data(alerts=_alerts(7, again=True), count=7),
          "7 alerts are firing: *A0* on `s` (again), *A1* on `s` (again), *A2* on `s` (again),"
          " *A3* on `s` (again), *A4* on `s` (again) and 2 more."),
-        (Kind.ALERT_RESOLVED, SAMPLES[-2][2],
+        (Kind.ALERT_RESOLVED, _sample(Kind.ALERT_RESOLVED),
          "Alert *LedgerDown* on `ledger` resolved (1,200 firing notifications in its window)."),
         (Kind.ALERT_RESOLVED, wording.data(alerts=_alerts(2), count=2),
          "2 alerts resolved: *A0* on `s`, *A1* on `s`."),
@@ -335,3 +349,35 @@ def test_alert_entries_store_the_words_v1_alert_entries_had(
     kind: Kind, data: dict[str, Any], v1: str
 ) -> None:
     assert wording.stored_text(kind, actor="alerts", incident_id=1, data=data) == v1
+
+
+@pytest.mark.parametrize(
+    ("kind", "data", "v1"),
+    [
+        (Kind.PROMPT, wording.data(prompt_seq=2, reminder=True, template=DEFAULT_PROMPT,
+                                   who=None, title=f"Payments {EVIL}", severity="sev2",
+                                   since="30m"),
+         "Reminder — " + DEFAULT_PROMPT.format(who="<!channel>", ref="INC-1",
+                                               title=inert(f"Payments {EVIL}"),
+                                               severity="SEV2", since="30m")),
+        (Kind.PROMPT_ESCALATED, wording.data(prompt_seq=3, contacts=[], who=U1, pings=[],
+                                             since="45m", paging="off"),
+         f"No status update on INC-1 for 45m after two prompts. Escalating to <!channel>."
+         f" <@{U1}>, please post one. PagerDuty is not configured, so this mention is the page."),
+        (Kind.ESCALATED, wording.data(contacts=["a", "b"], policy="sev1", after_s=None,
+                                      pings=[f"@{U2}", "S0DBA"], title="Ledger",
+                                      paging="no_ids"),
+         f"SEV1 policy escalates at once: <@{U2}>, <!subteam^S0DBA>, you are needed on INC-1"
+         " (Ledger). PagerDuty has no ids for them, so this mention is the page."),
+        (Kind.CHECKLIST, wording.data(reminder=1, stage="now", items=[], title="Immediate",
+                                      who=None),
+         "<!channel>: post-incident checklist for INC-1 — Immediate."),
+    ],
+)  # fmt: skip
+def test_the_bots_pings_ping_in_slack_as_before_and_are_words_elsewhere(
+    kind: Kind, data: dict[str, Any], v1: str
+) -> None:
+    entry = _entry(kind, "icbot", data)
+    assert wording.entry_text(entry, Flavour.SLACK) == v1
+    assert "<!" not in wording.entry_text(entry, Flavour.PLAIN)
+    assert "<!" not in wording.entry_text(entry, Flavour.MARKDOWN)

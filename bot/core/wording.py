@@ -29,6 +29,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from string import Formatter
 from typing import Any
 
 from bot.core.models import SYSTEM_ACTORS, TimelineEntry, incident_ref, who
@@ -82,7 +83,17 @@ class Emoji:
     name: str
 
 
-Piece = str | Person | Said | Strong | Code | Emoji  # a str is the bot's own words
+@dataclass(frozen=True)
+class Ping:
+    """Someone the bot calls on: a user or user-group id, `CHANNEL`, or a name as configured.
+    A real ping in Slack (never made inert: these are the bot's own words), words elsewhere."""
+
+    handle: str
+
+
+CHANNEL = "!channel"  # a ping of the whole channel (nobody is incident commander yet)
+
+Piece = str | Person | Said | Strong | Code | Emoji | Ping  # a str is the bot's own words
 
 # The emoji the bot writes that have a plain sign; the others are left out of plain text.
 SIGNS = {"white_check_mark": "✓", "x": "✗", "warning": "⚠", "heavy_check_mark": "✓"}
@@ -176,6 +187,8 @@ def _piece(piece: Piece, flavour: Flavour, *, typed: bool) -> str:
         return piece
     if isinstance(piece, Person):
         return plain_who(piece.actor) if flavour is Flavour.PLAIN else who(piece.actor)
+    if isinstance(piece, Ping):
+        return _ping(piece, flavour)
     if isinstance(piece, Emoji):  # `join` places emoji; here only for completeness
         return f":{piece.name}:" if flavour is Flavour.SLACK else SIGNS.get(piece.name, "")
     outside = piece.text
@@ -491,3 +504,90 @@ def _alert_resolved(actor: str, incident: int, d: Mapping[str, Any]) -> list[Pie
         counted = f" ({n:,} firing notification{'s' if n != 1 else ''} in its window)."
         return ["Alert ", *_alert(alerts[0]), " resolved", counted]
     return [f"{_n(d, 'count')} alerts resolved: ", *_alerts(d, again=False), "."]
+
+
+# -- the bot's own pings: status prompts, escalations, checklists --------------------------------
+
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_GROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
+
+
+def mention(handle: str | None) -> str:
+    """A contact's Slack handle as a Slack mention: user id, user-group id, or the text as given."""
+    return _ping(Ping(handle or ""), Flavour.SLACK)
+
+
+def _ping(piece: Ping, flavour: Flavour) -> str:
+    bare = piece.handle.lstrip("@")
+    if piece.handle == CHANNEL:
+        return "<!channel>" if flavour is Flavour.SLACK else "@channel"
+    if _USER_ID.match(bare):
+        return f"@{bare}" if flavour is Flavour.PLAIN else f"<@{bare}>"
+    if _GROUP_ID.match(bare):
+        return f"<!subteam^{bare}>" if flavour is Flavour.SLACK else f"@{bare}"
+    return piece.handle if flavour is Flavour.SLACK else plain(inert(piece.handle))
+
+
+def _pings(handles: Sequence[Any]) -> list[Piece]:
+    out: list[Piece] = []
+    for i, handle in enumerate(handles):
+        out += [", " if i else "", Ping(str(handle or ""))]
+    return out
+
+
+def _who(d: Mapping[str, Any]) -> Ping:
+    return Ping(_s(d, "who") or CHANNEL)
+
+
+_PAGING = {
+    "off": "PagerDuty is not configured, so this mention is the page.",
+    "no_ids": "PagerDuty has no ids for them, so this mention is the page.",
+    "paged": "Paging them through PagerDuty.",
+}
+
+
+@_renders("status_prompt")
+def _prompt(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    fields: dict[str, Piece] = {
+        "who": _who(d), "ref": incident_ref(incident), "title": Said(_s(d, "title")),
+        "severity": _s(d, "severity").upper(), "since": _s(d, "since"),
+    }  # fmt: skip
+    out: list[Piece] = ["Reminder — "] if d.get("reminder") else []
+    try:
+        parsed = list(Formatter().parse(_s(d, "template")))
+    except ValueError:  # a template that never formatted (the policy loader checks them)
+        return [*out, Said(_s(d, "template"))]
+    for literal, field, _, _ in parsed:
+        out.append(literal)
+        if field is not None:
+            out.append(fields.get(field, "{" + field + "}"))
+    return out
+
+
+@_renders("prompt_escalated")
+def _prompt_escalated(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    ref = incident_ref(incident)
+    return [
+        f"No status update on {ref} for {_s(d, 'since')} after two prompts. Escalating to ",
+        *_pings(_list(d, "pings") or [CHANNEL]), ". ", _who(d), ", please post one. ",
+        _PAGING.get(_s(d, "paging"), ""),
+    ]  # fmt: skip
+
+
+@_renders("escalated")
+def _escalated(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    after = d.get("after_s")
+    when = f"after {human_duration(_n(d, 'after_s'))}" if after else "at once"
+    return [
+        f"{_s(d, 'policy').upper()} policy escalates {when}: ", *_pings(_list(d, "pings")),
+        f", you are needed on {incident_ref(incident)} (", Said(_s(d, "title")), "). ",
+        _PAGING.get(_s(d, "paging"), ""),
+    ]  # fmt: skip
+
+
+@_renders("checklist")
+def _checklist(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    return [
+        _who(d), f": post-incident checklist for {incident_ref(incident)} — ",
+        Said(_s(d, "title")), ".",
+    ]  # fmt: skip
