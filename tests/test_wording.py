@@ -95,6 +95,9 @@ SAMPLES: list[tuple[Kind, str, dict[str, Any]]] = [
                                            after_s=600.0, title="Payments", paging="off")),
     (Kind.CHECKLIST, "icbot", wording.data(reminder=1, stage="now", items=["a"],
                                            title="Immediate", who=U1)),
+    (Kind.REDACTED, "icbot", wording.data(kinds=["card_number", "slack_token"], card=True,
+                                          author=U2, entry=3,
+                                          found=["card number", "Slack bot token"])),
     (Kind.CHECKLIST_TICK, U2, wording.data(reminder=1, added=[0], removed=[1], title="Immediate",
                                            ticked=["a"], unticked=["b"], done=1, of=4)),
 ]  # fmt: skip
@@ -372,9 +375,11 @@ def test_alert_entries_store_the_words_v1_alert_entries_had(
         (Kind.CHECKLIST, wording.data(reminder=1, stage="now", items=[], title="Immediate",
                                       who=None),
          "<!channel>: post-incident checklist for INC-1 — Immediate."),
+        (Kind.REDACTED, _sample(Kind.REDACTED),
+         f"card number and Slack bot token redacted from <@{U2}>'s message."),
     ],
 )  # fmt: skip
-def test_the_bots_pings_ping_in_slack_as_before_and_are_words_elsewhere(
+def test_prompts_escalations_checklists_and_redactions_read_in_slack_as_before(
     kind: Kind, data: dict[str, Any], v1: str
 ) -> None:
     entry = _entry(kind, "icbot", data)

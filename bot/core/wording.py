@@ -32,6 +32,7 @@ from enum import StrEnum
 from string import Formatter
 from typing import Any
 
+from bot.core import guard
 from bot.core.models import SYSTEM_ACTORS, TimelineEntry, incident_ref, who
 from bot.core.text import inert
 from bot.core.timefmt import human_duration
@@ -591,3 +592,9 @@ def _checklist(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
         _who(d), f": post-incident checklist for {incident_ref(incident)} — ",
         Said(_s(d, "title")), ".",
     ]  # fmt: skip
+
+
+@_renders("redacted")
+def _redacted(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    found = guard.listed([str(name) for name in _list(d, "found")])
+    return [found, " redacted from ", Person(_s(d, "author")), "'s message."]

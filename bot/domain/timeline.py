@@ -32,7 +32,7 @@ from typing import Any
 
 from bot.core import guard, wording
 from bot.core.metrics import REDACTIONS
-from bot.core.models import TimelineEntry, who
+from bot.core.models import TimelineEntry
 from bot.domain import once
 from bot.store import Conn
 from bot.store import incidents as incidents_sql
@@ -265,9 +265,8 @@ async def _record_redaction(
     await record(
         conn, incident_id=entry.incident_id, kind=Kind.REDACTED, actor="icbot",
         occurred_at=entry.occurred_at,
-        text=f"{guard.described(findings)} redacted from {who(author)}'s message.",
-        data={"kinds": [k.value for k in kinds], "card": any(k.is_card for k in kinds),
-              "author": author, "entry": entry.seq},
+        data=wording.data(kinds=[k.value for k in kinds], card=any(k.is_card for k in kinds),
+                          author=author, entry=entry.seq, found=guard.found_names(findings)),
     )  # fmt: skip
     if any(k.is_card for k in kinds):  # the card says so (`Incident.card_number_seen`)
         version = await incidents_sql.update(conn, entry.incident_id, now=entry.occurred_at)
