@@ -1,4 +1,4 @@
-"""Every capability the bot asks of the outside world, once: `Chat` (Slack in production and in
+"""Capabilities the bot asks of the outside world, each once: `Chat` (Slack in production and in
 the shell), the checks' read-only probes (`Actuator`, `Kube`, `Lag`) and what remediations
 change (`KubeOps`, `ActuatorOps`, `SecretOps`, which extend the probes' reads). Adapters in
 `bot/integrations/` implement them; each adapter module ends with a typing-only function that
