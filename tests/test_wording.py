@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.core import wording
+from bot.core.errors import Conflict, NotFound, UserError
 from bot.core.models import TimelineEntry, utcnow
 from bot.core.text import inert
 from bot.core.wording import Flavour
@@ -386,3 +387,23 @@ def test_prompts_escalations_checklists_and_redactions_read_in_slack_as_before(
     assert wording.entry_text(entry, Flavour.SLACK) == v1
     assert "<!" not in wording.entry_text(entry, Flavour.PLAIN)
     assert "<!" not in wording.entry_text(entry, Flavour.MARKDOWN)
+
+
+def test_a_domain_error_is_pieces_rendered_where_it_is_shown() -> None:
+    error = Conflict(wording.Person(U1), " is already ", wording.Said("scribe"), " of INC-1.")
+    assert str(error) == f"<@{U1}> is already scribe of INC-1."  # what the edge replies
+    assert error.text(Flavour.PLAIN) == f"@{U1} is already scribe of INC-1."
+    missing = NotFound("INC-9 does not exist. ", wording.Code("/ic list"), " shows incidents.")
+    assert str(missing) == "INC-9 does not exist. `/ic list` shows incidents."
+    assert missing.text(Flavour.PLAIN) == "INC-9 does not exist. /ic list shows incidents."
+    assert str(UserError("as written")) == "as written"  # one string: exactly as before
+
+
+async def test_assigning_a_role_twice_names_the_holder_as_a_mention(bot: Bot) -> None:
+    await bot.command("declare Payments failing sev2")
+    dana = bot.user("dana")
+    await bot.command(f"assign <@{dana}> scribe")
+    await bot.command(f"assign <@{dana}> scribe")
+    assert bot.last_reply() == f"<@{dana}> is already scribe of INC-1."
+    await bot.command("page nobody-here")
+    assert "`nobody-here` is not a contact in severities.yml" in bot.last_reply()

@@ -513,11 +513,6 @@ _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _GROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
 
 
-def mention(handle: str | None) -> str:
-    """A contact's Slack handle as a Slack mention: user id, user-group id, or the text as given."""
-    return _ping(Ping(handle or ""), Flavour.SLACK)
-
-
 def _ping(piece: Ping, flavour: Flavour) -> str:
     bare = piece.handle.lstrip("@")
     if piece.handle == CHANNEL:

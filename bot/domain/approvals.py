@@ -25,7 +25,7 @@ from bot.core import metrics, wording
 from bot.core.errors import ConfigError, Conflict, NotFound, UserError
 from bot.core.logs import get_logger
 from bot.core.models import IC, Incident, TimelineEntry, normalise_role
-from bot.core.wording import Flavour
+from bot.core.wording import Code, Flavour, Said, Strong
 from bot.domain.incidents import Incidents
 from bot.domain.policy import Duration
 from bot.domain.timeline import Kind
@@ -236,14 +236,14 @@ class Approvals:
     ) -> PendingAction:
         spec = REMEDIATIONS.get(action)
         if spec is None:
-            raise NotFound(f"There is no remediation `{action}`.")
+            raise NotFound("There is no remediation ", Code(action), ".")
         if "namespace" in spec.params.model_fields and not params.get("namespace"):
             params = {**params, "namespace": self.remediator.namespace}
         try:
             parsed = spec.params.model_validate(params)
         except ValidationError as exc:
             problems = "; ".join(e["msg"] for e in exc.errors())
-            raise UserError(f"Bad parameters for `{action}`: {problems}") from exc
+            raise UserError("Bad parameters for ", Code(action), ": ", Said(problems)) from exc
         incident = await self.incidents.get(ref, allow_resolved=False)
         preview = await self.remediator.preview(action, parsed)  # refuses unknown targets
         need = requirement(self.policy, action, parsed.model_dump())
@@ -458,7 +458,7 @@ class Approvals:
             assert latest is not None
             await self._refresh_card(tx.conn, latest)
         log.info("remediation.busy", pending_id=pending_id, running=other.id)
-        raise Conflict(f"*{pending.label}* was not run: {summary}.")
+        raise Conflict(Strong(pending.label), " was not run: ", Said(summary), ".")
 
     async def _heartbeat(self, pending_id: int) -> None:
         """While the run lasts, tell other replicas this process is alive (see

@@ -23,6 +23,7 @@ from bot.core.models import (
     incident_ref,
 )
 from bot.core.text import control_character
+from bot.core.wording import Code, Person, Ping, Said
 from bot.domain import handover, history, once, pager, prompts, timeline
 from bot.domain.history import HistoryReport
 from bot.domain.policy import SeverityPolicy
@@ -243,7 +244,7 @@ class Incidents:
     async def assign(self, *, ref: int | None, user: str, role: str, actor: str) -> Change:
         async def step(tx: Tx, incident: Incident) -> Entry:
             if incident.roles.get(role) == user:
-                raise Conflict(f"<@{user}> is already {role} of {incident.ref}.")
+                raise Conflict(Person(user), " is already ", Said(role), f" of {incident.ref}.")
             previous = await self._give_role(tx, incident, role, user, actor=actor)
             return Entry(Kind.ROLE, None, wording.data(role=role, user=user, previous=previous))
 
@@ -269,7 +270,12 @@ class Incidents:
                     )
                 named = held[0]
             if incident.roles.get(named) == user:
-                raise Conflict(f"<@{user}> is already {named} of {incident.ref}; nothing changed.")
+                raise Conflict(
+                    Person(user),
+                    " is already ",
+                    Said(named),
+                    f" of {incident.ref}; nothing changed.",
+                )
             window = await timeline_sql.since(conn, incident.id, at=now - handover.WINDOW)
             items = await timeline_sql.of_kinds(conn, incident.id, handover.ACTION_ITEM_KINDS)
             pending = await actions_sql.pending_for(conn, incident.id, now=now)
@@ -455,13 +461,19 @@ class Incidents:
         contact = self.policy.contacts.get(who)
         if contact is None:
             known = ", ".join(sorted(self.policy.contacts)) or "none"
-            raise NotFound(f"`{who}` is not a contact in severities.yml (contacts: {known}).")
+            raise NotFound(
+                Code(who), " is not a contact in severities.yml (contacts: ", known, ")."
+            )
         if not self.pagerduty:
-            handle = prompts.mention(contact.slack) or who
-            raise Conflict(f"PagerDuty is not configured; mention {handle} in the thread instead.")
+            handle = Ping(contact.slack or who)
+            raise Conflict(
+                "PagerDuty is not configured; mention ", handle, " in the thread instead."
+            )
         wanted = pager.targets(self.policy, [who])
         if not wanted:
-            raise Conflict(f"`{who}` has no PagerDuty user or escalation policy in severities.yml.")
+            raise Conflict(
+                Code(who), " has no PagerDuty user or escalation policy in severities.yml."
+            )
         message = _checked_text(message, what="message") if message else None
 
         async def step(tx: Tx, incident: Incident) -> Entry:
@@ -585,12 +597,14 @@ class Incidents:
         if ref is not None:
             incident = await incidents_sql.get(conn, ref, lock=lock)
             if incident is None:
-                raise NotFound(f"{incident_ref(ref)} does not exist. `/ic list` shows incidents.")
+                raise NotFound(
+                    f"{incident_ref(ref)} does not exist. ", Code("/ic list"), " shows incidents."
+                )
             if incident.is_resolved and not allow_resolved:
                 raise Conflict(
-                    f"{incident.ref} is resolved; only notes can be added"
-                    f" (`/ic note {incident.ref} …`)."
-                )
+                    f"{incident.ref} is resolved; only notes can be added (",
+                    Code(f"/ic note {incident.ref} …"), ").",
+                )  # fmt: skip
             return incident
         open_incidents = await incidents_sql.list_open(conn)
         if not open_incidents and allow_resolved:

@@ -51,11 +51,6 @@ def escalation_at(level: SeverityLevel, *, declared_at: datetime, now: datetime)
     return max(declared_at + delay, now)
 
 
-def mention(handle: str | None) -> str:
-    """A contact's Slack handle as a mention: user id, user-group id, or the text as given."""
-    return wording.mention(handle) if handle else ""
-
-
 def contact_handles(policy: SeverityPolicy, names: list[str]) -> list[str]:
     """Each contact's Slack handle (user or group id), or its name if it has none."""
     handles = []
