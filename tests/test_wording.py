@@ -99,6 +99,9 @@ SAMPLES: list[tuple[Kind, str, dict[str, Any]]] = [
     (Kind.REDACTED, "icbot", wording.data(kinds=["card_number", "slack_token"], card=True,
                                           author=U2, entry=3,
                                           found=["card number", "Slack bot token"])),
+    (Kind.DIAGNOSIS_STARTED, U1, wording.data(playbook="saga", title="Saga stuck?")),
+    (Kind.POSTMORTEM_POSTED, U1, wording.data(file="F1", name="postmortem-INC-1.md", lines=40,
+                                              entries=12, upto=12)),
     (Kind.CHECKLIST_TICK, U2, wording.data(reminder=1, added=[0], removed=[1], title="Immediate",
                                            ticked=["a"], unticked=["b"], done=1, of=4)),
 ]  # fmt: skip
@@ -376,6 +379,11 @@ def test_alert_entries_store_the_words_v1_alert_entries_had(
         (Kind.CHECKLIST, wording.data(reminder=1, stage="now", items=[], title="Immediate",
                                       who=None),
          "<!channel>: post-incident checklist for INC-1 — Immediate."),
+        (Kind.DIAGNOSIS_STARTED, _sample(Kind.DIAGNOSIS_STARTED),
+         f"<@{U1}> is diagnosing `saga` (Saga stuck?)…"),
+        (Kind.POSTMORTEM_POSTED, _sample(Kind.POSTMORTEM_POSTED),
+         f"<@{U1}> posted the post-mortem draft in the thread: postmortem-INC-1.md (40 lines,"
+         " from 12 timeline entries)."),
         (Kind.REDACTED, _sample(Kind.REDACTED),
          f"card number and Slack bot token redacted from <@{U2}>'s message."),
     ],
@@ -383,7 +391,7 @@ def test_alert_entries_store_the_words_v1_alert_entries_had(
 def test_prompts_escalations_checklists_and_redactions_read_in_slack_as_before(
     kind: Kind, data: dict[str, Any], v1: str
 ) -> None:
-    entry = _entry(kind, "icbot", data)
+    entry = _entry(kind, next((a for k, a, d in SAMPLES if d is data), "icbot"), data)
     assert wording.entry_text(entry, Flavour.SLACK) == v1
     assert "<!" not in wording.entry_text(entry, Flavour.PLAIN)
     assert "<!" not in wording.entry_text(entry, Flavour.MARKDOWN)

@@ -593,3 +593,23 @@ def _checklist(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
 def _redacted(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
     found = guard.listed([str(name) for name in _list(d, "found")])
     return [found, " redacted from ", Person(_s(d, "author")), "'s message."]
+
+
+# -- diagnosis and the post-mortem draft ---------------------------------------------------------
+
+
+@_renders("diagnosis_started")
+def _diagnosing(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    return [
+        Person(actor), " is diagnosing ", Code(_s(d, "playbook")), " (", Said(_s(d, "title")),
+        ")…",
+    ]  # fmt: skip
+
+
+@_renders("postmortem_posted")
+def _draft_posted(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    counts = f" ({_n(d, 'lines')} lines, from {_n(d, 'entries')} timeline entries)."
+    return [
+        Person(actor), " posted the post-mortem draft in the thread: ", Said(_s(d, "name")),
+        counts,
+    ]  # fmt: skip
