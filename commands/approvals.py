@@ -7,8 +7,10 @@ from typing import Any
 from pydantic import ValidationError
 from slack_bolt.context.ack.async_ack import AsyncAck
 
+from bot.core import wording
 from bot.core.errors import UsageError, UserError
 from bot.core.logs import get_logger
+from bot.core.wording import Flavour
 from bot.domain.approvals import Decision
 from bot.playbooks.remediations.registry import DeploymentTarget
 from commands import blocks
@@ -97,7 +99,7 @@ class ApprovalHandlers:
         async def decide() -> blocks.Message:
             decision = await approvals.decide(_pending_id(value), user=user, approve=approve)
             decided.append(decision)
-            return blocks.confirmation(decision.message)
+            return blocks.confirmation(wording.entry_text(decision.entry, Flavour.SLACK))
 
         async def run() -> blocks.Message | None:
             after = await approvals.run(decided[0].action.id)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bot.core import wording
 from bot.core.errors import Choice, IntegrationError
 from bot.core.ids import (
     ApprovalAction,
@@ -31,6 +32,7 @@ from bot.core.models import (
 from bot.core.numfmt import measured, plural
 from bot.core.text import compact, inert
 from bot.core.timefmt import clock_time, human_duration, stamp
+from bot.core.wording import Flavour
 from bot.domain.history import (
     ON_TIME_GRACE_PERCENT,
     Gap,
@@ -368,7 +370,8 @@ def _context(*texts: str) -> Block:
 
 def _posted(entry: TimelineEntry) -> str:
     """An entry's text as its own reply in the thread posts it."""
-    return entry.text if entry.kind in BOT_VOICE else inert(entry.text)
+    text = wording.entry_text(entry, Flavour.SLACK)
+    return text if entry.kind in BOT_VOICE else inert(text)
 
 
 def _person(user: str | None) -> str:
@@ -493,7 +496,7 @@ def thread_digest(entries: Sequence[TimelineEntry]) -> Message:
     if len(entries) > len(shown):
         lines.append(f"_… {len(entries) - len(shown)} earlier; `/ic timeline` shows them_")
     for entry in shown:
-        text = compact(inert(entry.text), DIGEST_LINE_MAX)
+        text = compact(inert(wording.entry_text(entry, Flavour.SLACK)), DIGEST_LINE_MAX)
         emoji = ENTRY_EMOJI.get(entry.kind, ":small_blue_diamond:")
         lines.append(f"`{clock_time(entry.occurred_at)}` {emoji} {text}")
     body = "\n".join(lines)  # over 3,000 characters, fit splits it into two sections
@@ -563,7 +566,7 @@ def handover_reply(entry: TimelineEntry) -> Message:
         for e in s.get("recent") or []
     ]
     out: list[Block] = [
-        _mrkdwn(f":handshake: {inert(entry.text)}"),
+        _mrkdwn(f":handshake: {inert(wording.entry_text(entry, Flavour.SLACK))}"),
         _mrkdwn(headline),
         _mrkdwn(update),
         _mrkdwn(f"*Roles:* {roles}"),
@@ -1084,7 +1087,8 @@ TIMELINE_PAGE_CHARS = 12_000  # of entries on one page (at least one entry, howe
 
 def _timeline_line(entry: TimelineEntry) -> str:
     emoji = ENTRY_EMOJI.get(entry.kind, "•")
-    return f"{clock_time(entry.occurred_at)}  {emoji} {inert(entry.text)}"
+    said = inert(wording.entry_text(entry, Flavour.SLACK))
+    return f"{clock_time(entry.occurred_at)}  {emoji} {said}"
 
 
 def timeline_pages(entries: Sequence[TimelineEntry]) -> list[range]:

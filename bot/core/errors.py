@@ -29,13 +29,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from bot.core import wording
+from bot.core.wording import Flavour, Piece
+
 
 class IcbotError(Exception):
     """Base of every error the bot raises on purpose."""
 
 
 class UserError(IcbotError):
-    """Shown to the user who caused it, ephemerally, exactly as written."""
+    """Shown to the user who caused it, ephemerally, exactly as written.
+
+    Words with people, commands or outside names in them are given as pieces of
+    `bot.core.wording` (`Conflict(Person(user), " is already ", Said(role), " of INC-1.")`),
+    not as Slack text: `text(flavour)` renders them where they are shown, `str()` is their
+    Slack wording (what the edge replies).
+    """
+
+    def __init__(self, *said: str | Piece) -> None:
+        self.said: tuple[str | Piece, ...] = said
+        super().__init__(wording.join(said, Flavour.SLACK))
+
+    def text(self, flavour: Flavour) -> str:
+        return wording.join(self.said, flavour)
 
 
 class UsageError(UserError):

@@ -362,9 +362,19 @@ def redact_value(value: object) -> tuple[object, tuple[Finding, ...]]:
     return value, ()
 
 
+def found_names(findings: Sequence[Finding]) -> list[str]:
+    """`["card number", "Slack bot token"]`: each kind found once, without any digits of it."""
+    return list(dict.fromkeys("card number" if f.kind.is_card else f.label for f in findings))
+
+
 def described(findings: Sequence[Finding]) -> str:
     """`card number and Slack bot token`: the kinds found, without any digits of them."""
-    names = list(dict.fromkeys("card number" if f.kind.is_card else f.label for f in findings))
+    return listed(found_names(findings))
+
+
+def listed(names: Sequence[str]) -> str:
+    """`a, b and c`."""
+    names = list(names)
     if len(names) <= 1:
         return "".join(names)
     return ", ".join(names[:-1]) + " and " + names[-1]

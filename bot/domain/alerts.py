@@ -61,6 +61,7 @@ from typing import Any, Protocol
 import asyncpg
 from prometheus_client import Counter, Gauge, Histogram
 
+from bot.core import wording
 from bot.core.errors import UserError
 from bot.core.logs import get_logger
 from bot.core.metrics import REGISTRY
@@ -81,7 +82,6 @@ log = get_logger(__name__)
 ACTOR = "alerts"  # who declares and records for the intake (shown as "Alerting")
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_LABELS = 64
-MAX_LISTED = 5  # alerts named in one timeline entry; the rest are counted
 TITLE_LIMIT = 150
 
 TopicPartition = tuple[str, int]
@@ -505,16 +505,6 @@ def _incident_id(ref: IncidentRef) -> int:
     return ref
 
 
-def _named(group: _Group) -> str:
-    return f"*{group.row.alert_name}* on `{group.row.service}`"
-
-
-def _listing(items: Sequence[str]) -> str:
-    shown = ", ".join(items[:MAX_LISTED])
-    more = len(items) - MAX_LISTED
-    return f"{shown} and {more} more" if more > 0 else shown
-
-
 def _alert_data(group: _Group) -> dict[str, Any]:
     row = group.row
     return {
@@ -763,48 +753,37 @@ class AlertIntake(Worker):
             return
         await self.incidents.change_severity_in(
             tx, incident, wanted, actor=ACTOR,
-            because=f"by alert {_named(worst[0])} (severity {worst[1].severity})",
+            alert={"name": worst[0].row.alert_name, "service": worst[0].row.service,
+                   "severity": worst[1].severity or "none"},
         )  # fmt: skip
 
     async def _record(self, tx: Tx, incident_id: int, effect: _Effect) -> _CardWatch | None:
         """The timeline entries and the counter of one incident for one batch."""
         conn, now = tx.conn, tx.now
         if effect.fired:
-            if len(effect.fired) == 1:
-                group, alert, again = effect.fired[0]
-                sev = map_severity(alert.severity, self.policy).upper()
-                word = alert.severity or "none"
-                text = (
-                    f"Alert {_named(group)} is firing{' again' if again else ''}"
-                    f" ({alert.source}, severity {word} → {sev}):"
-                    f" {alert.summary}"
-                )
-            else:
-                names = [_named(g) + (" (again)" if again else "") for g, _, again in effect.fired]
-                text = f"{len(names)} alerts are firing: {_listing(names)}."
+            alert = effect.fired[0][1]
+            fired = {  # the one alert that fired, as it came (the group keeps its first words)
+                "source": alert.source, "severity": alert.severity or "none",
+                "mapped": map_severity(alert.severity, self.policy), "summary": alert.summary,
+            }  # fmt: skip
             await tx.record(
-                incident_id=incident_id, kind=Kind.ALERT_FIRING, actor=ACTOR, text=text,
-                data={"alerts": [_alert_data(g) for g, _, _ in effect.fired[:50]],
-                      "count": len(effect.fired)},
+                incident_id=incident_id, kind=Kind.ALERT_FIRING, actor=ACTOR,
+                data=wording.data(
+                    alerts=[{**_alert_data(g), "again": again}
+                            for g, _, again in effect.fired[:50]],
+                    count=len(effect.fired),
+                    **({"fired": fired} if len(effect.fired) == 1 else {}),
+                ),
             )  # fmt: skip
             await self._raise_severity(tx, incident_id, effect)
         if effect.resolved:
-            if len(effect.resolved) == 1:
-                group = effect.resolved[0]
-                n = group.row.firing
-                text = (
-                    f"Alert {_named(group)} resolved"
-                    f" ({n:,} firing notification{'s' if n != 1 else ''} in its window)."
-                )
-            else:
-                text = (
-                    f"{len(effect.resolved)} alerts resolved:"
-                    f" {_listing([_named(g) for g in effect.resolved])}."
-                )
             await tx.record(
-                incident_id=incident_id, kind=Kind.ALERT_RESOLVED, actor=ACTOR, text=text,
-                data={"alerts": [_alert_data(g) for g in effect.resolved[:50]],
-                      "count": len(effect.resolved)},
+                incident_id=incident_id, kind=Kind.ALERT_RESOLVED, actor=ACTOR,
+                data=wording.data(
+                    alerts=[{**_alert_data(g), "firing": g.row.firing}
+                            for g in effect.resolved[:50]],
+                    count=len(effect.resolved),
+                ),
             )  # fmt: skip
         if not effect.firing:
             return None

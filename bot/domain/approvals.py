@@ -20,11 +20,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bot.core import metrics, yamlfile
+from bot.core import metrics, wording, yamlfile
 from bot.core.errors import ConfigError, Conflict, NotFound, UserError
 from bot.core.logs import get_logger
-from bot.core.models import IC, Incident, normalise_role
-from bot.core.numfmt import plural
+from bot.core.models import IC, Incident, TimelineEntry, normalise_role
+from bot.core.wording import Code, Flavour, Said, Strong
 from bot.domain.incidents import Incidents
 from bot.domain.policy import Duration
 from bot.domain.timeline import Kind
@@ -192,25 +192,14 @@ async def ineligible(
 
 
 def describe(approvers: list[str]) -> str:
-    words = {
-        "anyone": "anyone",
-        "incident_commander": "the incident commander",
-        "oncall": "whoever is on call in PagerDuty",
-    }
-    out = []
-    for rule in approvers:
-        kind, _, rest = rule.partition(":")
-        out.append(
-            words.get(rule)
-            or {"role": f"the {rest}", "user": f"<@{rest}>", "group": f"<!subteam^{rest}>"}[kind]
-        )
-    return " or ".join(out)
+    """Who may approve, as the request's entry says it (`bot.core.wording.approvers`)."""
+    return wording.join(wording.approvers(approvers), Flavour.SLACK, typed=True)
 
 
 @dataclass(frozen=True)
 class Decision:
     action: PendingAction
-    message: str  # for the person who clicked
+    entry: TimelineEntry  # what the click recorded; its words are for the person who clicked
     run: bool  # this click completed the approvals: the caller runs the action now
 
 
@@ -247,14 +236,14 @@ class Approvals:
     ) -> PendingAction:
         spec = REMEDIATIONS.get(action)
         if spec is None:
-            raise NotFound(f"There is no remediation `{action}`.")
+            raise NotFound("There is no remediation ", Code(action), ".")
         if "namespace" in spec.params.model_fields and not params.get("namespace"):
             params = {**params, "namespace": self.remediator.namespace}
         try:
             parsed = spec.params.model_validate(params)
         except ValidationError as exc:
             problems = "; ".join(e["msg"] for e in exc.errors())
-            raise UserError(f"Bad parameters for `{action}`: {problems}") from exc
+            raise UserError("Bad parameters for ", Code(action), ": ", Said(problems)) from exc
         incident = await self.incidents.get(ref, allow_resolved=False)
         preview = await self.remediator.preview(action, parsed)  # refuses unknown targets
         need = requirement(self.policy, action, parsed.model_dump())
@@ -274,18 +263,16 @@ class Approvals:
                 approvers=need.approvers,
                 target=spec.target(parsed) if spec.target else None,
             )
-            who = describe(need.approvers)
             entry = await tx.record(
                 incident_id=incident.id,
                 kind=Kind.APPROVAL_REQUESTED,
                 actor=actor,
                 occurred_at=now,
-                text=(
-                    f"<@{actor}> requests *{label}* (`{action}`), needing"
-                    f" {plural(need.required, 'approval')} from {who}: " + "; ".join(preview.lines)
+                data=wording.data(
+                    pending_id=pending.id, action=action, params=pending.params, label=label,
+                    required=need.required, approvers=need.approvers, preview=preview.lines,
                 ),
-                data={"pending_id": pending.id, "action": action, "params": pending.params},
-            )
+            )  # fmt: skip
             await actions_sql.set_entry(tx.conn, pending.id, entry.id)
         log.info("remediation.requested", pending_id=pending.id, action=action, actor=actor)
         return pending
@@ -316,27 +303,24 @@ class Approvals:
                 metrics.approval("refused")
                 raise Conflict(self._why_not(latest, user=user, now=now))
             if not approve:
-                text = f"<@{user}> denied *{after.label}*; nothing was done."
-                kind = Kind.APPROVAL_DENIED
+                kind, decision = Kind.APPROVAL_DENIED, "denied"
             elif after.status == "approved":
-                text = f"<@{user}> approved *{after.label}*; running it now."
-                kind = Kind.APPROVED
+                kind, decision = Kind.APPROVED, "approved"
             else:
-                text = (
-                    f"<@{user}> approved *{after.label}* ({len(after.approvals)} of"
-                    f" {after.required}); waiting for another approver."
-                )
-                kind = Kind.APPROVAL_GIVEN
-            await tx.record(
+                kind, decision = Kind.APPROVAL_GIVEN, "partial"
+            entry = await tx.record(
                 incident_id=after.incident_id, kind=kind, actor=user, occurred_at=now,
-                text=text, data={"pending_id": after.id},
+                data=wording.data(
+                    pending_id=after.id, label=after.label, decision=decision,
+                    approvals=len(after.approvals), required=after.required,
+                ),
             )  # fmt: skip
             await self._refresh_card(tx.conn, after)
         log.info("remediation.decided", pending_id=pending_id, by=user, status=after.status)
         metrics.approval(
             "denied" if not approve else "approved" if after.status == "approved" else "partial"
         )
-        return Decision(action=after, message=text, run=approve and after.status == "approved")
+        return Decision(action=after, entry=entry, run=approve and after.status == "approved")
 
     async def _refusal(
         self, pending: PendingAction, incident: Incident, *, user: str, now: Any
@@ -402,10 +386,8 @@ class Approvals:
                 pending, status="changed",
                 result={"ok": False, "summary": changed, "verification": "not run",
                         "changed": True},
-                text=f":warning: *{pending.label}* was not run: {changed}. Nothing was done;"
-                     " *Request again* asks for a fresh approval.",
             )  # fmt: skip
-        await self._note(pending, Kind.REMEDIATION_STARTED, f"Running *{pending.label}*…")
+        await self._note(pending, Kind.REMEDIATION_STARTED)
         started = time.monotonic()
         try:
             outcome = await self.remediator.run(pending.action, params, pending.preview)
@@ -416,14 +398,10 @@ class Approvals:
         status = "succeeded" if ok else "failed"
         metrics.remediation_run(pending.action, ok=ok, seconds=time.monotonic() - started)
         result = {"ok": ok, "summary": summary, "verification": verification}
-        mark = ":white_check_mark:" if ok else ":x:"
-        return await self._finish(
-            pending, status=status, result=result,
-            text=f"{mark} {pending.label}: {summary}. Verification: {verification}",
-        )  # fmt: skip
+        return await self._finish(pending, status=status, result=result, ran=True)
 
     async def _finish(
-        self, pending: PendingAction, *, status: str, result: dict[str, Any], text: str
+        self, pending: PendingAction, *, status: str, result: dict[str, Any], ran: bool = False
     ) -> PendingAction:
         pending_id = pending.id
         async with self.uow.transaction() as tx:
@@ -436,11 +414,12 @@ class Approvals:
                 await actions_sql.finish_interrupted(
                     tx.conn, pending_id, status=status, result=result
                 )
-            after = " (it finished after it had been reported interrupted)" if late else ""
             await tx.record(
-                incident_id=pending.incident_id, kind=Kind.REMEDIATION_RESULT,
-                actor="icbot", text=f"{text}{after}",
-                data={"pending_id": pending_id, **result, **({"late": True} if late else {})},
+                incident_id=pending.incident_id, kind=Kind.REMEDIATION_RESULT, actor="icbot",
+                data=wording.data(
+                    pending_id=pending_id, label=pending.label, **result,
+                    **({"ran": True} if ran else {}), **({"late": True} if late else {}),
+                ),
             )  # fmt: skip
             latest = await actions_sql.get(tx.conn, pending_id)
             assert latest is not None
@@ -472,14 +451,14 @@ class Approvals:
                 raise Conflict("This request is not waiting to run.")
             await tx.record(
                 incident_id=pending.incident_id, kind=Kind.REMEDIATION_RESULT,
-                actor="icbot", occurred_at=now, text=f":x: {pending.label}: {summary}.",
-                data={"pending_id": pending_id, **result},
+                actor="icbot", occurred_at=now,
+                data=wording.data(pending_id=pending_id, label=pending.label, **result),
             )  # fmt: skip
             latest = await actions_sql.get(tx.conn, pending_id)
             assert latest is not None
             await self._refresh_card(tx.conn, latest)
         log.info("remediation.busy", pending_id=pending_id, running=other.id)
-        raise Conflict(f"*{pending.label}* was not run: {summary}.")
+        raise Conflict(Strong(pending.label), " was not run: ", Said(summary), ".")
 
     async def _heartbeat(self, pending_id: int) -> None:
         """While the run lasts, tell other replicas this process is alive (see
@@ -503,10 +482,10 @@ class Approvals:
             actor=actor,
         )  # fmt: skip
 
-    async def _note(self, pending: PendingAction, kind: Kind, text: str) -> None:
+    async def _note(self, pending: PendingAction, kind: Kind) -> None:
         await self.incidents.record_event(
-            pending.incident_id, kind=kind, actor="icbot", text=text,
-            data={"pending_id": pending.id},
+            pending.incident_id, kind=kind, actor="icbot",
+            data=wording.data(pending_id=pending.id, label=pending.label),
         )  # fmt: skip
 
     async def _refresh_card(self, conn: Any, pending: PendingAction) -> None:
@@ -546,11 +525,10 @@ class Approvals:
             )
             for pending, was in stale:
                 result = results[was]
+                said = {"pending_id": pending.id, "label": pending.label, "interrupted": was}
                 await tx.record(
                     incident_id=pending.incident_id, kind=Kind.REMEDIATION_RESULT,
-                    actor="icbot", occurred_at=now,
-                    text=f":x: {pending.label}: {result['summary']}.",
-                    data={"pending_id": pending.id, "interrupted": was, **result},
+                    actor="icbot", occurred_at=now, data=wording.data(**{**said, **result}),
                 )  # fmt: skip
                 await self._refresh_card(tx.conn, pending)
         if stale:
@@ -566,8 +544,7 @@ class Approvals:
                 await tx.record(
                     incident_id=pending.incident_id, kind=Kind.APPROVAL_EXPIRED,
                     actor="icbot", occurred_at=now,
-                    text=f"*{pending.label}* expired without enough approvals; nothing was done.",
-                    data={"pending_id": pending.id},
+                    data=wording.data(pending_id=pending.id, label=pending.label),
                 )  # fmt: skip
                 await self._refresh_card(tx.conn, pending)
         if expired:

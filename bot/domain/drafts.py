@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bot.core import wording
 from bot.core.errors import Conflict, NotFound
 from bot.core.mentions import mentioned, with_names
 from bot.core.models import Incident, TimelineEntry, incident_ref, who
@@ -128,6 +129,7 @@ class Drafts:
             await digests_sql.close(tx.conn, incident.id)
             lines = draft.count("\n")
             data: dict[str, Any] = {
+                "v": wording.VERSION,
                 "file": shared.id,
                 "name": shared.name,
                 "title": shared.title,
@@ -141,10 +143,6 @@ class Drafts:
                 incident_id=incident.id,
                 kind=Kind.POSTMORTEM_POSTED,
                 actor=actor,
-                text=(
-                    f"{who(actor)} posted the post-mortem draft in the thread: {shared.name}"
-                    f" ({lines} lines, from {shown.entries} timeline entries)."
-                ),
                 data=data,
             )
         return Posted(incident, entry, draft, shown)

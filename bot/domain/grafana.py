@@ -39,7 +39,6 @@ from bot.store.outbox import OutboxItem
 log = get_logger(__name__)
 
 CHANNEL = "grafana"
-NOT_CONFIGURED = "Grafana is not configured"
 MAX_TEXT = 2000  # of an annotation's text: a tooltip, not a report
 MAX_SUMMARY = 1000  # of the summary quoted in it
 
@@ -136,9 +135,9 @@ def annotation_text(
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
 
 
-def _named(found: Sequence[Dashboard]) -> str:
-    names = [f"`{d.uid}`" + (f" panel {d.panel_id}" if d.panel_id else "") for d in found if d.uid]
-    return ", ".join(names) if names else "an organisation-wide annotation"
+def _named(found: Sequence[Dashboard]) -> list[dict[str, Any]]:
+    """The dashboards (and panels) of a resolve's annotations, as the timeline entry keeps them."""
+    return [{"uid": d.uid, "panel_id": d.panel_id} for d in found if d.uid]
 
 
 class GrafanaAnnotations:
@@ -161,14 +160,16 @@ class GrafanaAnnotations:
         self.severity_name = severity_name
         self.link = link
 
-    async def on_resolve(self, tx: Tx, incident: Incident, *, resolution: int) -> str | None:
+    async def on_resolve(
+        self, tx: Tx, incident: Incident, *, resolution: int
+    ) -> dict[str, Any] | None:
         conn = tx.conn
         diagnoses = await timeline_sql.of_kinds(conn, incident.id, [Kind.DIAGNOSIS])
         diagnosed = [str(e.data.get("playbook")) for e in diagnoses if e.data.get("playbook")]
         found = targets(diagnosed, self.dashboards)
         if not self.enabled:
-            if any(d.uid for d in found):
-                return f"{NOT_CONFIGURED}, so {_named(found)} got no annotation."
+            if any(d.uid for d in found):  # worded by bot/core/wording.py (`_grafana`)
+                return {"grafana": {"configured": False, "dashboards": _named(found)}}
             return None
         link = self.link(incident.id)
         for dashboard in found:
@@ -193,8 +194,10 @@ class GrafanaAnnotations:
                     key=f"inc{incident.id}:grafana:r{resolution}:{where}:{window.value}",
                     payload=payload,
                 )  # fmt: skip
-        again = " (updating the annotations of the first resolve)" if resolution > 1 else ""
-        return f"Grafana: annotating the impact window ({_named(found)}){again}."
+
+        return {
+            "grafana": {"configured": True, "dashboards": _named(found), "resolution": resolution}
+        }
 
 
 class GrafanaQueue(LeasedQueue):

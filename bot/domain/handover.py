@@ -12,8 +12,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot.core import wording
 from bot.core.models import IC, STANDARD_ROLES, Incident, TimelineEntry, who
 from bot.core.text import compact
+from bot.core.wording import Flavour
 from bot.domain.timeline import Kind, ScribeKind
 from bot.store.actions import PendingAction
 
@@ -80,7 +82,7 @@ def _line(entry: TimelineEntry) -> str:
     said = WORDLESS.get(entry.kind)
     if said is not None:
         return f"{who(entry.actor)} {said} (#{entry.seq})"
-    return compact(entry.text, MAX_ITEM)
+    return compact(wording.entry_text(entry, Flavour.SLACK), MAX_ITEM)
 
 
 def _seconds(delta: timedelta) -> int:
@@ -140,7 +142,9 @@ def briefing(
         "actions": [
             {
                 "seq": e.seq,
-                "text": compact(str(e.data.get("text") or e.text), MAX_ITEM),
+                "text": compact(
+                    str(e.data.get("text") or wording.entry_text(e, Flavour.SLACK)), MAX_ITEM
+                ),
                 "owner": e.data.get("owner"),
             }
             for e in items[:MAX_ACTIONS]

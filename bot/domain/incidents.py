@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from bot.core import wording
 from bot.core.errors import Ambiguous, Choice, Conflict, NotFound, UsageError
 from bot.core.models import (
     IC,
@@ -20,10 +21,9 @@ from bot.core.models import (
     Status,
     TimelineEntry,
     incident_ref,
-    who,
 )
 from bot.core.text import control_character
-from bot.core.timefmt import human_duration
+from bot.core.wording import Code, Person, Ping, Said
 from bot.domain import handover, history, once, pager, prompts, timeline
 from bot.domain.history import HistoryReport
 from bot.domain.policy import SeverityPolicy
@@ -55,7 +55,7 @@ class Entry:
     transaction's time."""
 
     kind: Kind
-    text: str
+    text: str | None  # None: rendered from `data` (`wording.data(...)`)
     data: dict[str, Any]
     at: datetime | None = None
     mirror: tuple[pager.PagerKind, dict[str, Any]] | None = None
@@ -64,9 +64,12 @@ class Entry:
 class ResolveHook(Protocol):
     """Work a resolve queues in its own transaction (a Grafana annotation, a PagerDuty summary):
     `incident` as resolved; `resolution` counts this incident's resolves (2 after a reopen).
-    Returns a sentence for the resolve's timeline entry, if there is something to say."""
+    Returns fields for the resolve's timeline entry (worded by `bot/core/wording.py`), if there
+    is something to say."""
 
-    async def on_resolve(self, tx: Tx, incident: Incident, *, resolution: int) -> str | None: ...
+    async def on_resolve(
+        self, tx: Tx, incident: Incident, *, resolution: int
+    ) -> dict[str, Any] | None: ...
 
 
 def stage_of(text: str) -> Status | None:
@@ -226,28 +229,17 @@ class Incidents:
             )
         await outbox_sql.enqueue_card(conn, incident_id=number, version=1)
         await prompts.plan_after_declare(conn, number, level, now=now)
-        if linked is not None:
-            paging = f" Triggered in PagerDuty as #{linked.number}."
-        elif self.pagerduty:
-            paging = " Opening a PagerDuty incident."
-        else:
-            paging = " PagerDuty is not configured, so nobody was paged."
-        declarer = who(actor)
-        lead = (
-            f"{declarer} is incident commander until reassigned."
-            if commander
-            else "Nobody is incident commander yet: `/ic assign @you ic`."
-        )
+        paging = "linked" if linked is not None else "opening" if self.pagerduty else "off"
         entry = await tx.record(
             incident_id=number,
             kind=Kind.DECLARED,
             actor=actor,
-            text=(
-                f"{declarer} declared {incident_ref(number)} ({sev.upper()} · {level.name}):"
-                f" {title}. {lead}{paging}"
+            data=wording.data(
+                title=title, severity=sev, commander=actor if commander else None,
+                name=level.name, paging=paging,
+                pagerduty_number=linked.number if linked is not None else None,
             ),
-            data={"title": title, "severity": sev, "commander": actor if commander else None},
-        )
+        )  # fmt: skip
         if linked is None:
             await self._mirror(
                 conn,
@@ -265,14 +257,9 @@ class Incidents:
     async def assign(self, *, ref: int | None, user: str, role: str, actor: str) -> Change:
         async def step(tx: Tx, incident: Incident) -> Entry:
             if incident.roles.get(role) == user:
-                raise Conflict(f"<@{user}> is already {role} of {incident.ref}.")
+                raise Conflict(Person(user), " is already ", Said(role), f" of {incident.ref}.")
             previous = await self._give_role(tx, incident, role, user, actor=actor)
-            replacing = f", replacing <@{previous}>" if previous else ""
-            return Entry(
-                Kind.ROLE,
-                f"<@{user}> is now {role}{replacing} (assigned by <@{actor}>).",
-                {"role": role, "user": user, "previous": previous},
-            )
+            return Entry(Kind.ROLE, None, wording.data(role=role, user=user, previous=previous))
 
         return await self._change(ref, actor=actor, step=step)
 
@@ -296,18 +283,17 @@ class Incidents:
                     )
                 named = held[0]
             if incident.roles.get(named) == user:
-                raise Conflict(f"<@{user}> is already {named} of {incident.ref}; nothing changed.")
+                raise Conflict(
+                    Person(user),
+                    " is already ",
+                    Said(named),
+                    f" of {incident.ref}; nothing changed.",
+                )
             window = await timeline_sql.since(conn, incident.id, at=now - handover.WINDOW)
             items = await timeline_sql.of_kinds(conn, incident.id, handover.ACTION_ITEM_KINDS)
             pending = await actions_sql.pending_for(conn, incident.id, now=now)
             previous = await self._give_role(tx, incident, named, user, actor=actor, how="handover")
             after = await self._reload(conn, incident.id)
-            if previous == actor:
-                text = f"{who(actor)} handed {named} of {incident.ref} over to {who(user)}."
-            else:
-                since = f" from {who(previous)}" if previous else " (nobody held it)"
-                by = "" if actor == user else f", handed over by {who(actor)}"
-                text = f"{who(user)} takes over as {named} of {incident.ref}{since}{by}."
             briefing = handover.briefing(
                 after,
                 severity_name=self.policy.level(after.severity).name,
@@ -318,8 +304,8 @@ class Incidents:
             )
             return Entry(
                 Kind.HANDOVER,
-                text,
-                {"role": named, "user": user, "previous": previous, "summary": briefing},
+                None,
+                wording.data(role=named, user=user, previous=previous, summary=briefing),
             )
 
         return await self._change(ref, actor=actor, step=step)
@@ -328,16 +314,17 @@ class Incidents:
         async def step(tx: Tx, incident: Incident) -> Entry:
             if incident.severity == severity:
                 raise Conflict(f"{incident.ref} is already {severity.upper()}.")
-            return await self.severity_step(tx, incident, severity, because=f"by <@{actor}>")
+            return await self.severity_step(tx, incident, severity, alert=None)
 
         return await self._change(ref, actor=actor, step=step)
 
     async def change_severity_in(
-        self, tx: Tx, incident: Incident, severity: str, *, actor: str, because: str
+        self, tx: Tx, incident: Incident, severity: str, *, actor: str, alert: dict[str, Any]
     ) -> TimelineEntry:
         """Within the caller's unit of work (the incident row locked or about to be): the new
-        severity, its prompt cadence, the timeline entry and the PagerDuty urgency/priority."""
-        planned = await self.severity_step(tx, incident, severity, because=because)
+        severity, its prompt cadence, the timeline entry and the PagerDuty urgency/priority.
+        `alert`: the alert that raised it (`name`, `service`, `severity`)."""
+        planned = await self.severity_step(tx, incident, severity, alert=alert)
         entry = await tx.record(
             incident_id=incident.id, kind=planned.kind, actor=actor, text=planned.text,
             data=planned.data,
@@ -348,15 +335,19 @@ class Incidents:
         return entry
 
     async def severity_step(
-        self, tx: Tx, incident: Incident, severity: str, *, because: str
+        self, tx: Tx, incident: Incident, severity: str, *, alert: dict[str, Any] | None
     ) -> Entry:
         await self._bump(tx, incident.id, severity=severity)
         level = self.policy.level(severity)
         await prompts.plan_after_severity_change(tx.conn, incident, level, now=tx.now)
         return Entry(
             Kind.SEVERITY,
-            f"Severity {incident.severity.upper()} → {severity.upper()} ({level.name}) {because}.",
-            {"from": incident.severity, "to": severity},
+            None,
+            wording.data(
+                **{"from": incident.severity, "to": severity},
+                name=level.name,
+                **({"alert": alert} if alert else {}),
+            ),
             mirror=(
                 pager.PagerKind.UPDATE,
                 {
@@ -384,8 +375,8 @@ class Incidents:
             await prompts.plan_after_update(tx.conn, incident.id, level, now=now)
             return Entry(
                 Kind.STATUS,
-                f"Status update from <@{actor}>: {text}",
-                {"text": text, "stage": stage.value if stage else None},
+                None,
+                wording.data(text=text, stage=stage.value if stage else None),
                 mirror=(
                     pager.PagerKind.NOTE,
                     {"text": f"Status update (Slack user {actor}): {text}"},
@@ -400,8 +391,8 @@ class Incidents:
         async def step(tx: Tx, incident: Incident) -> Entry:
             return Entry(
                 Kind.NOTE,
-                f"Note from <@{actor}>: {text}",
-                {"text": text},
+                None,
+                wording.data(text=text),
                 mirror=(pager.PagerKind.NOTE, {"text": f"Note (Slack user {actor}): {text}"}),
             )
 
@@ -437,14 +428,12 @@ class Incidents:
             if incident.acknowledged_at is None:
                 fields["acknowledged_at"] = now
             await incidents_sql.bump(conn, incident.id, now=now, **fields)  # PagerDuty's time
-            said: list[str] = []
+            said: dict[str, Any] = {}  # what the hooks have to say, as data for the entry
             if self.on_resolve:
                 resolved = await self._reload(conn, incident.id)
                 before = await timeline_sql.of_kinds(conn, incident.id, [Kind.RESOLVED])
                 for hook in self.on_resolve:
-                    sentence = await hook.on_resolve(tx, resolved, resolution=len(before) + 1)
-                    if sentence:
-                        said.append(sentence)
+                    said |= await hook.on_resolve(tx, resolved, resolution=len(before) + 1) or {}
             await prompts.plan_after_resolve(conn, incident.id, self.policy, now=now)
             # Requests end with their incident: no click counts after this, and reopening
             # does not bring them back.
@@ -458,23 +447,25 @@ class Incidents:
                         conn, incident_id=incident.id, timeline_id=request.entry_id,
                         version="cancelled",
                     )  # fmt: skip
-            duration = human_duration((now - incident.declared_at).total_seconds())
-            tail = f" Summary: {summary}" if summary else ""
-            if cancelled:
-                tail += "\nCancelled pending requests: " + ", ".join(
-                    f"*{r.label}* (#{r.id})" for r in cancelled
-                )
-            if said:
-                tail += "\n" + " ".join(said)
             resolution = summary or f"Resolved in Slack by {actor}"
             return Entry(
                 Kind.RESOLVED,
-                f"{who(actor)} resolved {incident.ref} after {duration}.{tail}",
-                {
-                    "summary": summary,
-                    "duration_s": int((now - incident.declared_at).total_seconds()),
-                    **({"cancelled": [r.id for r in cancelled]} if cancelled else {}),
-                },
+                None,
+                wording.data(
+                    summary=summary,
+                    duration_s=int((now - incident.declared_at).total_seconds()),
+                    **(
+                        {
+                            "cancelled": [r.id for r in cancelled],
+                            "cancelled_requests": [
+                                {"id": r.id, "label": r.label} for r in cancelled
+                            ],
+                        }
+                        if cancelled
+                        else {}
+                    ),
+                    **said,
+                ),
                 at=now,
                 mirror=(
                     (pager.PagerKind.UPDATE, {"status": "resolved", "resolution": resolution})
@@ -490,21 +481,26 @@ class Incidents:
         contact = self.policy.contacts.get(who)
         if contact is None:
             known = ", ".join(sorted(self.policy.contacts)) or "none"
-            raise NotFound(f"`{who}` is not a contact in severities.yml (contacts: {known}).")
+            raise NotFound(
+                Code(who), " is not a contact in severities.yml (contacts: ", known, ")."
+            )
         if not self.pagerduty:
-            handle = prompts.mention(contact.slack) or who
-            raise Conflict(f"PagerDuty is not configured; mention {handle} in the thread instead.")
+            handle = Ping(contact.slack or who)
+            raise Conflict(
+                "PagerDuty is not configured; mention ", handle, " in the thread instead."
+            )
         wanted = pager.targets(self.policy, [who])
         if not wanted:
-            raise Conflict(f"`{who}` has no PagerDuty user or escalation policy in severities.yml.")
+            raise Conflict(
+                Code(who), " has no PagerDuty user or escalation policy in severities.yml."
+            )
         message = _checked_text(message, what="message") if message else None
 
         async def step(tx: Tx, incident: Incident) -> Entry:
-            tail = f": {message}" if message else ""
             return Entry(
                 Kind.PAGED,
-                f"<@{actor}> paged {who} through PagerDuty{tail}",
-                {"who": who, "targets": wanted, "message": message},
+                None,
+                wording.data(who=who, targets=wanted, message=message),
                 mirror=(
                     pager.PagerKind.RESPONDERS,
                     {
@@ -521,13 +517,14 @@ class Incidents:
         incident_id: int,
         *,
         kind: Kind,
-        text: str,
         actor: str,
         data: dict[str, Any],
+        text: str | None = None,
         acknowledged_at: datetime | None = None,
     ) -> Change:
         """An event from elsewhere (PagerDuty) into the timeline; an ack stamps the incident,
-        at the declaration if it was acknowledged before (it still counts in MTTA)."""
+        at the declaration if it was acknowledged before (it still counts in MTTA). Without
+        `text`, `data` is versioned and the words are rendered from it."""
 
         async def step(tx: Tx, incident: Incident) -> Entry:
             if acknowledged_at is not None and incident.acknowledged_at is None:
@@ -546,11 +543,7 @@ class Incidents:
             await self._bump(tx, incident.id, status=Status.INVESTIGATING.value, resolved_at=None)
             level = self.policy.level(incident.severity)
             await prompts.plan_after_update(tx.conn, incident.id, level, now=tx.now)
-            return Entry(
-                Kind.REOPENED,
-                f"{who(actor)} reopened {incident.ref}: {reason}",
-                {"reason": reason},
-            )
+            return Entry(Kind.REOPENED, None, wording.data(reason=reason))
 
         return await self._change(incident_id, actor=actor, allow_resolved=True, step=step)
 
@@ -577,17 +570,17 @@ class Incidents:
             if not added and not removed:
                 return None
             await timers_sql.set_ticked(conn, reminder_id, now_ticked)
-            parts = [f"ticked “{items[i]}”" for i in added]
-            parts += [f"unticked “{items[i]}”" for i in removed]
             title = found.title or (stage.title if stage else found.stage)
-            done = f"{len(now_ticked)}/{len(items)} done"
             entry = await tx.record(
                 incident_id=incident_id,
                 kind=Kind.CHECKLIST_TICK,
                 actor=actor,
-                text=f"<@{actor}> {', '.join(parts)} — {title} ({done}).",
-                data={"reminder": reminder_id, "added": added, "removed": removed},
-            )
+                data=wording.data(
+                    reminder=reminder_id, added=added, removed=removed, title=title,
+                    ticked=[items[i] for i in added], unticked=[items[i] for i in removed],
+                    done=len(now_ticked), of=len(items),
+                ),
+            )  # fmt: skip
             incident = await self._reload(conn, incident_id)
         return Change(incident, entry)
 
@@ -624,12 +617,14 @@ class Incidents:
         if ref is not None:
             incident = await incidents_sql.get(conn, ref, lock=lock)
             if incident is None:
-                raise NotFound(f"{incident_ref(ref)} does not exist. `/ic list` shows incidents.")
+                raise NotFound(
+                    f"{incident_ref(ref)} does not exist. ", Code("/ic list"), " shows incidents."
+                )
             if incident.is_resolved and not allow_resolved:
                 raise Conflict(
-                    f"{incident.ref} is resolved; only notes can be added"
-                    f" (`/ic note {incident.ref} …`)."
-                )
+                    f"{incident.ref} is resolved; only notes can be added (",
+                    Code(f"/ic note {incident.ref} …"), ").",
+                )  # fmt: skip
             return incident
         open_incidents = await incidents_sql.list_open(conn)
         if not open_incidents and allow_resolved:

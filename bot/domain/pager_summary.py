@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from typing import Any
 
+from bot.core import wording
 from bot.core.models import Incident, Status, TimelineEntry
 from bot.core.timefmt import human_duration
 from bot.domain import pager
 from bot.domain.incidents import stage_of
-from bot.domain.postmortem import LEADING_EMOJI, RESOLUTION, ROOT_CAUSE
+from bot.domain.postmortem import RESOLUTION, ROOT_CAUSE
 from bot.domain.timeline import Kind
 from bot.domain.uow import Tx
 from bot.store import timeline as timeline_sql
@@ -79,7 +81,7 @@ def summary_note(
     resolutions = _marked(entries, RESOLUTION) or ([incident.summary] if incident.summary else [])
     lines.append("Resolution: " + (_bullets(resolutions) if resolutions else "not recorded"))
     results = [
-        " ".join(LEADING_EMOJI.sub("", e.text).split())
+        " ".join(wording.entry_text(e, wording.Flavour.PLAIN).split())
         for e in entries
         if e.kind == Kind.REMEDIATION_RESULT
     ]
@@ -109,7 +111,9 @@ class PagerSummary:
         self.severity_name = severity_name
         self.link = link
 
-    async def on_resolve(self, tx: Tx, incident: Incident, *, resolution: int) -> str | None:
+    async def on_resolve(
+        self, tx: Tx, incident: Incident, *, resolution: int
+    ) -> dict[str, Any] | None:
         entries = await timeline_sql.entries(tx.conn, incident.id)
         text = summary_note(
             incident, entries, severity_name=self.severity_name(incident.severity),

@@ -1,9 +1,15 @@
-"""The `Chat` capability the domain posts through (Slack in production and in the shell)."""
+"""Capabilities the bot asks of the outside world, each once: `Chat` (Slack in production and in
+the shell), the checks' read-only probes (`Actuator`, `Kube`, `Lag`) and what remediations
+change (`KubeOps`, `ActuatorOps`, `SecretOps`, which extend the probes' reads). Adapters in
+`bot/integrations/` implement them; each adapter module ends with a typing-only function that
+makes mypy prove it conforms.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from bot.core.models import Member
@@ -81,3 +87,103 @@ class Directory(Protocol):
         """The member's email and name (both None for an id the workspace does not know).
         Raises IntegrationError."""
         ...
+
+
+# -- probes (checks) and remediations --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PodInfo:
+    name: str
+    ready: bool
+    restarts: int
+    phase: str
+    reason: str | None  # e.g. CrashLoopBackOff
+
+
+@dataclass(frozen=True)
+class DeploymentInfo:
+    name: str
+    desired: int
+    ready: int
+    updated: int
+    available: int
+    revision: str | None
+    image: str | None
+    paused: bool = False  # `kubectl rollout pause`: no rollout happens until resumed
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One revision of a Deployment (its ReplicaSet), as `kubectl rollout undo` finds them."""
+
+    number: int
+    image: str
+    created: datetime | None
+    replicaset: str
+    template: dict[str, Any]
+    annotations: dict[str, str]
+
+
+class Actuator(Protocol):
+    async def metric(self, service: str, name: str, tags: dict[str, str]) -> dict[str, Any]: ...
+
+    async def health(self, service: str, component: str | None) -> dict[str, Any]: ...
+
+    async def circuit_breakers(self, service: str) -> dict[str, Any]: ...
+
+
+class Kube(Protocol):
+    async def pods(self, namespace: str, selector: str) -> list[PodInfo]: ...
+
+    async def deployment(self, namespace: str, name: str) -> DeploymentInfo: ...
+
+    async def logs(self, namespace: str, pod: str, *, tail_lines: int) -> str: ...
+
+
+class Lag(Protocol):
+    async def consumer_lag(
+        self, group: str, topics: list[str] | None
+    ) -> dict[tuple[str, int], int | None]: ...
+
+    async def end_offsets(self, topic: str) -> dict[int, int]: ...
+
+
+class KubeOps(Kube, Protocol):
+    """What remediations do to Deployments (reads: `Kube`)."""
+
+    async def history(self, namespace: str, name: str) -> list[Revision]: ...
+
+    async def rollback(self, namespace: str, name: str, revision: Revision) -> None: ...
+
+    async def restart(self, namespace: str, name: str, *, at: str) -> None: ...
+
+    async def scale(self, namespace: str, name: str, replicas: int) -> None: ...
+
+    async def rollout_status(self, namespace: str, name: str) -> tuple[bool, str]: ...
+
+
+class ActuatorOps(Actuator, Protocol):
+    """What remediations change through actuator endpoints (reads: `Actuator`)."""
+
+    async def transition_breaker(
+        self, service: str, name: str, update_state: str
+    ) -> dict[str, Any]: ...
+
+    async def flag(self, service: str, name: str, *, token: str) -> dict[str, Any]: ...
+
+    async def set_flag(
+        self, service: str, name: str, value: Any, *, token: str, expected_version: int | None,
+        actor: str, reason: str,
+    ) -> dict[str, Any]: ...  # fmt: skip
+
+
+TokenSource = Callable[[], Awaitable[str | None]]
+
+
+class SecretOps(Protocol):
+    async def versions(self, path: str) -> list[int]: ...
+
+    async def rotate(self, path: str, key: str, *, new_value: str | None = None) -> Any: ...
+
+    async def read(self, path: str, key: str, *, version: int | None = None) -> Any: ...

@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.core import wording
 from bot.core.models import MITIGATED_STAGES, Incident, Status, TimelineEntry, who
 from bot.core.text import inert
 from bot.core.timefmt import human_duration
+from bot.core.wording import Flavour
 from bot.domain.incidents import stage_of
 from bot.domain.scribe import CONTENT_KINDS, ScribeKind
 from bot.domain.timeline import Kind
@@ -29,7 +31,6 @@ from bot.domain.timeline import Kind
 # Notes that prefill the Root Cause and Resolution sections: "Root cause: …", "resolution: …".
 ROOT_CAUSE = re.compile(r"^\s*root cause\s*:\s*", re.I)
 RESOLUTION = re.compile(r"^\s*resolution\s*:\s*", re.I)
-LEADING_EMOJI = re.compile(r"^(:[a-z0-9_+-]+:\s*)+")
 MAX_LINE = 300  # characters of a quoted text on one timeline line
 
 # Entries about the draft itself, which the draft does not count or show.
@@ -290,7 +291,7 @@ def _events(
         title = _line(str(declared.data.get("title") or ""))
         add(declared, f"Declared by {who(declared.actor)} as {sev}: {title}")
     if ack is not None:
-        how = _line(ack.text).rstrip(".") if ack.kind == Kind.PAGERDUTY else who(ack.actor)
+        how = _line(_said(ack)).rstrip(".") if ack.kind == Kind.PAGERDUTY else who(ack.actor)
         add(ack, f"Acknowledged ({how}): response started")
     diagnosis = _first(entries, Kind.DIAGNOSIS)
     if diagnosis is not None:
@@ -308,9 +309,9 @@ def _events(
             frm, to = str(entry.data.get("from") or "?"), str(entry.data.get("to") or "?")
             add(entry, f"Severity {frm.upper()} → {to.upper()} by {who(entry.actor)}")
         elif entry.kind == Kind.REMEDIATION_RESULT:
-            add(entry, f"Remediation: {_line(LEADING_EMOJI.sub('', entry.text))}")
+            add(entry, f"Remediation: {_line(_said(entry))}")
         elif entry.kind == Kind.REDACTED:  # its text names kinds and a person, never the data
-            add(entry, _line(entry.text).rstrip(".").capitalize())
+            add(entry, _line(_said(entry)).rstrip(".").capitalize())
         elif entry.kind == Kind.REOPENED:
             add(entry, f"Reopened by {who(entry.actor)}: {_line(str(entry.data.get('reason')))}")
         elif entry.kind == Kind.RESOLVED:
@@ -415,6 +416,11 @@ def _action_items(entries: Sequence[TimelineEntry]) -> list[str]:
 
 
 # -- formatting ----------------------------------------------------------------------------------
+
+
+def _said(entry: TimelineEntry) -> str:
+    """The entry's words as the draft writes them (Markdown; no leading emoji)."""
+    return wording.entry_text(entry, Flavour.MARKDOWN)
 
 
 def _line(text: str) -> str:

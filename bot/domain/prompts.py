@@ -14,14 +14,12 @@ The prompt ladder when nobody answers, for a cadence C (`status_every`):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from bot.core import metrics
+from bot.core import metrics, wording
 from bot.core.logs import get_logger
 from bot.core.models import Incident
-from bot.core.text import inert
 from bot.core.timefmt import human_duration
 from bot.delivery.worker import Worker
 from bot.domain import pager, timeline
@@ -35,8 +33,6 @@ from bot.store import timers as timers_sql
 log = get_logger(__name__)
 
 BATCH = 200
-_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
-_GROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
 
 
 def _seconds(value: float | None) -> timedelta | None:
@@ -55,24 +51,13 @@ def escalation_at(level: SeverityLevel, *, declared_at: datetime, now: datetime)
     return max(declared_at + delay, now)
 
 
-def mention(handle: str | None) -> str:
-    """A contact's Slack handle as a mention: user id, user-group id, or the text as given."""
-    if not handle:
-        return ""
-    bare = handle.lstrip("@")
-    if _USER_ID.match(bare):
-        return f"<@{bare}>"
-    if _GROUP_ID.match(bare):
-        return f"<!subteam^{bare}>"
-    return handle
-
-
-def contacts_text(policy: SeverityPolicy, names: list[str]) -> str:
-    shown = []
+def contact_handles(policy: SeverityPolicy, names: list[str]) -> list[str]:
+    """Each contact's Slack handle (user or group id), or its name if it has none."""
+    handles = []
     for name in names:
         contact = policy.contacts.get(name)
-        shown.append(mention(contact.slack if contact else None) or name)
-    return ", ".join(shown)
+        handles.append((contact.slack if contact else None) or name)
+    return handles
 
 
 async def plan_after_declare(
@@ -144,16 +129,16 @@ class Prompter(Worker):
         self.pagerduty = pagerduty
 
     async def _page(self, conn: Conn, incident: Incident, names: list[str], *, key: str) -> str:
-        """Page `names` through PagerDuty when it is configured; says how they were reached."""
+        """Page `names` through PagerDuty when it is configured; how they were reached: `off`,
+        `no_ids` (the mention is the page) or `paged` (`bot.core.wording` says it)."""
         wanted = pager.targets(self.policy, names) if self.pagerduty else []
         if not wanted:
-            reason = "is not configured" if not self.pagerduty else "has no ids for them"
-            return f"PagerDuty {reason}, so this mention is the page."
+            return "no_ids" if self.pagerduty else "off"
         await pager.enqueue(
             conn, incident.id, pager.PagerKind.RESPONDERS, key=key,
             payload={"targets": wanted, "message": f"Needed on {incident.ref}: {incident.title}"},
         )  # fmt: skip
-        return "Paging them through PagerDuty."
+        return "paged"
 
     async def run_round(self) -> int:
         return await self.tick()
@@ -199,9 +184,7 @@ class Prompter(Worker):
         since = human_duration(
             (now - (incident.last_status_at or incident.declared_at)).total_seconds()
         )
-        who = f"<@{incident.commander}>" if incident.commander else "<!channel>"
         if unanswered == 3:
-            names = contacts_text(self.policy, level.escalate_to) or "<!channel>"
             how = await self._page(conn, incident, level.escalate_to, key=f"prompt{seq}")
             await timeline.record(
                 conn,
@@ -209,29 +192,26 @@ class Prompter(Worker):
                 kind=Kind.PROMPT_ESCALATED,
                 actor="icbot",
                 occurred_at=now,
-                text=(
-                    f"No status update on {incident.ref} for {since} after two prompts."
-                    f" Escalating to {names}. {who}, please post one. {how}"
+                data=wording.data(
+                    prompt_seq=seq, contacts=level.escalate_to, who=incident.commander,
+                    pings=contact_handles(self.policy, level.escalate_to), since=since,
+                    paging=how,
                 ),
-                data={"prompt_seq": seq, "contacts": level.escalate_to},
-            )
+            )  # fmt: skip
             next_at = now + cadence
         else:
-            text = level.prompt.format(
-                who=who, ref=incident.ref, title=inert(incident.title),
-                severity=incident.severity.upper(), since=since,
-            )  # fmt: skip
-            if unanswered == 2:
-                text = f"Reminder — {text}"
             await timeline.record(
                 conn,
                 incident_id=incident_id,
                 kind=Kind.PROMPT,
                 actor="icbot",
                 occurred_at=now,
-                text=text,
-                data={"prompt_seq": seq, "reminder": unanswered == 2},
-            )
+                data=wording.data(
+                    prompt_seq=seq, reminder=unanswered == 2, template=level.prompt,
+                    who=incident.commander, title=incident.title,
+                    severity=incident.severity, since=since,
+                ),
+            )  # fmt: skip
             next_at = now + (cadence / 2 if unanswered <= 2 else cadence)
         await timers_sql.set_timers(
             conn, incident_id, next_prompt_at=next_at, unanswered=unanswered, prompt_seq=seq
@@ -243,9 +223,6 @@ class Prompter(Worker):
     async def _escalate_by_policy(self, conn: Conn, incident_id: int, *, now: datetime) -> None:
         incident = await self._load(conn, incident_id)
         level = self.policy.level(incident.severity)
-        names = contacts_text(self.policy, level.escalate_to)
-        after = human_duration(level.escalate_after or 0)
-        when = "at once" if not level.escalate_after else f"after {after}"
         how = await self._page(conn, incident, level.escalate_to, key="policy-escalation")
         await timeline.record(
             conn,
@@ -253,12 +230,12 @@ class Prompter(Worker):
             kind=Kind.ESCALATED,
             actor="icbot",
             occurred_at=now,
-            text=(
-                f"{incident.severity.upper()} policy escalates {when}: {names}, you are needed"
-                f" on {incident.ref} ({inert(incident.title)}). {how}"
+            data=wording.data(
+                contacts=level.escalate_to, policy=incident.severity,
+                pings=contact_handles(self.policy, level.escalate_to),
+                after_s=level.escalate_after, title=incident.title, paging=how,
             ),
-            data={"contacts": level.escalate_to, "policy": incident.severity},
-        )
+        )  # fmt: skip
         await timers_sql.set_timers(conn, incident_id, escalate_at=None, escalated_at=now)
 
     async def _remind(
@@ -269,15 +246,19 @@ class Prompter(Worker):
             await timers_sql.mark_reminder_posted(conn, reminder_id, now=now, entry_id=None)
             return
         incident = await self._load(conn, incident_id)
-        who = f"<@{incident.commander}>" if incident.commander else "<!channel>"
         entry = await timeline.record(
             conn,
             incident_id=incident_id,
             kind=Kind.CHECKLIST,
             actor="icbot",
             occurred_at=now,
-            text=f"{who}: post-incident checklist for {incident.ref} — {stage.title}.",
-            data={"reminder": reminder_id, "stage": stage.key, "items": stage.items},
+            data=wording.data(
+                reminder=reminder_id,
+                stage=stage.key,
+                items=stage.items,
+                title=stage.title,
+                who=incident.commander,
+            ),
         )
         await timers_sql.mark_reminder_posted(conn, reminder_id, now=now, entry_id=entry.id)
 

@@ -30,9 +30,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from bot.core import guard
+from bot.core import guard, wording
 from bot.core.metrics import REDACTIONS
-from bot.core.models import TimelineEntry, who
+from bot.core.models import TimelineEntry
 from bot.domain import once
 from bot.store import Conn
 from bot.store import incidents as incidents_sql
@@ -161,19 +161,27 @@ async def record(
     *,
     incident_id: int,
     kind: Kind,
-    text: str,
     actor: str,
     occurred_at: datetime,
+    text: str | None = None,
     data: dict[str, Any] | None = None,
     announce: bool = True,
 ) -> TimelineEntry:
     """Append one entry to the incident's chain and (if `announce`) queue it for the thread:
     a reply of its own, or a line of the thread's digest if its kind is `FOLDED`.
 
+    The entry's words: either `text` (v1, the caller's own), or none and `data` made with
+    `wording.data(...)` (v2): the wording module renders the text from the data, and stores
+    its Slack rendering (`wording.stored_text`) so the row's hashed shape stays one text.
+
     Must run inside the caller's transaction: the change and its entry commit together.
     """
     if not isinstance(kind, Kind):
         raise TypeError(f"timeline.record takes a Kind, not {kind!r}")
+    if text is None:
+        if not wording.is_v2(data or {}):
+            raise TypeError("timeline.record needs text, or data made with wording.data(...)")
+        text = wording.stored_text(kind, actor=actor, incident_id=incident_id, data=data or {})
     if not conn.is_in_transaction():
         raise RuntimeError("timeline.record must run inside the transaction of its change")
     await once.claim(conn)  # the Slack request making this change, if any: exactly once
@@ -267,9 +275,8 @@ async def _record_redaction(
     await record(
         conn, incident_id=entry.incident_id, kind=Kind.REDACTED, actor="icbot",
         occurred_at=entry.occurred_at,
-        text=f"{guard.described(findings)} redacted from {who(author)}'s message.",
-        data={"kinds": [k.value for k in kinds], "card": any(k.is_card for k in kinds),
-              "author": author, "entry": entry.seq},
+        data=wording.data(kinds=[k.value for k in kinds], card=any(k.is_card for k in kinds),
+                          author=author, entry=entry.seq, found=guard.found_names(findings)),
     )  # fmt: skip
     if any(k.is_card for k in kinds):  # the card says so (`Incident.card_number_seen`)
         version = await incidents_sql.update(conn, entry.incident_id, now=entry.occurred_at)

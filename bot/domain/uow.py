@@ -42,13 +42,14 @@ class Tx:
         *,
         incident_id: int,
         kind: timeline.Kind,
-        text: str,
         actor: str,
+        text: str | None = None,
         data: dict[str, Any] | None = None,
         occurred_at: datetime | None = None,
         announce: bool = True,
     ) -> TimelineEntry:
-        """`timeline.record` in this transaction; `occurred_at` defaults to `now`."""
+        """`timeline.record` in this transaction; `occurred_at` defaults to `now`. Without
+        `text`, `data` is versioned (`wording.data(...)`) and the text is rendered from it."""
         return await timeline.record(
             self.conn,
             incident_id=incident_id,

@@ -6,12 +6,15 @@ circuit-breaker transitions are remediations and live with them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
 
 from bot.core.errors import ErrorCode, IntegrationError
+
+if TYPE_CHECKING:
+    from bot.domain.ports import Actuator, ActuatorOps
 
 ACCEPT = "application/vnd.spring-boot.actuator.v3+json, application/json"
 
@@ -153,3 +156,9 @@ class HttpActuator:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+if TYPE_CHECKING:  # mypy proves the adapter is the ports (bot/domain/ports.py)
+
+    def _conforms(adapter: HttpActuator) -> tuple[Actuator, ActuatorOps]:
+        return adapter, adapter

@@ -40,7 +40,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
 from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
@@ -59,6 +59,9 @@ from aiokafka.structs import TopicPartition  # type: ignore[import-untyped]
 
 from bot.core.errors import ErrorCode, IntegrationError
 from bot.core.logs import get_logger
+
+if TYPE_CHECKING:
+    from bot.domain.ports import Lag
 
 __all__ = ["KafkaLag"]
 
@@ -304,3 +307,9 @@ def _describe(exc: BaseException) -> str:
     text = str(exc)
     name = type(exc).__name__
     return text if text.startswith(name) else f"{name}: {text}" if text else name
+
+
+if TYPE_CHECKING:  # mypy proves the adapter is the port (bot/domain/ports.py)
+
+    def _conforms(adapter: KafkaLag) -> Lag:
+        return adapter

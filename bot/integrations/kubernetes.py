@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import yaml
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from bot.core.errors import ErrorCode, IntegrationError
-from bot.playbooks.checks.probes import DeploymentInfo, PodInfo, Revision
+from bot.domain.ports import DeploymentInfo, PodInfo, Revision
+
+if TYPE_CHECKING:
+    from bot.domain.ports import Kube, KubeOps
 
 TIMEOUT = 10
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -280,3 +283,9 @@ class KubeWriter(KubeClient):
         if available < updated:
             return False, f"{available} of {updated} updated replicas available"
         return True, f"deployment {name} successfully rolled out ({available}/{desired} ready)"
+
+
+if TYPE_CHECKING:  # mypy proves the adapters are the ports (bot/domain/ports.py)
+
+    def _conforms(reader: KubeClient, writer: KubeWriter) -> tuple[Kube, KubeOps]:
+        return reader, writer

@@ -48,7 +48,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import hvac  # type: ignore[import-untyped]
@@ -58,6 +58,9 @@ from pydantic import SecretStr
 from bot.core.errors import ConfigError, ErrorCode, IntegrationError
 from bot.core.logs import get_logger
 from bot.core.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.domain.ports import SecretOps
 
 __all__ = ["RotationResult", "VaultSecrets"]
 
@@ -497,3 +500,9 @@ class VaultSecrets:
             ErrorCode.for_status(status) if status else ErrorCode.UNAVAILABLE,
             f"{what}: Vault error ({label})",
         )
+
+
+if TYPE_CHECKING:  # mypy proves the adapter is the port (bot/domain/ports.py)
+
+    def _conforms(adapter: VaultSecrets) -> SecretOps:
+        return adapter

@@ -15,8 +15,10 @@ from typing import Any
 
 import jinja2
 
+from bot.core import wording
 from bot.core.models import Incident, TimelineEntry, who
 from bot.core.timefmt import human_duration
+from bot.core.wording import Flavour
 from bot.domain import postmortem
 from bot.domain.policy import SeverityPolicy
 from bot.domain.timeline import FOLDED, Kind
@@ -109,7 +111,7 @@ def timeline_rows(entries: Sequence[TimelineEntry]) -> list[Row | Fold]:
             kind=e.kind,
             label=e.kind.replace("_", " "),
             actor=_person(e.actor),
-            text=segments(e.text),
+            text=segments(wording.entry_text(e, Flavour.SLACK, typed=True)),
             key=e.kind not in FOLDED,
             redacted=e.redacted_at is not None,
         )
@@ -133,7 +135,7 @@ def approvals(entries: Sequence[TimelineEntry]) -> list[Approval]:
         if e.kind == Kind.APPROVAL_REQUESTED:
             item.requested_by = _person(e.actor)
             item.requested_at = _time(e.occurred_at, with_date=True)
-            item.preview = segments(e.text)
+            item.preview = segments(wording.entry_text(e, Flavour.SLACK, typed=True))
         elif e.kind in (Kind.APPROVAL_GIVEN, Kind.APPROVED):
             item.approvers.append(_person(e.actor))
             item.outcome = "approved"
@@ -145,7 +147,7 @@ def approvals(entries: Sequence[TimelineEntry]) -> list[Approval]:
             item.outcome = "running"
         elif e.kind == Kind.REMEDIATION_RESULT:
             item.outcome = "done" if e.data.get("ok") is True else "failed"
-            item.result = segments(e.text)
+            item.result = segments(wording.entry_text(e, Flavour.SLACK, typed=True))
     return list(found.values())
 
 

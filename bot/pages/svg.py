@@ -21,8 +21,10 @@ from datetime import UTC, datetime
 
 from markupsafe import Markup
 
+from bot.core import wording
 from bot.core.models import Incident, TimelineEntry
 from bot.core.timefmt import human_duration
+from bot.core.wording import Flavour
 from bot.domain import history
 from bot.domain.policy import SeverityPolicy
 from bot.domain.timeline import Kind
@@ -77,6 +79,10 @@ class Picture:
     start_label: str
     end_label: str
     title: str
+
+
+def _said(entry: TimelineEntry) -> str:
+    return plain(wording.entry_text(entry, Flavour.SLACK, typed=True))
 
 
 def _label(moment: datetime) -> str:
@@ -150,9 +156,7 @@ def picture(
             )
         )
     ticks = [
-        Mark(
-            x(e.occurred_at), "tick", "#111827", f"{_label(e.occurred_at)} status: {plain(e.text)}"
-        )
+        Mark(x(e.occurred_at), "tick", "#111827", f"{_label(e.occurred_at)} status: {_said(e)}")
         for e in ordered
         if e.kind == Kind.STATUS
     ]
@@ -165,7 +169,7 @@ def picture(
                     x(e.occurred_at),
                     "remediation ok" if ok else "remediation failed",
                     "#16a34a" if ok else "#dc2626",
-                    f"{_label(e.occurred_at)} remediation: {plain(e.text)}",
+                    f"{_label(e.occurred_at)} remediation: {_said(e)}",
                 )
             )
         elif e.kind == Kind.PAGERDUTY:
@@ -174,7 +178,7 @@ def picture(
                     x(e.occurred_at),
                     "pagerduty",
                     "#047857",
-                    f"{_label(e.occurred_at)} PagerDuty: {plain(e.text)}",
+                    f"{_label(e.occurred_at)} PagerDuty: {_said(e)}",
                 )
             )
     return Picture(

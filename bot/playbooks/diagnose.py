@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bot.core import guard, metrics
+from bot.core import guard, metrics, wording
 from bot.core.errors import IntegrationError, NotFound
 from bot.core.logs import get_logger
 from bot.core.metrics import REDACTIONS
@@ -187,21 +187,15 @@ class Diagnoser:
         self, playbook: Playbook, incident: Incident | None, *, actor: str
     ) -> Report:
         if incident is not None:
-            await self._record(
-                incident, kind=Kind.DIAGNOSIS_STARTED, actor=actor,
-                text=f"<@{actor}> is diagnosing `{playbook.name}` ({playbook.title})…",
-                data={"playbook": playbook.name},
+            await self.incidents.record_event(
+                incident.id, kind=Kind.DIAGNOSIS_STARTED, actor=actor,
+                data=wording.data(playbook=playbook.name, title=playbook.title),
             )  # fmt: skip
         report = await run_playbook(playbook, self.probes)
         log.info("diagnose.done", playbook=playbook.name, worst=report.worst, ms=report.elapsed_ms)
         if incident is not None:
             await self._record_report(incident, playbook, report, actor=actor)
         return report
-
-    async def _record(
-        self, incident: Incident, *, kind: Kind, actor: str, text: str, data: dict[str, Any]
-    ) -> None:
-        await self.incidents.record_event(incident.id, kind=kind, actor=actor, text=text, data=data)
 
     async def _record_report(
         self, incident: Incident, playbook: Playbook, report: Report, *, actor: str

@@ -889,8 +889,8 @@ async def test_a_more_severe_alert_raises_the_severity_the_alerts_chose(
     changes = await rows(
         pool, "SELECT actor, text, data FROM timeline WHERE kind = 'severity_changed'"
     )
-    assert [(c["actor"], c["data"]) for c in changes] == [
-        ("alerts", {"from": "sev3", "to": "sev1"})
+    assert [(c["actor"], c["data"]["from"], c["data"]["to"]) for c in changes] == [
+        ("alerts", "sev3", "sev1")
     ]
     assert "by alert *LedgerDown* on `ledger` (severity critical)" in changes[0]["text"]
     assert (await incidents.verify(incident["id"])).ok

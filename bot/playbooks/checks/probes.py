@@ -1,4 +1,4 @@
-"""What checks may ask of the outside world: narrow, read-only protocols.
+"""What checks may ask of the outside world: narrow, read-only protocols (`bot.domain.ports`).
 
 Adapters in `bot/integrations/` implement them over HTTP (actuator), kubernetes-asyncio and
 aiokafka; an integration that is not configured is simply absent (`None`), and the checks that
@@ -8,69 +8,18 @@ need it report "not configured" instead of failing the whole diagnosis.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Protocol
+
+# The probes' ports and what they return live in bot/domain/ports.py (every Protocol once);
+# these names stay importable from here for the checks and their callers.
+from bot.domain.ports import Actuator, DeploymentInfo, Kube, Lag, PodInfo, Revision
+
+__all__ = [
+    "Actuator", "DeploymentInfo", "Kube", "Lag", "NotConfigured", "PodInfo", "Probes", "Revision",
+]  # fmt: skip
 
 
 class NotConfigured(Exception):
     """The integration a check needs is not configured."""
-
-
-@dataclass(frozen=True)
-class PodInfo:
-    name: str
-    ready: bool
-    restarts: int
-    phase: str
-    reason: str | None  # e.g. CrashLoopBackOff
-
-
-@dataclass(frozen=True)
-class DeploymentInfo:
-    name: str
-    desired: int
-    ready: int
-    updated: int
-    available: int
-    revision: str | None
-    image: str | None
-    paused: bool = False  # `kubectl rollout pause`: no rollout happens until resumed
-
-
-@dataclass(frozen=True)
-class Revision:
-    """One revision of a Deployment (its ReplicaSet), as `kubectl rollout undo` finds them."""
-
-    number: int
-    image: str
-    created: datetime | None
-    replicaset: str
-    template: dict[str, Any]
-    annotations: dict[str, str]
-
-
-class Actuator(Protocol):
-    async def metric(self, service: str, name: str, tags: dict[str, str]) -> dict[str, Any]: ...
-
-    async def health(self, service: str, component: str | None) -> dict[str, Any]: ...
-
-    async def circuit_breakers(self, service: str) -> dict[str, Any]: ...
-
-
-class Kube(Protocol):
-    async def pods(self, namespace: str, selector: str) -> list[PodInfo]: ...
-
-    async def deployment(self, namespace: str, name: str) -> DeploymentInfo: ...
-
-    async def logs(self, namespace: str, pod: str, *, tail_lines: int) -> str: ...
-
-
-class Lag(Protocol):
-    async def consumer_lag(
-        self, group: str, topics: list[str] | None
-    ) -> dict[tuple[str, int], int | None]: ...
-
-    async def end_offsets(self, topic: str) -> dict[int, int]: ...
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from bot.core.errors import UsageError, UserError
-from bot.playbooks.checks.probes import Revision
+from bot.domain.ports import Revision
 from bot.playbooks.remediations.registry import (
     BreakerTransitionParams,
     DeploymentTarget,

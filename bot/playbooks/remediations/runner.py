@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from bot.core.errors import ErrorCode, IntegrationError, NotFound, UserError
 from bot.core.models import Clock, utcnow
 from bot.core.timefmt import human_duration
-from bot.playbooks.checks.probes import DeploymentInfo, Lag, Revision
+from bot.domain.ports import (
+    ActuatorOps,
+    KubeOps,
+    Lag,
+    Revision,
+    SecretOps,
+    TokenSource,
+)
 from bot.playbooks.remediations.registry import (
     REMEDIATIONS,
     BreakerTransitionParams,
@@ -30,46 +36,6 @@ from bot.playbooks.remediations.registry import (
 
 if TYPE_CHECKING:
     from bot.playbooks.remediations.statuspage import StatusPages
-
-
-class KubeOps(Protocol):
-    async def history(self, namespace: str, name: str) -> list[Revision]: ...
-
-    async def rollback(self, namespace: str, name: str, revision: Revision) -> None: ...
-
-    async def restart(self, namespace: str, name: str, *, at: str) -> None: ...
-
-    async def scale(self, namespace: str, name: str, replicas: int) -> None: ...
-
-    async def rollout_status(self, namespace: str, name: str) -> tuple[bool, str]: ...
-
-    async def deployment(self, namespace: str, name: str) -> DeploymentInfo: ...
-
-
-class ActuatorOps(Protocol):
-    async def circuit_breakers(self, service: str) -> dict[str, Any]: ...
-
-    async def transition_breaker(
-        self, service: str, name: str, update_state: str
-    ) -> dict[str, Any]: ...
-
-    async def flag(self, service: str, name: str, *, token: str) -> dict[str, Any]: ...
-
-    async def set_flag(
-        self, service: str, name: str, value: Any, *, token: str, expected_version: int | None,
-        actor: str, reason: str,
-    ) -> dict[str, Any]: ...  # fmt: skip
-
-
-TokenSource = Callable[[], Awaitable[str | None]]
-
-
-class SecretOps(Protocol):
-    async def versions(self, path: str) -> list[int]: ...
-
-    async def rotate(self, path: str, key: str, *, new_value: str | None = None) -> Any: ...
-
-    async def read(self, path: str, key: str, *, version: int | None = None) -> Any: ...
 
 
 # resilience4j's actuator endpoint knows only these transitions (no HALF_OPEN).
