@@ -11,7 +11,7 @@ import re
 
 from bot.core.models import Incident, TimelineEntry
 from bot.core.timefmt import clock_time, stamp
-from bot.domain.email_fallback import Mail
+from bot.domain.ports import Mail
 from bot.domain.timeline import Kind
 
 _SEQUENCE = re.compile(r"<([^<>]*)>")
