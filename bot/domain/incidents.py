@@ -267,10 +267,10 @@ class Incidents:
                 held = handover.roles_held(incident, actor)
                 if not held:
                     raise UsageError(
-                        f"You hold no role in {incident.ref}, so say which one to hand over:"
-                        f" `/ic handover {incident.ref} <@{user}> <role>`. Roles:"
-                        f" {handover.roles_to_name(incident)}."
-                    )
+                        f"You hold no role in {incident.ref}, so say which one to hand over: ",
+                        Code(f"/ic handover {incident.ref} <@{user}> <role>"),
+                        ". Roles: ", *handover.roles_to_name(incident), ".",
+                    )  # fmt: skip
                 named = held[0]
             if incident.roles.get(named) == user:
                 raise Conflict(
