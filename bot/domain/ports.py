@@ -1,6 +1,8 @@
 """Capabilities the bot asks of the outside world, each once: `Chat` and `Directory` (Slack in
 production and in the shell), reading messages for the scribe (`MessageSource`), paging
-(`Pager`), the alert intake (`AlertSource`, `DeadLetters`), the follow-ups a resolve or an
+(`Pager`), the alert intake and the incident events (`AlertSource`, `DeadLetters`,
+`EventSink`), what the Slack outbox posts and who hears how it went (`Renderer`, `Rendered`,
+`Watcher`), the follow-ups a resolve or an
 action item queues (`ResolveHook`, `Annotator`, `Tracker`, `Mailer`, `MailRenderer`), the
 checks' read-only probes (`Actuator`, `Kube`, `Lag`) and what remediations change (`KubeOps`,
 `ActuatorOps`, `SecretOps`, which extend the probes' reads, and `StatuspageApi`), with the data
@@ -15,10 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from bot.core.errors import IntegrationError
 from bot.core.models import Incident, Member, OnCall, PagerIncident, TimelineEntry
 
 if TYPE_CHECKING:
+    from bot.domain.policy import SeverityPolicy
     from bot.domain.uow import Tx
+    from bot.store.actions import PendingAction
 
 
 @dataclass(frozen=True)
@@ -158,7 +163,7 @@ class Pager(Protocol):
     async def own_user_id(self) -> str | None: ...
 
 
-# -- the alert intake (Kafka) ----------------------------------------------------------------
+# -- the alert intake and the incident events (Kafka) ----------------------------------------
 
 
 TopicPartition = tuple[str, int]
@@ -194,6 +199,17 @@ class AlertSource(Protocol):
 
 class DeadLetters(Protocol):
     async def dead_letter(self, record: RawRecord, reason: str) -> None: ...
+
+
+class EventSink(Protocol):
+    """Where timeline entries are published (`bot.integrations.kafka_io.KafkaEventSink`)."""
+
+    async def publish(self, key: bytes, values: Sequence[bytes]) -> int:
+        """Append a prefix of `values` as one batch under `key`; returns how many, once acked.
+
+        Raises `IntegrationError` if the broker did not acknowledge it.
+        """
+        ...
 
 
 # -- what a resolve or an action item queues: Grafana, Jira, email ---------------------------
@@ -285,6 +301,41 @@ class MailRenderer(Protocol):
     def entry_mail(
         self, incident: Incident, entry: TimelineEntry, *, names: dict[str, str], link: str | None
     ) -> Mail: ...
+
+
+# -- the Slack outbox: what it posts is worded elsewhere; who hears how a post went ----------
+
+
+class Rendered(Protocol):
+    """A message ready to post: its fallback text and its Block Kit."""
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def blocks(self) -> list[dict[str, Any]]: ...
+
+
+class Renderer(Protocol):
+    """What the outbox posts is worded elsewhere (`commands.blocks`); it only delivers."""
+
+    def incident_card(
+        self, incident: Incident, policy: SeverityPolicy, *, now: datetime
+    ) -> Rendered: ...
+
+    def timeline_reply(self, entry: TimelineEntry) -> Rendered: ...
+
+    def approval_card(self, entry: TimelineEntry, pending: PendingAction) -> Rendered: ...
+
+    def thread_digest(self, entries: Sequence[TimelineEntry]) -> Rendered: ...
+
+
+class Watcher(Protocol):
+    """Hears how each Slack post went (the email fallback's `SlackWatch`)."""
+
+    async def failed(self, exc: IntegrationError) -> None: ...
+
+    async def succeeded(self) -> None: ...
 
 
 # -- probes (checks) and remediations --------------------------------------------------------

@@ -49,7 +49,7 @@ from bot.domain.alerts import ResumeLookup
 from bot.domain.ports import RawRecord
 
 if TYPE_CHECKING:
-    from bot.domain.ports import AlertSource, DeadLetters
+    from bot.domain.ports import AlertSource, DeadLetters, EventSink
 
 __all__ = ["KafkaAlertSource", "KafkaDeadLetters", "KafkaEventSink", "KafkaProducerClient"]
 
@@ -421,7 +421,7 @@ class KafkaDeadLetters:
 
 
 class KafkaEventSink:
-    """`bot.delivery.incident_events.EventSink` on one topic."""
+    """`bot.domain.ports.EventSink` on one topic."""
 
     def __init__(self, producer: KafkaProducerClient, topic: str) -> None:
         self.producer = producer
@@ -434,6 +434,6 @@ class KafkaEventSink:
 if TYPE_CHECKING:  # mypy proves the adapters are the ports (bot/domain/ports.py)
 
     def _conforms(
-        source: KafkaAlertSource, dead_letters: KafkaDeadLetters
-    ) -> tuple[AlertSource, DeadLetters]:
-        return source, dead_letters
+        source: KafkaAlertSource, dead_letters: KafkaDeadLetters, events: KafkaEventSink
+    ) -> tuple[AlertSource, DeadLetters, EventSink]:
+        return source, dead_letters, events
