@@ -1,4 +1,4 @@
-"""PagerDuty, as the domain sees it: the `Pager` protocol and the queue of PagerDuty writes.
+"""PagerDuty, as the domain sees it: the queue of PagerDuty writes (the `Pager` port: ports.py).
 
 Every write (open, mirror a severity, note, resolve, add responders) is an outbox item in the
 `pagerduty` channel, queued in the transaction of the change that causes it, and delivered in

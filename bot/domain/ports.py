@@ -1,13 +1,17 @@
-"""Capabilities the bot asks of the outside world, each once: `Chat` and `Directory` (Slack in
-production and in the shell), reading messages for the scribe (`MessageSource`), paging
-(`Pager`), the alert intake and the incident events (`AlertSource`, `DeadLetters`,
-`EventSink`), what the Slack outbox posts and who hears how it went (`Renderer`, `Rendered`,
-`Watcher`), the follow-ups a resolve or an
-action item queues (`ResolveHook`, `Annotator`, `Tracker`, `Mailer`, `MailRenderer`), the
-checks' read-only probes (`Actuator`, `Kube`, `Lag`) and what remediations change (`KubeOps`,
-`ActuatorOps`, `SecretOps`, which extend the probes' reads, and `StatuspageApi`), with the data
-they carry. Adapters in `bot/integrations/` implement them; each adapter module ends with a
-typing-only function that makes mypy prove it conforms.
+"""Capabilities the bot asks of the outside world, each once, with the data they carry:
+
+- Slack: `Chat` and `Directory` (in production and in the shell), `MessageSource` (reading
+  messages for the scribe); what the outbox posts and who hears how it went (`Renderer`,
+  `Rendered`, `Watcher`);
+- `Pager` (PagerDuty);
+- Kafka: the alert intake (`AlertSource`, `DeadLetters`) and the incident events (`EventSink`);
+- what a resolve or an action item queues: `ResolveHook`, `Annotator` (Grafana), `Tracker`
+  (Jira), `Mailer` and `MailRenderer` (the email fallback);
+- the checks' read-only probes (`Actuator`, `Kube`, `Lag`) and what remediations change
+  (`KubeOps`, `ActuatorOps`, `SecretOps`, which extend the probes' reads, and `StatuspageApi`).
+
+Adapters in `bot/integrations/` implement them; each adapter module ends with a typing-only
+function that makes mypy prove it conforms.
 """
 
 from __future__ import annotations
