@@ -8,11 +8,15 @@ name (`@ana`, from the cached Slack profile), `label (url)`, `#channel`, `@chann
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from bot.core.models import Incident, TimelineEntry
 from bot.core.timefmt import clock_time, stamp
-from bot.domain.email_fallback import Mail
+from bot.domain.ports import Mail
 from bot.domain.timeline import Kind
+
+if TYPE_CHECKING:
+    from bot.domain.ports import MailRenderer as MailRendererPort
 
 _SEQUENCE = re.compile(r"<([^<>]*)>")
 SUBJECT_CHARS = 120
@@ -81,3 +85,9 @@ class MailRenderer:
             f"(entry #{entry.seq}, {stamp(entry.occurred_at)})",
         ]
         return Mail(subject=subject[:250], body="\n".join(lines) + "\n")
+
+
+if TYPE_CHECKING:  # mypy proves the renderer is the port (bot/domain/ports.py)
+
+    def _conforms(renderer: MailRenderer) -> MailRendererPort:
+        return renderer

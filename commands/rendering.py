@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from bot.core.models import Clock, Incident, TimelineEntry
 from bot.domain.policy import SeverityPolicy
@@ -14,6 +15,9 @@ from bot.domain.timeline import Kind
 from bot.pages.links import Linker
 from bot.store.actions import PendingAction
 from commands import blocks
+
+if TYPE_CHECKING:
+    from bot.domain.ports import Renderer
 
 
 class ThreadRenderer:
@@ -46,3 +50,9 @@ class ThreadRenderer:
 
     def thread_digest(self, entries: Sequence[TimelineEntry]) -> blocks.Message:
         return blocks.thread_digest(entries)
+
+
+if TYPE_CHECKING:  # mypy proves the renderer is the port (bot/domain/ports.py)
+
+    def _conforms(renderer: ThreadRenderer) -> Renderer:
+        return renderer

@@ -29,7 +29,8 @@ from bot.core.logs import get_logger
 from bot.core.models import incident_ref
 from bot.core.text import storable
 from bot.domain import once, timeline
-from bot.domain.scribe import BOT, PIN_REACTION, ChatMessage, KeyEvent
+from bot.domain.ports import ChatMessage
+from bot.domain.scribe import BOT, PIN_REACTION, KeyEvent
 from commands import blocks
 from commands.edge import Respond, reply
 from commands.services import Services

@@ -24,10 +24,10 @@ from bot.domain.email_fallback import EmailQueue
 from bot.domain.grafana import GrafanaQueue
 from bot.domain.incidents import Incidents
 from bot.domain.jira import Followups, JiraQueue
-from bot.domain.pager import Pager, PagerQueue
+from bot.domain.pager import PagerQueue
 from bot.domain.pager_events import PagerEvents
 from bot.domain.policy import SeverityPolicy
-from bot.domain.ports import Chat, Directory
+from bot.domain.ports import Chat, Directory, Pager
 from bot.domain.prompts import Prompter
 from bot.domain.scribe import Scribe
 from bot.domain.uow import UnitOfWork

@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 
+from bot.core import wording
+from bot.core.errors import UserError
 from bot.core.ids import ApprovalAction, RemediationAction
 from bot.core.settings import BUNDLED_PLAYBOOKS
+from bot.core.wording import Flavour
 from sandbox.kubernetes import FakeKubernetes
 from sandbox.slack_api import FakeSlack
 from tests.conftest import Bot, running_bot
@@ -189,6 +192,31 @@ async def test_unknown_deployment_and_revision_are_refused_with_a_clear_message(
     assert "no deployment `ghost-service`" in rbot.last_reply("alice")
     await rbot.post_signed(rbot.command_request(f"{DEPLOY} 9", command="/rollback", user="alice"))
     assert "no revision 9; revisions: 3, 2, 1" in rbot.last_reply("alice")
+    assert await rbot.fetch("SELECT * FROM pending_actions") == []
+
+
+async def test_a_rollback_refusal_names_the_deployment_as_a_piece_not_as_slack_markup(
+    rbot: Bot,
+) -> None:
+    await rbot.command("declare Payments failing sev1", user="alice")
+    for params, plain in [
+        ({"namespace": "ghost", "deployment": DEPLOY},
+         f"There is no deployment {DEPLOY} in namespace ghost."),
+        ({"namespace": NS, "deployment": DEPLOY, "revision": 9},
+         f"{DEPLOY} has no revision 9; revisions: 3, 2, 1."),
+        ({"namespace": NS, "deployment": DEPLOY, "revision": 3},
+         f"{DEPLOY} is already at revision 3."),
+    ]:  # fmt: skip
+        with pytest.raises(UserError) as refused:
+            await rbot.services.approvals.propose(
+                ref=None,
+                action="rollback_deployment",
+                params=params,
+                label="x",
+                actor=rbot.user("alice"),
+            )
+        assert wording.Code(DEPLOY) in refused.value.said  # outside names are pieces
+        assert refused.value.text(Flavour.PLAIN) == plain  # so plain text has no backticks
     assert await rbot.fetch("SELECT * FROM pending_actions") == []
 
 

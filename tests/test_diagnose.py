@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
+from bot.core.errors import NotFound
 from bot.core.ids import RemediationAction
 from bot.core.settings import BUNDLED_PLAYBOOKS
+from bot.core.wording import Flavour
 from sandbox.actuator import FakeActuator
 from sandbox.kubernetes import FakeKubernetes
 from sandbox.slack_api import FakeSlack
@@ -69,6 +71,17 @@ async def test_a_mistyped_playbook_gets_did_you_mean(diag_bot: Bot) -> None:
         diag_bot.command_request("alert-delivry", command="/diagnose")
     )
     assert status == 200 and "Did you mean `alert-delivery`?" in body
+
+
+async def test_an_unknown_playbook_is_echoed_inert(diag_bot: Bot) -> None:
+    status, body = await diag_bot.post_signed(
+        diag_bot.command_request("<!channel>", command="/diagnose")
+    )
+    assert status == 200 and "There is no playbook `@channel`." in body
+    assert "<!channel>" not in body
+    with pytest.raises(NotFound) as refused:
+        diag_bot.services.diagnoser.playbook("sagaa")
+    assert refused.value.text(Flavour.PLAIN).startswith("There is no playbook sagaa. Did you")
 
 
 async def test_healthy_platform_reports_every_check_normal(diag_bot: Bot) -> None:

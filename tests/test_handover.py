@@ -7,6 +7,10 @@ import re
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
+from bot.core.errors import UsageError
+from bot.core.wording import Flavour
 from bot.store import actions as actions_sql
 from bot.store import timeline as timeline_sql
 from commands import blocks
@@ -155,8 +159,20 @@ async def test_without_a_role_a_requester_holding_none_is_told_the_roles_to_name
     reply = bot.last_reply("kim")
     assert "You hold no role in INC-1" in reply
     assert f"`ic` (held by <@{dana}>), `scribe` (nobody), `comms` (nobody)" in reply
-    assert f"/ic handover INC-1 <@{erin}> <role>" in reply
+    assert f"/ic handover INC-1 <@{erin}> &lt;role&gt;" in reply  # Slack shows `<role>`
     assert await state(bot) == before
+
+
+async def test_the_roles_to_name_are_pieces_so_plain_text_shows_no_markup(bot: Bot) -> None:
+    await bot.command("declare Payments failing sev2", user="dana")
+    dana, erin = bot.user("dana"), bot.user("erin")
+    with pytest.raises(UsageError) as refused:
+        await bot.services.incidents.handover(ref=1, user=erin, role=None, actor=bot.user("kim"))
+    assert refused.value.text(Flavour.PLAIN) == (
+        "You hold no role in INC-1, so say which one to hand over:"
+        f" /ic handover INC-1 @{erin} <role>. Roles: ic (held by @{dana}), scribe (nobody),"
+        " comms (nobody)."
+    )
 
 
 async def test_handing_a_role_to_its_holder_is_refused_and_changes_nothing(bot: Bot) -> None:

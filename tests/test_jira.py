@@ -19,7 +19,8 @@ import aiohttp
 import pytest
 
 from bot.core.models import who
-from bot.domain.jira import JiraIssue, JiraQueue
+from bot.domain.jira import JiraQueue
+from bot.domain.ports import JiraIssue
 from bot.store.outbox import OutboxItem
 from commands.parsing import ActionDone, ActionItem, parse_ic
 from sandbox.jira import EMAIL, PROJECT, TOKEN, FakeJira, sign

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from bot.core.models import Incident, Status, TimelineEntry
-from bot.domain.drafts import named
+from bot.core.wording import Flavour, join
+from bot.domain.drafts import comment, named
 from bot.domain.postmortem import figures, render
 from bot.domain.timeline import Kind
 from commands import blocks
@@ -316,6 +317,23 @@ def test_the_figures_line_says_what_the_drafts_fields_say() -> None:
         _field(draft, "Duration"),
     )
     assert shown.acknowledge == _field(draft, "Time to acknowledge")
+
+
+def test_the_drafts_comment_is_pieces_read_alike_in_slack_and_in_plain_text() -> None:
+    s = Script()
+    s.declared("sev3")
+    shown = figures(incident(), s.entries)
+    said = comment(incident(), actor="U0ERIN", shown=shown, picture="https://bot/INC-7.svg")
+    assert join(said, Flavour.SLACK) == (
+        ":page_facing_up: Post-mortem draft of *INC-7*, asked for by <@U0ERIN>."
+        f" {shown.line()}. Built from 1 timeline entries; `/ic postmortem INC-7` posts a fresh"
+        " one as the timeline grows. Timeline picture: <https://bot/INC-7.svg>"
+    )
+    assert join(said, Flavour.PLAIN) == (
+        "Post-mortem draft of INC-7, asked for by @U0ERIN."  # no emoji in plain text
+        f" {shown.line()}. Built from 1 timeline entries; /ic postmortem INC-7 posts a fresh"
+        " one as the timeline grows. Timeline picture: https://bot/INC-7.svg"
+    )
 
 
 def test_the_requester_sees_a_short_preview_of_a_long_draft_within_slacks_limits() -> None:

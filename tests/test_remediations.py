@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
+from bot.core import wording
 from bot.core.errors import UserError
 from bot.core.ids import ApprovalAction
+from bot.core.wording import Flavour
 from sandbox.actuator import FakeActuator
 from sandbox.slack_api import FakeSlack
 from sandbox.vault_server import OpenBaoDevServer
@@ -85,6 +87,23 @@ async def test_an_unknown_breaker_or_a_half_open_move_is_refused_before_anyone_a
             abot, "circuit_breaker",
             {"service": "unified-alerting-service", "breaker": "pagerduty", "to": "HALF_OPEN"}, "x",
         )  # fmt: skip
+    assert await abot.fetch("SELECT * FROM pending_actions") == []
+
+
+async def test_an_unknown_breaker_or_flag_is_named_as_a_piece_not_as_slack_markup(
+    abot: Bot,
+) -> None:
+    service = "unified-alerting-service"
+    for action, params, plain in [
+        ("circuit_breaker", {"service": service, "breaker": "slakc"},
+         f"{service} has no circuit breaker slakc (it has: pagerduty)."),
+        ("feature_flag", {"flag": "payments.enabld", "value": False},
+         "There is no feature flag payments.enabld."),
+    ]:  # fmt: skip
+        with pytest.raises(UserError) as refused:
+            await _propose(abot, action, params, "x")
+        assert any(isinstance(piece, wording.Code) for piece in refused.value.said)
+        assert refused.value.text(Flavour.PLAIN) == plain
     assert await abot.fetch("SELECT * FROM pending_actions") == []
 
 

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from bot.domain import timeline
-from bot.domain.scribe import ChatMessage, Scribe, fallback_permalink
+from bot.domain.ports import ChatMessage
+from bot.domain.scribe import Scribe, fallback_permalink
 from bot.integrations.slack import SlackMessages
 from bot.store import captures as captures_sql
 from commands import parsing

@@ -93,9 +93,17 @@ class Ping:
     handle: str
 
 
+@dataclass(frozen=True)
+class Link:
+    """A link the bot made (the incident page, its picture): `<url>` in Slack and Markdown,
+    the address alone in plain text."""
+
+    url: str
+
+
 CHANNEL = "!channel"  # a ping of the whole channel (nobody is incident commander yet)
 
-Piece = str | Person | Said | Strong | Code | Emoji | Ping  # a str is the bot's own words
+Piece = str | Person | Said | Strong | Code | Emoji | Ping | Link  # a str is the bot's own words
 
 # The emoji the bot writes that have a plain sign; the others are left out of plain text.
 SIGNS = {"white_check_mark": "✓", "x": "✗", "warning": "⚠", "heavy_check_mark": "✓"}
@@ -193,6 +201,8 @@ def _piece(piece: Piece, flavour: Flavour, *, typed: bool) -> str:
         return _ping(piece, flavour)
     if isinstance(piece, Emoji):  # `join` places emoji; here only for completeness
         return f":{piece.name}:" if flavour is Flavour.SLACK else SIGNS.get(piece.name, "")
+    if isinstance(piece, Link):
+        return piece.url if flavour is Flavour.PLAIN else f"<{piece.url}>"
     outside = piece.text
     if flavour is Flavour.PLAIN:
         return plain(outside)

@@ -28,9 +28,8 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Sequence
 from datetime import UTC, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 from prometheus_client import Counter, Gauge
@@ -40,6 +39,7 @@ from bot.core.logs import get_logger
 from bot.core.metrics import REGISTRY, integration_error
 from bot.core.models import Clock, TimelineEntry, utcnow
 from bot.delivery.worker import Worker
+from bot.domain.ports import EventSink
 from bot.store import incident_events as events_sql
 from bot.store.incident_events import Claim
 
@@ -59,17 +59,6 @@ BACKLOG = Gauge(
     "Timeline entries not yet published to the incident-events topic (database-wide: use max).",
     registry=REGISTRY,
 )
-
-
-class EventSink(Protocol):
-    """`bot.integrations.kafka_io.KafkaEventSink`."""
-
-    async def publish(self, key: bytes, values: Sequence[bytes]) -> int:
-        """Append a prefix of `values` as one batch under `key`; returns how many, once acked.
-
-        Raises `IntegrationError` if the broker did not acknowledge it.
-        """
-        ...
 
 
 def event_value(entry: TimelineEntry) -> bytes:

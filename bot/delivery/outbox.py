@@ -13,9 +13,8 @@ from __future__ import annotations
 import abc
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 import asyncpg
 
@@ -27,14 +26,13 @@ from bot.core.models import Clock, Incident, TimelineEntry, utcnow
 from bot.delivery.worker import Worker
 from bot.domain import timeline
 from bot.domain.policy import SeverityPolicy
-from bot.domain.ports import Chat
+from bot.domain.ports import Chat, Rendered, Renderer, Watcher
 from bot.domain.timeline import Kind
 from bot.store import actions as actions_sql
 from bot.store import digests as digests_sql
 from bot.store import incidents as incidents_sql
 from bot.store import outbox as outbox_sql
 from bot.store import timeline as timeline_sql
-from bot.store.actions import PendingAction
 from bot.store.outbox import OutboxItem, OutboxKind
 
 log = get_logger(__name__)
@@ -204,38 +202,6 @@ class LeasedQueue(Worker):
         async with self.pool.acquire() as conn:
             if not await outbox_sql.renew(conn, item, now=self.clock(), lease=self.lease):
                 raise LeaseLost(item.dedupe_key)
-
-
-class Rendered(Protocol):
-    """A message ready to post: its fallback text and its Block Kit."""
-
-    @property
-    def text(self) -> str: ...
-
-    @property
-    def blocks(self) -> list[dict[str, Any]]: ...
-
-
-class Renderer(Protocol):
-    """What the outbox posts is worded elsewhere (`commands.blocks`); it only delivers."""
-
-    def incident_card(
-        self, incident: Incident, policy: SeverityPolicy, *, now: datetime
-    ) -> Rendered: ...
-
-    def timeline_reply(self, entry: TimelineEntry) -> Rendered: ...
-
-    def approval_card(self, entry: TimelineEntry, pending: PendingAction) -> Rendered: ...
-
-    def thread_digest(self, entries: Sequence[TimelineEntry]) -> Rendered: ...
-
-
-class Watcher(Protocol):
-    """Hears how each Slack post went (the email fallback's `SlackWatch`)."""
-
-    async def failed(self, exc: IntegrationError) -> None: ...
-
-    async def succeeded(self) -> None: ...
 
 
 class Outbox(LeasedQueue):

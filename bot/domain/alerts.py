@@ -56,7 +56,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 from prometheus_client import Counter, Gauge, Histogram
@@ -68,6 +68,7 @@ from bot.core.metrics import REGISTRY
 from bot.delivery.worker import Worker
 from bot.domain.incidents import Incidents
 from bot.domain.policy import SeverityPolicy
+from bot.domain.ports import AlertSource, DeadLetters, RawRecord, TopicPartition
 from bot.domain.timeline import Kind
 from bot.domain.uow import Tx, UnitOfWork
 from bot.store import Conn
@@ -84,7 +85,6 @@ MAX_MESSAGE_BYTES = 64 * 1024
 MAX_LABELS = 64
 TITLE_LIMIT = 150
 
-TopicPartition = tuple[str, int]
 
 # The alert's severity word -> a key of severities.yml; an unknown word maps to the default.
 SEVERITY_WORDS: Mapping[str, str] = {
@@ -254,38 +254,6 @@ def incident_title(alert: Alert) -> str:
 
 
 # -- what the intake talks to ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RawRecord:
-    """One Kafka record, as the intake sees it."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int  # the record's timestamp (-1 if it has none)
-    key: bytes | None
-    value: bytes | None
-
-    @property
-    def tp(self) -> TopicPartition:
-        return (self.topic, self.partition)
-
-
-class AlertSource(Protocol):
-    """The consumer (`bot.integrations.kafka_io.KafkaAlertSource`)."""
-
-    async def fetch(self, *, max_records: int, timeout: float) -> list[RawRecord]: ...
-
-    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None: ...
-
-    async def rewind(self, offsets: Mapping[TopicPartition, int]) -> None: ...
-
-    def lag(self) -> dict[TopicPartition, int]: ...
-
-
-class DeadLetters(Protocol):
-    async def dead_letter(self, record: RawRecord, reason: str) -> None: ...
 
 
 # partition -> (the group's committed offset in Kafka or None, the log-end offset)

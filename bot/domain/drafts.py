@@ -23,7 +23,8 @@ from typing import Any
 from bot.core import wording
 from bot.core.errors import Conflict, NotFound
 from bot.core.mentions import mentioned, with_names
-from bot.core.models import Incident, TimelineEntry, incident_ref, who
+from bot.core.models import Incident, TimelineEntry, incident_ref
+from bot.core.wording import Code, Emoji, Flavour, Link, Person, Piece, Strong
 from bot.domain import once
 from bot.domain.incidents import Incidents
 from bot.domain.ports import Chat, Directory
@@ -68,15 +69,19 @@ def title(incident: Incident) -> str:
     return f"{incident.ref} post-mortem draft"
 
 
-def comment(incident: Incident, *, actor: str, shown: Figures, picture: str | None = None) -> str:
-    """The message that carries the file in the thread: who asked, the figures, and the
-    link to the incident's picture (its timeline as SVG) when there is one."""
-    return (
-        f":page_facing_up: Post-mortem draft of *{incident.ref}*, asked for by {who(actor)}."
-        f" {shown.line()}. Built from {shown.entries} timeline entries;"
-        f" `/ic postmortem {incident.ref}` posts a fresh one as the timeline grows."
-        + (f" Timeline picture: <{picture}>" if picture else "")
-    )
+def comment(
+    incident: Incident, *, actor: str, shown: Figures, picture: str | None = None
+) -> list[Piece]:
+    """The message that carries the file in the thread, as wording pieces: who asked, the
+    figures, and the link to the incident's picture (its timeline as SVG) when there is one."""
+    link: list[Piece] = [" Timeline picture: ", Link(picture)] if picture else []
+    return [
+        Emoji("page_facing_up"), " Post-mortem draft of ", Strong(incident.ref),
+        ", asked for by ", Person(actor), f". {shown.line()}. Built from {shown.entries}"
+        " timeline entries; ", Code(f"/ic postmortem {incident.ref}"),
+        " posts a fresh one as the timeline grows.",
+        *link,
+    ]  # fmt: skip
 
 
 class Drafts:
@@ -118,11 +123,14 @@ class Drafts:
                 filename=filename(incident),
                 title=title(incident),
                 content=draft,
-                comment=comment(
-                    incident,
-                    actor=actor,
-                    shown=shown,
-                    picture=self.picture_link(incident) if self.picture_link else None,
+                comment=wording.join(
+                    comment(
+                        incident,
+                        actor=actor,
+                        shown=shown,
+                        picture=self.picture_link(incident) if self.picture_link else None,
+                    ),
+                    Flavour.SLACK,
                 ),
             )
             # The file is below the open digest now: later chatter starts a new one under it.

@@ -27,17 +27,14 @@ deduplicate drop the copy.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
 
 from bot.core.errors import ErrorCode, IntegrationError
 from bot.core.logs import get_logger
-from bot.core.models import Incident, TimelineEntry
 from bot.core.timefmt import clock_time, human_duration
 from bot.delivery.outbox import LEASE, LeasedQueue
-from bot.domain.ports import Directory
+from bot.domain.ports import Directory, Mailer, MailRenderer
 from bot.domain.timeline import Kind
 from bot.domain.uow import UnitOfWork
 from bot.store import fallback as fallback_sql
@@ -60,30 +57,6 @@ class EmailKind(StrEnum):
     """What an email outbox row asks for (the outbox's ``kind`` column, channel email)."""
 
     ENTRY = "email_entry"  # a timeline entry, to the incident's people and FALLBACK_EMAILS
-
-
-@dataclass(frozen=True)
-class Mail:
-    subject: str
-    body: str  # plain text
-
-
-class Mailer(Protocol):
-    async def send(
-        self, *, to: Sequence[str], subject: str, body: str, key: str, thread: str
-    ) -> str:
-        """Send one plain-text email; its Message-ID is made from `key` (stable across
-        retries) and it joins the conversation `thread`. Returns the Message-ID. Raises
-        IntegrationError (``permanent`` when the server refused it for good)."""
-        ...
-
-
-class MailRenderer(Protocol):
-    """What the emails say is worded elsewhere (`commands.mail`)."""
-
-    def entry_mail(
-        self, incident: Incident, entry: TimelineEntry, *, names: dict[str, str], link: str | None
-    ) -> Mail: ...
 
 
 def counts_as_down(exc: IntegrationError) -> bool:

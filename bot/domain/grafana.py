@@ -24,12 +24,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from bot.core.errors import ErrorCode, IntegrationError
 from bot.core.logs import get_logger
 from bot.core.models import Incident
 from bot.delivery.outbox import LEASE, LeasedQueue
+from bot.domain.ports import Annotator
 from bot.domain.timeline import Kind
 from bot.domain.uow import Tx, UnitOfWork
 from bot.store import outbox as outbox_sql
@@ -60,25 +61,6 @@ class Dashboard:
 
     uid: str | None = None
     panel_id: int | None = None
-
-
-@dataclass(frozen=True)
-class Found:
-    """An annotation Grafana already holds."""
-
-    id: int
-    dashboard_uid: str | None
-    panel_id: int
-
-
-class Annotator(Protocol):
-    async def find(
-        self, *, tags: Sequence[str], dashboard_uid: str | None, panel_id: int | None
-    ) -> list[Found]: ...
-
-    async def create(self, body: Mapping[str, Any]) -> int: ...
-
-    async def patch(self, annotation_id: int, body: Mapping[str, Any]) -> None: ...
 
 
 def key_tag(channel_id: str, number: int, window: Window) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 from bot.core import wording
 from bot.core.models import IC, STANDARD_ROLES, Incident, TimelineEntry, who
 from bot.core.text import compact
-from bot.core.wording import Flavour
+from bot.core.wording import Code, Flavour, Person, Piece
 from bot.domain.timeline import Kind, ScribeKind
 from bot.store.actions import PendingAction
 
@@ -59,14 +59,18 @@ def roles_held(incident: Incident, user: str) -> list[str]:
     return sorted(held, key=lambda role: rank.get(role, len(rank)))
 
 
-def roles_to_name(incident: Incident) -> str:
-    """Every role one could hand over, with its holder: `ic (held by <@U1>), scribe (nobody)`."""
+def roles_to_name(incident: Incident) -> list[Piece]:
+    """Every role one could hand over, with its holder, as wording pieces: in Slack
+    `` `ic` (held by <@U1>), `scribe` (nobody) ``."""
     names = [*STANDARD_ROLES, *(r for r in incident.roles if r not in STANDARD_ROLES)]
-    shown = []
+    shown: list[Piece] = []
     for role in names:
         holder = incident.roles.get(role)
-        shown.append(f"`{role_word(role)}` ({f'held by <@{holder}>' if holder else 'nobody'})")
-    return ", ".join(shown)
+        if shown:
+            shown.append(", ")
+        shown += [Code(role_word(role)), " ("]
+        shown += ["held by ", Person(holder), ")"] if holder else ["nobody)"]
+    return shown
 
 
 # People's own words (which a deletion in Slack must be able to take back) are not copied into

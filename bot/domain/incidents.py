@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from bot.core import wording
 from bot.core.errors import Ambiguous, Choice, Conflict, NotFound, UsageError
@@ -27,6 +27,7 @@ from bot.core.wording import Code, Person, Ping, Said
 from bot.domain import handover, history, once, pager, prompts, timeline
 from bot.domain.history import HistoryReport
 from bot.domain.policy import SeverityPolicy
+from bot.domain.ports import ResolveHook
 from bot.domain.timeline import Kind, Verification
 from bot.domain.uow import Tx, UnitOfWork
 from bot.store import Conn
@@ -59,17 +60,6 @@ class Entry:
     data: dict[str, Any]
     at: datetime | None = None
     mirror: tuple[pager.PagerKind, dict[str, Any]] | None = None
-
-
-class ResolveHook(Protocol):
-    """Work a resolve queues in its own transaction (a Grafana annotation, a PagerDuty summary):
-    `incident` as resolved; `resolution` counts this incident's resolves (2 after a reopen).
-    Returns fields for the resolve's timeline entry (worded by `bot/core/wording.py`), if there
-    is something to say."""
-
-    async def on_resolve(
-        self, tx: Tx, incident: Incident, *, resolution: int
-    ) -> dict[str, Any] | None: ...
 
 
 def stage_of(text: str) -> Status | None:
@@ -277,10 +267,10 @@ class Incidents:
                 held = handover.roles_held(incident, actor)
                 if not held:
                     raise UsageError(
-                        f"You hold no role in {incident.ref}, so say which one to hand over:"
-                        f" `/ic handover {incident.ref} <@{user}> <role>`. Roles:"
-                        f" {handover.roles_to_name(incident)}."
-                    )
+                        f"You hold no role in {incident.ref}, so say which one to hand over: ",
+                        Code(f"/ic handover {incident.ref} <@{user}> <role>"),
+                        ". Roles: ", *handover.roles_to_name(incident), ".",
+                    )  # fmt: skip
                 named = held[0]
             if incident.roles.get(named) == user:
                 raise Conflict(

@@ -18,17 +18,15 @@ With Jira not configured the items are recorded and ticked all the same; only no
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
-from typing import Protocol
 
 from bot.core.errors import ErrorCode, IntegrationError, NotFound, UsageError
 from bot.core.logs import get_logger
 from bot.core.models import Incident, TimelineEntry, who
 from bot.delivery.outbox import LEASE, LeasedQueue
 from bot.domain.incidents import Change, Incidents
-from bot.domain.ports import Directory
+from bot.domain.ports import Directory, FollowUp, JiraIssue, Tracker
 from bot.domain.timeline import Kind
 from bot.domain.uow import UnitOfWork
 from bot.store import Conn
@@ -48,40 +46,6 @@ class JiraKind(StrEnum):
 
     CREATE = "jira_create"
     DONE = "jira_done"
-
-
-@dataclass(frozen=True)
-class JiraIssue:
-    key: str  # PAY-123
-    url: str  # https://<site>/browse/PAY-123
-
-
-@dataclass(frozen=True)
-class FollowUp:
-    """What an issue says, as plain data; the adapter writes it as Atlassian Document Format."""
-
-    summary: str
-    text: str
-    incident: str  # "INC-4: Checkout failing"
-    page_url: str | None  # the incident page, when the bot serves one
-    owner: str | None  # how the owner is named (their email, else their Slack id)
-    labels: list[str]
-
-
-class Tracker(Protocol):
-    """Jira, as the follow-ups need it (`bot.integrations.jira.JiraClient`)."""
-
-    async def create_issue(self, follow_up: FollowUp, *, assignee: str | None) -> JiraIssue: ...
-
-    async def find_issue(self, *, label: str) -> JiraIssue | None: ...
-
-    async def find_user(self, email: str) -> str | None:
-        """The accountId of the Jira user with that email, if Jira knows one."""
-        ...
-
-    async def resolve_issue(self, key: str) -> bool:
-        """Move the issue to a Done status; False if it was done already."""
-        ...
 
 
 def item_label(incident: Incident, item_seq: int) -> str:

@@ -1,4 +1,4 @@
-"""PagerDuty, as the domain sees it: the `Pager` protocol and the queue of PagerDuty writes.
+"""PagerDuty, as the domain sees it: the queue of PagerDuty writes (the `Pager` port: ports.py).
 
 Every write (open, mirror a severity, note, resolve, add responders) is an outbox item in the
 `pagerduty` channel, queued in the transaction of the change that causes it, and delivered in
@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from bot.core.errors import ErrorCode, IntegrationError
 from bot.core.logs import get_logger
-from bot.core.models import Incident, OnCall, PagerIncident
+from bot.core.models import Incident, PagerIncident
 from bot.delivery.outbox import LEASE, LeasedQueue
 from bot.domain.policy import SeverityPolicy
+from bot.domain.ports import Pager
 from bot.domain.timeline import Kind
 from bot.domain.uow import UnitOfWork
 from bot.store import Conn
@@ -29,34 +30,6 @@ from bot.store.outbox import OutboxItem
 log = get_logger(__name__)
 
 MAX_NOTE = 25_000  # characters of a note PagerDuty takes (longer is refused)
-
-
-class Pager(Protocol):
-    async def create_incident(
-        self, *, title: str, urgency: str, incident_key: str, details: str
-    ) -> PagerIncident: ...
-
-    async def update_incident(
-        self,
-        pd_id: str,
-        *,
-        status: str | None = None,
-        urgency: str | None = None,
-        priority: str | None = None,
-        resolution: str | None = None,
-    ) -> None: ...
-
-    async def add_note(self, pd_id: str, text: str) -> None: ...
-
-    async def notes(self, pd_id: str) -> list[str]: ...
-
-    async def add_responders(
-        self, pd_id: str, *, targets: list[tuple[str, str]], message: str
-    ) -> None: ...
-
-    async def oncalls(self) -> list[OnCall]: ...
-
-    async def own_user_id(self) -> str | None: ...
 
 
 class PagerKind(StrEnum):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Protocol
 
 from bot.core import guard
 from bot.core.errors import Conflict, IntegrationError, NotFound, UsageError
@@ -28,6 +27,7 @@ from bot.core.logs import get_logger
 from bot.core.models import Incident, TimelineEntry, incident_ref, who
 from bot.domain import jira, timeline
 from bot.domain.incidents import MAX_TEXT, Change, Incidents
+from bot.domain.ports import ChatMessage, MessageSource
 from bot.domain.uow import UnitOfWork
 from bot.store import Conn
 from bot.store import captures as captures_sql
@@ -48,23 +48,6 @@ CONTENT_KINDS = (ScribeKind.MESSAGE, ScribeKind.MESSAGE_EDITED, ScribeKind.PINNE
 
 
 @dataclass(frozen=True)
-class ChatMessage:
-    """A Slack message as the scribe needs it."""
-
-    channel: str
-    ts: str
-    user: str | None
-    text: str
-    thread_ts: str | None = None  # the thread's root ts for a reply; None (or ts) for a root
-    is_bot: bool = False
-    files: int = 0
-
-    @property
-    def is_reply(self) -> bool:
-        return self.thread_ts is not None and self.thread_ts != self.ts
-
-
-@dataclass(frozen=True)
 class KeyEvent:
     """A message about to become a key event of an incident (see `Scribe.mark_key_event`)."""
 
@@ -74,18 +57,6 @@ class KeyEvent:
     author: str  # a Slack user id, or BOT
     message: ChatMessage | None  # as Slack returned it, when it had to be read
     link: str
-
-
-class MessageSource(Protocol):
-    """Reading Slack messages (the Web API in production, the stand-in in tests)."""
-
-    async def permalink(self, channel: str, ts: str) -> str:
-        """The message's permalink. Raises IntegrationError."""
-        ...
-
-    async def message(self, channel: str, ts: str) -> ChatMessage | None:
-        """The message as it is now; None if it does not exist. Raises IntegrationError."""
-        ...
 
 
 def fallback_permalink(channel: str, ts: str, thread_ts: str | None = None) -> str:

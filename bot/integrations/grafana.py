@@ -9,12 +9,15 @@ request itself is refused); 5xx, timeouts and unreachable hosts are worth retryi
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from bot.core.errors import ErrorCode, IntegrationError
-from bot.domain.grafana import Found
+from bot.domain.ports import Found
+
+if TYPE_CHECKING:
+    from bot.domain.ports import Annotator
 
 SERVICE = "grafana"
 
@@ -112,3 +115,9 @@ async def _error(resp: aiohttp.ClientResponse, method: str, path: str) -> Integr
     return IntegrationError(
         SERVICE, code, text, reason=message or None, retry_after=retry_after, permanent=permanent
     )
+
+
+if TYPE_CHECKING:  # mypy proves the adapter is the port (bot/domain/ports.py)
+
+    def _conforms(adapter: GrafanaAdapter) -> Annotator:
+        return adapter

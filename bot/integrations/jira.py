@@ -24,13 +24,16 @@ import contextlib
 import hashlib
 import hmac
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
 
 from bot.core.errors import ErrorCode, IntegrationError
-from bot.domain.jira import FollowUp, JiraIssue
+from bot.domain.ports import FollowUp, JiraIssue
+
+if TYPE_CHECKING:
+    from bot.domain.ports import Tracker
 
 DONE = "done"  # the key of Jira's Done status category
 
@@ -220,3 +223,9 @@ class JiraClient:
             "jira", ErrorCode.REFUSED, f"{key} has no transition to a Done status",
             permanent=True,
         )  # fmt: skip
+
+
+if TYPE_CHECKING:  # mypy proves the adapter is the port (bot/domain/ports.py)
+
+    def _conforms(adapter: JiraClient) -> Tracker:
+        return adapter

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped]
 from aiokafka.abc import ConsumerRebalanceListener  # type: ignore[import-untyped]
@@ -45,7 +45,11 @@ from aiokafka.structs import TopicPartition  # type: ignore[import-untyped]
 
 from bot.core.errors import ErrorCode, IntegrationError
 from bot.core.logs import get_logger
-from bot.domain.alerts import RawRecord, ResumeLookup
+from bot.domain.alerts import ResumeLookup
+from bot.domain.ports import RawRecord
+
+if TYPE_CHECKING:
+    from bot.domain.ports import AlertSource, DeadLetters, EventSink
 
 __all__ = ["KafkaAlertSource", "KafkaDeadLetters", "KafkaEventSink", "KafkaProducerClient"]
 
@@ -86,7 +90,7 @@ class _Resume(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class KafkaAlertSource:
-    """`bot.domain.alerts.AlertSource` over an `AIOKafkaConsumer` in a consumer group."""
+    """`bot.domain.ports.AlertSource` over an `AIOKafkaConsumer` in a consumer group."""
 
     def __init__(
         self,
@@ -395,7 +399,7 @@ class KafkaProducerClient:
 
 
 class KafkaDeadLetters:
-    """`bot.domain.alerts.DeadLetters`: the record as it came, the reason and its origin in
+    """`bot.domain.ports.DeadLetters`: the record as it came, the reason and its origin in
     headers."""
 
     def __init__(self, producer: KafkaProducerClient, topic: str) -> None:
@@ -417,7 +421,7 @@ class KafkaDeadLetters:
 
 
 class KafkaEventSink:
-    """`bot.delivery.incident_events.EventSink` on one topic."""
+    """`bot.domain.ports.EventSink` on one topic."""
 
     def __init__(self, producer: KafkaProducerClient, topic: str) -> None:
         self.producer = producer
@@ -425,3 +429,11 @@ class KafkaEventSink:
 
     async def publish(self, key: bytes, values: Sequence[bytes]) -> int:
         return await self.producer.send_batch(self.topic, key, values)
+
+
+if TYPE_CHECKING:  # mypy proves the adapters are the ports (bot/domain/ports.py)
+
+    def _conforms(
+        source: KafkaAlertSource, dead_letters: KafkaDeadLetters, events: KafkaEventSink
+    ) -> tuple[AlertSource, DeadLetters, EventSink]:
+        return source, dead_letters, events

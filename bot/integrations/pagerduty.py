@@ -15,13 +15,16 @@ import hmac
 import ssl
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pagerduty
 
 from bot.core.errors import ErrorCode, IntegrationError
 from bot.core.logs import get_logger
 from bot.core.models import OnCall, PagerIncident
+
+if TYPE_CHECKING:
+    from bot.domain.ports import Pager
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -266,3 +269,9 @@ class PagerDutyAdapter:
             return sorted(result, key=lambda o: (o.level, o.name))
 
         return await self._run("list on-calls", fetch)
+
+
+if TYPE_CHECKING:  # mypy proves the adapter is the port (bot/domain/ports.py)
+
+    def _conforms(adapter: PagerDutyAdapter) -> Pager:
+        return adapter

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.errors import ConfigError, ErrorCode, IntegrationError
-from bot.domain.ports import SharedFile
-from bot.domain.scribe import ChatMessage
+from bot.domain.ports import ChatMessage, SharedFile
+
+if TYPE_CHECKING:
+    from bot.domain.ports import Chat, MessageSource
 
 
 class MessageParser(Protocol):
@@ -239,7 +241,7 @@ class SlackChat:
 
 
 class SlackMessages:
-    """`bot.domain.scribe.MessageSource` over the Web API: chat.getPermalink and reactions.get.
+    """`bot.domain.ports.MessageSource` over the Web API: chat.getPermalink and reactions.get.
 
     `parse` reads a message payload as the scribe sees it (`commands.scribe.chat_message`, the
     same reading the Events API listeners use).
@@ -284,3 +286,9 @@ def _error_name(exc: Exception) -> str:
     if isinstance(exc, SlackApiError):
         return str(exc.response.get("error", "unknown_error"))
     return type(exc).__name__
+
+
+if TYPE_CHECKING:  # mypy proves the adapters are the ports (bot/domain/ports.py)
+
+    def _conforms(chat: SlackChat, messages: SlackMessages) -> tuple[Chat, MessageSource]:
+        return chat, messages

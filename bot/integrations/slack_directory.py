@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -25,6 +25,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.core.errors import ConfigError
 from bot.core.models import Member
 from bot.integrations.slack import _error_name, _wrap
+
+if TYPE_CHECKING:
+    from bot.domain.ports import Directory
 
 TTL = 3600.0  # an hour: names and emails change rarely, and a change shows within the hour
 # What `users.info` answers for an id it will not describe: no such member, for this bot.
@@ -118,3 +121,11 @@ class ExportedDirectory:
             raise ConfigError(f"{self.path} is not a users.list answer: {exc}") from exc
         members = data.get("members") if isinstance(data, dict) else None
         return members if isinstance(members, list) else []
+
+
+if TYPE_CHECKING:  # mypy proves the adapters are the port (bot/domain/ports.py)
+
+    def _conforms(
+        slack: SlackDirectory, exported: ExportedDirectory
+    ) -> tuple[Directory, Directory]:
+        return slack, exported

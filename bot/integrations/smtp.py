@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
@@ -28,6 +29,9 @@ from pydantic import SecretStr
 
 from bot.core.errors import ErrorCode, IntegrationError
 from bot.core.settings import Settings, smtp_url_problem
+
+if TYPE_CHECKING:
+    from bot.domain.ports import Mailer
 
 SERVICE = "smtp"
 TIMEOUT = 15.0
@@ -177,3 +181,9 @@ def _wrap(exc: aiosmtplib.SMTPException, target: SmtpTarget) -> IntegrationError
         f"{where} does not offer what SMTP_URL needs (STARTTLS before a password, or AUTH)",
         permanent=True,
     )  # fmt: skip
+
+
+if TYPE_CHECKING:  # mypy proves the adapter is the port (bot/domain/ports.py)
+
+    def _conforms(adapter: SmtpMailer) -> Mailer:
+        return adapter

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 from json import loads
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
 
 from bot.core.errors import ErrorCode, IntegrationError
+
+if TYPE_CHECKING:
+    from bot.domain.ports import StatuspageApi
 
 SERVICE = "statuspage"
 
@@ -142,3 +145,9 @@ def _seconds(value: str | None) -> float | None:
         return max(float(value), 0.0) if value else None
     except ValueError:
         return None
+
+
+if TYPE_CHECKING:  # mypy proves the adapter is the port (bot/domain/ports.py)
+
+    def _conforms(adapter: StatuspageClient) -> StatuspageApi:
+        return adapter

@@ -20,6 +20,7 @@ from bot.core.logs import get_logger
 from bot.core.metrics import REDACTIONS
 from bot.core.models import Incident
 from bot.core.numfmt import measured, plural
+from bot.core.wording import Code, Piece
 from bot.domain.incidents import Incidents
 from bot.domain.timeline import Kind
 from bot.domain.uow import UnitOfWork
@@ -170,8 +171,10 @@ class Diagnoser:
         if found is None:
             known = ", ".join(sorted(self.catalogue.playbooks))
             close = difflib.get_close_matches(name.lower(), self.catalogue.playbooks, n=1)
-            hint = f" Did you mean `{close[0]}`?" if close else ""
-            raise NotFound(f"There is no playbook `{name[:40]}`.{hint} Playbooks: {known}")
+            hint: list[Piece] = [" Did you mean ", Code(close[0]), "?"] if close else []
+            raise NotFound(
+                "There is no playbook ", Code(name[:40]), ".", *hint, f" Playbooks: {known}"
+            )
         return found
 
     async def incident(self, ref: int | None) -> Incident | None:

@@ -23,13 +23,13 @@ from bot.domain.alerts import AlertIntake, resume_positions
 from bot.domain.approvals import Approvals, load_approvals
 from bot.domain.email_fallback import EmailQueue, SlackWatch
 from bot.domain.grafana import Dashboard, GrafanaAnnotations, GrafanaQueue
-from bot.domain.incidents import Incidents, ResolveHook
+from bot.domain.incidents import Incidents
 from bot.domain.jira import Followups, JiraQueue
 from bot.domain.pager import PagerQueue
 from bot.domain.pager_events import PagerEvents
 from bot.domain.pager_summary import PagerSummary
 from bot.domain.policy import load_severity_policy
-from bot.domain.ports import Directory
+from bot.domain.ports import Directory, ResolveHook
 from bot.domain.prompts import Prompter
 from bot.domain.scribe import Scribe
 from bot.domain.uow import UnitOfWork

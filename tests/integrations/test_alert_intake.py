@@ -35,13 +35,13 @@ from bot.domain.alerts import (
     AlertIntake,
     BatchResult,
     MalformedAlert,
-    RawRecord,
     map_severity,
     parse_alert,
     resume_positions,
 )
 from bot.domain.incidents import Incidents
 from bot.domain.policy import SeverityPolicy, load_severity_policy
+from bot.domain.ports import RawRecord
 from bot.domain.uow import UnitOfWork
 from bot.integrations.kafka_io import KafkaAlertSource, KafkaDeadLetters, KafkaProducerClient
 from bot.store import db

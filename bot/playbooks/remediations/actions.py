@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from bot.core.errors import UsageError, UserError
+from bot.core.wording import Code
 from bot.domain.ports import Revision
 from bot.playbooks.remediations.registry import (
     BreakerTransitionParams,
@@ -69,17 +70,17 @@ class RollbackDeployment:
         target: Revision | None
         if p.revision is None:
             if len(history) < 2:
-                raise UserError(f"`{p.deployment}` has no earlier revision to go back to.")
+                raise UserError(Code(p.deployment), " has no earlier revision to go back to.")
             target = history[1]
         else:
             target = next((rev for rev in history if rev.number == p.revision), None)
             if target is None:
                 known = ", ".join(str(rev.number) for rev in history)
                 raise UsageError(
-                    f"`{p.deployment}` has no revision {p.revision}; revisions: {known}."
+                    Code(p.deployment), f" has no revision {p.revision}; revisions: {known}."
                 )
         if target.number == current.number:
-            raise UserError(f"`{p.deployment}` is already at revision {current.number}.")
+            raise UserError(Code(p.deployment), f" is already at revision {current.number}.")
         return Preview(
             lines=[
                 f"Roll back `{p.namespace}/{p.deployment}`",

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from bot.core.errors import ErrorCode, IntegrationError, NotFound, UserError
 from bot.core.models import Clock, utcnow
 from bot.core.timefmt import human_duration
+from bot.core.wording import Code
 from bot.domain.ports import (
     ActuatorOps,
     KubeOps,
@@ -119,11 +120,12 @@ class Remediator:
         except IntegrationError as exc:
             if exc.code == ErrorCode.NOT_FOUND:
                 raise NotFound(
-                    f"There is no deployment `{p.deployment}` in namespace `{p.namespace}`."
-                ) from exc
+                    "There is no deployment ", Code(p.deployment), " in namespace ",
+                    Code(p.namespace), ".",
+                ) from exc  # fmt: skip
             raise
         if not history:
-            raise UserError(f"`{p.deployment}` has no rollout history.")
+            raise UserError(Code(p.deployment), " has no rollout history.")
         return history
 
     async def refuse_paused(self, p: DeploymentTarget) -> None:
@@ -131,10 +133,11 @@ class Remediator:
         deployment = await self.kube_ops().deployment(p.namespace, p.deployment)
         if deployment.paused:
             raise UserError(
-                f"`{p.namespace}/{p.deployment}` is paused, so it would not roll out. Resume it"
-                f" first (`kubectl rollout resume deployment/{p.deployment} -n {p.namespace}`),"
-                " then ask again."
-            )
+                Code(f"{p.namespace}/{p.deployment}"), " is paused, so it would not roll out."
+                " Resume it first (",
+                Code(f"kubectl rollout resume deployment/{p.deployment} -n {p.namespace}"),
+                "), then ask again.",
+            )  # fmt: skip
 
     async def changed(self, action: str, params: BaseModel, shown: dict[str, Any]) -> str | None:
         """Read the target again just before running: None if it is as the preview showed it,
@@ -170,7 +173,7 @@ class Remediator:
     def _spec(action: str) -> tuple[PreviewFn, RunFn]:
         spec = REMEDIATIONS.get(action)
         if spec is None or spec.preview is None or spec.run is None:
-            raise NotAvailable(f"`{action}` is not available yet in this build.")
+            raise NotAvailable(Code(action), " is not available yet in this build.")
         return spec.preview, spec.run
 
     def statuspage_ops(self) -> StatusPages:
@@ -190,10 +193,10 @@ class Remediator:
             versions = await self.vault_ops().versions(path)
         except IntegrationError as exc:
             if exc.code == ErrorCode.NOT_FOUND:
-                raise NotFound(f"There is no secret at `{path}` in Vault.") from exc
+                raise NotFound("There is no secret at ", Code(path), " in Vault.") from exc
             raise
         if not versions:
-            raise NotFound(f"There is no readable version of `{path}` in Vault.")
+            raise NotFound("There is no readable version of ", Code(path), " in Vault.")
         return versions
 
     def actuator_ops(self) -> ActuatorOps:
@@ -206,7 +209,9 @@ class Remediator:
         breakers = body.get("circuitBreakers") or {}
         if p.breaker not in breakers:
             known = ", ".join(sorted(breakers)) or "none"
-            raise NotFound(f"`{p.service}` has no circuit breaker `{p.breaker}` (it has: {known}).")
+            raise NotFound(
+                Code(p.service), " has no circuit breaker ", Code(p.breaker), f" (it has: {known})."
+            )
         return str(breakers[p.breaker].get("state"))
 
     async def token(self) -> str:
@@ -222,7 +227,7 @@ class Remediator:
             return await self.actuator_ops().flag(CONFIG_SERVICE, name, token=await self.token())
         except IntegrationError as exc:
             if exc.code == ErrorCode.NOT_FOUND:
-                raise NotFound(f"There is no feature flag `{name}`.") from exc
+                raise NotFound("There is no feature flag ", Code(name), ".") from exc
             raise
 
     async def group_lag(self, group: str | None) -> int | None:

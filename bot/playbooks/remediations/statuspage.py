@@ -18,13 +18,14 @@ the incident is open they show the playbook's `impact`, else one from the severi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from bot.core import guard
 from bot.core.errors import UserError
 from bot.core.models import Incident
+from bot.domain.ports import StatuspageApi
 from bot.domain.timeline import Kind
 from bot.domain.uow import UnitOfWork
 from bot.playbooks.remediations.registry import _Params, remediation
@@ -52,24 +53,6 @@ class StatuspageParams(_Params):
     incident_id: int = Field(ge=1)
     status: PublicStatus
     body: str = Field(min_length=1, max_length=MAX_PUBLIC_TEXT)
-
-
-class StatuspageApi(Protocol):
-    """What the Statuspage adapter (`bot.integrations.statuspage`) offers."""
-
-    page_id: str
-
-    async def create_incident(self, fields: dict[str, Any]) -> dict[str, Any]: ...
-
-    async def update_incident(self, incident_id: str, fields: dict[str, Any]) -> dict[str, Any]: ...
-
-    async def incident(self, incident_id: str) -> dict[str, Any]: ...
-
-    async def list_incidents(
-        self, *, q: str | None = None, limit: int = 100, page: int = 1
-    ) -> list[dict[str, Any]]: ...
-
-    async def components(self) -> list[dict[str, Any]]: ...
 
 
 @dataclass(frozen=True)
