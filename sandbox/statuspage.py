@@ -241,7 +241,8 @@ class FakeStatuspage(StandIn):
         if fault is not None:
             self._faults.remove(fault)
             headers = {"Retry-After": str(fault.retry_after)} if fault.status == 429 else {}
-            return _error(fault.status, "Rate limit exceeded", headers=headers), {}
+            said = "Rate limit exceeded" if fault.status in (420, 429) else "Service unavailable"
+            return _error(fault.status, said, headers=headers), {}
         if request.match_info["page_id"] != self.page_id:
             return _error(404, "The requested resource could not be found."), {}
         if read:

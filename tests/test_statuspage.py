@@ -274,6 +274,54 @@ async def test_a_rate_limit_with_retry_after_is_waited_out(
     assert (await sbot.fetch("SELECT status FROM pending_actions"))[0]["status"] == "succeeded"
 
 
+async def test_a_statuspage_5xx_offers_request_again_and_the_retry_publishes_once(
+    sbot: Bot, statuspage: FakeStatuspage
+) -> None:
+    """Statuspage answers 503 to the approved create: the run fails, the card says nothing was
+    published and offers Request again; the new request, approved, publishes exactly once."""
+    await _incident(sbot)
+    first = await _propose(sbot)
+    statuspage.fail(times=1, status=503, method="POST")
+    await sbot.post_signed(_click(sbot, "bob", ApprovalAction.APPROVE, first))
+    assert statuspage.incidents == {}
+    [row] = await sbot.fetch("SELECT status, result FROM pending_actions")
+    assert row["status"] == "failed"
+    assert "nothing was published" in row["result"]["summary"]
+    card = _card(sbot)
+    assert f"request #{first}" in card
+    assert "nothing was published" in card
+    assert "Request again" in card
+    await sbot.post_signed(_click(sbot, "alice", ApprovalAction.REQUEST_AGAIN, first))
+    second = await _propose_id(sbot)
+    assert second != first
+    assert "Creates the public incident" in _card(sbot)
+    await sbot.post_signed(_click(sbot, "bob", ApprovalAction.APPROVE, second))
+    refused, created = statuspage.writes()  # the 503'd create, then the one that was made
+    assert refused.body == created.body
+    [public] = statuspage.incidents.values()
+    assert [u["body"] for u in public["incident_updates"]] == [PUBLIC]
+    statuses = await sbot.fetch("SELECT status FROM pending_actions ORDER BY id")
+    assert [r["status"] for r in statuses] == ["failed", "succeeded"]
+
+
+async def test_a_statuspage_refusal_is_final_and_offers_no_request_again(
+    sbot: Bot, statuspage: FakeStatuspage
+) -> None:
+    """A 4xx other than a rate limit will answer the same again: no Request again."""
+    await _incident(sbot)
+    first = await _propose(sbot)
+    statuspage.fail(times=1, status=403, method="POST")
+    await sbot.post_signed(_click(sbot, "bob", ApprovalAction.APPROVE, first))
+    [row] = await sbot.fetch("SELECT status, result FROM pending_actions")
+    assert row["status"] == "failed"
+    assert "Request again" not in _card(sbot)
+
+
+async def _propose_id(bot: Bot) -> str:
+    rows = await bot.fetch("SELECT id FROM pending_actions ORDER BY id DESC LIMIT 1")
+    return str(rows[0]["id"])
+
+
 # The stand-in refuses what Statuspage refuses.
 
 
