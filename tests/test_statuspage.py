@@ -300,6 +300,24 @@ async def test_a_statuspage_5xx_offers_request_again_and_the_retry_publishes_onc
     assert [r["status"] for r in statuses] == ["failed", "succeeded"]
 
 
+async def test_an_update_made_despite_a_5xx_answer_counts_as_published_once(
+    sbot: Bot, statuspage: FakeStatuspage
+) -> None:
+    """Statuspage made the incident but answered 502: the read-back finds it, so the run is
+    done and verified, and no Request again invites a second publication."""
+    await _incident(sbot)
+    first = await _propose(sbot)
+    statuspage.fail(times=1, status=502, method="POST", after=True)
+    await sbot.post_signed(_click(sbot, "bob", ApprovalAction.APPROVE, first))
+    [public] = statuspage.incidents.values()
+    assert [u["body"] for u in public["incident_updates"]] == [PUBLIC]
+    [row] = await sbot.fetch("SELECT status, result FROM pending_actions")
+    assert row["status"] == "succeeded", row["result"]
+    assert "although Statuspage answered" in row["result"]["summary"]
+    assert "Request again" not in _card(sbot)
+    assert len(statuspage.writes()) == 1
+
+
 async def test_a_statuspage_refusal_is_final_and_offers_no_request_again(
     sbot: Bot, statuspage: FakeStatuspage
 ) -> None:
