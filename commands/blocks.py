@@ -765,7 +765,7 @@ def approval_card(entry: TimelineEntry, pending: Any) -> Message:
     if result:
         out.append(_approval_result(result))
     out.append(_context(context))
-    if pending.status == "changed" or result.get("busy"):
+    if pending.status == "changed" or result.get("busy") or result.get("retryable"):
         out.append(_request_again(pending.id))
     if pending.status == "pending":
         out.append(

@@ -83,6 +83,7 @@ class _Fault:
     status: int
     retry_after: int
     method: str | None  # None: any request
+    after: bool = False  # make the change, then answer `status` (a gateway timing out late)
 
 
 @dataclass
@@ -105,6 +106,7 @@ class FakeStatuspage(StandIn):
     on_change: list[Callable[[str, dict[str, Any]], None]] = field(default_factory=list)
     _runner: web.AppRunner | None = None
     _faults: list[_Fault] = field(default_factory=list)
+    _late: dict[int, _Fault] = field(default_factory=dict)  # by id(request): `fail(after=True)`
 
     async def start(self) -> None:
         app = web.Application()
@@ -126,11 +128,18 @@ class FakeStatuspage(StandIn):
     # What tests and the sandbox use.
 
     def fail(
-        self, *, times: int = 1, status: int = 429, retry_after: int = 1, method: str | None = None
+        self,
+        *,
+        times: int = 1,
+        status: int = 429,
+        retry_after: int = 1,
+        method: str | None = None,
+        after: bool = False,
     ) -> None:
         """Answer the next `times` authorised requests (of `method`, if given) with `status`
-        (a 429 with ``Retry-After: retry_after``)."""
-        self._faults.extend(_Fault(status, retry_after, method) for _ in range(times))
+        (a 429 with ``Retry-After: retry_after``); `after`: a write is made all the same, and
+        only its answer is the error."""
+        self._faults.extend(_Fault(status, retry_after, method, after) for _ in range(times))
 
     def writes(self) -> list[Call]:
         """The authorised requests that changed something (creates and updates)."""
@@ -156,7 +165,7 @@ class FakeStatuspage(StandIn):
             return _error(422, problem)
         incident = self._new_incident(fields)
         self._changed("incident.created", incident)
-        return web.json_response(incident, status=201)
+        return self._answer(request, web.json_response(incident, status=201))
 
     async def _patch(self, request: web.Request) -> web.Response:
         refused, body = await self._admit(request)
@@ -186,7 +195,7 @@ class FakeStatuspage(StandIn):
             incident["incident_updates"].insert(0, self._update(incident, str(fields["body"])))
         incident["updated_at"] = now
         self._changed("incident.updated", incident)
-        return web.json_response(incident)
+        return self._answer(request, web.json_response(incident))
 
     async def _list(self, request: web.Request) -> web.Response:
         refused, _ = await self._admit(request, read=True)
@@ -227,6 +236,7 @@ class FakeStatuspage(StandIn):
     async def _admit(
         self, request: web.Request, *, read: bool = False
     ) -> tuple[web.Response | None, dict[str, Any]]:
+        self._late.pop(id(request), None)  # left by an earlier request refused before `_answer`
         raw = await request.read()
         try:
             body: Any = json.loads(raw) if raw else None
@@ -238,10 +248,14 @@ class FakeStatuspage(StandIn):
         if not authorised:
             return _error(401, "Could not authenticate"), {}
         fault = next((f for f in self._faults if f.method in (None, request.method)), None)
-        if fault is not None:
+        if fault is not None and fault.after and not read:
+            self._faults.remove(fault)
+            self._late[id(request)] = fault  # `_answer` gives the error once the change is made
+        elif fault is not None:
             self._faults.remove(fault)
             headers = {"Retry-After": str(fault.retry_after)} if fault.status == 429 else {}
-            return _error(fault.status, "Rate limit exceeded", headers=headers), {}
+            said = "Rate limit exceeded" if fault.status in (420, 429) else "Service unavailable"
+            return _error(fault.status, said, headers=headers), {}
         if request.match_info["page_id"] != self.page_id:
             return _error(404, "The requested resource could not be found."), {}
         if read:
@@ -249,6 +263,11 @@ class FakeStatuspage(StandIn):
         if not isinstance(body, dict) or not isinstance(body.get("incident"), dict):
             return _error(400, "The request body must be a JSON object with an incident"), {}
         return None, body
+
+    def _answer(self, request: web.Request, made: web.Response) -> web.Response:
+        """`made`, unless a fault told to come after the change answers instead."""
+        fault = self._late.pop(id(request), None)
+        return made if fault is None else _error(fault.status, "Service unavailable")
 
     def _changed(self, event: str, incident: dict[str, Any]) -> None:
         for listener in self.on_change:

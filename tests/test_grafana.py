@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -349,35 +345,3 @@ async def test_the_grafana_stand_in_refuses_what_grafana_refuses(grafana: FakeGr
         ) as resp:
             assert resp.status == 404
     assert not grafana.annotations
-
-
-# -- icbot shell --sandbox ------------------------------------------------------------------
-
-
-def test_the_sandbox_bad_deploy_ends_with_annotations_and_a_pagerduty_summary_note(
-    dsn: str,
-) -> None:
-    script = (
-        "/ic declare Payments failing sev1\n/diagnose saga\n/rollback payment-service\n"
-        "/as @dana\napprove\n/wait 2\n/ic note Root cause: payments 1.4.2 broke the ledger client\n"
-        "/ic resolve rolled back payment-service\n"
-    )
-    with tempfile.TemporaryDirectory(prefix="icbot-test-data-") as home:
-        result = subprocess.run(
-            [sys.executable, "-m", "bot", "shell", "--sandbox", "--scenario", "bad-deploy"],
-            input=script,
-            env={**os.environ, "USER": "sam", "DATABASE_URL": dsn, "XDG_DATA_HOME": home},
-            capture_output=True,
-            text=True,
-            timeout=90,
-        )
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
-    assert "Grafana: annotating the impact window (waqiti-payments panel 2" in out
-    # No "Mitigated" update: mitigated at the resolve, so one window (declared → resolved) each.
-    assert (
-        "Grafana annotations: waqiti-payments panel 2 (INC-1), waqiti-payment-saga panel 4 (INC-1)"
-    ) in out
-    assert "PagerDuty summary notes: #1\n" in out
-    assert "PagerDuty: #1 resolved" in out
-    assert "Traceback" not in result.stderr

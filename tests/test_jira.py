@@ -7,10 +7,6 @@ thread and the post-mortem, and a tick on either side (Slack or Jira) shows on b
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import tempfile
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -365,27 +361,6 @@ def test_action_done_takes_an_item_number_and_anything_else_is_an_item(
     text: str, parsed: object
 ) -> None:
     assert parse_ic(text) == parsed
-
-
-def test_a_bad_deploy_in_the_sandbox_shell_ends_with_a_jira_key_in_the_thread(dsn: str) -> None:
-    script = (
-        "/ic declare Payments failing sev1\n/ic action Add a canary step to deploys @dana\n"
-        "/wait 1\n/ic action done 1\n/ic resolve\n"
-    )
-    with tempfile.TemporaryDirectory(prefix="icbot-test-data-") as home:
-        result = subprocess.run(
-            [sys.executable, "-m", "bot", "shell", "--sandbox", "--scenario", "bad-deploy"],
-            input=script,
-            env={**os.environ, "USER": "sam", "DATABASE_URL": dsn, "XDG_DATA_HOME": home},
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
-    assert "Jira: PAY-1 created: Add a canary step to deploys (assignee Dana)" in out
-    assert "🎫 Jira PAY-1" in out  # the key, in the incident's thread
-    assert "Jira: PAY-1 moved to Done by icbot" in out
-    assert "Jira: PAY-1 [Done] Add a canary step to deploys" in out  # the summary at the end
-    assert "Traceback" not in result.stderr
 
 
 async def test_a_handover_briefing_lists_only_the_items_still_open(bot: Bot) -> None:

@@ -24,7 +24,8 @@ interaction types and event types; anything else is `other`.
     icbot_prompts_overdue{severity}                  open incidents whose status update is overdue
                                                      (a prompt is unanswered)        (database)
     icbot_prompts_due{severity}                      prompts due but not yet posted  (database)
-    icbot_outbox_depth{target}                       undelivered posts (slack|pagerduty) (database)
+    icbot_outbox_depth{target}                       undelivered posts (slack|pagerduty|jira|
+                                                     grafana|email)              (database)
     icbot_outbox_oldest_seconds{target}              age of the oldest undelivered post (database)
     icbot_approvals_total{outcome}                   approval clicks and expiries
                                                      (approved|partial|denied|refused|expired)
@@ -74,7 +75,8 @@ INTERACTION_TYPES = frozenset(
     {"block_actions", "view_submission", "view_closed", "shortcut", "message_action"}
 )
 EVENT_TYPES = frozenset({"app_mention", "message", "reaction_added", "member_joined_channel"})
-TARGETS = ("slack", "pagerduty")
+# Every outbox channel (a `LeasedQueue.channel`); tests/ship checks that none is missing.
+TARGETS = ("slack", "pagerduty", "jira", "grafana", "email")
 APPROVAL_OUTCOMES = ("approved", "partial", "denied", "refused", "expired")
 TRANSPORTS = ("http", "socket")
 DB_TIMEOUT = 2.0
@@ -118,7 +120,7 @@ PROMPTS_DUE = Gauge(
 )
 OUTBOX_DEPTH = Gauge(
     "icbot_outbox_depth",
-    "Posts not yet delivered, by target (slack, pagerduty).",
+    "Posts not yet delivered, by target (slack, pagerduty, jira, grafana, email).",
     ["target"],
     registry=REGISTRY,
 )
@@ -178,7 +180,7 @@ DATABASE_UP = Gauge(
 
 OUTBOX_POSTED = Counter(
     "icbot_outbox_posted_total",
-    "Outbox items delivered, by target (slack, pagerduty) and kind.",
+    "Outbox items delivered, by target (slack, pagerduty, jira, grafana, email) and kind.",
     ["target", "kind"],
     registry=REGISTRY,
 )

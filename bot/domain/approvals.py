@@ -392,12 +392,15 @@ class Approvals:
         try:
             outcome = await self.remediator.run(pending.action, params, pending.preview)
             ok, summary, verification = outcome.ok, outcome.summary, outcome.verification
+            retryable = outcome.retryable and not ok
         except Exception as exc:
             log.exception("remediation.failed", pending_id=pending_id)
-            ok, summary, verification = False, f"failed: {exc}", "not verified"
+            ok, summary, verification, retryable = False, f"failed: {exc}", "not verified", False
         status = "succeeded" if ok else "failed"
         metrics.remediation_run(pending.action, ok=ok, seconds=time.monotonic() - started)
-        result = {"ok": ok, "summary": summary, "verification": verification}
+        result: dict[str, Any] = {"ok": ok, "summary": summary, "verification": verification}
+        if retryable:
+            result["retryable"] = True  # the card offers Request again
         return await self._finish(pending, status=status, result=result, ran=True)
 
     async def _finish(

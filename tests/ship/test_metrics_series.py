@@ -43,6 +43,21 @@ def test_every_metric_is_named_icbot() -> None:
     assert names and all(name.startswith("icbot_") for name in names)
 
 
+def test_every_outbox_channel_has_depth_and_age_series() -> None:
+    """Each leased queue (Slack, PagerDuty, Jira, Grafana, email) has its outbox series from the
+    start, so a stuck Jira or email queue shows on the dashboard before its first item."""
+    import bot.runtime.services  # noqa: F401  (imports every queue the composition root runs)
+    from bot.delivery.outbox import LeasedQueue
+
+    def queues(cls: type[LeasedQueue]) -> set[type[LeasedQueue]]:
+        found = set(cls.__subclasses__())
+        return found.union(*(queues(sub) for sub in found))
+
+    channels = {queue.channel for queue in queues(LeasedQueue)}
+    assert {"slack", "pagerduty", "jira", "grafana", "email"} <= channels
+    assert channels <= set(metrics.TARGETS)
+
+
 def test_every_ic_subcommand_has_its_own_label() -> None:
     assert set(USAGE) <= metrics.IC_SUBCOMMANDS
 
@@ -105,7 +120,9 @@ async def test_metrics_series_exist_and_move_with_the_work(mbot: Bot) -> None:
         assert family in families, family
     assert value(before, "icbot_database_up") == 1
     assert value(before, "icbot_open_incidents", severity="sev1") == 0
-    assert ("icbot_outbox_depth", (("target", "pagerduty"),)) in before
+    for target in ("slack", "pagerduty", "jira", "grafana", "email"):
+        assert ("icbot_outbox_depth", (("target", target),)) in before, target
+        assert ("icbot_outbox_oldest_seconds", (("target", target),)) in before, target
 
     # A declaration: counted by command, acked, an open SEV1, posts waiting in the outbox.
     await mbot.command("declare Ledger down sev1", drain=False)

@@ -68,6 +68,7 @@ class Outcome:
     ok: bool
     summary: str
     verification: str
+    retryable: bool = False  # not done, and nothing changed: a fresh request may try again
 
 
 class NotAvailable(UserError):

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from bot.core import guard
-from bot.core.errors import UserError
+from bot.core.errors import IntegrationError, UserError
 from bot.core.models import Incident
 from bot.domain.ports import StatuspageApi
 from bot.domain.timeline import Kind
@@ -173,22 +173,27 @@ class StatusPages:
             "components": {c.id: c.status for c in components},
         }
         existing = await self.existing(incident)
-        if existing is None:
-            created = await self.api.create_incident(
-                {
-                    "name": str(preview.get("name") or _name(incident)),
-                    **fields,
-                    "metadata": self.marker(incident),
-                    "deliver_notifications": True,
-                }
-            )
-            page_incident = str(created["id"])
-            await self._keep(incident.id, page_incident)
-            done = f"created the public incident `{page_incident}` on the status page"
-        else:
-            page_incident = existing
-            await self.api.update_incident(existing, fields)
-            done = f"updated the public incident `{existing}` on the status page"
+        try:
+            if existing is None:
+                created = await self.api.create_incident(
+                    {
+                        "name": str(preview.get("name") or _name(incident)),
+                        **fields,
+                        "metadata": self.marker(incident),
+                        "deliver_notifications": True,
+                    }
+                )
+                page_incident = str(created["id"])
+                await self._keep(incident.id, page_incident)
+                done = f"created the public incident `{page_incident}` on the status page"
+            else:
+                page_incident = existing
+                await self.api.update_incident(existing, fields)
+                done = f"updated the public incident `{existing}` on the status page"
+        except IntegrationError as exc:
+            if exc.permanent:
+                raise
+            return await self._not_published(incident, p, exc)
         shown = await self.api.incident(page_incident)
         latest = (shown.get("incident_updates") or [{}])[0]
         ok = shown.get("status") == p.status and latest.get("body") == p.body
@@ -199,6 +204,40 @@ class StatusPages:
             else f"the status page shows status {shown.get('status')} and another latest text"
         )
         return Outcome(ok, f"{done} ({p.status})" + (f": {link}" if link else ""), verification)
+
+    async def _not_published(
+        self, incident: Incident, p: StatuspageParams, exc: IntegrationError
+    ) -> Outcome:
+        """The write failed for a reason that may pass (5xx, timeout, 429 past the wait). Read
+        the page back: if this exact update is not there, nothing was published and a fresh
+        request may try again; if it is (the write went through after all), it is done. If
+        the page cannot be read either, the effect is unknown: no retry offered."""
+        try:
+            page_incident = await self.existing(incident)
+            shown = await self.api.incident(page_incident) if page_incident else None
+        except IntegrationError as again:
+            return Outcome(
+                False,
+                f"failed: {exc.message}; the status page could not be read back either"
+                f" ({again.message}): check it before asking again",
+                "not verified",
+            )
+        latest = ((shown or {}).get("incident_updates") or [{}])[0]
+        if shown and shown.get("status") == p.status and latest.get("body") == p.body:
+            link = shown.get("shortlink")
+            return Outcome(
+                True,
+                f"published on the status page ({p.status}) although Statuspage answered"
+                f" {exc.message}" + (f": {link}" if link else ""),
+                "the status page shows it with this text",
+            )
+        return Outcome(
+            False,
+            f"not published: Statuspage answered {exc.message}; nothing was published"
+            " (the status page does not show it); request it again",
+            "not run",
+            retryable=True,
+        )
 
 
 def _name(incident: Incident) -> str:
