@@ -57,7 +57,7 @@ def _icbot_in(
         env={**os.environ, "XDG_DATA_HOME": str(data), "DATABASE_URL": "", **env},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,  # an embedded PostgreSQL is created first: slow on a busy box
         input=stdin,
     )
 
@@ -90,7 +90,7 @@ def test_serve_with_slack_unreachable_fails_in_one_line_with_the_cause(dsn: str)
         },
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 1

@@ -521,7 +521,7 @@ def test_two_sandbox_runs_in_a_row_on_one_data_dir_each_link_their_pagerduty_inc
             env=env,
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=300,  # each run starts its own embedded PostgreSQL: slow on a busy box
         )
         assert result.returncode == 0, result.stderr
         both = result.stdout + result.stderr
