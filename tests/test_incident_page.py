@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from bot.domain.drafts import named
 from bot.domain.postmortem import render as postmortem_render
 from bot.pages import links
 from bot.pages.routes import SECURITY_HEADERS
@@ -148,7 +149,16 @@ async def test_markdown_export_is_the_postmortem_draft(bot: Bot) -> None:
     assert status == 200
     assert headers["Content-Type"].startswith("text/markdown")
     incident, entries = await bot.services.incidents.timeline(1)
-    assert markdown == postmortem_render(incident, entries)
+    assert markdown == await named(postmortem_render(incident, entries), bot.services.directory)
+
+
+async def test_markdown_export_names_people_where_the_timeline_has_their_ids(bot: Bot) -> None:
+    """A downloaded `.md` is read outside Slack, which would show `<@U…>` as typed."""
+    await scripted(bot)
+    _, _, markdown = await get(bot, url(bot, 1, token(bot, 1), ".md"))
+    assert "<@U" not in markdown, markdown
+    assert "Declared by @alice as SEV2" in markdown
+    assert (await bot.services.incidents.verify(1)).ok  # the timeline keeps the ids
 
 
 async def test_json_export_has_every_entry_with_its_hashes_and_the_chain_head(bot: Bot) -> None:
