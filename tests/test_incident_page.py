@@ -69,6 +69,7 @@ async def test_page_shows_every_timeline_entry_with_security_headers(bot: Bot) -
     assert TITLE in html and "SEV2" in html and "resolved" in html
     assert "The hash chain verifies" in html
     assert "Post-mortem draft" in html and "## Timeline" in html
+    assert "3 gaps, 2 status updates." in html and "(s)" not in html  # counted in words
 
 
 async def test_bad_expired_and_other_incident_tokens_get_403_with_nothing_of_the_incident(
@@ -187,6 +188,7 @@ async def test_an_altered_timeline_is_shown_as_not_verifying(bot: Bot) -> None:
     await bot.fetch("UPDATE timeline SET text = 'nothing happened' WHERE seq = 3")
     _, _, html = await get(bot, url(bot, 1, token(bot, 1)))
     assert "does NOT verify" in html and "entry 3" in html
+    assert "(1 problem)" in html and "(s)" not in html
     _, _, body = await get(bot, url(bot, 1, token(bot, 1), ".json"))
     assert json.loads(body)["chain"]["verified"] is False
 

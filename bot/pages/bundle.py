@@ -497,9 +497,10 @@ class Exports:
                 content=made.zipped(),
                 comment=(
                     f":lock: Evidence bundle of *{incident.ref}*, asked for by {who(actor)}:"
-                    f" {len(snapshot.entries)} timeline entries, {len(made_changes(made))}"
-                    f" change record(s). Chain head `{made.head}`; bundle SHA-256"
-                    f" `{made.digest}`. Check it offline with"
+                    f" {len(snapshot.entries)} timeline entries,"
+                    f" {plural(len(made_changes(made)), 'change record')}."
+                    f" Chain head `{made.head}`; bundle SHA-256 `{made.digest}`."
+                    " Check it offline with"
                     f" `icbot audit verify --bundle {zip_name(incident.ref)}`."
                 ),
             )
