@@ -288,3 +288,12 @@ async def test_icbot_web_on_a_database_without_tables_says_what_to_do(empty_dsn:
     assert result.returncode == 2
     assert "run `icbot shell` or `icbot migrate` first" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_markdown_export_keeps_the_ids_when_slack_cannot_say_who(bot: Bot) -> None:
+    await scripted(bot)
+    bot.slack.fail("users.info", status=500, times=20)
+    status, _, markdown = await get(bot, url(bot, 1, token(bot, 1), ".md"))
+    assert status == 200
+    incident, entries = await bot.services.incidents.timeline(1)
+    assert markdown == postmortem_render(incident, entries)  # as stored: `<@U…>`

@@ -17,6 +17,11 @@ entries it cites, and re-checks `SHA256SUMS`, byte for byte. Editing any byte of
 the bundle fails one of these. (A forger who rewrites every hash consistently is caught only by
 comparing the chain head with an independent copy: the message that carries the bundle in
 Slack states it, and `icbot audit verify INC-n` re-hashes the live chain.)
+
+People stay as their Slack ids (`<@U…>`) in every file, the Markdown included, unlike the
+post-mortem draft and the page's `.md` export: the Markdown must be rendered from the JSON
+alone, and a name looked up in Slack at export time is neither in the hashed chain nor
+evidence (names change; the id is what Slack's own audit logs record).
 """
 
 from __future__ import annotations
