@@ -234,7 +234,8 @@ def migrate() -> None:
     settings = _settings()
     logs.configure(settings.log_format or "console", settings.log_level)
     applied = asyncio.run(_migrate(settings))
-    typer.echo(f"applied {len(applied)} migration(s){': ' + ', '.join(applied) if applied else ''}")
+    names = f": {', '.join(applied)}" if applied else ""
+    typer.echo(f"applied {plural(len(applied), 'migration')}{names}")
 
 
 @cli.command()
@@ -343,7 +344,7 @@ def audit_verify(
     if result.ok:
         typer.echo(f"{ref}: timeline intact ({result.checked} entries verified)")
         return
-    typer.echo(f"{ref}: timeline ALTERED ({len(result.problems)} problem(s)):")
+    typer.echo(f"{ref}: timeline ALTERED ({plural(len(result.problems), 'problem')}):")
     for problem in result.problems:
         typer.echo(f"  - {problem}")
     raise typer.Exit(1)
@@ -360,10 +361,10 @@ def _verify_bundle(path: Path) -> None:
     if check.ok:
         typer.echo(
             f"{path}: bundle intact ({len(files)} files, {check.checked} timeline entries,"
-            f" {check.changes} change record(s); chain head {check.head})"
+            f" {plural(check.changes, 'change record')}; chain head {check.head})"
         )
         return
-    typer.echo(f"{path}: bundle ALTERED ({len(check.problems)} problem(s)):")
+    typer.echo(f"{path}: bundle ALTERED ({plural(len(check.problems), 'problem')}):")
     for problem in check.problems:
         typer.echo(f"  - {problem}")
     raise typer.Exit(1)

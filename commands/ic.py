@@ -10,6 +10,7 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 
 from bot.core.errors import IntegrationError, UsageError
 from bot.core.logs import get_logger
+from bot.core.numfmt import plural
 from bot.domain import handover, history
 from bot.domain.drafts import Drafts
 from bot.pages.bundle import Exports
@@ -163,8 +164,9 @@ class IcHandlers:
                 pages = len(blocks.timeline_pages(entries))
                 if page > pages:
                     raise UsageError(
-                        f"The timeline of {incident.ref} has {pages} page(s); there is no page"
-                        f" {page}. `/ic timeline {incident.ref}` shows the newest entries."
+                        f"The timeline of {incident.ref} has {plural(pages, 'page')};"
+                        f" there is no page {page}. `/ic timeline {incident.ref}` shows the"
+                        " newest entries."
                     )
                 figures = history.incident_figures(incident, entries, s.policy, now=s.clock())
                 listing = blocks.timeline_listing(incident, entries, figures, page=page)

@@ -67,7 +67,7 @@ def test_migrate_says_what_it_did_in_one_line_without_pgserver_internals(data_ho
     assert first.returncode == 0, first.stderr
     again = _icbot_in(data_home, "migrate")
     assert again.returncode == 0, again.stderr
-    assert again.stdout == "applied 0 migration(s)\n"
+    assert again.stdout == "applied 0 migrations\n"
     assert "initdb" not in first.stderr + again.stderr and "pg_ctl" not in again.stderr
 
 

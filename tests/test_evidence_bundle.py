@@ -115,6 +115,7 @@ async def test_exported_bundle_of_an_approved_rollback_verifies_offline(
     assert not data.exists()
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "bundle intact" in verified.stdout and doc["chain"]["head"] in verified.stdout
+    assert " 1 change record;" in verified.stdout and "(s)" not in verified.stdout
     # The auditor needs no bot for the file hashes: sha256sum checks them as they are.
     sha256sum = shutil.which("sha256sum")
     assert sha256sum is not None
@@ -148,6 +149,7 @@ async def test_editing_one_byte_of_any_bundle_file_fails_verification(
     verified = await _icbot("audit", "verify", "--bundle", str(folder))
     assert verified.returncode == 1
     assert "bundle ALTERED" in verified.stdout and change in verified.stdout
+    assert "(s)" not in verified.stdout  # `(1 problem)`, `(2 problems)`
 
 
 async def test_ic_export_of_a_resolved_incident_posts_one_bundle_file_that_verifies(

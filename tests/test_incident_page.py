@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from bot.domain.drafts import named
 from bot.domain.postmortem import render as postmortem_render
 from bot.pages import links
 from bot.pages.routes import SECURITY_HEADERS
@@ -68,6 +69,7 @@ async def test_page_shows_every_timeline_entry_with_security_headers(bot: Bot) -
     assert TITLE in html and "SEV2" in html and "resolved" in html
     assert "The hash chain verifies" in html
     assert "Post-mortem draft" in html and "## Timeline" in html
+    assert "3 gaps, 2 status updates." in html and "(s)" not in html  # counted in words
 
 
 async def test_bad_expired_and_other_incident_tokens_get_403_with_nothing_of_the_incident(
@@ -148,7 +150,16 @@ async def test_markdown_export_is_the_postmortem_draft(bot: Bot) -> None:
     assert status == 200
     assert headers["Content-Type"].startswith("text/markdown")
     incident, entries = await bot.services.incidents.timeline(1)
-    assert markdown == postmortem_render(incident, entries)
+    assert markdown == await named(postmortem_render(incident, entries), bot.services.directory)
+
+
+async def test_markdown_export_names_people_where_the_timeline_has_their_ids(bot: Bot) -> None:
+    """A downloaded `.md` is read outside Slack, which would show `<@U…>` as typed."""
+    await scripted(bot)
+    _, _, markdown = await get(bot, url(bot, 1, token(bot, 1), ".md"))
+    assert "<@U" not in markdown, markdown
+    assert "Declared by @alice as SEV2" in markdown
+    assert (await bot.services.incidents.verify(1)).ok  # the timeline keeps the ids
 
 
 async def test_json_export_has_every_entry_with_its_hashes_and_the_chain_head(bot: Bot) -> None:
@@ -177,6 +188,7 @@ async def test_an_altered_timeline_is_shown_as_not_verifying(bot: Bot) -> None:
     await bot.fetch("UPDATE timeline SET text = 'nothing happened' WHERE seq = 3")
     _, _, html = await get(bot, url(bot, 1, token(bot, 1)))
     assert "does NOT verify" in html and "entry 3" in html
+    assert "(1 problem)" in html and "(s)" not in html
     _, _, body = await get(bot, url(bot, 1, token(bot, 1), ".json"))
     assert json.loads(body)["chain"]["verified"] is False
 
@@ -276,3 +288,12 @@ async def test_icbot_web_on_a_database_without_tables_says_what_to_do(empty_dsn:
     assert result.returncode == 2
     assert "run `icbot shell` or `icbot migrate` first" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_markdown_export_keeps_the_ids_when_slack_cannot_say_who(bot: Bot) -> None:
+    await scripted(bot)
+    bot.slack.fail("users.info", status=500, times=20)
+    status, _, markdown = await get(bot, url(bot, 1, token(bot, 1), ".md"))
+    assert status == 200
+    incident, entries = await bot.services.incidents.timeline(1)
+    assert markdown == postmortem_render(incident, entries)  # as stored: `<@U…>`

@@ -317,7 +317,7 @@ async def test_without_jira_the_item_is_recorded_and_the_reply_says_jira_is_off(
     assert "is done" in bot.last_reply() and "Jira is not configured" in bot.last_reply()
     assert await kinds_count(bot, "action_item_done") == 1
     await bot.command("action done 2")
-    assert "no item 2" in bot.last_reply()
+    assert "INC-1 has 1 action item; there is no item 2." in bot.last_reply()
 
 
 async def test_the_stand_in_refuses_calls_without_basic_auth(jira: FakeJira) -> None:

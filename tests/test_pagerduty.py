@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -98,6 +99,7 @@ async def test_pagerduty_down_delays_pages_but_slack_answers_and_nothing_is_lost
     thread = "\n".join(pd_bot.thread_texts(1))
     assert thread.count("PagerDuty is lagging") == 1  # said once, not on every retry
     assert thread.index("PagerDuty is lagging") < thread.index("PagerDuty caught up")
+    assert re.search(r"\b(1 update|[02-9]\d* updates) queued", thread), thread
 
 
 async def test_rate_limited_by_pagerduty_retries_after_retry_after(

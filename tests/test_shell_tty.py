@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import time
 from pathlib import Path
 
 import pexpect
+import pyte
 import pytest
 
 UP = "\x1b[A"
@@ -103,3 +105,36 @@ def test_ctrl_c_during_a_sandbox_command_leaves_at_once_with_130_and_no_tracebac
     assert time.monotonic() - started < 5
     assert child.exitstatus == 130
     assert "Traceback" not in child.before and "NodeNotReady" not in child.before
+
+
+def test_late_output_is_printed_above_the_prompt_on_its_own_line(dsn: str, tmp_path: Path) -> None:
+    """A post from the timer loop while the prompt waits with nothing typed (SEV1 escalates at
+    once: about a second after the declare) gets a line of its own, and the prompt is drawn
+    again under it; never `@sam>   ↳ 📞 SEV1 policy escalates…` on one line. The terminal's
+    bytes are replayed in a terminal emulator (pyte) to see the screen a person would see."""
+    env = {**os.environ, "USER": "sam", "DATABASE_URL": dsn, "XDG_DATA_HOME": str(tmp_path),
+           "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"}  # fmt: skip
+    columns = 240  # the escalation fits on one line, with or without a prompt before it
+    child = pexpect.spawn(
+        sys.executable, ["-m", "bot"], env=env, encoding="utf-8", timeout=30,
+        dimensions=(40, columns),
+    )  # fmt: skip
+    transcript = io.StringIO()
+    child.logfile_read = transcript
+    child.expect("sam>")
+    child.sendline("/ic declare Payments failing sev1")
+    child.expect("declared INC-1")
+    child.expect("sam>")  # the prompt is shown; nothing is typed from here on
+    child.expect("SEV1 policy escalates")  # late: the timer loop's post
+    child.expect(["sam>", pexpect.TIMEOUT], timeout=5)  # the prompt, drawn again (checked below)
+    time.sleep(0.5)  # let the redraw finish before reading the screen
+    screen = pyte.Screen(columns, 40)
+    pyte.Stream(screen).feed(transcript.getvalue())
+    lines = [line.rstrip() for line in screen.display]
+    [late] = [n for n, line in enumerate(lines) if "SEV1 policy escalates" in line]
+    assert lines[late].startswith("  ↳ 📞 SEV1 policy escalates at once"), lines[late]
+    assert lines[late + 1] == "@sam>", lines[late : late + 2]
+    typed = lines.index("@sam> /ic declare Payments failing sev1")
+    prompts = [line for line in lines[typed + 1 :] if "sam>" in line]
+    assert prompts == ["@sam>"], prompts  # the one prompt, alone on its line, at the bottom
+    _leave(child)

@@ -127,6 +127,12 @@ async def test_timeline_page_2_by_command_continues_where_page_1_stops(bot: Bot)
     assert "page" in bot.last_reply().lower() and "99" in bot.last_reply()
 
 
+async def test_a_page_past_the_end_says_how_many_pages_in_words(bot: Bot) -> None:
+    await bot.command("declare Payments failing sev2")
+    await bot.command("timeline INC-1 --page 2")
+    assert "The timeline of INC-1 has 1 page; there is no page 2." in bot.last_reply()
+
+
 async def test_a_note_of_3000_characters_is_shown_in_full_in_the_thread_and_timeline(
     bot: Bot,
 ) -> None:

@@ -24,6 +24,7 @@ from enum import StrEnum
 from bot.core.errors import ErrorCode, IntegrationError, NotFound, UsageError
 from bot.core.logs import get_logger
 from bot.core.models import Incident, TimelineEntry, who
+from bot.core.numfmt import plural
 from bot.delivery.outbox import LEASE, LeasedQueue
 from bot.domain.incidents import Change, Incidents
 from bot.domain.ports import Directory, FollowUp, JiraIssue, Tracker
@@ -99,7 +100,8 @@ class Followups:
             items = await action_items(tx.conn, incident.id)
             if not 1 <= number <= len(items):
                 raise NotFound(
-                    f"{incident.ref} has {len(items)} action item(s); there is no item {number}."
+                    f"{incident.ref} has {plural(len(items), 'action item')};"
+                    f" there is no item {number}."
                     " `/ic postmortem` lists them."
                     if items
                     else f"{incident.ref} has no action items yet."

@@ -17,6 +17,7 @@ from typing import Any
 from bot.core.errors import ErrorCode, IntegrationError
 from bot.core.logs import get_logger
 from bot.core.models import Incident, PagerIncident
+from bot.core.numfmt import plural
 from bot.delivery.outbox import LEASE, LeasedQueue
 from bot.domain.policy import SeverityPolicy
 from bot.domain.ports import Pager
@@ -186,8 +187,9 @@ class PagerQueue(LeasedQueue):
                 return
             pending = await outbox_sql.pending_for(tx.conn, incident_id, channel="pagerduty")
             text = (
-                f"PagerDuty is lagging ({reason.removeprefix('pagerduty: ')}): {pending} update(s)"
-                " queued, retrying with back-off. Slack commands keep working."
+                f"PagerDuty is lagging ({reason.removeprefix('pagerduty: ')}):"
+                f" {plural(pending, 'update')} queued, retrying with back-off."
+                " Slack commands keep working."
                 if lagging
                 else "PagerDuty caught up: queued updates delivered."
             )

@@ -171,7 +171,7 @@ class KafkaLag:
                     raise IntegrationError(
                         SYSTEM,
                         ErrorCode.NOT_FOUND,
-                        f"unknown topic(s): {', '.join(missing)}",
+                        f"unknown topic{'s' if len(missing) > 1 else ''}: {', '.join(missing)}",
                         permanent=True,
                     )
                 wanted = {t: partitions[t] for t in dict.fromkeys(topics)}

@@ -17,6 +17,11 @@ entries it cites, and re-checks `SHA256SUMS`, byte for byte. Editing any byte of
 the bundle fails one of these. (A forger who rewrites every hash consistently is caught only by
 comparing the chain head with an independent copy: the message that carries the bundle in
 Slack states it, and `icbot audit verify INC-n` re-hashes the live chain.)
+
+People stay as their Slack ids (`<@U…>`) in every file, the Markdown included, unlike the
+post-mortem draft and the page's `.md` export: the Markdown must be rendered from the JSON
+alone, and a name looked up in Slack at export time is neither in the hashed chain nor
+evidence (names change; the id is what Slack's own audit logs record).
 """
 
 from __future__ import annotations
@@ -497,9 +502,10 @@ class Exports:
                 content=made.zipped(),
                 comment=(
                     f":lock: Evidence bundle of *{incident.ref}*, asked for by {who(actor)}:"
-                    f" {len(snapshot.entries)} timeline entries, {len(made_changes(made))}"
-                    f" change record(s). Chain head `{made.head}`; bundle SHA-256"
-                    f" `{made.digest}`. Check it offline with"
+                    f" {len(snapshot.entries)} timeline entries,"
+                    f" {plural(len(made_changes(made)), 'change record')}."
+                    f" Chain head `{made.head}`; bundle SHA-256 `{made.digest}`."
+                    " Check it offline with"
                     f" `icbot audit verify --bundle {zip_name(incident.ref)}`."
                 ),
             )

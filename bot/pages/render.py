@@ -17,6 +17,7 @@ import jinja2
 
 from bot.core import wording
 from bot.core.models import Incident, TimelineEntry, who
+from bot.core.numfmt import plural
 from bot.core.timefmt import human_duration
 from bot.core.wording import Flavour
 from bot.domain import postmortem
@@ -41,13 +42,15 @@ APPROVAL_KINDS = frozenset(
 
 @functools.cache
 def environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader("bot.pages", "templates"),
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.globals["plural"] = plural  # `3 gaps`, `1 problem`: counted nouns as people write them
+    return env
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,13 @@ from importlib import resources
 import asyncpg
 from aiohttp import web
 
+from bot.core.errors import IntegrationError
 from bot.core.logs import get_logger
 from bot.core.models import Clock, incident_ref
 from bot.core.settings import Settings
+from bot.domain.drafts import named
 from bot.domain.policy import SeverityPolicy
+from bot.domain.ports import Directory
 from bot.domain.postmortem import render as postmortem_markdown
 from bot.pages import export, links, render, svg
 from bot.pages.links import Check, Linker
@@ -45,12 +48,14 @@ HTML = "text/html"
 
 @dataclass(frozen=True)
 class PageSite:
-    """What the pages need: the database (read only), the severity policy, the link key."""
+    """What the pages need: the database (read only), the severity policy, the link key, and
+    who people are (the `.md` export is read outside Slack: mentions as names, not ids)."""
 
     pool: asyncpg.Pool
     policy: SeverityPolicy
     linker: Linker
     clock: Clock
+    directory: Directory | None = None
 
 
 class IncidentPages:
@@ -81,7 +86,7 @@ class IncidentPages:
             pic = svg.picture(incident, snapshot.entries, self.site.policy, now=now)
             body, content_type = str(svg.render_svg(pic)), "image/svg+xml"
         elif suffix == ".md":
-            body = postmortem_markdown(incident, snapshot.entries)
+            body = await self._named(postmortem_markdown(incident, snapshot.entries))
             content_type = "text/markdown"
         elif suffix == ".json":
             document = export.timeline_export(snapshot, exported_at=now)
@@ -110,6 +115,14 @@ class IncidentPages:
             )
             response.headers["Content-Disposition"] = f'inline; filename="{name}"'
         return response
+
+    async def _named(self, draft: str) -> str:
+        """The draft as the file posted in Slack has it; with ids if Slack cannot say who."""
+        try:
+            return await named(draft, self.site.directory)
+        except IntegrationError as exc:
+            log.warning("page.names_unavailable", error=str(exc))
+            return draft
 
     async def stylesheet(self, _request: web.Request) -> web.Response:
         response = web.Response(
@@ -145,7 +158,14 @@ def add_routes(app: web.Application, site: PageSite) -> None:
 
 
 def site(
-    settings: Settings, *, pool: asyncpg.Pool, policy: SeverityPolicy, clock: Clock
+    settings: Settings,
+    *,
+    pool: asyncpg.Pool,
+    policy: SeverityPolicy,
+    clock: Clock,
+    directory: Directory | None = None,
 ) -> PageSite:
     """The pages of this deployment, their links keyed as `bot.pages.links.linker` says."""
-    return PageSite(pool=pool, policy=policy, linker=links.linker(settings), clock=clock)
+    return PageSite(
+        pool=pool, policy=policy, linker=links.linker(settings), clock=clock, directory=directory
+    )

@@ -31,6 +31,7 @@ async def serve_pages(
     say: Callable[[str], None],
 ) -> None:
     """Serve until SIGINT/SIGTERM; `say` each of `links_for`'s page links when ready."""
+    from bot.runtime.directory import open_directory
     from bot.runtime.serve import Stop, start_http
     from bot.runtime.web import request_context
 
@@ -47,17 +48,20 @@ async def serve_pages(
                     "the database has no incident tables yet (migrations pending:"
                     f" {', '.join(pending)}); run `icbot shell` or `icbot migrate` first"
                 )
-            site = routes.site(settings, pool=pool, policy=policy, clock=utcnow)
-            app = web.Application(middlewares=[request_context])
-            routes.add_routes(app, site)
-            runner = await start_http(app, port=port, host=host)
-            try:
-                say(f"icbot web: incident pages (read-only) on http://{host}:{port}/incidents/")
-                for number in links_for:
-                    say(site.linker.url(number, now=utcnow()))
-                log.info("web.started", host=host, port=port)
-                await stop.wait()
-            finally:
-                await runner.cleanup()
+            async with open_directory(settings) as directory:
+                site = routes.site(
+                    settings, pool=pool, policy=policy, clock=utcnow, directory=directory
+                )
+                app = web.Application(middlewares=[request_context])
+                routes.add_routes(app, site)
+                runner = await start_http(app, port=port, host=host)
+                try:
+                    say(f"icbot web: incident pages (read-only) on http://{host}:{port}/incidents/")
+                    for number in links_for:
+                        say(site.linker.url(number, now=utcnow()))
+                    log.info("web.started", host=host, port=port)
+                    await stop.wait()
+                finally:
+                    await runner.cleanup()
         finally:
             await pool.close()

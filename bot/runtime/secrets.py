@@ -95,8 +95,8 @@ def require(settings: Settings, names: Sequence[str], *, vault_path: str | None 
         return
     message = f"{_joined(env_name(n) for n in missing)} must be set for this command"
     if vault_path is not None:
-        keys = ", ".join(missing)
-        message += f" (in the environment, or as key(s) {keys} at {vault_path} in Vault)"
+        keys = ("key " if len(missing) == 1 else "keys ") + ", ".join(missing)
+        message += f" (in the environment, or as {keys} at {vault_path} in Vault)"
     raise ConfigError(message)
 
 

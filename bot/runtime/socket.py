@@ -137,7 +137,10 @@ def health_app(services: Services) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_route)
     s = services
-    pages.add_routes(app, pages.site(s.settings, pool=s.pool, policy=s.policy, clock=s.clock))
+    site = pages.site(
+        s.settings, pool=s.pool, policy=s.policy, clock=s.clock, directory=s.directory
+    )
+    pages.add_routes(app, site)
     return app
 
 

@@ -221,5 +221,8 @@ def build_web_app(services: Services, bolt: AsyncApp, *, signing_secret: str) ->
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     s = services
-    pages.add_routes(app, pages.site(s.settings, pool=s.pool, policy=s.policy, clock=s.clock))
+    site = pages.site(
+        s.settings, pool=s.pool, policy=s.policy, clock=s.clock, directory=s.directory
+    )
+    pages.add_routes(app, site)
     return app

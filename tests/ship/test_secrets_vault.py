@@ -175,7 +175,7 @@ async def test_vault_down_at_a_refresh_keeps_the_values_and_counts_a_failure() -
         ({"slack_bot_token": "xoxb-your-token", "slack_signing_secret": SIGNING_1},
          "SLACK_BOT_TOKEN from Vault (secret/{path}, key slack_bot_token): is a placeholder"),
         ({"slack_bot_token": "xoxb-real-0123"},
-         "SLACK_SIGNING_SECRET must be set for this command (in the environment, or as key(s)"
+         "SLACK_SIGNING_SECRET must be set for this command (in the environment, or as key"
          " slack_signing_secret at secret/{path} in Vault)"),
         (None, "VAULT_SECRETS_PATH: there is no secret at secret/{path} in Vault"),
     ],
