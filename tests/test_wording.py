@@ -417,3 +417,61 @@ async def test_assigning_a_role_twice_names_the_holder_as_a_mention(bot: Bot) ->
     assert bot.last_reply() == f"<@{dana}> is already scribe of INC-1."
     await bot.command("page nobody-here")
     assert "`nobody-here` is not a contact in severities.yml" in bot.last_reply()
+
+
+# -- issue 18's remaining kinds: each stores the words its v1 code wrote -----------------------
+
+PD_LINK = "https://acme.pagerduty.com/incidents/PABC"
+ASSIGNEES = [{"id": "PU1", "summary": "Ana Ruiz"}, {"id": "PU2"}]
+REMAINING: list[tuple[Kind, str, dict[str, Any], str]] = [
+    (Kind.PAGERDUTY, "pagerduty", wording.data(what="opened", pagerduty_id="PABC", number=7,
+                                               url=PD_LINK),
+     f"PagerDuty incident #7 opened: <{PD_LINK}|PABC>"),
+    (Kind.PAGERDUTY, "icbot", wording.data(what="refused", refused="pagerduty: bad key",
+                                           why="bad key"),
+     "PagerDuty refused to open an incident (bad key), so nobody was paged through PagerDuty:"
+     " page by hand, or fix its settings."),
+    (Kind.PAGERDUTY, "icbot", wording.data(lagging=True, what="lagging", reason="HTTP 503",
+                                           pending=3),
+     "PagerDuty is lagging (HTTP 503): 3 updates queued, retrying with back-off. Slack commands"
+     " keep working."),
+    (Kind.PAGERDUTY, "icbot", wording.data(lagging=False, what="caught_up"),
+     "PagerDuty caught up: queued updates delivered."),
+    (Kind.PAGERDUTY, "pagerduty", wording.data(event="incident.triggered", number=7,
+                                               urgency="high", by="Ana Ruiz"),
+     "PagerDuty triggered #7 (high urgency)."),
+    (Kind.PAGERDUTY, "pagerduty", wording.data(event="incident.acknowledged", by="Ana Ruiz"),
+     "Acknowledged in PagerDuty by Ana Ruiz."),
+    (Kind.PAGERDUTY, "pagerduty", wording.data(event="incident.unacknowledged", by="x"),
+     "PagerDuty: the acknowledgement timed out; paging again."),
+    (Kind.PAGERDUTY, "pagerduty", wording.data(event="incident.escalated", by="x",
+                                               assignees=ASSIGNEES),
+     "PagerDuty escalated to Ana Ruiz, PU2."),
+    (Kind.PAGERDUTY, "pagerduty", wording.data(event="incident.reassigned", by="Bo",
+                                               assignees=[]),
+     "PagerDuty reassigned to nobody by Bo."),
+    (Kind.PAGERDUTY, "pagerduty", wording.data(event="incident.delegated", by="Bo",
+                                               assignees=ASSIGNEES[:1]),
+     "PagerDuty delegated to Ana Ruiz by Bo."),
+    (Kind.PAGERDUTY, "pagerduty", wording.data(event="incident.priority_updated", by="Bo",
+                                               priority=None),
+     "PagerDuty priority set to none by Bo."),
+    (Kind.PAGERDUTY, "pagerduty", wording.data(event="incident.annotated", by="Bo",
+                                               content="DB failover *done*"),
+     "PagerDuty note by Bo: DB failover *done*"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "actor", "data", "v1"), REMAINING, ids=lambda v: str(v)[:24])
+def test_remaining_kinds_store_the_words_v1_stored_and_render_in_each_flavour(
+    kind: Kind, actor: str, data: dict[str, Any], v1: str
+) -> None:
+    # One deliberate change: "3 updates", not v1's "3 update(s)" (issue 22's plurals).
+    assert wording.stored_text(kind, actor=actor, incident_id=1, data=data) == v1
+    entry = _entry(kind, actor, data, text=v1)
+    assert wording.entry_text(entry, Flavour.SLACK) == inert(v1)
+    markdown = wording.entry_text(entry, Flavour.MARKDOWN)
+    text = wording.entry_text(entry, Flavour.PLAIN)
+    assert markdown and text
+    assert not re.search(r"[*`]|<@|<!|:[a-z_]+:", text), text
+    assert "<!" not in markdown, markdown

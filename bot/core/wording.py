@@ -631,3 +631,51 @@ def _draft_posted(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece
         Person(actor), " posted the post-mortem draft in the thread: ", Said(_s(d, "name")),
         counts,
     ]  # fmt: skip
+
+
+# -- PagerDuty ---------------------------------------------------------------------------------
+
+
+def _names(refs: Any) -> list[Piece]:
+    """PagerDuty's assignees (`[{"summary": …, "id": …}]`) as their names, or "nobody"."""
+    names = [
+        str(r.get("summary") or r.get("id")) for r in (refs if isinstance(refs, list) else [])
+        if isinstance(r, dict)
+    ]  # fmt: skip
+    return [Said(", ".join(names) or "nobody")]
+
+
+@_renders("pagerduty")
+def _pagerduty(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    what, by = _s(d, "what"), Said(_s(d, "by") or "PagerDuty")
+    if what == "opened":
+        link = f"<{_s(d, 'url')}|{_s(d, 'pagerduty_id')}>"
+        return [f"PagerDuty incident #{_n(d, 'number')} opened: ", Said(link)]
+    if what == "refused":
+        return [
+            "PagerDuty refused to open an incident (", Said(_s(d, "why")),
+            "), so nobody was paged through PagerDuty: page by hand, or fix its settings.",
+        ]  # fmt: skip
+    if what == "lagging":
+        return [
+            "PagerDuty is lagging (", Said(_s(d, "reason")),
+            f"): {plural(_n(d, 'pending'), 'update')} queued, retrying with back-off."
+            " Slack commands keep working.",
+        ]  # fmt: skip
+    if what == "caught_up":
+        return ["PagerDuty caught up: queued updates delivered."]
+    event = _s(d, "event").removeprefix("incident.")
+    if event == "triggered":
+        return [f"PagerDuty triggered #{_s(d, 'number')} (", Said(_s(d, "urgency")), " urgency)."]
+    if event == "acknowledged":
+        return ["Acknowledged in PagerDuty by ", by, "."]
+    if event == "unacknowledged":
+        return ["PagerDuty: the acknowledgement timed out; paging again."]
+    if event in ("escalated", "reassigned", "delegated"):
+        tail: list[Piece] = ["."] if event == "escalated" else [" by ", by, "."]
+        return [f"PagerDuty {event} to ", *_names(d.get("assignees")), *tail]
+    if event == "priority_updated":
+        return ["PagerDuty priority set to ", Said(_s(d, "priority") or "none"), " by ", by, "."]
+    if event == "annotated":
+        return ["PagerDuty note by ", by, ": ", Said(_s(d, "content"))]
+    return ["PagerDuty: ", Said(_s(d, "event") or "an update"), "."]
