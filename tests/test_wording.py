@@ -459,6 +459,28 @@ REMAINING: list[tuple[Kind, str, dict[str, Any], str]] = [
     (Kind.PAGERDUTY, "pagerduty", wording.data(event="incident.annotated", by="Bo",
                                                content="DB failover *done*"),
      "PagerDuty note by Bo: DB failover *done*"),
+    (Kind.MESSAGE, U2, wording.data(ts="1.2", text="db <!here> is *slow*", files=2,
+                                    permalink="https://x.slack.com/p1"),
+     f"<@{U2}>: db <!here> is *slow* (+2 files)"),
+    (Kind.MESSAGE_EDITED, U2, wording.data(ts="1.2", text="db is fine", edits=4),
+     f"<@{U2}> edited their message (#4): db is fine"),
+    (Kind.MESSAGE_DELETED, "icbot", wording.data(ts="1.2", author=U2, drafts_removed=[],
+                                                 redacts=[{"seq": 4}, {"seq": 6}]),
+     f"A message by <@{U2}> was deleted in Slack; its text was removed from the timeline"
+     " (#4, #6)."),
+    (Kind.MESSAGE_DELETED, "icbot", wording.data(ts="1.2", author=U2, drafts_removed=["F1", "F2"],
+                                                 redacts=[{"seq": 4}]),
+     f"A message by <@{U2}> was deleted in Slack; its text was removed from the timeline (#4)."
+     " 2 post-mortem drafts that could quote it were removed from the thread; `/ic postmortem`"
+     " posts a fresh one."),
+    (Kind.PINNED, U1, wording.data(ts="1.2", by=U1, author=U2, permalink="https://x.slack.com/p1"),
+     f"<@{U1}> pinned <https://x.slack.com/p1|a message> by <@{U2}> as a key event."),
+    (Kind.UNPINNED, U1, wording.data(ts="1.2", by=U1, author=U2),
+     f"<@{U1}> removed the :pushpin: from a message by <@{U2}>; it is no longer a key event."),
+    (Kind.ACTION_ITEM, U1, wording.data(text="Alert on lag", owner=U3),
+     f"Action item from <@{U1}>: Alert on lag (owner <@{U3}>)"),
+    (Kind.ACTION_ITEM, U1, wording.data(text="Alert on lag", owner=None),
+     f"Action item from <@{U1}>: Alert on lag (no owner yet)"),
 ]  # fmt: skip
 
 

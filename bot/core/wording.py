@@ -98,7 +98,9 @@ CHANNEL = "!channel"  # a ping of the whole channel (nobody is incident commande
 Piece = str | Person | Said | Strong | Code | Emoji | Ping  # a str is the bot's own words
 
 # The emoji the bot writes that have a plain sign; the others are left out of plain text.
-SIGNS = {"white_check_mark": "✓", "x": "✗", "warning": "⚠", "heavy_check_mark": "✓"}
+SIGNS = {
+    "white_check_mark": "✓", "x": "✗", "warning": "⚠", "heavy_check_mark": "✓", "pushpin": "📌",
+}  # fmt: skip
 
 
 def is_v2(data: Mapping[str, Any]) -> bool:
@@ -679,3 +681,58 @@ def _pagerduty(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
     if event == "annotated":
         return ["PagerDuty note by ", by, ": ", Said(_s(d, "content"))]
     return ["PagerDuty: ", Said(_s(d, "event") or "an update"), "."]
+
+
+# -- the scribe: messages of the incident's thread, key events, action items --------------------
+
+
+def _files(d: Mapping[str, Any]) -> str:
+    n = _n(d, "files")
+    return f" (+{n} file{'s' if n != 1 else ''})" if n else ""
+
+
+@_renders("message")
+def _message(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    return [Person(actor), ": ", Said(_s(d, "text")), _files(d)]
+
+
+@_renders("message_edited")
+def _edited(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    edits = f" edited their message (#{_n(d, 'edits')}): "
+    return [Person(actor), edits, Said(_s(d, "text")), _files(d)]
+
+
+@_renders("message_deleted")
+def _deleted(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    seqs = ", ".join(f"#{_n(r, 'seq')}" for r in _list(d, "redacts") if isinstance(r, dict))
+    out: list[Piece] = [
+        "A message by ", Person(_s(d, "author")),
+        f" was deleted in Slack; its text was removed from the timeline ({seqs}).",
+    ]  # fmt: skip
+    drafts = len(_list(d, "drafts_removed"))
+    if drafts:
+        which = "drafts that could quote it were" if drafts > 1 else "draft that could quote it was"
+        out += [f" {drafts} post-mortem {which} removed from the thread; ", Code("/ic postmortem"),
+                " posts a fresh one."]  # fmt: skip
+    return out
+
+
+@_renders("pinned")
+def _pinned(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    link = Said(f"<{_s(d, 'permalink')}|a message>")
+    return [Person(actor), " pinned ", link, " by ", Person(_s(d, "author")), " as a key event."]
+
+
+@_renders("unpinned")
+def _unpinned(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    return [
+        Person(actor), " removed the ", Emoji("pushpin"), " from a message by ",
+        Person(_s(d, "author")), "; it is no longer a key event.",
+    ]  # fmt: skip
+
+
+@_renders("action_item")
+def _action_item(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    owner = _s(d, "owner")
+    owned: list[Piece] = [" (owner ", Person(owner), ")"] if owner else [" (no owner yet)"]
+    return ["Action item from ", Person(actor), ": ", Said(_s(d, "text")), *owned]
