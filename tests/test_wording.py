@@ -481,6 +481,35 @@ REMAINING: list[tuple[Kind, str, dict[str, Any], str]] = [
      f"Action item from <@{U1}>: Alert on lag (owner <@{U3}>)"),
     (Kind.ACTION_ITEM, U1, wording.data(text="Alert on lag", owner=None),
      f"Action item from <@{U1}>: Alert on lag (no owner yet)"),
+    (Kind.JIRA_LINKED, "jira", wording.data(item=5, number=1, key="OPS-7", text="Alert on lag",
+                                            url="https://jira.example/browse/OPS-7"),
+     "Jira <https://jira.example/browse/OPS-7|OPS-7> filed for action item 1: Alert on lag"),
+    (Kind.ACTION_ITEM_DONE, U1, wording.data(item=5, number=1, via="slack", key="OPS-7",
+                                             text="Alert on lag"),
+     f"<@{U1}> ticked action item 1: Alert on lag (OPS-7)"),
+    (Kind.ACTION_ITEM_DONE, U1, wording.data(item=5, number=2, via="slack", key=None,
+                                             text="Alert on lag"),
+     f"<@{U1}> ticked action item 2: Alert on lag"),
+    (Kind.ACTION_ITEM_DONE, "jira:Ana", wording.data(item=5, number=1, via="jira", key="OPS-7",
+                                                     by="Ana", text="Alert on lag"),
+     "Action item 1 was resolved in Jira (OPS-7): Alert on lag"),
+    (Kind.JIRA, "icbot", wording.data(refused="jira: 400", item=5, number=1, filing=True,
+                                      why="field 'x' is required"),
+     "Jira refused to file a Jira issue for action item 1 (field 'x' is required); do it by"
+     " hand, or fix its settings."),
+    (Kind.JIRA, "icbot", wording.data(refused="jira: 403", item=5, number=2, filing=False,
+                                      why="forbidden"),
+     "Jira refused to move action item 2's Jira issue to Done (forbidden); do it by hand, or fix"
+     " its settings."),
+    (Kind.GRAFANA, "icbot", wording.data(refused="grafana: 401", resolution="r1",
+                                         where="pay-overview", why="invalid token"),
+     "Grafana refused the annotation on `pay-overview` (invalid token), so the impact window is"
+     " not annotated: check GRAFANA_TOKEN and the playbooks' dashboard uids."),
+    (Kind.SLACK_UNREACHABLE, "icbot", wording.data(since="2026-12-07T21:05:09+00:00"),
+     "Slack unreachable since 21:05:09 UTC, notifying by email."),
+    (Kind.SLACK_REACHABLE, "icbot", wording.data(since="2026-12-07T21:05:09+00:00",
+                                                 lasted_s=725.4),
+     "Slack reachable again (unreachable since 21:05:09 UTC, 12m): no more email."),
 ]  # fmt: skip
 
 

@@ -28,6 +28,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from string import Formatter
 from typing import Any
@@ -36,7 +37,7 @@ from bot.core import guard
 from bot.core.models import SYSTEM_ACTORS, TimelineEntry, incident_ref, who
 from bot.core.numfmt import plural
 from bot.core.text import inert
-from bot.core.timefmt import human_duration
+from bot.core.timefmt import clock_time, human_duration
 
 VERSION = 2  # data["v"] of an entry rendered from its data
 
@@ -736,3 +737,66 @@ def _action_item(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]
     owner = _s(d, "owner")
     owned: list[Piece] = [" (owner ", Person(owner), ")"] if owner else [" (no owner yet)"]
     return ["Action item from ", Person(actor), ": ", Said(_s(d, "text")), *owned]
+
+
+# -- issue 21's follow-ups: Jira, Grafana, email while Slack is down ------------------------------
+
+
+def _link(d: Mapping[str, Any], *, url: str, label: str) -> Said:
+    """A vendor's link as Slack writes it (`<url|label>`): outside text, so inert where shown."""
+    return Said(f"<{_s(d, url)}|{_s(d, label)}>")
+
+
+@_renders("jira_linked")
+def _jira_linked(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    filed = f" filed for action item {_n(d, 'number')}: "
+    return ["Jira ", _link(d, url="url", label="key"), filed, Said(_s(d, "text"))]
+
+
+@_renders("action_item_done")
+def _item_done(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    number, key, text = _n(d, "number"), _s(d, "key"), Said(_s(d, "text"))
+    if _s(d, "via") == "jira":
+        return [f"Action item {number} was resolved in Jira (", Said(key), "): ", text]
+    keyed: list[Piece] = [" (", Said(key), ")"] if key else []
+    return [Person(actor), f" ticked action item {number}: ", text, *keyed]
+
+
+@_renders("jira")
+def _jira(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    number = _s(d, "number")
+    what = (
+        f"file a Jira issue for action item {number}"
+        if d.get("filing")
+        else f"move action item {number}'s Jira issue to Done"
+    )
+    return [f"Jira refused to {what} (", Said(_s(d, "why")),
+            "); do it by hand, or fix its settings."]  # fmt: skip
+
+
+@_renders("grafana")
+def _grafana_refused(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    return [
+        "Grafana refused the annotation on ", Code(_s(d, "where")), " (", Said(_s(d, "why")),
+        "), so the impact window is not annotated: check GRAFANA_TOKEN and the playbooks'"
+        " dashboard uids.",
+    ]  # fmt: skip
+
+
+def _clock(d: Mapping[str, Any], key: str) -> str:
+    try:
+        return clock_time(datetime.fromisoformat(_s(d, key)))
+    except (ValueError, OverflowError):  # odd data reads as a time nobody knows
+        return "an unknown time"
+
+
+@_renders("slack_unreachable")
+def _slack_down(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    return [f"Slack unreachable since {_clock(d, 'since')}, notifying by email."]
+
+
+@_renders("slack_reachable")
+def _slack_up(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    lasted = human_duration(_n(d, "lasted_s"))
+    return [f"Slack reachable again (unreachable since {_clock(d, 'since')}, {lasted}):"
+            " no more email."]  # fmt: skip
