@@ -510,6 +510,23 @@ REMAINING: list[tuple[Kind, str, dict[str, Any], str]] = [
     (Kind.SLACK_REACHABLE, "icbot", wording.data(since="2026-12-07T21:05:09+00:00",
                                                  lasted_s=725.4),
      "Slack reachable again (unreachable since 21:05:09 UTC, 12m): no more email."),
+    (Kind.DIAGNOSIS, U1, wording.data(
+        playbook="db-pool", title="DB pool saturated?", verdict="1 critical, 1 normal",
+        worst="critical", elapsed_ms=40, steps=[], reminder=None, remediations=[],
+        escalation=None,
+        findings=[
+            {"id": "pool", "title": "Pool in use", "check": "sql", "band": "critical",
+             "value": 97.25, "unit": "%", "detail": "97 of 100", "threshold": None,
+             "elapsed_ms": 3},
+            {"id": "lag", "title": "Replica lag", "check": "sql", "band": "normal",
+             "value": 1.5, "unit": "s", "detail": "fine", "threshold": None, "elapsed_ms": 3},
+            {"id": "logs", "title": "Errors", "check": "logs", "band": "no data", "value": None,
+             "unit": "", "detail": "no logs", "threshold": None, "elapsed_ms": 3},
+        ]),
+     "Diagnosis `db-pool` (DB pool saturated?): 1 critical, 1 normal\n"
+     "• Pool in use = 97.2% [critical] 97 of 100\n"
+     "• Replica lag = 1.5 s [normal] fine\n"
+     "• Errors [no data] no logs"),
 ]  # fmt: skip
 
 

@@ -35,7 +35,7 @@ from typing import Any
 
 from bot.core import guard
 from bot.core.models import SYSTEM_ACTORS, TimelineEntry, incident_ref, who
-from bot.core.numfmt import plural
+from bot.core.numfmt import measured, plural
 from bot.core.text import inert
 from bot.core.timefmt import clock_time, human_duration
 
@@ -800,3 +800,25 @@ def _slack_up(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
     lasted = human_duration(_n(d, "lasted_s"))
     return [f"Slack reachable again (unreachable since {_clock(d, 'since')}, {lasted}):"
             " no more email."]  # fmt: skip
+
+
+# -- diagnosis: the report, one line per finding --------------------------------------------------
+
+
+def _measured(finding: Mapping[str, Any]) -> str:
+    value, unit = finding.get("value"), _s(finding, "unit")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return ""
+    return f" = {measured(value)}{unit if unit in ('%', '') else f' {unit}'}"
+
+
+@_renders("diagnosis")
+def _diagnosis(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    out: list[Piece] = [
+        "Diagnosis ", Code(_s(d, "playbook")), " (", Said(_s(d, "title")), "): ",
+        Said(_s(d, "verdict")),
+    ]  # fmt: skip
+    for f in (f for f in _list(d, "findings") if isinstance(f, dict)):
+        out += ["\n• ", Said(_s(f, "title")), _measured(f), " [", Said(_s(f, "band")), "] ",
+                Said(_s(f, "detail"))]  # fmt: skip
+    return out
