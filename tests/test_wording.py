@@ -139,6 +139,10 @@ def test_every_renderer_is_named_by_a_timeline_kind() -> None:
     assert set(wording.RENDERERS) <= {k.value for k in Kind}
 
 
+def test_every_timeline_kind_has_a_renderer_so_no_kind_needs_v1_text() -> None:
+    assert {k.value for k in Kind} - set(wording.RENDERERS) == set()
+
+
 @pytest.mark.parametrize(("kind", "actor", "data"), SAMPLES, ids=lambda v: str(v)[:20])
 def test_each_kind_renders_in_each_flavour(kind: Kind, actor: str, data: dict[str, Any]) -> None:
     entry = _entry(kind, actor, data)
