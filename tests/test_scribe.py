@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from bot.core import wording
 from bot.domain import timeline
 from bot.domain.ports import ChatMessage
 from bot.domain.scribe import Scribe, fallback_permalink
@@ -280,7 +281,9 @@ async def test_an_edit_adds_an_entry_naming_the_original_which_stays_as_it_was(b
     [original] = await entries(bot, "message")
     [edited] = await entries(bot, "message_edited")
     assert original["data"]["text"] == "rollback to rev 40"
-    assert edited["data"] == {"ts": msg.ts, "text": "rollback to rev 41", "edits": original["seq"]}
+    assert edited["data"] == wording.data(
+        ts=msg.ts, text="rollback to rev 41", edits=original["seq"]
+    )
     assert f"(#{original['seq']})" in edited["text"]
     assert (await bot.services.incidents.verify(1)).ok
 
@@ -495,7 +498,7 @@ async def test_pushpin_makes_a_thread_message_a_key_event_and_removing_it_unmark
     assert "pinned" in shown_text(bot.digests(1)[-1])  # noted in the thread's digest
     await unpin(bot, msg, by="dana")
     [unpinned] = await entries(bot, "unpinned")
-    assert unpinned["data"] == {"ts": msg.ts, "by": dana}
+    assert unpinned["data"] == wording.data(ts=msg.ts, by=dana, author=erin)
     rows = await bot.fetch("SELECT pinned_by FROM captures WHERE message_ts = $1", msg.ts)
     assert rows[0]["pinned_by"] == []
 
@@ -594,7 +597,7 @@ async def test_ic_action_records_an_action_item_with_its_owner(bot: Bot) -> None
     erin = bot.user("erin")
     await bot.command(f"action Alert on DB pool saturation <@{erin}|erin>", user="dana")
     [item] = await entries(bot, "action_item")
-    assert item["data"] == {"text": "Alert on DB pool saturation", "owner": erin}
+    assert item["data"] == wording.data(text="Alert on DB pool saturation", owner=erin)
     assert "Action item added to *INC-1*" in bot.last_reply("dana")
     assert "Alert on DB pool saturation" in shown_text(bot.digests(1)[-1])
     await bot.command("resolve", user="dana")

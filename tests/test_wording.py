@@ -139,6 +139,10 @@ def test_every_renderer_is_named_by_a_timeline_kind() -> None:
     assert set(wording.RENDERERS) <= {k.value for k in Kind}
 
 
+def test_every_timeline_kind_has_a_renderer_so_no_kind_needs_v1_text() -> None:
+    assert {k.value for k in Kind} - set(wording.RENDERERS) == set()
+
+
 @pytest.mark.parametrize(("kind", "actor", "data"), SAMPLES, ids=lambda v: str(v)[:20])
 def test_each_kind_renders_in_each_flavour(kind: Kind, actor: str, data: dict[str, Any]) -> None:
     entry = _entry(kind, actor, data)
@@ -417,3 +421,129 @@ async def test_assigning_a_role_twice_names_the_holder_as_a_mention(bot: Bot) ->
     assert bot.last_reply() == f"<@{dana}> is already scribe of INC-1."
     await bot.command("page nobody-here")
     assert "`nobody-here` is not a contact in severities.yml" in bot.last_reply()
+
+
+# -- issue 18's remaining kinds: each stores the words its v1 code wrote -----------------------
+
+PD_LINK = "https://acme.pagerduty.com/incidents/PABC"
+ASSIGNEES = [{"id": "PU1", "summary": "Ana Ruiz"}, {"id": "PU2"}]
+REMAINING: list[tuple[Kind, str, dict[str, Any], str]] = [
+    (Kind.PAGERDUTY, "pagerduty", wording.data(what="opened", pagerduty_id="PABC", number=7,
+                                               url=PD_LINK),
+     f"PagerDuty incident #7 opened: <{PD_LINK}|PABC>"),
+    (Kind.PAGERDUTY, "icbot", wording.data(what="refused", refused="pagerduty: bad key",
+                                           why="bad key"),
+     "PagerDuty refused to open an incident (bad key), so nobody was paged through PagerDuty:"
+     " page by hand, or fix its settings."),
+    (Kind.PAGERDUTY, "icbot", wording.data(lagging=True, what="lagging", reason="HTTP 503",
+                                           pending=3),
+     "PagerDuty is lagging (HTTP 503): 3 updates queued, retrying with back-off. Slack commands"
+     " keep working."),
+    (Kind.PAGERDUTY, "icbot", wording.data(lagging=False, what="caught_up"),
+     "PagerDuty caught up: queued updates delivered."),
+    (Kind.PAGERDUTY, "pagerduty", wording.data(event="incident.triggered", number=7,
+                                               urgency="high", by="Ana Ruiz"),
+     "PagerDuty triggered #7 (high urgency)."),
+    (Kind.PAGERDUTY, "pagerduty", wording.data(event="incident.acknowledged", by="Ana Ruiz"),
+     "Acknowledged in PagerDuty by Ana Ruiz."),
+    (Kind.PAGERDUTY, "pagerduty", wording.data(event="incident.unacknowledged", by="x"),
+     "PagerDuty: the acknowledgement timed out; paging again."),
+    (Kind.PAGERDUTY, "pagerduty", wording.data(event="incident.escalated", by="x",
+                                               assignees=ASSIGNEES),
+     "PagerDuty escalated to Ana Ruiz, PU2."),
+    (Kind.PAGERDUTY, "pagerduty", wording.data(event="incident.reassigned", by="Bo",
+                                               assignees=[]),
+     "PagerDuty reassigned to nobody by Bo."),
+    (Kind.PAGERDUTY, "pagerduty", wording.data(event="incident.delegated", by="Bo",
+                                               assignees=ASSIGNEES[:1]),
+     "PagerDuty delegated to Ana Ruiz by Bo."),
+    (Kind.PAGERDUTY, "pagerduty", wording.data(event="incident.priority_updated", by="Bo",
+                                               priority=None),
+     "PagerDuty priority set to none by Bo."),
+    (Kind.PAGERDUTY, "pagerduty", wording.data(event="incident.annotated", by="Bo",
+                                               content="DB failover *done*"),
+     "PagerDuty note by Bo: DB failover *done*"),
+    (Kind.MESSAGE, U2, wording.data(ts="1.2", text="db <!here> is *slow*", files=2,
+                                    permalink="https://x.slack.com/p1"),
+     f"<@{U2}>: db <!here> is *slow* (+2 files)"),
+    (Kind.MESSAGE_EDITED, U2, wording.data(ts="1.2", text="db is fine", edits=4),
+     f"<@{U2}> edited their message (#4): db is fine"),
+    (Kind.MESSAGE_DELETED, "icbot", wording.data(ts="1.2", author=U2, drafts_removed=[],
+                                                 redacts=[{"seq": 4}, {"seq": 6}]),
+     f"A message by <@{U2}> was deleted in Slack; its text was removed from the timeline"
+     " (#4, #6)."),
+    (Kind.MESSAGE_DELETED, "icbot", wording.data(ts="1.2", author=U2, drafts_removed=["F1", "F2"],
+                                                 redacts=[{"seq": 4}]),
+     f"A message by <@{U2}> was deleted in Slack; its text was removed from the timeline (#4)."
+     " 2 post-mortem drafts that could quote it were removed from the thread; `/ic postmortem`"
+     " posts a fresh one."),
+    (Kind.PINNED, U1, wording.data(ts="1.2", by=U1, author=U2, permalink="https://x.slack.com/p1"),
+     f"<@{U1}> pinned <https://x.slack.com/p1|a message> by <@{U2}> as a key event."),
+    (Kind.UNPINNED, U1, wording.data(ts="1.2", by=U1, author=U2),
+     f"<@{U1}> removed the :pushpin: from a message by <@{U2}>; it is no longer a key event."),
+    (Kind.ACTION_ITEM, U1, wording.data(text="Alert on lag", owner=U3),
+     f"Action item from <@{U1}>: Alert on lag (owner <@{U3}>)"),
+    (Kind.ACTION_ITEM, U1, wording.data(text="Alert on lag", owner=None),
+     f"Action item from <@{U1}>: Alert on lag (no owner yet)"),
+    (Kind.JIRA_LINKED, "jira", wording.data(item=5, number=1, key="OPS-7", text="Alert on lag",
+                                            url="https://jira.example/browse/OPS-7"),
+     "Jira <https://jira.example/browse/OPS-7|OPS-7> filed for action item 1: Alert on lag"),
+    (Kind.ACTION_ITEM_DONE, U1, wording.data(item=5, number=1, via="slack", key="OPS-7",
+                                             text="Alert on lag"),
+     f"<@{U1}> ticked action item 1: Alert on lag (OPS-7)"),
+    (Kind.ACTION_ITEM_DONE, U1, wording.data(item=5, number=2, via="slack", key=None,
+                                             text="Alert on lag"),
+     f"<@{U1}> ticked action item 2: Alert on lag"),
+    (Kind.ACTION_ITEM_DONE, "jira:Ana", wording.data(item=5, number=1, via="jira", key="OPS-7",
+                                                     by="Ana", text="Alert on lag"),
+     "Action item 1 was resolved in Jira (OPS-7): Alert on lag"),
+    (Kind.JIRA, "icbot", wording.data(refused="jira: 400", item=5, number=1, filing=True,
+                                      why="field 'x' is required"),
+     "Jira refused to file a Jira issue for action item 1 (field 'x' is required); do it by"
+     " hand, or fix its settings."),
+    (Kind.JIRA, "icbot", wording.data(refused="jira: 403", item=5, number=2, filing=False,
+                                      why="forbidden"),
+     "Jira refused to move action item 2's Jira issue to Done (forbidden); do it by hand, or fix"
+     " its settings."),
+    (Kind.GRAFANA, "icbot", wording.data(refused="grafana: 401", resolution="r1",
+                                         where="pay-overview", why="invalid token"),
+     "Grafana refused the annotation on `pay-overview` (invalid token), so the impact window is"
+     " not annotated: check GRAFANA_TOKEN and the playbooks' dashboard uids."),
+    (Kind.SLACK_UNREACHABLE, "icbot", wording.data(since="2026-12-07T21:05:09+00:00"),
+     "Slack unreachable since 21:05:09 UTC, notifying by email."),
+    (Kind.SLACK_REACHABLE, "icbot", wording.data(since="2026-12-07T21:05:09+00:00",
+                                                 lasted_s=725.4),
+     "Slack reachable again (unreachable since 21:05:09 UTC, 12m): no more email."),
+    (Kind.DIAGNOSIS, U1, wording.data(
+        playbook="db-pool", title="DB pool saturated?", verdict="1 critical, 1 normal",
+        worst="critical", elapsed_ms=40, steps=[], reminder=None, remediations=[],
+        escalation=None,
+        findings=[
+            {"id": "pool", "title": "Pool in use", "check": "sql", "band": "critical",
+             "value": 97.25, "unit": "%", "detail": "97 of 100", "threshold": None,
+             "elapsed_ms": 3},
+            {"id": "lag", "title": "Replica lag", "check": "sql", "band": "normal",
+             "value": 1.5, "unit": "s", "detail": "fine", "threshold": None, "elapsed_ms": 3},
+            {"id": "logs", "title": "Errors", "check": "logs", "band": "no data", "value": None,
+             "unit": "", "detail": "no logs", "threshold": None, "elapsed_ms": 3},
+        ]),
+     "Diagnosis `db-pool` (DB pool saturated?): 1 critical, 1 normal\n"
+     "• Pool in use = 97.2% [critical] 97 of 100\n"
+     "• Replica lag = 1.5 s [normal] fine\n"
+     "• Errors [no data] no logs"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "actor", "data", "v1"), REMAINING, ids=lambda v: str(v)[:24])
+def test_remaining_kinds_store_the_words_v1_stored_and_render_in_each_flavour(
+    kind: Kind, actor: str, data: dict[str, Any], v1: str
+) -> None:
+    # One deliberate change: "3 updates", not v1's "3 update(s)" (issue 22's plurals).
+    assert wording.stored_text(kind, actor=actor, incident_id=1, data=data) == v1
+    entry = _entry(kind, actor, data, text=v1)
+    assert wording.entry_text(entry, Flavour.SLACK) == inert(v1)
+    markdown = wording.entry_text(entry, Flavour.MARKDOWN)
+    text = wording.entry_text(entry, Flavour.PLAIN)
+    assert markdown and text
+    assert not re.search(r"[*`]|<@|<!|:[a-z_]+:", text), text
+    assert "<!" not in markdown, markdown

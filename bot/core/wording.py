@@ -28,15 +28,16 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from string import Formatter
 from typing import Any
 
 from bot.core import guard
 from bot.core.models import SYSTEM_ACTORS, TimelineEntry, incident_ref, who
-from bot.core.numfmt import plural
+from bot.core.numfmt import measured, plural
 from bot.core.text import inert
-from bot.core.timefmt import human_duration
+from bot.core.timefmt import clock_time, human_duration
 
 VERSION = 2  # data["v"] of an entry rendered from its data
 
@@ -106,7 +107,9 @@ CHANNEL = "!channel"  # a ping of the whole channel (nobody is incident commande
 Piece = str | Person | Said | Strong | Code | Emoji | Ping | Link  # a str is the bot's own words
 
 # The emoji the bot writes that have a plain sign; the others are left out of plain text.
-SIGNS = {"white_check_mark": "✓", "x": "✗", "warning": "⚠", "heavy_check_mark": "✓"}
+SIGNS = {
+    "white_check_mark": "✓", "x": "✗", "warning": "⚠", "heavy_check_mark": "✓", "pushpin": "📌",
+}  # fmt: skip
 
 
 def is_v2(data: Mapping[str, Any]) -> bool:
@@ -641,3 +644,191 @@ def _draft_posted(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece
         Person(actor), " posted the post-mortem draft in the thread: ", Said(_s(d, "name")),
         counts,
     ]  # fmt: skip
+
+
+# -- PagerDuty ---------------------------------------------------------------------------------
+
+
+def _names(refs: Any) -> list[Piece]:
+    """PagerDuty's assignees (`[{"summary": …, "id": …}]`) as their names, or "nobody"."""
+    names = [
+        str(r.get("summary") or r.get("id")) for r in (refs if isinstance(refs, list) else [])
+        if isinstance(r, dict)
+    ]  # fmt: skip
+    return [Said(", ".join(names) or "nobody")]
+
+
+@_renders("pagerduty")
+def _pagerduty(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    what, by = _s(d, "what"), Said(_s(d, "by") or "PagerDuty")
+    if what == "opened":
+        link = f"<{_s(d, 'url')}|{_s(d, 'pagerduty_id')}>"
+        return [f"PagerDuty incident #{_n(d, 'number')} opened: ", Said(link)]
+    if what == "refused":
+        return [
+            "PagerDuty refused to open an incident (", Said(_s(d, "why")),
+            "), so nobody was paged through PagerDuty: page by hand, or fix its settings.",
+        ]  # fmt: skip
+    if what == "lagging":
+        return [
+            "PagerDuty is lagging (", Said(_s(d, "reason")),
+            f"): {plural(_n(d, 'pending'), 'update')} queued, retrying with back-off."
+            " Slack commands keep working.",
+        ]  # fmt: skip
+    if what == "caught_up":
+        return ["PagerDuty caught up: queued updates delivered."]
+    event = _s(d, "event").removeprefix("incident.")
+    if event == "triggered":
+        return [f"PagerDuty triggered #{_s(d, 'number')} (", Said(_s(d, "urgency")), " urgency)."]
+    if event == "acknowledged":
+        return ["Acknowledged in PagerDuty by ", by, "."]
+    if event == "unacknowledged":
+        return ["PagerDuty: the acknowledgement timed out; paging again."]
+    if event in ("escalated", "reassigned", "delegated"):
+        tail: list[Piece] = ["."] if event == "escalated" else [" by ", by, "."]
+        return [f"PagerDuty {event} to ", *_names(d.get("assignees")), *tail]
+    if event == "priority_updated":
+        return ["PagerDuty priority set to ", Said(_s(d, "priority") or "none"), " by ", by, "."]
+    if event == "annotated":
+        return ["PagerDuty note by ", by, ": ", Said(_s(d, "content"))]
+    return ["PagerDuty: ", Said(_s(d, "event") or "an update"), "."]
+
+
+# -- the scribe: messages of the incident's thread, key events, action items --------------------
+
+
+def _files(d: Mapping[str, Any]) -> str:
+    n = _n(d, "files")
+    return f" (+{n} file{'s' if n != 1 else ''})" if n else ""
+
+
+@_renders("message")
+def _message(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    return [Person(actor), ": ", Said(_s(d, "text")), _files(d)]
+
+
+@_renders("message_edited")
+def _edited(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    edits = f" edited their message (#{_n(d, 'edits')}): "
+    return [Person(actor), edits, Said(_s(d, "text")), _files(d)]
+
+
+@_renders("message_deleted")
+def _deleted(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    seqs = ", ".join(f"#{_n(r, 'seq')}" for r in _list(d, "redacts") if isinstance(r, dict))
+    out: list[Piece] = [
+        "A message by ", Person(_s(d, "author")),
+        f" was deleted in Slack; its text was removed from the timeline ({seqs}).",
+    ]  # fmt: skip
+    drafts = len(_list(d, "drafts_removed"))
+    if drafts:
+        which = "drafts that could quote it were" if drafts > 1 else "draft that could quote it was"
+        out += [f" {drafts} post-mortem {which} removed from the thread; ", Code("/ic postmortem"),
+                " posts a fresh one."]  # fmt: skip
+    return out
+
+
+@_renders("pinned")
+def _pinned(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    link = Said(f"<{_s(d, 'permalink')}|a message>")
+    return [Person(actor), " pinned ", link, " by ", Person(_s(d, "author")), " as a key event."]
+
+
+@_renders("unpinned")
+def _unpinned(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    return [
+        Person(actor), " removed the ", Emoji("pushpin"), " from a message by ",
+        Person(_s(d, "author")), "; it is no longer a key event.",
+    ]  # fmt: skip
+
+
+@_renders("action_item")
+def _action_item(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    owner = _s(d, "owner")
+    owned: list[Piece] = [" (owner ", Person(owner), ")"] if owner else [" (no owner yet)"]
+    return ["Action item from ", Person(actor), ": ", Said(_s(d, "text")), *owned]
+
+
+# -- issue 21's follow-ups: Jira, Grafana, email while Slack is down ------------------------------
+
+
+def _link(d: Mapping[str, Any], *, url: str, label: str) -> Said:
+    """A vendor's link as Slack writes it (`<url|label>`): outside text, so inert where shown."""
+    return Said(f"<{_s(d, url)}|{_s(d, label)}>")
+
+
+@_renders("jira_linked")
+def _jira_linked(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    filed = f" filed for action item {_n(d, 'number')}: "
+    return ["Jira ", _link(d, url="url", label="key"), filed, Said(_s(d, "text"))]
+
+
+@_renders("action_item_done")
+def _item_done(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    number, key, text = _n(d, "number"), _s(d, "key"), Said(_s(d, "text"))
+    if _s(d, "via") == "jira":
+        return [f"Action item {number} was resolved in Jira (", Said(key), "): ", text]
+    keyed: list[Piece] = [" (", Said(key), ")"] if key else []
+    return [Person(actor), f" ticked action item {number}: ", text, *keyed]
+
+
+@_renders("jira")
+def _jira(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    number = _s(d, "number")
+    what = (
+        f"file a Jira issue for action item {number}"
+        if d.get("filing")
+        else f"move action item {number}'s Jira issue to Done"
+    )
+    return [f"Jira refused to {what} (", Said(_s(d, "why")),
+            "); do it by hand, or fix its settings."]  # fmt: skip
+
+
+@_renders("grafana")
+def _grafana_refused(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    return [
+        "Grafana refused the annotation on ", Code(_s(d, "where")), " (", Said(_s(d, "why")),
+        "), so the impact window is not annotated: check GRAFANA_TOKEN and the playbooks'"
+        " dashboard uids.",
+    ]  # fmt: skip
+
+
+def _clock(d: Mapping[str, Any], key: str) -> str:
+    try:
+        return clock_time(datetime.fromisoformat(_s(d, key)))
+    except (ValueError, OverflowError):  # odd data reads as a time nobody knows
+        return "an unknown time"
+
+
+@_renders("slack_unreachable")
+def _slack_down(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    return [f"Slack unreachable since {_clock(d, 'since')}, notifying by email."]
+
+
+@_renders("slack_reachable")
+def _slack_up(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    lasted = human_duration(_n(d, "lasted_s"))
+    return [f"Slack reachable again (unreachable since {_clock(d, 'since')}, {lasted}):"
+            " no more email."]  # fmt: skip
+
+
+# -- diagnosis: the report, one line per finding --------------------------------------------------
+
+
+def _measured(finding: Mapping[str, Any]) -> str:
+    value, unit = finding.get("value"), _s(finding, "unit")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return ""
+    return f" = {measured(value)}{unit if unit in ('%', '') else f' {unit}'}"
+
+
+@_renders("diagnosis")
+def _diagnosis(actor: str, incident: int, d: Mapping[str, Any]) -> list[Piece]:
+    out: list[Piece] = [
+        "Diagnosis ", Code(_s(d, "playbook")), " (", Said(_s(d, "title")), "): ",
+        Said(_s(d, "verdict")),
+    ]  # fmt: skip
+    for f in (f for f in _list(d, "findings") if isinstance(f, dict)):
+        out += ["\n• ", Said(_s(f, "title")), _measured(f), " [", Said(_s(f, "band")), "] ",
+                Said(_s(f, "detail"))]  # fmt: skip
+    return out

@@ -30,9 +30,10 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from bot.core import wording
 from bot.core.errors import ErrorCode, IntegrationError
 from bot.core.logs import get_logger
-from bot.core.timefmt import clock_time, human_duration
+from bot.core.timefmt import human_duration
 from bot.delivery.outbox import LEASE, LeasedQueue
 from bot.domain.ports import Directory, Mailer, MailRenderer
 from bot.domain.timeline import Kind
@@ -97,11 +98,9 @@ class SlackWatch:
                     incident_id=incident_id,
                     kind=Kind.SLACK_REACHABLE,
                     actor="icbot",
-                    text=(
-                        f"Slack reachable again (unreachable since {clock_time(was)}, {lasted}):"
-                        " no more email."
+                    data=wording.data(
+                        since=was.isoformat(), lasted_s=(tx.now - was).total_seconds()
                     ),
-                    data={"since": was.isoformat()},
                 )
                 await fallback_sql.enqueue_email(
                     tx.conn, incident_id=incident_id, timeline_id=entry.id, kind=EmailKind.ENTRY
@@ -134,8 +133,7 @@ class SlackWatch:
                     incident_id=incident_id,
                     kind=Kind.SLACK_UNREACHABLE,
                     actor="icbot",
-                    text=f"Slack unreachable since {clock_time(since)}, notifying by email.",
-                    data={"since": since.isoformat()},
+                    data=wording.data(since=since.isoformat()),
                 )
             await fallback_sql.enqueue_unposted(
                 tx.conn, kind=EmailKind.ENTRY, reply_kind=OutboxKind.REPLY, since=since

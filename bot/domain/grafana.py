@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from bot.core import wording
 from bot.core.errors import ErrorCode, IntegrationError
 from bot.core.logs import get_logger
 from bot.core.models import Incident
@@ -245,10 +246,7 @@ class GrafanaQueue(LeasedQueue):
                 incident_id=item.incident_id,
                 kind=Kind.GRAFANA,
                 actor="icbot",
-                text=(
-                    f"Grafana refused the annotation on `{where}` ({exc.message}), so the impact"
-                    " window is not annotated: check GRAFANA_TOKEN and the playbooks' dashboard"
-                    " uids."
+                data=wording.data(
+                    refused=str(exc), resolution=resolution, where=where, why=exc.message
                 ),
-                data={"refused": str(exc), "resolution": resolution},
             )

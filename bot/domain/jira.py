@@ -21,9 +21,10 @@ from collections.abc import Callable
 from datetime import timedelta
 from enum import StrEnum
 
+from bot.core import wording
 from bot.core.errors import ErrorCode, IntegrationError, NotFound, UsageError
 from bot.core.logs import get_logger
-from bot.core.models import Incident, TimelineEntry, who
+from bot.core.models import Incident, TimelineEntry
 from bot.core.numfmt import plural
 from bot.delivery.outbox import LEASE, LeasedQueue
 from bot.domain.incidents import Change, Incidents
@@ -117,11 +118,13 @@ class Followups:
                 incident_id=incident.id,
                 kind=Kind.ACTION_ITEM_DONE,
                 actor=actor,
-                text=(
-                    f"{who(actor)} ticked action item {number}: {item.data.get('text') or ''}"
-                    + (f" ({key})" if key else "")
+                data=wording.data(
+                    item=item.seq,
+                    number=number,
+                    via="slack",
+                    key=key,
+                    text=item.data.get("text") or "",
                 ),
-                data={"item": item.seq, "number": number, "via": "slack", "key": key},
             )
             if self.jira:
                 await jira_sql.enqueue(
@@ -155,9 +158,8 @@ class Followups:
                 incident_id=state.incident_id,
                 kind=Kind.ACTION_ITEM_DONE,
                 actor=actor,
-                text=f"Action item {number} was resolved in Jira ({key}): {text or ''}",
-                data={"item": state.item_seq, "number": number, "via": "jira", "key": key,
-                      "by": by},
+                data=wording.data(item=state.item_seq, number=number, via="jira", key=key,
+                                  by=by, text=text or ""),
             )  # fmt: skip
         return "ticked"
 
@@ -250,9 +252,8 @@ class JiraQueue(LeasedQueue):
                 incident_id=item.incident_id,
                 kind=Kind.JIRA_LINKED,
                 actor=JIRA_ACTOR,
-                text=f"Jira <{issue.url}|{issue.key}> filed for action item {p['number']}: {text}",
-                data={"item": int(p["item"]), "number": int(p["number"]), "key": issue.key,
-                      "url": issue.url},
+                data=wording.data(item=int(p["item"]), number=int(p["number"]), key=issue.key,
+                                  url=issue.url, text=text),
             )  # fmt: skip
 
     async def _done(self, item: OutboxItem, incident: Incident) -> str | None:
@@ -275,19 +276,18 @@ class JiraQueue(LeasedQueue):
     async def _on_failure(self, item: OutboxItem, exc: IntegrationError) -> None:
         if not exc.permanent:
             return
-        number = item.payload.get("number")
-        what = (
-            f"file a Jira issue for action item {number}"
-            if item.kind == JiraKind.CREATE
-            else f"move action item {number}'s Jira issue to Done"
-        )
         async with self.uow.transaction() as tx:
             await tx.record(
                 incident_id=item.incident_id,
                 kind=Kind.JIRA,
                 actor="icbot",
-                text=f"Jira refused to {what} ({exc.message}); do it by hand, or fix its settings.",
-                data={"refused": str(exc), "item": item.payload.get("item")},
+                data=wording.data(
+                    refused=str(exc),
+                    item=item.payload.get("item"),
+                    number=item.payload.get("number"),
+                    filing=item.kind == JiraKind.CREATE,
+                    why=exc.message,
+                ),
             )
 
 

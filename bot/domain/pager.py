@@ -14,10 +14,10 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
+from bot.core import wording
 from bot.core.errors import ErrorCode, IntegrationError
 from bot.core.logs import get_logger
 from bot.core.models import Incident, PagerIncident
-from bot.core.numfmt import plural
 from bot.delivery.outbox import LEASE, LeasedQueue
 from bot.domain.policy import SeverityPolicy
 from bot.domain.ports import Pager
@@ -148,11 +148,12 @@ class PagerQueue(LeasedQueue):
                 incident_id=incident_id,
                 kind=Kind.PAGERDUTY,
                 actor="pagerduty",
-                text=(
-                    f"PagerDuty incident #{created.number} opened:"
-                    f" <{created.html_url}|{created.id}>"
+                data=wording.data(
+                    what="opened",
+                    pagerduty_id=created.id,
+                    number=created.number,
+                    url=created.html_url,
                 ),
-                data={"pagerduty_id": created.id, "number": created.number},
             )
 
     async def _on_failure(self, item: OutboxItem, exc: IntegrationError) -> None:
@@ -170,11 +171,7 @@ class PagerQueue(LeasedQueue):
                 incident_id=incident_id,
                 kind=Kind.PAGERDUTY,
                 actor="icbot",
-                text=(
-                    f"PagerDuty refused to open an incident ({why}),"
-                    " so nobody was paged through PagerDuty: page by hand, or fix its settings."
-                ),
-                data={"refused": str(exc)},
+                data=wording.data(what="refused", refused=str(exc), why=why),
             )
 
     async def _on_success(self, item: OutboxItem) -> None:
@@ -186,17 +183,18 @@ class PagerQueue(LeasedQueue):
             if not await incidents_sql.set_pagerduty_lagging(tx.conn, incident_id, lagging=lagging):
                 return
             pending = await outbox_sql.pending_for(tx.conn, incident_id, channel="pagerduty")
-            text = (
-                f"PagerDuty is lagging ({reason.removeprefix('pagerduty: ')}):"
-                f" {plural(pending, 'update')} queued, retrying with back-off."
-                " Slack commands keep working."
+            said = (
+                {
+                    "what": "lagging",
+                    "reason": reason.removeprefix("pagerduty: "),
+                    "pending": pending,
+                }
                 if lagging
-                else "PagerDuty caught up: queued updates delivered."
+                else {"what": "caught_up"}
             )
             await tx.record(
                 incident_id=incident_id,
                 kind=Kind.PAGERDUTY,
                 actor="icbot",
-                text=text,
-                data={"lagging": lagging},
+                data=wording.data(lagging=lagging, **said),
             )

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+from bot.core import wording
 from bot.core.errors import Conflict, Repeated, UserError
 from bot.core.logs import get_logger
 from bot.core.models import Incident, PagerIncident
@@ -44,10 +45,6 @@ def _severity(data: dict[str, Any]) -> str:
     if priority in ("P1", "P2", "P3", "P4"):
         return f"sev{priority[1]}"
     return "sev2" if data.get("urgency") == "high" else "sev3"
-
-
-def _names(refs: Any) -> str:
-    return ", ".join(str(r.get("summary") or r.get("id")) for r in refs or []) or "nobody"
 
 
 class PagerEvents:
@@ -149,21 +146,6 @@ class PagerEvents:
             except Conflict:
                 return "ignored: not resolved"
             return "reopened"
-        texts = {
-            "triggered": (
-                f"PagerDuty triggered #{data.get('number')} ({data.get('urgency')} urgency)."
-            ),
-            "acknowledged": f"Acknowledged in PagerDuty by {by}.",
-            "unacknowledged": "PagerDuty: the acknowledgement timed out; paging again.",
-            "escalated": f"PagerDuty escalated to {_names(data.get('assignees'))}.",
-            "reassigned": f"PagerDuty reassigned to {_names(data.get('assignees'))} by {by}.",
-            "delegated": f"PagerDuty delegated to {_names(data.get('assignees'))} by {by}.",
-            "priority_updated": (
-                f"PagerDuty priority set to {(data.get('priority') or {}).get('summary') or 'none'}"
-                f" by {by}."
-            ),
-            "annotated": f"PagerDuty note by {by}: {str(data.get('content') or '')[:2000]}",
-        }
         acknowledged_at = None
         if action == "acknowledged":
             acknowledged_at = _when(event["occurred_at"])
@@ -171,8 +153,17 @@ class PagerEvents:
             incident.id,
             kind=Kind.PAGERDUTY,
             actor="pagerduty",
-            text=texts[action],
-            data={"event": event_type, "event_id": event.get("id"), "agent": agent.get("id")},
+            data=wording.data(
+                event=event_type,
+                event_id=event.get("id"),
+                agent=agent.get("id"),
+                by=by,
+                number=data.get("number"),
+                urgency=data.get("urgency"),
+                assignees=data.get("assignees"),
+                priority=(data.get("priority") or {}).get("summary"),
+                content=str(data.get("content") or "")[:2000],
+            ),
             acknowledged_at=acknowledged_at,
         )
         return action

@@ -21,10 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from bot.core import guard
+from bot.core import guard, wording
 from bot.core.errors import Conflict, IntegrationError, NotFound, UsageError
 from bot.core.logs import get_logger
-from bot.core.models import Incident, TimelineEntry, incident_ref, who
+from bot.core.models import Incident, TimelineEntry, incident_ref
 from bot.domain import jira, timeline
 from bot.domain.incidents import MAX_TEXT, Change, Incidents
 from bot.domain.ports import ChatMessage, MessageSource
@@ -85,12 +85,6 @@ def _words(message: ChatMessage) -> dict[str, object]:
     return data
 
 
-def _said(message: ChatMessage) -> str:
-    text, _ = _clip(message.text)
-    files = f" (+{message.files} file{'s' if message.files != 1 else ''})" if message.files else ""
-    return f"{text}{files}"
-
-
 class Scribe:
     def __init__(
         self, uow: UnitOfWork, incidents: Incidents, messages: MessageSource, *, jira: bool = False
@@ -125,8 +119,7 @@ class Scribe:
                 return None  # a repeat delivery, or it was deleted before we saw it
             entry = await tx.record(
                 incident_id=incident_id, kind=ScribeKind.MESSAGE, actor=message.user,
-                text=f"{who(message.user)}: {_said(message)}",
-                data={**_words(message), "permalink": link},
+                data=wording.data(**_words(message), permalink=link),
             )  # fmt: skip
         log.info("scribe.captured", incident=incident_id, ts=message.ts, seq=entry.seq)
         return entry
@@ -154,8 +147,7 @@ class Scribe:
             entry = await tx.record(
                 incident_id=capture.incident_id, kind=ScribeKind.MESSAGE_EDITED,
                 actor=message.user,
-                text=f"{who(message.user)} edited their message (#{original}): {_said(message)}",
-                data={**words, "edits": original},
+                data=wording.data(**words, edits=original),
             )  # fmt: skip
         return entry
 
@@ -179,7 +171,6 @@ class Scribe:
             )
             if not targets:
                 return None
-            seqs = ", ".join(f"#{t.seq}" for t in targets)
             # Post-mortem drafts built since its first version may quote it: they go too.
             drafts = [
                 d for d in await timeline_sql.of_kinds(
@@ -188,24 +179,11 @@ class Scribe:
                 if d.data.get("file")
                 and int(d.data.get("upto") or 0) >= min(t.seq for t in targets)
             ]  # fmt: skip
-            which = "drafts that could quote it were" if len(drafts) > 1 else (
-                "draft that could quote it was"
-            )  # fmt: skip
-            removed = (
-                f" {len(drafts)} post-mortem {which} removed from the thread;"
-                " `/ic postmortem` posts a fresh one."
-                if drafts
-                else ""
-            )
             entry = await timeline.redact(
                 tx.conn, incident_id=capture.incident_id, targets=targets,
                 kind=ScribeKind.MESSAGE_DELETED, actor=BOT, occurred_at=now,
-                text=(
-                    f"A message by {who(capture.author)} was deleted in Slack; its text was"
-                    f" removed from the timeline ({seqs}).{removed}"
-                ),
-                data={"ts": ts, "author": capture.author,
-                      "drafts_removed": [str(d.data["file"]) for d in drafts]},
+                data=wording.data(ts=ts, author=capture.author,
+                                  drafts_removed=[str(d.data["file"]) for d in drafts]),
                 announce=True,
             )  # fmt: skip
             for draft in drafts:
@@ -270,11 +248,7 @@ class Scribe:
                 return None
             entry = await tx.record(
                 incident_id=capture.incident_id, kind=ScribeKind.UNPINNED, actor=by,
-                data={"ts": ts, "by": by},
-                text=(
-                    f"{who(by)} removed the :pushpin: from a message by {who(capture.author)};"
-                    " it is no longer a key event."
-                ),
+                data=wording.data(ts=ts, by=by, author=capture.author),
             )  # fmt: skip
         return entry
 
@@ -377,9 +351,7 @@ class Scribe:
             await captures_sql.set_pinned_by(tx.conn, channel, ts, users=[*capture.pinned_by, by])
             if capture.pinned_by:
                 return None  # a key event already; the first pin is the one recorded
-            data: dict[str, object] = {
-                "ts": ts, "by": by, "author": capture.author, "permalink": target.link,
-            }  # fmt: skip
+            data = wording.data(ts=ts, by=by, author=capture.author, permalink=target.link)
             words = await captures_sql.content_entries(
                 tx.conn, capture.incident_id, ts, kinds=CONTENT_KINDS
             )
@@ -388,10 +360,6 @@ class Scribe:
             entry = await tx.record(
                 incident_id=capture.incident_id, kind=ScribeKind.PINNED, actor=by,
                 data=data,
-                text=(
-                    f"{who(by)} pinned <{target.link}|a message> by {who(capture.author)}"
-                    " as a key event."
-                ),
             )  # fmt: skip
         return entry
 
@@ -439,12 +407,10 @@ class Scribe:
                 f"The action item is {len(text)} characters; keep it under {MAX_TEXT}."
             )
         incident = await self.incidents.get(ref, allow_resolved=True)
-        owned = f" (owner {who(owner)})" if owner else " (no owner yet)"
         async with self.uow.transaction() as tx:
             entry = await tx.record(
                 incident_id=incident.id, kind=ScribeKind.ACTION_ITEM, actor=actor,
-                data={"text": text, "owner": owner},
-                text=f"Action item from {who(actor)}: {text}{owned}",
+                data=wording.data(text=text, owner=owner),
             )  # fmt: skip
             if self.jira:
                 number = len(await jira.action_items(tx.conn, incident.id))

@@ -306,13 +306,14 @@ async def redact(
     incident_id: int,
     targets: list[TimelineEntry],
     kind: Kind,
-    text: str,
     actor: str,
     occurred_at: datetime,
+    text: str | None = None,
     data: dict[str, Any] | None = None,
     announce: bool = False,
 ) -> TimelineEntry:
-    """Blank `targets` (text and data dropped, hashes kept) and record that in a new entry.
+    """Blank `targets` (text and data dropped, hashes kept) and record that in a new entry
+    (its words: `text`, or none and versioned `data`, as `record` takes them).
 
     The new entry's data lists every target (`redacts`), which is what lets `verify_chain`
     accept the blanked rows. Same transaction rule as `record`; returns the new entry.

@@ -19,7 +19,7 @@ from bot.core.errors import IntegrationError, NotFound
 from bot.core.logs import get_logger
 from bot.core.metrics import REDACTIONS
 from bot.core.models import Incident
-from bot.core.numfmt import measured, plural
+from bot.core.numfmt import plural
 from bot.core.wording import Code, Piece
 from bot.domain.incidents import Incidents
 from bot.domain.timeline import Kind
@@ -148,15 +148,6 @@ async def run_playbook(playbook: Playbook, probes: Probes) -> Report:
     )
 
 
-def report_text(report: Report) -> str:
-    lines = [f"Diagnosis `{report.playbook}` ({report.title}): {report.verdict}"]
-    for f in report.findings:
-        unit = f.unit if f.unit in ("%", "") else f" {f.unit}"
-        value = f" = {measured(f.value)}{unit}" if f.value is not None else ""
-        lines.append(f"• {f.title}{value} [{f.band}] {f.detail}")
-    return "\n".join(lines)
-
-
 class Diagnoser:
     def __init__(
         self, catalogue: Catalogue, probes: Probes, incidents: Incidents, *, uow: UnitOfWork
@@ -211,19 +202,18 @@ class Diagnoser:
                     conn, incident_id=incident.id, key=f"diagnose:{playbook.name}",
                     title=f"{playbook.title}: manual steps", items=playbook.steps, now=now,
                 )  # fmt: skip
-            data = {
+            data = wording.data(
                 **report.data(),
-                "steps": playbook.steps,
-                "reminder": checklist_id,
-                "remediations": [
+                steps=playbook.steps,
+                reminder=checklist_id,
+                remediations=[
                     {"action": r.action, "label": r.label, "when": r.when}
                     for r in playbook.remediations
                 ],
-                "escalation": playbook.escalation,
-            }
+                escalation=playbook.escalation,
+            )
             entry = await tx.record(
-                incident_id=incident.id, kind=Kind.DIAGNOSIS, actor=actor,
-                text=report_text(report), data=data,
-            )  # fmt: skip
+                incident_id=incident.id, kind=Kind.DIAGNOSIS, actor=actor, data=data
+            )
             if checklist_id is not None:
                 await timers_sql.set_checklist_entry(conn, checklist_id, entry.id)
