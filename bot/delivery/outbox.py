@@ -115,6 +115,13 @@ class LeasedQueue(Worker):
         self._lock = asyncio.Lock()
         self.on_posted: list[Callable[[OutboxItem], None]] = []
 
+    async def _incident(self, incident_id: int) -> Incident:
+        """The incident an item belongs to, as it is now."""
+        async with self.pool.acquire() as conn:
+            incident = await incidents_sql.get(conn, incident_id)
+        assert incident is not None
+        return incident
+
     @abc.abstractmethod
     async def _send(self, item: OutboxItem) -> str | None:
         """Deliver one item; returns an id to remember (a Slack ts), raises IntegrationError."""
@@ -261,7 +268,7 @@ class Outbox(LeasedQueue):
             thread_ts = await self._card(item, incident, posted_version)
             if item.kind == OutboxKind.CARD:
                 return thread_ts
-            incident = await self._reloaded(incident.id)
+            incident = await self._incident(incident.id)
         assert entry is not None and incident.thread_ts is not None
         if item.kind == OutboxKind.REFRESH:
             return await self._refresh(item, incident, entry)
@@ -409,12 +416,6 @@ class Outbox(LeasedQueue):
             channel=incident.channel_id, ts=ts, text=message.text, blocks=message.blocks
         )
         return ts
-
-    async def _reloaded(self, incident_id: int) -> Incident:
-        async with self.pool.acquire() as conn:
-            incident = await incidents_sql.get(conn, incident_id)
-        assert incident is not None
-        return incident
 
     async def _card(self, item: OutboxItem, incident: Incident, posted_version: int) -> str | None:
         """Post the card as the thread root, or bring it up to date. Returns the thread ts."""

@@ -32,7 +32,6 @@ from bot.domain.ports import Directory, FollowUp, JiraIssue, Tracker
 from bot.domain.timeline import Kind
 from bot.domain.uow import UnitOfWork
 from bot.store import Conn
-from bot.store import incidents as incidents_sql
 from bot.store import jira as jira_sql
 from bot.store import timeline as timeline_sql
 from bot.store.outbox import OutboxItem
@@ -187,12 +186,6 @@ class JiraQueue(LeasedQueue):
         self.tracker = tracker
         self.directory = directory
         self.page_link = page_link
-
-    async def _incident(self, incident_id: int) -> Incident:
-        async with self.uow.connection() as conn:
-            incident = await incidents_sql.get(conn, incident_id)
-        assert incident is not None
-        return incident
 
     async def _send(self, item: OutboxItem) -> str | None:
         incident = await self._incident(item.incident_id)

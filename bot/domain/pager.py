@@ -17,7 +17,7 @@ from typing import Any
 from bot.core import wording
 from bot.core.errors import ErrorCode, IntegrationError
 from bot.core.logs import get_logger
-from bot.core.models import Incident, PagerIncident
+from bot.core.models import PagerIncident
 from bot.delivery.outbox import LEASE, LeasedQueue
 from bot.domain.policy import SeverityPolicy
 from bot.domain.ports import Pager
@@ -88,12 +88,6 @@ class PagerQueue(LeasedQueue):
         super().__init__(uow.pool, clock=uow.clock, poll_interval=poll_interval, lease=lease)
         self.uow = uow
         self.pager = pager
-
-    async def _incident(self, incident_id: int) -> Incident:
-        async with self.uow.connection() as conn:
-            incident = await incidents_sql.get(conn, incident_id)
-        assert incident is not None
-        return incident
 
     async def _send(self, item: OutboxItem) -> str | None:
         p = item.payload

@@ -22,7 +22,7 @@ from bot.core.models import Incident, Status, TimelineEntry
 from bot.core.timefmt import human_duration
 from bot.domain import pager
 from bot.domain.incidents import stage_of
-from bot.domain.postmortem import RESOLUTION, ROOT_CAUSE
+from bot.domain.postmortem import RESOLUTION, ROOT_CAUSE, marked_notes
 from bot.domain.timeline import Kind
 from bot.domain.uow import Tx
 from bot.store import timeline as timeline_sql
@@ -32,15 +32,7 @@ CUT = "\n… (cut to fit PagerDuty's note limit; the incident page has everythin
 
 
 def _marked(entries: Sequence[TimelineEntry], marker: re.Pattern[str]) -> list[str]:
-    found = []
-    for entry in entries:
-        if entry.kind != Kind.NOTE:
-            continue
-        text = str(entry.data.get("text") or "")
-        match = marker.match(text)
-        if match and text[match.end() :].strip():
-            found.append(" ".join(text[match.end() :].split()))
-    return found
+    return [" ".join(text.split()) for text in marked_notes(entries, marker)]
 
 
 def _bullets(items: Sequence[str]) -> str:

@@ -381,7 +381,8 @@ def _pin_line(pin: Pin) -> str:
 # -- sections prefilled from notes ---------------------------------------------------------------
 
 
-def _marked_notes(entries: Sequence[TimelineEntry], marker: re.Pattern[str]) -> str | None:
+def marked_notes(entries: Sequence[TimelineEntry], marker: re.Pattern[str]) -> list[str]:
+    """The words after `marker` (`Root cause:`, `Resolution:`) of each note that has some."""
     found: list[str] = []
     for entry in entries:
         if entry.kind != Kind.NOTE:
@@ -389,7 +390,12 @@ def _marked_notes(entries: Sequence[TimelineEntry], marker: re.Pattern[str]) -> 
         text = str(entry.data.get("text") or "")
         match = marker.match(text)
         if match and text[match.end() :].strip():
-            found.append(inert(text[match.end() :].strip()))
+            found.append(text[match.end() :].strip())
+    return found
+
+
+def _marked_notes(entries: Sequence[TimelineEntry], marker: re.Pattern[str]) -> str | None:
+    found = [inert(text) for text in marked_notes(entries, marker)]
     if not found:
         return None
     if len(found) == 1:
