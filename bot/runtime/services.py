@@ -18,6 +18,7 @@ from bot.core.models import Clock, utcnow
 from bot.core.settings import Settings
 from bot.delivery.incident_events import IncidentEvents
 from bot.delivery.outbox import ChannelPacer, Outbox
+from bot.delivery.worker import Worker
 from bot.domain import once
 from bot.domain.alerts import AlertIntake, resume_positions
 from bot.domain.approvals import Approvals, load_approvals
@@ -136,16 +137,8 @@ async def open_services(
             else None
         )
 
-        # What a committed change leaves behind, delivered now rather than at the next poll.
-        uow.after_commit(outbox.kick)
-        if pager_queue is not None:
-            uow.after_commit(pager_queue.kick)
-        if incident_events is not None:
-            uow.after_commit(incident_events.kick)
         directory = SlackDirectory(client)  # users.info, cached: names and emails
         email_queue = _email_queue(settings, uow, outbox, directory, links)
-        if email_queue is not None:
-            uow.after_commit(email_queue.kick)
 
         # Issue 21, Grafana annotations and the PagerDuty summary note: queued by every resolve.
         grafana = _grafana(settings)
@@ -156,8 +149,6 @@ async def open_services(
             if grafana is not None
             else None
         )
-        if grafana_queue is not None:
-            uow.after_commit(grafana_queue.kick)
 
         def page_link(incident_id: int) -> str | None:
             return links().url(incident_id, now=clock())
@@ -195,8 +186,15 @@ async def open_services(
             if jira is not None
             else None
         )
-        if jira_queue is not None:
-            uow.after_commit(jira_queue.kick)
+        # The queues that deliver what a committed change leaves behind: each is kicked after
+        # every commit (delivered now rather than at the next poll) and runs as a worker.
+        queues: list[Worker] = [
+            q
+            for q in (outbox, pager_queue, incident_events, email_queue, grafana_queue, jira_queue)
+            if q is not None
+        ]
+        for queue in queues:
+            uow.after_commit(queue.kick)
         followups = Followups(uow, incidents, jira=jira is not None)
 
         async def flag_token() -> str | None:
@@ -333,22 +331,9 @@ async def open_services(
             directory=directory,
         )
         if run_workers:
-            workers.append(asyncio.create_task(outbox.run_forever(), name="outbox"))
-            workers.append(asyncio.create_task(prompter.run_forever(), name="prompter"))
-            if pager_queue is not None:
-                workers.append(asyncio.create_task(pager_queue.run_forever(), name="pager"))
-            if grafana_queue is not None:
-                workers.append(asyncio.create_task(grafana_queue.run_forever(), name="grafana"))
-            if alert_intake is not None:
-                workers.append(asyncio.create_task(alert_intake.run_forever(), name="alerts"))
-            if incident_events is not None:
-                workers.append(
-                    asyncio.create_task(incident_events.run_forever(), name="incident-events")
-                )
-            if email_queue is not None:
-                workers.append(asyncio.create_task(email_queue.run_forever(), name="email"))
-            if jira_queue is not None:
-                workers.append(asyncio.create_task(jira_queue.run_forever(), name="jira"))
+            running = [*queues, prompter, *([alert_intake] if alert_intake is not None else [])]
+            for worker in running:
+                workers.append(asyncio.create_task(worker.run_forever(), name=worker.name))
         yield services
     finally:
         for task in workers:
